@@ -1,0 +1,442 @@
+//! C2SP tlog-tiles: tile and entry-bundle paths (path arithmetic only), and
+//! the byte encodings of tiles and entry bundles.
+//!
+//! Not here: fetching or storing tiles.
+
+use std::fmt;
+
+use crate::checkpoint::parse_decimal;
+use crate::hash::{leaf_hash, Hash, HASH_LEN};
+use crate::merkle::NodeId;
+
+/// Hashes in a full tile.
+pub const TILE_WIDTH: u64 = 256;
+/// Tree levels spanned by one tile level.
+pub const TILE_HEIGHT: u8 = 8;
+/// Highest tile level a path may name.
+pub const MAX_TILE_LEVEL: u8 = 63;
+/// Largest entry a bundle can hold (u16 length prefix).
+pub const MAX_ENTRY_SIZE: usize = u16::MAX as usize;
+
+/// Why a tile path, tile or bundle was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TileError {
+    /// The path is not a tile or entry-bundle path.
+    #[error("{path:?} is not a tile path: {why}")]
+    BadPath {
+        /// The offending path.
+        path: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// The tile's byte length is not its width times 32.
+    #[error("tile {tile} should be {want} bytes, got {got}")]
+    BadTileLength {
+        /// The tile's path.
+        tile: String,
+        /// Expected length.
+        want: usize,
+        /// Actual length.
+        got: usize,
+    },
+    /// An entry bundle is truncated or has trailing bytes.
+    #[error("entry bundle {bundle} is malformed at byte {offset}: {why}")]
+    BadBundle {
+        /// The bundle's path.
+        bundle: String,
+        /// Byte offset of the problem.
+        offset: usize,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// An entry bundle holds a different number of entries than its width.
+    #[error("entry bundle {bundle} should hold {want} entries, holds {got}")]
+    BadBundleCount {
+        /// The bundle's path.
+        bundle: String,
+        /// Expected count.
+        want: usize,
+        /// Actual count.
+        got: usize,
+    },
+    /// An entry is too large for a bundle.
+    #[error("entry of {0} bytes is larger than the {MAX_ENTRY_SIZE}-byte bundle limit")]
+    EntryTooLarge(usize),
+}
+
+/// A tile: level, index within the level, and width (1..=256; 256 = full).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TileId {
+    /// Tile level (tree level / 8).
+    pub level: u8,
+    /// Index of the tile within its level.
+    pub index: u64,
+    /// Number of hashes (256 for a full tile).
+    pub width: u16,
+}
+
+/// An entry bundle: index and width (1..=256; 256 = full).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BundleId {
+    /// Index of the bundle (entries `index*256 ..`).
+    pub index: u64,
+    /// Number of entries (256 for a full bundle).
+    pub width: u16,
+}
+
+/// What a parsed path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TilePath {
+    /// `tile/<L>/<N>[.p/<W>]`
+    Tile(TileId),
+    /// `tile/entries/<N>[.p/<W>]`
+    Entries(BundleId),
+}
+
+/// Encodes a tile index as 3-digit groups, all but the last prefixed with `x`.
+pub fn encode_index(mut n: u64) -> String {
+    let mut groups = Vec::new();
+    loop {
+        groups.push(n % 1000);
+        n /= 1000;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut out = String::with_capacity(groups.len() * 5);
+    for (i, g) in groups.iter().rev().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        if i + 1 < groups.len() {
+            out.push('x');
+        }
+        out.push_str(&format!("{g:03}"));
+    }
+    out
+}
+
+fn suffix(width: u16) -> String {
+    if u64::from(width) == TILE_WIDTH {
+        String::new()
+    } else {
+        format!(".p/{width}")
+    }
+}
+
+impl TileId {
+    /// A full tile.
+    pub fn full(level: u8, index: u64) -> Self {
+        TileId {
+            level,
+            index,
+            width: TILE_WIDTH as u16,
+        }
+    }
+    /// Whether the tile is full.
+    pub fn is_full(&self) -> bool {
+        u64::from(self.width) == TILE_WIDTH
+    }
+    /// `tile/<L>/<N>[.p/<W>]`.
+    pub fn path(&self) -> String {
+        format!(
+            "tile/{}/{}{}",
+            self.level,
+            encode_index(self.index),
+            suffix(self.width)
+        )
+    }
+    /// The tree node held at `position` within the tile.
+    pub fn node(&self, position: u64) -> NodeId {
+        NodeId::new(self.level * TILE_HEIGHT, self.index * TILE_WIDTH + position)
+    }
+    /// The tile holding a tree node stored at a tile boundary level, and the
+    /// node's position in it; `None` when the node's level is not a multiple of 8.
+    pub fn containing(node: NodeId) -> Option<(u8, u64, u64)> {
+        if node.level % TILE_HEIGHT != 0 {
+            return None;
+        }
+        Some((
+            node.level / TILE_HEIGHT,
+            node.index / TILE_WIDTH,
+            node.index % TILE_WIDTH,
+        ))
+    }
+}
+
+impl fmt::Display for TileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+impl BundleId {
+    /// A full bundle.
+    pub fn full(index: u64) -> Self {
+        BundleId {
+            index,
+            width: TILE_WIDTH as u16,
+        }
+    }
+    /// `tile/entries/<N>[.p/<W>]`.
+    pub fn path(&self) -> String {
+        format!("tile/entries/{}{}", encode_index(self.index), suffix(self.width))
+    }
+    /// The bundle holding entry `log_index` in a tree of `tree_size`.
+    pub fn for_entry(log_index: u64, tree_size: u64) -> Self {
+        let index = log_index / TILE_WIDTH;
+        let width = if (index + 1) * TILE_WIDTH <= tree_size {
+            TILE_WIDTH
+        } else {
+            tree_size % TILE_WIDTH
+        };
+        BundleId {
+            index,
+            width: width as u16,
+        }
+    }
+}
+
+impl fmt::Display for BundleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+/// Parses `<L>` and `<N>[.p/<W>]` into (level, index, width).
+pub fn parse_level_index(level: &str, index: &str) -> Result<(u8, u64, u16), TileError> {
+    let full = format!("tile/{level}/{index}");
+    let bad = |why| TileError::BadPath {
+        path: full.clone(),
+        why,
+    };
+    let lvl = parse_decimal(level)
+        .filter(|&l| l <= u64::from(MAX_TILE_LEVEL))
+        .ok_or_else(|| bad("level must be 0..63 without leading zeros"))? as u8;
+    let (idx, width) = parse_index_width(index).map_err(bad)?;
+    Ok((lvl, idx, width))
+}
+
+fn parse_index_width(s: &str) -> Result<(u64, u16), &'static str> {
+    let (index_part, width) = match s.split_once(".p/") {
+        Some((i, w)) => {
+            let w = parse_decimal(w)
+                .filter(|&w| (1..TILE_WIDTH).contains(&w))
+                .ok_or("partial width must be 1..255 without leading zeros")?;
+            (i, w as u16)
+        }
+        None => {
+            if s.contains(".p") {
+                return Err("partial suffix must be .p/<width>");
+            }
+            (s, TILE_WIDTH as u16)
+        }
+    };
+    let groups: Vec<&str> = index_part.split('/').collect();
+    if groups.len() > 6 {
+        return Err("index has more than six 3-digit groups");
+    }
+    let mut n: u64 = 0;
+    for (i, g) in groups.iter().enumerate() {
+        let last = i + 1 == groups.len();
+        let digits = if last {
+            *g
+        } else {
+            g.strip_prefix('x')
+                .ok_or("every index group but the last must start with 'x'")?
+        };
+        if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("index groups must be exactly three digits");
+        }
+        let v: u64 = digits.parse().map_err(|_| "index group is not a number")?;
+        n = n
+            .checked_mul(1000)
+            .and_then(|n| n.checked_add(v))
+            .ok_or("index does not fit in 64 bits")?;
+    }
+    Ok((n, width))
+}
+
+/// Parses a `tile/…` path (without a leading slash or URL prefix).
+pub fn parse_path(path: &str) -> Result<TilePath, TileError> {
+    let bad = |why| TileError::BadPath {
+        path: path.to_owned(),
+        why,
+    };
+    let rest = path
+        .strip_prefix("tile/")
+        .ok_or_else(|| bad("it does not start with tile/"))?;
+    if let Some(idx) = rest.strip_prefix("entries/") {
+        let (index, width) = parse_index_width(idx).map_err(bad)?;
+        return Ok(TilePath::Entries(BundleId { index, width }));
+    }
+    let (level, idx) = rest.split_once('/').ok_or_else(|| bad("it has no tile index"))?;
+    let (level, index, width) = parse_level_index(level, idx)?;
+    Ok(TilePath::Tile(TileId { level, index, width }))
+}
+
+/// Every tile (all levels) of a tree of `size`, full and partial, lowest level first.
+pub fn tiles_for_size(size: u64) -> Vec<TileId> {
+    let mut out = Vec::new();
+    let mut level: u8 = 0;
+    let mut count = size; // nodes at this tile level's tree level
+    while count > 0 && level <= MAX_TILE_LEVEL {
+        let full = count / TILE_WIDTH;
+        for i in 0..full {
+            out.push(TileId::full(level, i));
+        }
+        let rem = count % TILE_WIDTH;
+        if rem > 0 {
+            out.push(TileId {
+                level,
+                index: full,
+                width: rem as u16,
+            });
+        }
+        count /= TILE_WIDTH;
+        level += 1;
+    }
+    out
+}
+
+/// The tile that holds a given node for a tree of `size`, choosing the
+/// partial width the tree has. `None` when the node is not stored in a tile
+/// (its level is not a multiple of 8) or not complete in that tree.
+pub fn tile_for_node(node: NodeId, size: u64) -> Option<(TileId, u64)> {
+    let (level, index, pos) = TileId::containing(node)?;
+    let nodes_at_level = size.checked_shr(u32::from(node.level))?;
+    if node.index >= nodes_at_level {
+        return None;
+    }
+    let width = if (index + 1) * TILE_WIDTH <= nodes_at_level {
+        TILE_WIDTH
+    } else {
+        nodes_at_level % TILE_WIDTH
+    };
+    Some((
+        TileId {
+            level,
+            index,
+            width: width as u16,
+        },
+        pos,
+    ))
+}
+
+/// Decodes a tile's bytes into its hashes, checking the length.
+pub fn decode_tile(tile: TileId, bytes: &[u8]) -> Result<Vec<Hash>, TileError> {
+    let want = usize::from(tile.width) * HASH_LEN;
+    if bytes.len() != want {
+        return Err(TileError::BadTileLength {
+            tile: tile.path(),
+            want,
+            got: bytes.len(),
+        });
+    }
+    Ok(bytes
+        .chunks_exact(HASH_LEN)
+        .map(|c| {
+            let mut a = [0u8; HASH_LEN];
+            a.copy_from_slice(c);
+            Hash(a)
+        })
+        .collect())
+}
+
+/// Encodes hashes as tile bytes.
+pub fn encode_tile(hashes: &[Hash]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hashes.len() * HASH_LEN);
+    for h in hashes {
+        out.extend_from_slice(&h.0);
+    }
+    out
+}
+
+/// Appends one entry, length-prefixed, to a bundle being built.
+pub fn push_bundle_entry(bundle: &mut Vec<u8>, entry: &[u8]) -> Result<(), TileError> {
+    let len = u16::try_from(entry.len()).map_err(|_| TileError::EntryTooLarge(entry.len()))?;
+    bundle.extend_from_slice(&len.to_be_bytes());
+    bundle.extend_from_slice(entry);
+    Ok(())
+}
+
+/// Encodes entries as an entry bundle.
+pub fn encode_bundle<E: AsRef<[u8]>>(entries: &[E]) -> Result<Vec<u8>, TileError> {
+    let mut out = Vec::new();
+    for e in entries {
+        push_bundle_entry(&mut out, e.as_ref())?;
+    }
+    Ok(out)
+}
+
+/// Splits an entry bundle into its entries, checking it holds exactly `width`.
+pub fn decode_bundle(bundle: BundleId, bytes: &[u8]) -> Result<Vec<&[u8]>, TileError> {
+    let mut out = Vec::with_capacity(usize::from(bundle.width));
+    let mut at = 0;
+    while at < bytes.len() {
+        if at + 2 > bytes.len() {
+            return Err(TileError::BadBundle {
+                bundle: bundle.path(),
+                offset: at,
+                why: "a length prefix is cut short",
+            });
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]));
+        at += 2;
+        if at + len > bytes.len() {
+            return Err(TileError::BadBundle {
+                bundle: bundle.path(),
+                offset: at,
+                why: "an entry is cut short",
+            });
+        }
+        out.push(&bytes[at..at + len]);
+        at += len;
+    }
+    if out.len() != usize::from(bundle.width) {
+        return Err(TileError::BadBundleCount {
+            bundle: bundle.path(),
+            want: usize::from(bundle.width),
+            got: out.len(),
+        });
+    }
+    Ok(out)
+}
+
+/// The leaf hashes of a bundle's entries.
+pub fn bundle_leaf_hashes(entries: &[&[u8]]) -> Vec<Hash> {
+    entries.iter().map(|e| leaf_hash(e)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_encoding() {
+        assert_eq!(encode_index(0), "000");
+        assert_eq!(encode_index(1234067), "x001/x234/067");
+        assert_eq!(encode_index(1000), "x001/000");
+    }
+
+    #[test]
+    fn tiles_of_70000() {
+        let tiles = tiles_for_size(70_000);
+        let partial: Vec<String> = tiles.iter().filter(|t| !t.is_full()).map(TileId::path).collect();
+        assert_eq!(partial, ["tile/0/273.p/112", "tile/1/001.p/17", "tile/2/000.p/1"]);
+        assert_eq!(tiles.iter().filter(|t| t.level == 0 && t.is_full()).count(), 273);
+    }
+
+    #[test]
+    fn bundle_round_trip_and_errors() {
+        let b = encode_bundle(&[b"a".as_slice(), b"".as_slice(), b"ccc".as_slice()]).expect("enc");
+        let id = BundleId { index: 0, width: 3 };
+        assert_eq!(
+            decode_bundle(id, &b).expect("dec"),
+            vec![b"a".as_slice(), b"", b"ccc"]
+        );
+        assert!(decode_bundle(id, &b[..b.len() - 1]).is_err());
+        assert!(decode_bundle(BundleId { index: 0, width: 2 }, &b).is_err());
+        assert!(encode_bundle(&[vec![0u8; 70_000]]).is_err());
+    }
+}
