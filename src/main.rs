@@ -1,1 +1,47 @@
-fn main() {}
+//! The `tally` binary: parse flags, run the command, print, exit.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use tally::cli::{Cli, Command, KeyCommand, Output, ProofCommand};
+use tally::cmd::{self, Report};
+use tally::exit::{Failure, OK};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (output, result): (Output, Result<Report, Failure>) = match &cli.command {
+        Command::Key(KeyCommand::Generate(a)) => (a.output, cmd::key::generate(a)),
+        Command::Proof(ProofCommand::Inclusion(a)) => (a.output, cmd::proof::inclusion(a)),
+        Command::Proof(ProofCommand::Consistency(a)) => (a.output, cmd::proof::consistency(a)),
+        Command::Verify(a) => (a.output, cmd::verify::verify(a)),
+        Command::Audit(a) => (a.output, cmd::audit::audit(a)),
+    };
+    match (result, output) {
+        (Ok(r), Output::Text) => {
+            print!("{}", r.text);
+            ExitCode::from(OK)
+        }
+        (Ok(r), Output::Json) => {
+            println!("{}", r.json);
+            ExitCode::from(OK)
+        }
+        (Err(f), Output::Text) => {
+            eprintln!("error: {f}");
+            ExitCode::from(f.code())
+        }
+        (Err(f), Output::Json) => {
+            let chain: Vec<String> = f.error().chain().map(|e| e.to_string()).collect();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "valid": false,
+                    "error": f.kind(),
+                    "message": format!("{f}"),
+                    "causes": chain,
+                    "exit_code": f.code(),
+                })
+            );
+            ExitCode::from(f.code())
+        }
+    }
+}

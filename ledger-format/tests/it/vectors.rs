@@ -317,9 +317,13 @@ fn cosignature_vector_is_reproduced_byte_for_byte() {
     note.push_signature(witness.cosign(&body, c["timestamp"].as_u64().unwrap()));
     assert_eq!(note.to_text(), cosigned);
     let wkey = VerifierKey::parse(c["witness_vkey_type04"].as_str().unwrap()).unwrap();
-    let v =
-        ledger_format::checkpoint::verify_checkpoint(cosigned.as_bytes(), &log_key, &[wkey.clone()], None)
-            .unwrap();
+    let v = ledger_format::checkpoint::verify_checkpoint(
+        cosigned.as_bytes(),
+        &log_key,
+        std::slice::from_ref(&wkey),
+        None,
+    )
+    .unwrap();
     let cos: Vec<_> = v.cosignatures().collect();
     assert_eq!(cos.len(), 1);
     assert_eq!(cos[0].timestamp(), Some(1_700_000_000));

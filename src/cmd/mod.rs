@@ -1,0 +1,53 @@
+//! The commands. Each takes its parsed flags, validates them, does the work
+//! and returns what to print, or a classified [`crate::exit::Failure`].
+
+pub mod audit;
+pub mod key;
+pub mod proof;
+pub mod verify;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use ledger_format::note::VerifierKey;
+
+use crate::exit::{Classify, Failure};
+
+/// What a successful command prints: text for people, JSON for machines.
+#[derive(Debug)]
+pub struct Report {
+    /// Lines for `--output text`.
+    pub text: String,
+    /// The document for `--output json`.
+    pub json: serde_json::Value,
+}
+
+/// Reads a file, or stdin for `-`.
+pub fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .context("reading standard input")
+            .usage()?;
+        return Ok(buf);
+    }
+    std::fs::read(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .usage()
+}
+
+/// Parses a verifier key given as text, or as a path to a file holding it.
+pub fn load_verifier_key(arg: &str) -> Result<VerifierKey, Failure> {
+    let text = if Path::new(arg).is_file() {
+        std::fs::read_to_string(arg)
+            .with_context(|| format!("cannot read key file {arg}"))
+            .usage()?
+    } else {
+        arg.to_owned()
+    };
+    VerifierKey::parse(text.trim())
+        .with_context(|| {
+            format!("{arg:?} is neither a verifier key (<name>+<hex id>+<base64 key>) nor a file holding one")
+        })
+        .usage()
+}

@@ -1,0 +1,77 @@
+//! Command outcomes and the process exit codes they map to (SPEC.md §7).
+
+use std::fmt;
+
+/// Exit code: success, or the thing checked is valid.
+pub const OK: u8 = 0;
+/// Exit code: the thing checked is invalid (bad proof, bad signature, a log
+/// that does not match its checkpoint).
+pub const INVALID: u8 = 1;
+/// Exit code: usage or input error (bad flags, unreadable or malformed input).
+pub const USAGE: u8 = 2;
+/// Exit code: an I/O or network failure prevented the check.
+pub const UNAVAILABLE: u8 = 3;
+
+/// Why a command failed, classified for the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// The input was well-formed and did not verify.
+    Invalid(anyhow::Error),
+    /// The input or flags were wrong.
+    Usage(anyhow::Error),
+    /// Something could not be read or reached.
+    Unavailable(anyhow::Error),
+}
+
+impl Failure {
+    /// The process exit code.
+    pub fn code(&self) -> u8 {
+        match self {
+            Failure::Invalid(_) => INVALID,
+            Failure::Usage(_) => USAGE,
+            Failure::Unavailable(_) => UNAVAILABLE,
+        }
+    }
+    /// A short machine-readable kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Invalid(_) => "invalid",
+            Failure::Usage(_) => "usage",
+            Failure::Unavailable(_) => "unavailable",
+        }
+    }
+    /// The underlying error.
+    pub fn error(&self) -> &anyhow::Error {
+        match self {
+            Failure::Invalid(e) | Failure::Usage(e) | Failure::Unavailable(e) => e,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error())
+    }
+}
+
+/// Shorthands to classify any error.
+pub trait Classify<T> {
+    /// As a usage/input error.
+    fn usage(self) -> Result<T, Failure>;
+    /// As an invalid-input verdict.
+    fn invalid(self) -> Result<T, Failure>;
+    /// As an availability failure.
+    fn unavailable(self) -> Result<T, Failure>;
+}
+
+impl<T, E: Into<anyhow::Error>> Classify<T> for Result<T, E> {
+    fn usage(self) -> Result<T, Failure> {
+        self.map_err(|e| Failure::Usage(e.into()))
+    }
+    fn invalid(self) -> Result<T, Failure> {
+        self.map_err(|e| Failure::Invalid(e.into()))
+    }
+    fn unavailable(self) -> Result<T, Failure> {
+        self.map_err(|e| Failure::Unavailable(e.into()))
+    }
+}

@@ -1,0 +1,12 @@
+//! tally: a software supply-chain ledger.
+//!
+//! This crate is the `tally` binary's library: the command implementations
+//! and the I/O around the pure formats of the `ledger-format` crate. The
+//! binary (`main.rs`) is glue: it parses flags and maps outcomes to exit codes.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod cmd;
+pub mod exit;
+pub mod fsutil;
+pub mod source;

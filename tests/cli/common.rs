@@ -1,0 +1,134 @@
+//! Helpers for the CLI tests: running the real binary, writing a tiled log.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ledger_format::checkpoint::Checkpoint;
+use ledger_format::entry::{ContractRevision, Entry};
+use ledger_format::hash::{leaf_hash, sha256, Hash};
+use ledger_format::merkle::{HashSource, MemoryTree};
+use ledger_format::note::SignerKey;
+use ledger_format::tile::{encode_bundle, encode_tile, tiles_for_size, BundleId, TILE_WIDTH};
+
+pub fn tally(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(args)
+        .output()
+        .expect("run tally")
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().expect("exit code")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn log_key() -> SignerKey {
+    SignerKey::from_seed("tally.test/log", &[9; 32]).unwrap()
+}
+
+pub fn entry(i: u64) -> Entry {
+    Entry {
+        envelope_digest: sha256(envelope(i).as_bytes()),
+        envelope_size: envelope(i).len() as u64,
+        contract: ContractRevision {
+            name: "release".into(),
+            commit: format!("{:040x}", i + 1),
+            blob: format!("{:040x}", i + 2),
+        },
+        project: "payments".into(),
+        workflow: "build".into(),
+        run: format!("run-{i}"),
+    }
+}
+
+pub fn envelope(i: u64) -> String {
+    format!("{{\"payload\":\"{i}\",\"payloadType\":\"application/vnd.in-toto+json\",\"signatures\":[]}}")
+}
+
+/// An in-memory tiled log: every resource by path, as a log would serve it.
+pub struct TestLog {
+    pub tree: MemoryTree,
+    pub entries: Vec<Vec<u8>>,
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl TestLog {
+    /// Builds the log of `entries` and signs its checkpoint with `key`.
+    pub fn build(entries: Vec<Vec<u8>>, key: &SignerKey) -> TestLog {
+        let mut tree = MemoryTree::new();
+        for e in &entries {
+            tree.push(leaf_hash(e));
+        }
+        let size = tree.size();
+        let mut files = BTreeMap::new();
+        for t in tiles_for_size(size) {
+            let ids: Vec<_> = (0..u64::from(t.width)).map(|p| t.node(p)).collect();
+            let hashes: Vec<Hash> = tree.hashes(&ids).unwrap();
+            files.insert(t.path(), encode_tile(&hashes));
+        }
+        for b in 0..size.div_ceil(TILE_WIDTH) {
+            let id = BundleId::for_entry(b * TILE_WIDTH, size);
+            let start = (b * TILE_WIDTH) as usize;
+            let chunk = &entries[start..start + usize::from(id.width)];
+            files.insert(id.path(), encode_bundle(chunk).unwrap());
+        }
+        files.insert("checkpoint".into(), TestLog::checkpoint(&tree, key).into_bytes());
+        TestLog { tree, entries, files }
+    }
+
+    pub fn checkpoint(tree: &MemoryTree, key: &SignerKey) -> String {
+        Checkpoint::new(key.name(), tree.size(), tree.root())
+            .unwrap()
+            .sign(key)
+            .unwrap()
+            .to_text()
+    }
+
+    pub fn write(&self, dir: &Path) {
+        for (p, bytes) in &self.files {
+            let full = dir.join(p);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, bytes).unwrap();
+        }
+    }
+}
+
+pub fn tally_entries(n: u64) -> Vec<Vec<u8>> {
+    (0..n).map(|i| entry(i).to_bytes()).collect()
+}
+
+pub fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+pub fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// The shared vectors directory, as in ledger-format's tests.
+pub fn vectors_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("TALLY_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "shared vectors missing at {} (required under CI=true)",
+            dir.display()
+        );
+    }
+    println!("skipping: shared vectors not found at {}", dir.display());
+    None
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `tally` binary: keys, proofs, offline
+//! verification and whole-log audits over a directory and over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub, dead_code)]
+
+mod audit;
+mod common;
+mod key;
+mod proof;
+mod verify;
