@@ -408,9 +408,167 @@ pub fn bundle_leaf_hashes(entries: &[&[u8]]) -> Vec<Hash> {
     entries.iter().map(|e| leaf_hash(e)).collect()
 }
 
+/// Reads stored tiles, for [`TiledHashes`].
+pub trait TileReader {
+    /// The reader's error.
+    type Error: fmt::Display;
+    /// Returns the hashes of `tile` (exactly `tile.width` of them).
+    fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, Self::Error>;
+}
+
+/// A [`HashSource`](crate::merkle::HashSource) over the tiles of a tree of
+/// `size`: nodes at levels that are multiples of 8 are read from tiles; nodes
+/// in between are hashed from the tile below them. Each tile is read once per
+/// request batch.
+#[derive(Debug)]
+pub struct TiledHashes<'r, R> {
+    reader: &'r R,
+    size: u64,
+}
+
+impl<'r, R: TileReader> TiledHashes<'r, R> {
+    /// Nodes of the tree of `size`, from `reader`.
+    pub fn new(reader: &'r R, size: u64) -> Self {
+        TiledHashes { reader, size }
+    }
+}
+
+/// Why a node could not be had from tiles.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TiledError {
+    /// The node is not a complete subtree of the tree.
+    #[error("{node} is not a complete subtree of a tree of size {size}")]
+    NotInTree {
+        /// The node.
+        node: NodeId,
+        /// The tree size.
+        size: u64,
+    },
+    /// The tile reader failed.
+    #[error("reading {tile}: {message}")]
+    Read {
+        /// The tile.
+        tile: String,
+        /// The reader's error.
+        message: String,
+    },
+    /// A tile had the wrong number of hashes.
+    #[error("{tile} holds {got} hashes, expected {want}")]
+    BadTile {
+        /// The tile.
+        tile: String,
+        /// Hashes found.
+        got: usize,
+        /// Hashes expected.
+        want: usize,
+    },
+}
+
+impl<R: TileReader> crate::merkle::HashSource for TiledHashes<'_, R> {
+    type Error = TiledError;
+    fn hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, TiledError> {
+        let mut cache: Vec<(TileId, Vec<Hash>)> = Vec::new();
+        let mut out = Vec::with_capacity(ids.len());
+        for &node in ids {
+            let size = self.size;
+            let not_in_tree = || TiledError::NotInTree { node, size };
+            if u32::from(node.level) >= 64
+                || (node.index + 1)
+                    .checked_shl(u32::from(node.level))
+                    .is_none_or(|end| end > size)
+            {
+                return Err(not_in_tree());
+            }
+            // The tile level at or below the node, and the node's span in it.
+            let tile_level = node.level / TILE_HEIGHT;
+            let base = node.level - tile_level * TILE_HEIGHT; // 0..8 levels above the tile's hashes
+            let first = node.index << base; // index of the first tile hash under the node
+            let count = 1u64 << base;
+            let stored = NodeId::new(tile_level * TILE_HEIGHT, first);
+            let (tile, pos) = tile_for_node(stored, size).ok_or_else(not_in_tree)?;
+            let hashes = match cache.iter().position(|(t, _)| *t == tile) {
+                Some(i) => &cache[i].1,
+                None => {
+                    let h = self.reader.read_tile(tile).map_err(|e| TiledError::Read {
+                        tile: tile.path(),
+                        message: e.to_string(),
+                    })?;
+                    if h.len() != usize::from(tile.width) {
+                        return Err(TiledError::BadTile {
+                            tile: tile.path(),
+                            got: h.len(),
+                            want: usize::from(tile.width),
+                        });
+                    }
+                    cache.push((tile, h));
+                    &cache[cache.len() - 1].1
+                }
+            };
+            let span = &hashes[pos as usize..(pos + count) as usize];
+            out.push(subtree_root(span));
+        }
+        Ok(out)
+    }
+}
+
+/// The root of a perfect subtree given its `2^k` bottom hashes.
+fn subtree_root(hashes: &[Hash]) -> Hash {
+    let mut level: Vec<Hash> = hashes.to_vec();
+    while level.len() > 1 {
+        level = level
+            .chunks_exact(2)
+            .map(|p| crate::hash::node_hash(&p[0], &p[1]))
+            .collect();
+    }
+    level[0]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct MemTiles(crate::merkle::MemoryTree);
+
+    impl TileReader for MemTiles {
+        type Error = crate::merkle::MissingNode;
+        fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, Self::Error> {
+            use crate::merkle::HashSource as _;
+            let ids: Vec<NodeId> = (0..u64::from(tile.width)).map(|p| tile.node(p)).collect();
+            self.0.hashes(&ids)
+        }
+    }
+
+    #[test]
+    fn tiled_hashes_give_the_same_proofs_as_memory() {
+        use crate::merkle::{consistency_proof, inclusion_proof, tree_root, MemoryTree};
+        let mut t = MemoryTree::new();
+        for i in 0..70_000u32 {
+            t.push(leaf_hash(&i.to_be_bytes()));
+        }
+        let tiles = MemTiles(t.clone());
+        for size in [1u64, 2, 255, 256, 257, 511, 65_535, 65_536, 65_537, 70_000] {
+            let src = TiledHashes::new(&tiles, size);
+            assert_eq!(
+                tree_root(size, &src).unwrap(),
+                tree_root(size, &t).unwrap(),
+                "root {size}"
+            );
+            for idx in [0, size / 3, size - 1] {
+                assert_eq!(
+                    inclusion_proof(idx, size, &src).unwrap(),
+                    inclusion_proof(idx, size, &t).unwrap()
+                );
+            }
+            for old in [1, size / 2 + 1, size] {
+                assert_eq!(
+                    consistency_proof(old, size, &src).unwrap(),
+                    consistency_proof(old, size, &t).unwrap()
+                );
+            }
+        }
+        let src = TiledHashes::new(&tiles, 300);
+        assert!(crate::merkle::HashSource::hashes(&src, &[NodeId::new(8, 1)]).is_err());
+    }
 
     #[test]
     fn index_encoding() {
