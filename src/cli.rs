@@ -35,8 +35,145 @@ pub enum Command {
     Proof(ProofCommand),
     /// Verify offline that an entry is included in a log under a signed checkpoint.
     Verify(VerifyArgs),
-    /// Audit a whole C2SP tiled log from a URL or a directory.
+    /// Audit a whole C2SP tiled log from a URL, a directory, or a clone of a ledger.
     Audit(AuditArgs),
+    /// Operate a ledger directory: create, append, check, prove.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Run a benchmark and print its result as JSON.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `tally ledger …`
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Create a ledger directory with a new signing key.
+    Init(LedgerInitArgs),
+    /// Append entries (files) and wait until they are published.
+    Append(LedgerAppendArgs),
+    /// Re-check a whole ledger (or a clone of one); exit 1 on the first problem.
+    Fsck(LedgerFsckArgs),
+    /// Write the tlog-proof of one entry.
+    Proof(LedgerProofArgs),
+    /// Pack loose git objects now (also done automatically).
+    Pack(LedgerDirArg),
+    /// Append from many writers until killed, printing each acknowledgement (crash tests).
+    #[command(hide = true)]
+    Stress(LedgerStressArgs),
+}
+
+/// A ledger directory.
+#[derive(Debug, Args)]
+pub struct LedgerDirArg {
+    /// The ledger directory.
+    #[arg(long, default_value = "tally-data/ledger")]
+    pub dir: PathBuf,
+}
+
+/// `tally ledger init`
+#[derive(Debug, Args)]
+pub struct LedgerInitArgs {
+    /// The ledger directory.
+    #[arg(long, default_value = "tally-data/ledger")]
+    pub dir: PathBuf,
+    /// The log's origin (and key name), e.g. `tally.example.com/log`.
+    #[arg(long)]
+    pub origin: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `tally ledger append`
+#[derive(Debug, Args)]
+pub struct LedgerAppendArgs {
+    /// The ledger directory.
+    #[arg(long, default_value = "tally-data/ledger")]
+    pub dir: PathBuf,
+    /// Files whose bytes are entries to append.
+    #[arg(required = true)]
+    pub entries: Vec<PathBuf>,
+    /// Files stored by digest beside the log (e.g. the envelopes the entries name).
+    #[arg(long = "body")]
+    pub bodies: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `tally ledger fsck`
+#[derive(Debug, Args)]
+pub struct LedgerFsckArgs {
+    /// A ledger directory, a bare ledger repository, or a clone of one.
+    pub dir: PathBuf,
+    /// The log's verifier key (default: `<dir>/log.pub`).
+    #[arg(long)]
+    pub log_key: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `tally ledger proof`
+#[derive(Debug, Args)]
+pub struct LedgerProofArgs {
+    /// The ledger directory.
+    #[arg(long, default_value = "tally-data/ledger")]
+    pub dir: PathBuf,
+    /// The entry's index.
+    #[arg(long)]
+    pub index: u64,
+    /// Where to write the tlog-proof (default: stdout).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write the entry's bytes here.
+    #[arg(long)]
+    pub entry_out: Option<PathBuf>,
+}
+
+/// `tally ledger stress`
+#[derive(Debug, Args)]
+pub struct LedgerStressArgs {
+    /// The ledger directory (created with origin `stress.tally.test/log`).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 16)]
+    pub writers: usize,
+    /// Entries per writer.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub count: u64,
+    /// Entry size in bytes.
+    #[arg(long, default_value_t = 200)]
+    pub entry_size: usize,
+}
+
+/// `tally bench …`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Durable appends from concurrent writers, proofs from storage, storage per entry.
+    Ledger(BenchLedgerArgs),
+}
+
+/// `tally bench ledger`
+#[derive(Debug, Args)]
+pub struct BenchLedgerArgs {
+    /// Where to put the ledger (default: a fresh temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Entry size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub entry_size: usize,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 64)]
+    pub writers: usize,
+    /// How long to append, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub duration: f64,
+    /// How many inclusion proofs to generate from storage.
+    #[arg(long, default_value_t = 200_000)]
+    pub proofs: u64,
 }
 
 /// `tally key …`
@@ -178,6 +315,9 @@ pub struct AuditArgs {
     /// The origin the checkpoint must carry (default: any).
     #[arg(long)]
     pub origin: Option<String>,
+    /// Treat a git clone's working tree as static tiles only (skip the history).
+    #[arg(long = "static")]
+    pub static_only: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,

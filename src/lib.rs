@@ -9,4 +9,5 @@ pub mod cli;
 pub mod cmd;
 pub mod exit;
 pub mod fsutil;
+pub mod ledger;
 pub mod source;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use tally::cli::{Cli, Command, KeyCommand, Output, ProofCommand};
+use tally::cli::{BenchCommand, Cli, Command, KeyCommand, LedgerCommand, Output, ProofCommand};
 use tally::cmd::{self, Report};
 use tally::exit::{Failure, OK};
 
@@ -15,6 +15,13 @@ fn main() -> ExitCode {
         Command::Proof(ProofCommand::Consistency(a)) => (a.output, cmd::proof::consistency(a)),
         Command::Verify(a) => (a.output, cmd::verify::verify(a)),
         Command::Audit(a) => (a.output, cmd::audit::audit(a)),
+        Command::Ledger(LedgerCommand::Init(a)) => (a.output, cmd::ledger::init(a)),
+        Command::Ledger(LedgerCommand::Append(a)) => (a.output, cmd::ledger::append(a)),
+        Command::Ledger(LedgerCommand::Fsck(a)) => (a.output, cmd::ledger::fsck(a)),
+        Command::Ledger(LedgerCommand::Proof(a)) => (Output::Text, cmd::ledger::proof(a)),
+        Command::Ledger(LedgerCommand::Pack(a)) => (Output::Text, cmd::ledger::pack(a)),
+        Command::Ledger(LedgerCommand::Stress(a)) => (Output::Text, cmd::ledger::stress(a)),
+        Command::Bench(BenchCommand::Ledger(a)) => (Output::Json, cmd::bench::ledger(a)),
     };
     match (result, output) {
         (Ok(r), Output::Text) => {

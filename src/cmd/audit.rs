@@ -31,6 +31,11 @@ pub fn audit(args: &AuditArgs) -> Result<Report, Failure> {
         run(&mut src, &log_key, &opts)?
     } else {
         let dir = std::path::Path::new(&args.log);
+        if !args.static_only {
+            if let Some((git_dir, is_ledger_dir)) = crate::ledger::fsck::locate(dir) {
+                return audit_git(args, &git_dir, is_ledger_dir, &log_key, started);
+            }
+        }
         if !dir.is_dir() {
             return Err(Failure::Usage(anyhow!(
                 "{} is neither an http(s):// URL nor a directory",
@@ -78,5 +83,93 @@ fn run<S: TileSource>(
     audit_log(src, key, opts).map_err(|e| match e {
         AuditError::Fetch { .. } => Failure::Unavailable(anyhow!(e)),
         other => Failure::Invalid(anyhow!(other).context("the log does not verify")),
+    })
+}
+
+/// A ledger's git repository (or a clone of one): the head tree as a tiled
+/// log, and every publication in its history.
+fn audit_git(
+    args: &AuditArgs,
+    git_dir: &std::path::Path,
+    is_ledger_dir: bool,
+    key: &ledger_format::note::VerifierKey,
+    started: std::time::Instant,
+) -> Result<Report, Failure> {
+    use crate::ledger::fsck;
+    let git_dir = if is_ledger_dir {
+        git_dir.join("ledger.git")
+    } else {
+        git_dir.to_owned()
+    };
+    let r = fsck::check_repository(&git_dir, key).map_err(|e| match e {
+        fsck::FsckError::Problem(p) => Failure::Invalid(anyhow!("the log does not verify: {p}")),
+        fsck::FsckError::Ledger(crate::ledger::LedgerError::Corrupt(c)) => {
+            Failure::Invalid(anyhow!("the log does not verify: {c}"))
+        }
+        fsck::FsckError::Ledger(l) => Failure::Unavailable(anyhow!(l)),
+    })?;
+    let mut consistent_with = None;
+    if let Some(path) = &args.since {
+        // The older checkpoint must be a prefix of the head: compare roots.
+        let bytes = read_input(path)?;
+        let old = ledger_format::checkpoint::verify_checkpoint(&bytes, key, &[], None)
+            .context("the older checkpoint")
+            .invalid()?;
+        let git = crate::ledger::git::GitStore::open_existing(&git_dir).usage()?;
+        let head = git
+            .head()
+            .unavailable()?
+            .ok_or_else(|| Failure::Invalid(anyhow!("no commit on main")))?;
+        let reader = fsck::TreeSource {
+            git: &git,
+            tree: head.tree,
+        };
+        if old.size() > r.size {
+            return Err(Failure::Invalid(anyhow!(
+                "older checkpoint has size {}, larger than the log's {}: the log shrank",
+                old.size(),
+                r.size
+            )));
+        }
+        let root = ledger_format::merkle::tree_root(
+            old.size(),
+            &ledger_format::tile::TiledHashes::new(&reader, r.size),
+        )
+        .context("computing the root at the older size")
+        .invalid()?;
+        if root != old.root() {
+            return Err(Failure::Invalid(anyhow!(
+                "older checkpoint (size {}) has root {}, but the log's first {} entries hash to {root}: the log's history was rewritten",
+                old.size(),
+                old.root(),
+                old.size()
+            )));
+        }
+        consistent_with = Some(old.size());
+    }
+    let mut text = format!(
+        "OK: {} is a consistent log of {} entries\n    root {}\n    {} publications in its git history, each signed and consistent with the others\n    checked {} tile(s), {} bodies in {:.2}s\n",
+        args.log,
+        r.size,
+        r.root,
+        r.commits,
+        r.tiles,
+        r.bodies,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(old) = consistent_with {
+        text.push_str(&format!("    extends the older checkpoint of size {old}\n"));
+    }
+    Ok(Report {
+        text,
+        json: json!({
+            "valid": true,
+            "tree_size": r.size,
+            "root": r.root.to_hex(),
+            "publications": r.commits,
+            "tiles": r.tiles,
+            "bodies": r.bodies,
+            "consistent_with": consistent_with,
+        }),
     })
 }

@@ -2,7 +2,9 @@
 //! and returns what to print, or a classified [`crate::exit::Failure`].
 
 pub mod audit;
+pub mod bench;
 pub mod key;
+pub mod ledger;
 pub mod proof;
 pub mod verify;
 

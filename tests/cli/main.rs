@@ -5,5 +5,6 @@
 mod audit;
 mod common;
 mod key;
+mod ledger;
 mod proof;
 mod verify;

@@ -1,0 +1,236 @@
+//! Re-checking a whole ledger, or a `git clone` of one: every tile against
+//! the entries, every checkpoint in the history (signature, and consistency
+//! with every other), and every body against its digest. Reports the first
+//! problem precisely.
+
+use std::path::Path;
+
+use ledger_format::audit::{audit_log, AuditOptions, TileSource};
+use ledger_format::checkpoint::verify_checkpoint;
+use ledger_format::entry::Entry;
+use ledger_format::hash::{sha256, Hash};
+use ledger_format::merkle::tree_root;
+use ledger_format::note::VerifierKey;
+use ledger_format::tile::{
+    decode_bundle, decode_tile, BundleId, TileId, TileReader, TiledHashes, TILE_WIDTH,
+};
+
+use crate::ledger::git::{list_blobs, GitStore, Head};
+use crate::ledger::{body_path, LedgerError};
+
+/// What a clean check saw.
+#[derive(Debug, Clone, Default)]
+pub struct FsckReport {
+    /// Size of the head checkpoint.
+    pub size: u64,
+    /// Its root.
+    pub root: Hash,
+    /// Commits (publications) checked.
+    pub commits: u64,
+    /// Tiles checked.
+    pub tiles: u64,
+    /// Bodies checked.
+    pub bodies: u64,
+    /// Entries that name an envelope (tally entries) whose body was found.
+    pub entries_with_bodies: u64,
+}
+
+/// The first problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum FsckError {
+    /// The repository could not be read.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A problem with the log's content.
+    #[error("{0}")]
+    Problem(String),
+}
+
+fn problem(s: impl Into<String>) -> FsckError {
+    FsckError::Problem(s.into())
+}
+
+/// Reads log resources (tiles, bundles, checkpoint) from one git tree.
+#[derive(Debug)]
+pub struct TreeSource<'a> {
+    /// The repository.
+    pub git: &'a GitStore,
+    /// The tree (a commit's root tree).
+    pub tree: gix::ObjectId,
+}
+
+impl TileSource for TreeSource<'_> {
+    type Error = LedgerError;
+    fn fetch(&mut self, path: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.git.read(self.tree, path)
+    }
+}
+
+impl TileReader for TreeSource<'_> {
+    type Error = LedgerError;
+    fn read_tile(&self, tile: TileId) -> Result<Vec<ledger_format::Hash>, LedgerError> {
+        let bytes = self
+            .git
+            .read(self.tree, &tile.path())?
+            .ok_or_else(|| LedgerError::Corrupt(format!("{} is missing", tile.path())))?;
+        decode_tile(tile, &bytes).map_err(|e| LedgerError::Corrupt(e.to_string()))
+    }
+}
+
+/// Checks the git repository at `git_dir` (bare, or a clone's `.git`).
+pub fn check_repository(git_dir: &Path, key: &VerifierKey) -> Result<FsckReport, FsckError> {
+    let git = GitStore::open_existing(git_dir)?;
+    let head: Head = git
+        .head()?
+        .ok_or_else(|| problem(format!("{} has no commit on main", git_dir.display())))?;
+
+    // 1. The head tree is a complete, correct tiled log.
+    let mut src = TreeSource {
+        git: &git,
+        tree: head.tree,
+    };
+    let audit = audit_log(&mut src, key, &AuditOptions::default())
+        .map_err(|e| problem(format!("head commit {}: {e}", head.commit)))?;
+    let size = audit.checkpoint.size();
+    let root = audit.checkpoint.root();
+    let mut report = FsckReport {
+        size,
+        root,
+        tiles: audit.tiles,
+        ..FsckReport::default()
+    };
+
+    // 2. Every commit carries a checkpoint signed by the key, equal to the
+    //    one in its tree, no larger than its successor's, and with the root
+    //    the head's tiles give at its size: all checkpoints are consistent.
+    let head_src = TreeSource {
+        git: &git,
+        tree: head.tree,
+    };
+    let hashes = TiledHashes::new(&head_src, size);
+    let mut commit = Some(head.commit);
+    let mut newer_size = u64::MAX;
+    while let Some(c) = commit {
+        let (message, parents, tree) = git.commit_info(c)?;
+        let in_tree = git
+            .read(tree, "checkpoint")?
+            .ok_or_else(|| problem(format!("commit {c} has no checkpoint file")))?;
+        if in_tree != message.as_bytes() {
+            return Err(problem(format!(
+                "commit {c}: its message is not the checkpoint in its tree"
+            )));
+        }
+        let cp = verify_checkpoint(&in_tree, key, &[], None)
+            .map_err(|e| problem(format!("commit {c}: checkpoint: {e}")))?;
+        if cp.size() > newer_size {
+            return Err(problem(format!(
+                "commit {c}: checkpoint size {} is larger than its successor's {newer_size}: the log shrank",
+                cp.size()
+            )));
+        }
+        let expected = tree_root(cp.size(), &hashes).map_err(|e| {
+            problem(format!(
+                "commit {c}: computing the root at size {}: {e}",
+                cp.size()
+            ))
+        })?;
+        if expected != cp.root() {
+            return Err(problem(format!(
+                "commit {c}: checkpoint of size {} has root {}, but the log's first {} entries hash to {expected}: inconsistent history",
+                cp.size(),
+                cp.root(),
+                cp.size()
+            )));
+        }
+        if parents.len() > 1 {
+            return Err(problem(format!(
+                "commit {c} is a merge; the ledger's history is linear"
+            )));
+        }
+        report.commits += 1;
+        newer_size = cp.size();
+        commit = parents.first().copied();
+    }
+
+    // 3. Bodies: each is stored under its own digest, and each tally entry's
+    //    envelope is present with the size the entry names.
+    let repo = git.local();
+    for (path, id) in list_blobs(&repo, head.tree, "bodies/")? {
+        let data = repo
+            .find_object(id)
+            .map_err(|e| problem(format!("{path}: {e}")))?
+            .detach()
+            .data;
+        let digest = sha256(&data);
+        if body_path(&digest) != path {
+            return Err(problem(format!("{path} holds bytes whose SHA-256 is {digest}")));
+        }
+        report.bodies += 1;
+    }
+    for b in 0..size.div_ceil(TILE_WIDTH) {
+        let id = BundleId::for_entry(b * TILE_WIDTH, size);
+        let bytes = git
+            .read(head.tree, &id.path())?
+            .ok_or_else(|| problem(format!("{} is missing", id.path())))?;
+        let entries = decode_bundle(id, &bytes).map_err(|e| problem(e.to_string()))?;
+        for (i, e) in entries.iter().enumerate() {
+            let Ok(entry) = Entry::parse(e) else { continue };
+            let index = b * TILE_WIDTH + i as u64;
+            let body = git
+                .read(head.tree, &body_path(&entry.envelope_digest))?
+                .ok_or_else(|| {
+                    problem(format!(
+                        "entry {index} names envelope sha256:{} but {} is missing",
+                        entry.envelope_digest,
+                        body_path(&entry.envelope_digest)
+                    ))
+                })?;
+            if body.len() as u64 != entry.envelope_size {
+                return Err(problem(format!(
+                    "entry {index} names an envelope of {} bytes; the stored one has {}",
+                    entry.envelope_size,
+                    body.len()
+                )));
+            }
+            report.entries_with_bodies += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// Checks a ledger data directory: its repository, and that the last
+/// signed checkpoint in `state/` is consistent with what was published.
+pub fn check_ledger_dir(dir: &Path, key: &VerifierKey) -> Result<FsckReport, FsckError> {
+    let report = check_repository(&dir.join("ledger.git"), key)?;
+    let signed_path = dir.join("state/checkpoint");
+    if let Ok(text) = std::fs::read(&signed_path) {
+        let cp = verify_checkpoint(&text, key, &[], None)
+            .map_err(|e| problem(format!("{}: {e}", signed_path.display())))?;
+        if cp.size() < report.size || (cp.size() == report.size && cp.root() != report.root) {
+            return Err(problem(format!(
+                "{} (size {}, root {}) contradicts the published checkpoint (size {}, root {})",
+                signed_path.display(),
+                cp.size(),
+                cp.root(),
+                report.size,
+                report.root
+            )));
+        }
+    }
+    Ok(report)
+}
+
+/// Where the repository of `path` is: a ledger data directory, a bare
+/// repository, or a clone's working tree.
+pub fn locate(path: &Path) -> Option<(std::path::PathBuf, bool)> {
+    if path.join("ledger.git/HEAD").is_file() {
+        return Some((path.to_owned(), true));
+    }
+    if path.join(".git").is_dir() {
+        return Some((path.join(".git"), false));
+    }
+    if path.join("HEAD").is_file() && path.join("objects").is_dir() {
+        return Some((path.to_owned(), false));
+    }
+    None
+}

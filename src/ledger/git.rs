@@ -1,0 +1,260 @@
+//! The published log as a git repository, written with gix (no git CLI on
+//! the write path): one commit per publication whose tree holds
+//! `checkpoint`, `tile/…`, `tile/entries/…` and `bodies/…`.
+
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+
+use crate::ledger::LedgerError;
+
+/// The branch that carries the log; it only moves forward.
+pub const BRANCH: &str = "refs/heads/main";
+
+/// The ledger's git repository.
+#[derive(Debug)]
+pub struct GitStore {
+    repo: gix::ThreadSafeRepository,
+    path: PathBuf,
+}
+
+/// The commit at the tip of [`BRANCH`] and its tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// The commit.
+    pub commit: ObjectId,
+    /// Its tree.
+    pub tree: ObjectId,
+}
+
+fn git_err(what: &str, e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Git(format!("{what}: {e}"))
+}
+
+impl GitStore {
+    /// Opens the bare repository at `path`, creating it if absent.
+    pub fn open_or_init(path: &Path) -> Result<Self, LedgerError> {
+        let repo = if path.join("HEAD").exists() {
+            gix::open_opts(path, gix::open::Options::isolated())
+                .map_err(|e| git_err("opening the ledger repository", e))?
+        } else {
+            let r = gix::init_bare(path).map_err(|e| git_err("creating the ledger repository", e))?;
+            // Let `git clone` over dumb HTTP work: keep info/refs current.
+            std::fs::create_dir_all(path.join("info")).map_err(LedgerError::io("creating info/"))?;
+            r
+        };
+        Ok(GitStore {
+            repo: repo.into_sync(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens an existing repository (bare, or a clone's `.git`) read-only.
+    pub fn open_existing(path: &Path) -> Result<Self, LedgerError> {
+        let repo = gix::open_opts(path, gix::open::Options::isolated())
+            .map_err(|e| git_err(&format!("opening {}", path.display()), e))?;
+        Ok(GitStore {
+            repo: repo.into_sync(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The repository's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A thread-local handle.
+    pub fn local(&self) -> gix::Repository {
+        self.repo.to_thread_local()
+    }
+
+    /// The tip of [`BRANCH`], if any commit exists.
+    pub fn head(&self) -> Result<Option<Head>, LedgerError> {
+        let repo = self.local();
+        let Some(mut r) = repo
+            .try_find_reference(BRANCH)
+            .map_err(|e| git_err("reading main", e))?
+        else {
+            return Ok(None);
+        };
+        let commit = r
+            .peel_to_commit()
+            .map_err(|e| git_err("reading the head commit", e))?;
+        let tree = commit
+            .tree_id()
+            .map_err(|e| git_err("reading the head tree", e))?;
+        Ok(Some(Head {
+            commit: commit.id,
+            tree: tree.detach(),
+        }))
+    }
+
+    /// Reads the blob at `path` in `tree`, or `None`.
+    pub fn read(&self, tree: ObjectId, path: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        let repo = self.local();
+        let tree = repo.find_tree(tree).map_err(|e| git_err("reading a tree", e))?;
+        let Some(entry) = tree
+            .lookup_entry_by_path(path)
+            .map_err(|e| git_err(&format!("looking up {path}"), e))?
+        else {
+            return Ok(None);
+        };
+        let obj = entry
+            .object()
+            .map_err(|e| git_err(&format!("reading {path}"), e))?;
+        Ok(Some(obj.detach().data))
+    }
+
+    /// Reads a commit's message and parents.
+    pub fn commit_info(&self, commit: ObjectId) -> Result<(String, Vec<ObjectId>, ObjectId), LedgerError> {
+        let repo = self.local();
+        let c = repo
+            .find_commit(commit)
+            .map_err(|e| git_err("reading a commit", e))?;
+        let msg = c
+            .message_raw()
+            .map_err(|e| git_err("reading a commit message", e))?
+            .to_string();
+        let parents = c.parent_ids().map(|p| p.detach()).collect();
+        let tree = c
+            .tree_id()
+            .map_err(|e| git_err("reading a commit tree", e))?
+            .detach();
+        Ok((msg, parents, tree))
+    }
+
+    /// Writes one publication: blobs at `upserts`, `removes` deleted, on top
+    /// of `base` (or an empty tree), committed on [`BRANCH`] with `message`.
+    /// gix refuses the commit if `main` moved since `base` was read.
+    pub fn publish(
+        &self,
+        base: Option<Head>,
+        upserts: &[(String, Vec<u8>)],
+        removes: &[String],
+        message: &str,
+    ) -> Result<Head, LedgerError> {
+        let repo = self.local();
+        let base_tree = base.map_or_else(|| ObjectId::empty_tree(repo.object_hash()), |h| h.tree);
+        let mut editor = repo
+            .edit_tree(base_tree)
+            .map_err(|e| git_err("editing the tree", e))?;
+        for path in removes {
+            editor
+                .remove(path.as_str())
+                .map_err(|e| git_err(&format!("removing {path}"), e))?;
+        }
+        for (path, bytes) in upserts {
+            let id = repo
+                .write_blob(bytes)
+                .map_err(|e| git_err(&format!("writing {path}"), e))?;
+            editor
+                .upsert(path.as_str(), gix::object::tree::EntryKind::Blob, id.detach())
+                .map_err(|e| git_err(&format!("adding {path}"), e))?;
+        }
+        let tree = editor
+            .write()
+            .map_err(|e| git_err("writing the tree", e))?
+            .detach();
+        let sig = gix::actor::Signature {
+            name: "tally".into(),
+            email: "tally@localhost".into(),
+            time: gix::date::Time::now_utc(),
+        };
+        let mut buf = gix::date::parse::TimeBuf::default();
+        let sref = sig.to_ref(&mut buf);
+        let parents: Vec<ObjectId> = base.map(|h| h.commit).into_iter().collect();
+        let commit = repo
+            .commit_as(sref, sref, BRANCH, message, tree, parents)
+            .map_err(|e| git_err("committing the publication", e))?
+            .detach();
+        // HEAD of a new bare repository may name another branch; point it at main.
+        let head_file = self.path.join("HEAD");
+        if std::fs::read_to_string(&head_file).map_or(true, |h| h.trim() != format!("ref: {BRANCH}")) {
+            crate::fsutil::write_atomic(&head_file, format!("ref: {BRANCH}\n").as_bytes(), 0o644, true)
+                .map_err(LedgerError::io("writing HEAD"))?;
+        }
+        self.write_info_refs(commit)?;
+        Ok(Head { commit, tree })
+    }
+
+    /// `info/refs` for the dumb HTTP protocol (what `git update-server-info` writes).
+    fn write_info_refs(&self, commit: ObjectId) -> Result<(), LedgerError> {
+        let text = format!("{commit}\t{BRANCH}\n");
+        crate::fsutil::write_atomic(&self.path.join("info/refs"), text.as_bytes(), 0o644, true)
+            .map_err(LedgerError::io("writing info/refs"))
+    }
+
+    /// Flushes everything written to the repository's filesystem to stable
+    /// storage (gix does not fsync loose objects or refs itself).
+    pub fn sync(&self) -> Result<(), LedgerError> {
+        let dir = std::fs::File::open(&self.path).map_err(LedgerError::io("opening the repository"))?;
+        rustix::fs::syncfs(&dir).map_err(|e| LedgerError::Io {
+            what: "syncing the ledger repository".into(),
+            source: e.into(),
+        })
+    }
+}
+
+static REPACKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Packs loose objects in the background (maintenance, not the write path):
+/// `git repack -d` folds loose objects into a pack (with deltas, so the
+/// partial tiles and bundles of successive publications cost little), then
+/// `git update-server-info` keeps the dumb HTTP protocol's indexes current.
+/// Skipped when git is not installed or a repack is already running.
+pub fn repack_in_background(path: &Path) {
+    use std::sync::atomic::Ordering;
+    if REPACKING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let path = path.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name("tally-repack".into())
+        .spawn(move || {
+            let _ = repack(&path);
+            REPACKING.store(false, Ordering::Release);
+        });
+    if spawned.is_err() {
+        REPACKING.store(false, Ordering::Release);
+    }
+}
+
+/// Packs loose objects now (see [`repack_in_background`]).
+pub fn repack(path: &Path) -> std::io::Result<()> {
+    for args in [&["repack", "-d", "-q"][..], &["update-server-info"][..]] {
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(path)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err(std::io::Error::other(format!(
+                "git {} failed: {status}",
+                args.join(" ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every blob path and id under `prefix` in `tree`.
+pub fn list_blobs(
+    repo: &gix::Repository,
+    tree: ObjectId,
+    prefix: &str,
+) -> Result<Vec<(String, ObjectId)>, LedgerError> {
+    let tree = repo.find_tree(tree).map_err(|e| git_err("reading a tree", e))?;
+    let mut rec = gix::traverse::tree::Recorder::default();
+    tree.traverse()
+        .breadthfirst(&mut rec)
+        .map_err(|e| git_err("walking a tree", e))?;
+    Ok(rec
+        .records
+        .into_iter()
+        .filter(|r| r.mode.is_blob())
+        .map(|r| (r.filepath.to_string(), r.oid))
+        .filter(|(p, _)| p.starts_with(prefix))
+        .collect())
+}

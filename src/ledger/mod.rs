@@ -1,0 +1,1098 @@
+//! The ledger: a git-backed, crash-safe tiled transparency log.
+//!
+//! An entry goes through three stages, named the same everywhere:
+//!
+//! - **sequenced** — the sequencer thread wrote it to the sequencing log
+//!   (`seq/`, see [`wal`]) and `fdatasync`'d it; only then is the caller told
+//!   its index. Concurrent appends that arrive while a sync runs share the next
+//!   one (group commit); nothing waits for a timer.
+//! - **integrated** — the publisher thread appended its leaf hash to the
+//!   compact range and computed the tiles and entry bundles it changes.
+//! - **published** — those tiles, bundles, bodies and a newly signed
+//!   checkpoint were committed to `ledger.git` on `main` and synced.
+//!
+//! Before signing, the new checkpoint is proven consistent with the last
+//! signed one (`state/checkpoint`, replaced atomically before the git commit),
+//! so the log never signs two inconsistent checkpoints, even across a crash.
+//!
+//! Not here: HTTP (the server serves what this stores), contracts, OCI.
+
+pub mod fsck;
+pub mod git;
+pub mod wal;
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ledger_format::checkpoint::{verify_checkpoint, Checkpoint};
+use ledger_format::hash::{leaf_hash, sha256, Hash};
+use ledger_format::merkle::{
+    consistency_proof, inclusion_proof, verify_consistency, CompactRange, ProofError,
+};
+use ledger_format::note::SignerKey;
+use ledger_format::tile::{
+    decode_bundle, decode_tile, encode_bundle, encode_tile, BundleId, TileId, TileReader, TiledHashes,
+    TILE_HEIGHT, TILE_WIDTH,
+};
+
+use self::git::{GitStore, Head};
+use self::wal::Record;
+
+/// Largest entry the log accepts: an entry bundle's u16 length prefix.
+pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
+
+/// Why a ledger operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// A filesystem operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The git repository could not be read or written.
+    #[error("ledger repository: {0}")]
+    Git(String),
+    /// Stored data contradicts itself; the ledger refuses to go on.
+    #[error("the ledger is damaged: {0}")]
+    Corrupt(String),
+    /// The entry is empty or larger than the limit.
+    #[error("entry of {size} bytes is not accepted: entries must be 1..={limit} bytes")]
+    EntrySize {
+        /// The entry's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A body is larger than the limit.
+    #[error("body of {size} bytes is over the {limit}-byte limit")]
+    BodyTooLarge {
+        /// The body's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Asked about something beyond the published log.
+    #[error("{what} is beyond the published log of size {published}")]
+    Beyond {
+        /// What was asked for.
+        what: String,
+        /// The published size.
+        published: u64,
+    },
+    /// A proof could not be made.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+    /// The ledger is shut down, or a background thread failed.
+    #[error("the ledger is not accepting appends: {0}")]
+    Stopped(String),
+    /// Another process has the ledger open.
+    #[error("another process holds the ledger lock {0}; stop it first")]
+    Locked(PathBuf),
+}
+
+impl LedgerError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(what: &str) -> impl FnOnce(io::Error) -> LedgerError + '_ {
+        move |source| LedgerError::Io {
+            what: what.to_owned(),
+            source,
+        }
+    }
+}
+
+/// How a ledger is opened.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// The ledger's directory (`ledger.git`, `seq/`, `state/`).
+    pub dir: PathBuf,
+    /// The log's note signing key; its name is the log's origin.
+    pub signer: SignerKey,
+    /// Largest entry accepted (at most [`MAX_ENTRY_BYTES`]).
+    pub max_entry_bytes: usize,
+    /// Largest body accepted.
+    pub max_body_bytes: usize,
+    /// Most appends sequenced in one write + sync.
+    pub max_batch: usize,
+    /// Pack loose git objects every this many publications (0: never).
+    pub repack_every: u64,
+}
+
+impl LedgerConfig {
+    /// Defaults for a ledger in `dir` signed by `signer`.
+    pub fn new(dir: impl Into<PathBuf>, signer: SignerKey) -> Self {
+        LedgerConfig {
+            dir: dir.into(),
+            signer,
+            max_entry_bytes: MAX_ENTRY_BYTES,
+            max_body_bytes: 16 << 20,
+            max_batch: 8192,
+            repack_every: 256,
+        }
+    }
+}
+
+/// The answer to an append: the entry's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The entry's index in the log.
+    pub index: u64,
+    /// True when the same entry was already in the log (no new leaf).
+    pub duplicate: bool,
+}
+
+/// The three sizes of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sizes {
+    /// Entries durably given an index.
+    pub sequenced: u64,
+    /// Entries in the Merkle tree (tiles computed).
+    pub integrated: u64,
+    /// Entries covered by the latest signed, committed checkpoint.
+    pub published: u64,
+}
+
+/// What the latest publication is.
+#[derive(Debug, Clone, Default)]
+struct Published {
+    size: u64,
+    root: Hash,
+    checkpoint: String,
+    head: Option<Head>,
+    count: u64,
+}
+
+struct State {
+    sequenced: u64,
+    integrated: u64,
+    pending: VecDeque<Record>,
+    by_hash: HashMap<Hash, u64>,
+    published: Published,
+    closing: bool,
+    failed: Option<String>,
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<Appended, LedgerError>>;
+
+struct Request {
+    leaf: Hash,
+    record: Record,
+    reply: Reply,
+}
+
+struct Inner {
+    cfg: LedgerConfig,
+    git: GitStore,
+    state: Mutex<State>,
+    /// Signalled when entries are sequenced or closing starts.
+    work: Condvar,
+    /// Signalled on every publication and on failure.
+    published: Condvar,
+    tiles: TileCache,
+    seq_dir: PathBuf,
+    state_dir: PathBuf,
+    sequenced_counter: AtomicU64,
+}
+
+/// A ledger open for appends and reads.
+pub struct Ledger {
+    inner: Arc<Inner>,
+    tx: Mutex<Option<mpsc::Sender<Request>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    _lock: File,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ledger({})", self.inner.cfg.dir.display())
+    }
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic in another thread while holding the lock leaves consistent
+    // data (every update is a single assignment); keep serving.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Path of a stored body: `bodies/sha256/<2 hex>/<2 hex>/<64 hex>`.
+pub fn body_path(digest: &Hash) -> String {
+    let h = digest.to_hex();
+    format!("bodies/sha256/{}/{}/{}", &h[..2], &h[2..4], h)
+}
+
+/// Decoded tiles by (level, index): the latest version of each (full, or the
+/// partial at the published size). Partials of older sizes are prefixes.
+#[derive(Default)]
+struct TileCache {
+    tiles: Mutex<TileMap>,
+}
+
+/// Decoded tiles by (tile level, tile index).
+type TileMap = HashMap<(u8, u64), Arc<Vec<Hash>>>;
+
+/// Most tiles kept decoded in memory (8 KiB each).
+const TILE_CACHE_MAX: usize = 32_768;
+
+impl TileCache {
+    fn get(&self, level: u8, index: u64) -> Option<Arc<Vec<Hash>>> {
+        self.tiles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(level, index))
+            .cloned()
+    }
+    fn put(&self, level: u8, index: u64, hashes: Arc<Vec<Hash>>) {
+        let mut t = self.tiles.lock().unwrap_or_else(|p| p.into_inner());
+        if t.len() >= TILE_CACHE_MAX {
+            // Full tiles can always be read again from git; drop some.
+            let victims: Vec<(u8, u64)> = t.keys().take(TILE_CACHE_MAX / 8).copied().collect();
+            for v in victims {
+                t.remove(&v);
+            }
+        }
+        t.insert((level, index), hashes);
+    }
+}
+
+/// Reads tiles of the published tree of `size` at git tree `head`, through
+/// the cache, with an optional overlay of tiles not yet committed.
+struct StoreTiles<'a> {
+    inner: &'a Inner,
+    head: Option<Head>,
+    size: u64,
+    overlay: Option<&'a TileMap>,
+}
+
+impl TileReader for StoreTiles<'_> {
+    type Error = LedgerError;
+    fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, LedgerError> {
+        let w = usize::from(tile.width);
+        let found = self
+            .overlay
+            .and_then(|o| o.get(&(tile.level, tile.index)).cloned())
+            .or_else(|| self.inner.tiles.get(tile.level, tile.index));
+        if let Some(h) = found.filter(|h| h.len() >= w) {
+            return Ok(h[..w].to_vec());
+        }
+        // The version stored at the published head.
+        let nodes = self.size >> (u32::from(tile.level) * u32::from(TILE_HEIGHT));
+        let stored = TileId {
+            level: tile.level,
+            index: tile.index,
+            width: if (tile.index + 1) * TILE_WIDTH <= nodes {
+                TILE_WIDTH as u16
+            } else {
+                (nodes % TILE_WIDTH) as u16
+            },
+        };
+        if stored.width == 0 || stored.width < tile.width {
+            return Err(LedgerError::Corrupt(format!(
+                "{} is not in the published tree",
+                tile.path()
+            )));
+        }
+        let head = self
+            .head
+            .ok_or_else(|| LedgerError::Corrupt("no published tree".into()))?;
+        let bytes = self.inner.git.read(head.tree, &stored.path())?.ok_or_else(|| {
+            LedgerError::Corrupt(format!("{} is missing from the published tree", stored.path()))
+        })?;
+        let hashes = decode_tile(stored, &bytes).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+        let hashes = Arc::new(hashes);
+        self.inner.tiles.put(tile.level, tile.index, hashes.clone());
+        Ok(hashes[..w].to_vec())
+    }
+}
+
+/// The publisher's view of the right edge of the tree.
+struct Edge {
+    range: CompactRange,
+    /// Per tile level, the hashes of the current partial tile.
+    tiles: Vec<Vec<Hash>>,
+    /// Entries of the current partial bundle.
+    bundle: Vec<Vec<u8>>,
+    /// The last signed checkpoint (size, root).
+    signed: (u64, Hash),
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger in `cfg.dir`, recovering from
+    /// any crash: every acknowledged entry is found in the sequencing log and
+    /// whatever was sequenced but not published is integrated and published.
+    pub fn open(cfg: LedgerConfig) -> Result<Ledger, LedgerError> {
+        if cfg.max_entry_bytes == 0 || cfg.max_entry_bytes > MAX_ENTRY_BYTES {
+            return Err(LedgerError::EntrySize {
+                size: cfg.max_entry_bytes,
+                limit: MAX_ENTRY_BYTES,
+            });
+        }
+        let seq_dir = cfg.dir.join("seq");
+        let state_dir = cfg.dir.join("state");
+        for d in [&cfg.dir, &seq_dir, &state_dir] {
+            std::fs::create_dir_all(d).map_err(LedgerError::io("creating the ledger directory"))?;
+        }
+        let lock_path = cfg.dir.join("lock");
+        let lock_file = File::create(&lock_path).map_err(LedgerError::io("creating the ledger lock"))?;
+        rustix::fs::flock(&lock_file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| LedgerError::Locked(lock_path.clone()))?;
+        let git = GitStore::open_or_init(&cfg.dir.join("ledger.git"))?;
+        let verifier = cfg.signer.verifier();
+        let origin = cfg.signer.name().to_owned();
+
+        // What git holds (published) and what was last signed.
+        let head = git.head()?;
+        let mut published = Published::default();
+        if let Some(h) = head {
+            let text = git
+                .read(h.tree, "checkpoint")?
+                .ok_or_else(|| LedgerError::Corrupt("the head commit has no checkpoint".into()))?;
+            let v = verify_checkpoint(&text, &verifier, &[], Some(&origin))
+                .map_err(|e| LedgerError::Corrupt(format!("the published checkpoint: {e}")))?;
+            published = Published {
+                size: v.size(),
+                root: v.root(),
+                checkpoint: String::from_utf8_lossy(&text).into_owned(),
+                head: Some(h),
+                count: 0,
+            };
+        } else {
+            published.root = ledger_format::empty_root();
+        }
+        let signed_path = state_dir.join("checkpoint");
+        let mut signed = (published.size, published.root, published.checkpoint.clone());
+        match std::fs::read(&signed_path) {
+            Ok(text) => {
+                let v = verify_checkpoint(&text, &verifier, &[], Some(&origin))
+                    .map_err(|e| LedgerError::Corrupt(format!("{}: {e}", signed_path.display())))?;
+                if v.size() < published.size {
+                    return Err(LedgerError::Corrupt(format!(
+                        "the last signed checkpoint (size {}) is older than the published one (size {})",
+                        v.size(),
+                        published.size
+                    )));
+                }
+                signed = (v.size(), v.root(), String::from_utf8_lossy(&text).into_owned());
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LedgerError::io("reading the last signed checkpoint")(e)),
+        }
+
+        let inner = Arc::new(Inner {
+            cfg,
+            git,
+            state: Mutex::new(State {
+                sequenced: published.size,
+                integrated: published.size,
+                pending: VecDeque::new(),
+                by_hash: HashMap::new(),
+                published: published.clone(),
+                closing: false,
+                failed: None,
+            }),
+            work: Condvar::new(),
+            published: Condvar::new(),
+            tiles: TileCache::default(),
+            seq_dir,
+            state_dir,
+            sequenced_counter: AtomicU64::new(published.size),
+        });
+
+        // Rebuild the right edge and the dedup index from the published tiles.
+        let edge = inner.load_edge(&published, (signed.0, signed.1))?;
+        let mut by_hash = HashMap::with_capacity(published.size as usize);
+        inner.index_published(&published, &mut by_hash)?;
+
+        // Everything sequenced after the published size is in the sequencing log.
+        let replay = wal::replay(&inner.seq_dir, published.size)?;
+        if replay.first != published.size && !replay.records.is_empty() {
+            return Err(LedgerError::Corrupt(format!(
+                "the sequencing log resumes at index {}, not at the published size {}",
+                replay.first, published.size
+            )));
+        }
+        let mut pending = VecDeque::with_capacity(replay.records.len());
+        for (k, rec) in replay.records.into_iter().enumerate() {
+            by_hash
+                .entry(leaf_hash(&rec.entry))
+                .or_insert(published.size + k as u64);
+            pending.push_back(rec);
+        }
+        let sequenced = published.size + pending.len() as u64;
+        if sequenced < signed.0 {
+            return Err(LedgerError::Corrupt(format!(
+                "the last signed checkpoint covers {} entries but only {sequenced} were sequenced",
+                signed.0
+            )));
+        }
+        if replay.truncated_bytes > 0 {
+            tracing_note(&format!(
+                "recovery: cut a torn, unacknowledged {}-byte tail from the sequencing log",
+                replay.truncated_bytes
+            ));
+        }
+        {
+            let mut st = lock(&inner.state);
+            st.sequenced = sequenced;
+            st.pending = pending;
+            st.by_hash = by_hash;
+        }
+        inner.sequenced_counter.store(sequenced, Ordering::Release);
+        let writer = wal::Writer::open(&inner.seq_dir, sequenced)?;
+
+        let (tx, rx) = mpsc::channel::<Request>();
+        let seq_inner = inner.clone();
+        let sequencer = std::thread::Builder::new()
+            .name("tally-sequencer".into())
+            .spawn(move || seq_inner.run_sequencer(rx, writer))
+            .map_err(LedgerError::io("starting the sequencer"))?;
+        let pub_inner = inner.clone();
+        let recover_to = (signed.0 > published.size).then_some(signed);
+        let publisher = std::thread::Builder::new()
+            .name("tally-publisher".into())
+            .spawn(move || pub_inner.run_publisher(edge, recover_to))
+            .map_err(LedgerError::io("starting the publisher"))?;
+        Ok(Ledger {
+            inner,
+            tx: Mutex::new(Some(tx)),
+            threads: Mutex::new(vec![sequencer, publisher]),
+            _lock: lock_file,
+        })
+    }
+
+    /// Submits an entry (with the bodies it points to); the receiver yields
+    /// its index once it is sequenced (durable).
+    pub fn submit(
+        &self,
+        entry: Vec<u8>,
+        bodies: Vec<Vec<u8>>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Appended, LedgerError>>, LedgerError> {
+        let limit = self.inner.cfg.max_entry_bytes;
+        if entry.is_empty() || entry.len() > limit {
+            return Err(LedgerError::EntrySize {
+                size: entry.len(),
+                limit,
+            });
+        }
+        for b in &bodies {
+            if b.len() > self.inner.cfg.max_body_bytes {
+                return Err(LedgerError::BodyTooLarge {
+                    size: b.len(),
+                    limit: self.inner.cfg.max_body_bytes,
+                });
+            }
+        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let req = Request {
+            leaf: leaf_hash(&entry),
+            record: Record { entry, bodies },
+            reply,
+        };
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = tx.as_ref() else {
+            return Err(LedgerError::Stopped("the ledger is closing".into()));
+        };
+        tx.send(req).map_err(|_| {
+            LedgerError::Stopped(self.failure().unwrap_or_else(|| "the sequencer stopped".into()))
+        })?;
+        Ok(rx)
+    }
+
+    /// Appends an entry and blocks until it is sequenced.
+    pub fn append(&self, entry: Vec<u8>, bodies: Vec<Vec<u8>>) -> Result<Appended, LedgerError> {
+        self.submit(entry, bodies)?.blocking_recv().map_err(|_| {
+            LedgerError::Stopped(self.failure().unwrap_or_else(|| "the sequencer stopped".into()))
+        })?
+    }
+
+    fn failure(&self) -> Option<String> {
+        lock(&self.inner.state).failed.clone()
+    }
+
+    /// The sequenced, integrated and published sizes.
+    pub fn sizes(&self) -> Sizes {
+        let st = lock(&self.inner.state);
+        Sizes {
+            sequenced: st.sequenced,
+            integrated: st.integrated,
+            published: st.published.size,
+        }
+    }
+
+    /// The latest published signed checkpoint (empty before the first publication).
+    pub fn checkpoint(&self) -> String {
+        lock(&self.inner.state).published.checkpoint.clone()
+    }
+
+    /// Blocks until the published size exceeds `index` (or `timeout`);
+    /// returns the published size.
+    pub fn wait_published(&self, index: u64, timeout: Duration) -> Result<u64, LedgerError> {
+        let deadline = Instant::now() + timeout;
+        let mut st = lock(&self.inner.state);
+        loop {
+            if st.published.size > index {
+                return Ok(st.published.size);
+            }
+            if let Some(f) = &st.failed {
+                return Err(LedgerError::Stopped(f.clone()));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(st.published.size);
+            }
+            st = self
+                .inner
+                .published
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Blocks until a publication newer than `after` (a publication count).
+    pub fn wait_publication(&self, after: u64, timeout: Duration) -> (u64, u64) {
+        let mut st = lock(&self.inner.state);
+        let deadline = Instant::now() + timeout;
+        while st.published.count <= after && st.failed.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self
+                .inner
+                .published
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        (st.published.count, st.published.size)
+    }
+
+    fn published(&self) -> Published {
+        lock(&self.inner.state).published.clone()
+    }
+
+    fn reader(&self, p: &Published, size: u64) -> Result<(), LedgerError> {
+        if size > p.size {
+            return Err(LedgerError::Beyond {
+                what: format!("tree size {size}"),
+                published: p.size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Inclusion proof of `index` in the published tree of `size`, from tiles.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LedgerError> {
+        let p = self.published();
+        self.reader(&p, size)?;
+        let tiles = StoreTiles {
+            inner: &self.inner,
+            head: p.head,
+            size: p.size,
+            overlay: None,
+        };
+        Ok(inclusion_proof(index, size, &TiledHashes::new(&tiles, size))?)
+    }
+
+    /// Consistency proof between two published tree sizes, from tiles.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LedgerError> {
+        let p = self.published();
+        self.reader(&p, new)?;
+        let tiles = StoreTiles {
+            inner: &self.inner,
+            head: p.head,
+            size: p.size,
+            overlay: None,
+        };
+        Ok(consistency_proof(old, new, &TiledHashes::new(&tiles, new))?)
+    }
+
+    /// The index of a published entry with `leaf` hash.
+    pub fn index_of(&self, leaf: &Hash) -> Option<u64> {
+        let st = lock(&self.inner.state);
+        st.by_hash.get(leaf).copied().filter(|&i| i < st.published.size)
+    }
+
+    /// The published entry at `index`, from its entry bundle.
+    pub fn entry(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
+        let p = self.published();
+        if index >= p.size {
+            return Err(LedgerError::Beyond {
+                what: format!("entry {index}"),
+                published: p.size,
+            });
+        }
+        let head = p
+            .head
+            .ok_or_else(|| LedgerError::Corrupt("no published tree".into()))?;
+        let b = BundleId::for_entry(index, p.size);
+        let bytes = self
+            .inner
+            .git
+            .read(head.tree, &b.path())?
+            .ok_or_else(|| LedgerError::Corrupt(format!("{} is missing", b.path())))?;
+        let entries = decode_bundle(b, &bytes).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+        Ok(entries[(index % TILE_WIDTH) as usize].to_vec())
+    }
+
+    /// A published body by its SHA-256 digest.
+    pub fn body(&self, digest: &Hash) -> Result<Option<Vec<u8>>, LedgerError> {
+        let p = self.published();
+        let Some(head) = p.head else { return Ok(None) };
+        self.inner.git.read(head.tree, &body_path(digest))
+    }
+
+    /// The ledger's git repository directory.
+    pub fn git_dir(&self) -> PathBuf {
+        self.inner.git.path().to_owned()
+    }
+
+    /// Stops accepting appends, publishes everything sequenced, and stops.
+    pub fn close(&self) -> Result<(), LedgerError> {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        // The sequencer ends once every sender is gone and its queue is drained.
+        if !threads.is_empty() {
+            let seq = threads.remove(0);
+            let _ = seq.join();
+        }
+        {
+            let mut st = lock(&self.inner.state);
+            st.closing = true;
+        }
+        self.inner.work.notify_all();
+        for t in threads {
+            let _ = t.join();
+        }
+        match self.failure() {
+            Some(f) => Err(LedgerError::Stopped(f)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// Prints an operational note on stderr (the server adds structured logging).
+fn tracing_note(msg: &str) {
+    eprintln!("tally ledger: {msg}");
+}
+
+impl Inner {
+    fn fail(&self, msg: String) {
+        tracing_note(&format!("stopped: {msg}"));
+        let mut st = lock(&self.state);
+        if st.failed.is_none() {
+            st.failed = Some(msg);
+        }
+        drop(st);
+        self.published.notify_all();
+        self.work.notify_all();
+    }
+
+    /// Rebuilds the right edge of the published tree from its stored tiles.
+    fn load_edge(&self, p: &Published, signed: (u64, Hash)) -> Result<Edge, LedgerError> {
+        let tiles = StoreTiles {
+            inner: self,
+            head: p.head,
+            size: p.size,
+            overlay: None,
+        };
+        let src = TiledHashes::new(&tiles, p.size);
+        let ids = CompactRange::node_ids(p.size);
+        let hashes = ledger_format::merkle::HashSource::hashes(&src, &ids)
+            .map_err(|e| LedgerError::Corrupt(format!("reading the tree's right edge: {e}")))?;
+        let range =
+            CompactRange::from_parts(p.size, hashes).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+        if range.root() != p.root {
+            return Err(LedgerError::Corrupt(format!(
+                "the published tiles give root {} but the published checkpoint says {}",
+                range.root(),
+                p.root
+            )));
+        }
+        let mut edge_tiles = Vec::new();
+        let mut level = 0u8;
+        loop {
+            let nodes = p.size >> (u32::from(level) * u32::from(TILE_HEIGHT));
+            if nodes == 0 {
+                break;
+            }
+            let width = (nodes % TILE_WIDTH) as u16;
+            if width == 0 {
+                edge_tiles.push(Vec::new());
+            } else {
+                edge_tiles.push(tiles.read_tile(TileId {
+                    level,
+                    index: nodes / TILE_WIDTH,
+                    width,
+                })?);
+            }
+            level += 1;
+        }
+        let mut bundle = Vec::new();
+        if p.size % TILE_WIDTH != 0 {
+            let b = BundleId::for_entry(p.size - 1, p.size);
+            let head = p
+                .head
+                .ok_or_else(|| LedgerError::Corrupt("no published tree".into()))?;
+            let bytes = self
+                .git
+                .read(head.tree, &b.path())?
+                .ok_or_else(|| LedgerError::Corrupt(format!("{} is missing", b.path())))?;
+            bundle = decode_bundle(b, &bytes)
+                .map_err(|e| LedgerError::Corrupt(e.to_string()))?
+                .into_iter()
+                .map(<[u8]>::to_vec)
+                .collect();
+        }
+        Ok(Edge {
+            range,
+            tiles: edge_tiles,
+            bundle,
+            signed,
+        })
+    }
+
+    /// Fills the dedup index with every published leaf hash.
+    fn index_published(&self, p: &Published, by_hash: &mut HashMap<Hash, u64>) -> Result<(), LedgerError> {
+        let tiles = StoreTiles {
+            inner: self,
+            head: p.head,
+            size: p.size,
+            overlay: None,
+        };
+        for n in 0..p.size.div_ceil(TILE_WIDTH) {
+            let t = TileId {
+                level: 0,
+                index: n,
+                width: (p.size - n * TILE_WIDTH).min(TILE_WIDTH) as u16,
+            };
+            for (i, h) in tiles.read_tile(t)?.into_iter().enumerate() {
+                by_hash.entry(h).or_insert(n * TILE_WIDTH + i as u64);
+            }
+        }
+        Ok(())
+    }
+
+    /// The sequencer: drain requests, give new entries indices, write them to
+    /// the sequencing log in one write and one `fdatasync`, then answer.
+    fn run_sequencer(&self, rx: mpsc::Receiver<Request>, mut writer: wal::Writer) {
+        let max = self.cfg.max_batch.max(1);
+        let mut buf = Vec::with_capacity(1 << 20);
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            if let Some(f) = lock(&self.state).failed.clone() {
+                for r in batch {
+                    let _ = r.reply.send(Err(LedgerError::Stopped(f.clone())));
+                }
+                continue;
+            }
+            let start = self.sequenced_counter.load(Ordering::Acquire);
+            let mut next = start;
+            let mut local: HashMap<Hash, u64> = HashMap::new();
+            let mut answers: Vec<(Reply, Appended)> = Vec::with_capacity(batch.len());
+            let mut fresh: Vec<(Hash, Record)> = Vec::new();
+            buf.clear();
+            {
+                let st = lock(&self.state);
+                for r in batch {
+                    if let Some(&i) = st.by_hash.get(&r.leaf).or_else(|| local.get(&r.leaf)) {
+                        answers.push((
+                            r.reply,
+                            Appended {
+                                index: i,
+                                duplicate: true,
+                            },
+                        ));
+                        continue;
+                    }
+                    local.insert(r.leaf, next);
+                    wal::encode(&r.record, &mut buf);
+                    answers.push((
+                        r.reply,
+                        Appended {
+                            index: next,
+                            duplicate: false,
+                        },
+                    ));
+                    fresh.push((r.leaf, r.record));
+                    next += 1;
+                }
+            }
+            if !fresh.is_empty() {
+                if let Err(e) = writer.append_durably(start, &buf) {
+                    let msg = format!("writing the sequencing log failed: {e}");
+                    self.fail(msg.clone());
+                    for (reply, _) in answers {
+                        let _ = reply.send(Err(LedgerError::Stopped(msg.clone())));
+                    }
+                    continue;
+                }
+                let mut st = lock(&self.state);
+                for (k, (leaf, rec)) in fresh.into_iter().enumerate() {
+                    st.by_hash.insert(leaf, start + k as u64);
+                    st.pending.push_back(rec);
+                }
+                st.sequenced = next;
+                self.sequenced_counter.store(next, Ordering::Release);
+                drop(st);
+                self.work.notify_one();
+            }
+            for (reply, a) in answers {
+                let _ = reply.send(Ok(a));
+            }
+        }
+    }
+
+    /// The publisher: integrate whatever is sequenced, sign, commit, repeat.
+    fn run_publisher(&self, mut edge: Edge, recover_to: Option<(u64, Hash, String)>) {
+        let mut recover_to = recover_to;
+        let mut publications = 0u64;
+        loop {
+            let (records, base) = {
+                let mut st = lock(&self.state);
+                while st.pending.is_empty() && !st.closing && st.failed.is_none() {
+                    st = self.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                }
+                if st.failed.is_some() || (st.pending.is_empty() && st.closing) {
+                    return;
+                }
+                let take = match &recover_to {
+                    Some((size, _, _)) => (*size - st.integrated) as usize,
+                    None => st.pending.len().min(1 << 20),
+                };
+                let take = take.min(st.pending.len());
+                let records: Vec<Record> = st.pending.drain(..take).collect();
+                (records, st.published.clone())
+            };
+            match self.publish_round(&mut edge, &base, records, recover_to.take()) {
+                Ok(()) => {
+                    publications += 1;
+                    if self.cfg.repack_every > 0 && publications % self.cfg.repack_every == 0 {
+                        git::repack_in_background(self.git.path());
+                    }
+                }
+                Err(e) => {
+                    self.fail(format!("publishing failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn publish_round(
+        &self,
+        edge: &mut Edge,
+        base: &Published,
+        records: Vec<Record>,
+        recover_to: Option<(u64, Hash, String)>,
+    ) -> Result<(), LedgerError> {
+        let old_size = edge.range.size();
+        let mut upserts: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut overlay: TileMap = HashMap::new();
+        let mut bodies_seen = std::collections::HashSet::new();
+        for rec in &records {
+            let leaf = leaf_hash(&rec.entry);
+            edge.bundle.push(rec.entry.clone());
+            if edge.bundle.len() as u64 == TILE_WIDTH {
+                let idx = edge.range.size() / TILE_WIDTH;
+                let bytes = encode_bundle(&edge.bundle).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+                upserts.push((BundleId::full(idx).path(), bytes));
+                edge.bundle.clear();
+            }
+            let tiles = &mut edge.tiles;
+            edge.range.append_with(leaf, |id, h| {
+                if id.level % TILE_HEIGHT != 0 {
+                    return;
+                }
+                let l = usize::from(id.level / TILE_HEIGHT);
+                if tiles.len() <= l {
+                    tiles.push(Vec::new());
+                }
+                tiles[l].push(*h);
+                if tiles[l].len() as u64 == TILE_WIDTH {
+                    let t = TileId::full(l as u8, id.index / TILE_WIDTH);
+                    let hashes = std::mem::take(&mut tiles[l]);
+                    upserts.push((t.path(), encode_tile(&hashes)));
+                    overlay.insert((t.level, t.index), Arc::new(hashes));
+                }
+            });
+            for b in &rec.bodies {
+                let d = sha256(b);
+                if bodies_seen.insert(d) {
+                    upserts.push((body_path(&d), b.clone()));
+                }
+            }
+        }
+        let size = edge.range.size();
+        // Partial tiles and bundle at the new size; drop the old partials.
+        let mut removes = Vec::new();
+        for (l, hashes) in edge.tiles.iter().enumerate() {
+            let level = l as u8;
+            let shift = u32::from(level) * u32::from(TILE_HEIGHT);
+            let old_nodes = old_size >> shift;
+            let old_w = old_nodes % TILE_WIDTH;
+            let new_nodes = size >> shift;
+            let new_w = new_nodes % TILE_WIDTH;
+            let old_t = TileId {
+                level,
+                index: old_nodes / TILE_WIDTH,
+                width: old_w as u16,
+            };
+            let new_t = TileId {
+                level,
+                index: new_nodes / TILE_WIDTH,
+                width: new_w as u16,
+            };
+            if old_w != 0 && old_t != new_t {
+                removes.push(old_t.path());
+            }
+            if new_w != 0 && old_t != new_t {
+                upserts.push((new_t.path(), encode_tile(hashes)));
+                overlay.insert((level, new_t.index), Arc::new(hashes.clone()));
+            }
+        }
+        let old_b = BundleId::for_entry(old_size.saturating_sub(1), old_size);
+        let new_b = BundleId::for_entry(size.saturating_sub(1), size);
+        if old_size % TILE_WIDTH != 0 && old_b != new_b {
+            removes.push(old_b.path());
+        }
+        if size % TILE_WIDTH != 0 && old_b != new_b {
+            let bytes = encode_bundle(&edge.bundle).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+            upserts.push((new_b.path(), bytes));
+        }
+        {
+            let mut st = lock(&self.state);
+            st.integrated = size;
+        }
+
+        let root = edge.range.root();
+        let checkpoint_text = match recover_to {
+            Some((signed_size, signed_root, text)) => {
+                // Re-publishing what was signed before a crash: same entries,
+                // same indices, so the same root; never re-sign.
+                if signed_size != size || signed_root != root {
+                    return Err(LedgerError::Corrupt(format!(
+                        "the sequencing log gives root {root} at size {size}, but the signed checkpoint says {signed_root} at size {signed_size}"
+                    )));
+                }
+                text
+            }
+            None => {
+                let (signed_size, signed_root) = edge.signed;
+                if signed_size > 0 {
+                    let tiles = StoreTiles {
+                        inner: self,
+                        head: base.head,
+                        size: base.size,
+                        overlay: Some(&overlay),
+                    };
+                    let proof = consistency_proof(signed_size, size, &TiledHashes::new(&tiles, size))?;
+                    verify_consistency(signed_size, size, &signed_root, &root, &proof).map_err(|e| {
+                        LedgerError::Corrupt(format!(
+                            "refusing to sign size {size}: not consistent with the signed size {signed_size}: {e}"
+                        ))
+                    })?;
+                }
+                let cp = Checkpoint::new(self.cfg.signer.name(), size, root)
+                    .map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+                let text = cp
+                    .sign(&self.cfg.signer)
+                    .map_err(|e| LedgerError::Corrupt(e.to_string()))?
+                    .to_text();
+                crate::fsutil::write_atomic(&self.state_dir.join("checkpoint"), text.as_bytes(), 0o644, true)
+                    .map_err(LedgerError::io("persisting the signed checkpoint"))?;
+                text
+            }
+        };
+        edge.signed = (size, root);
+        upserts.push(("checkpoint".into(), checkpoint_text.clone().into_bytes()));
+        let head = self
+            .git
+            .publish(base.head, &upserts, &removes, &checkpoint_text)?;
+        self.git.sync()?;
+        for ((l, i), h) in overlay {
+            self.tiles.put(l, i, h);
+        }
+        {
+            let mut st = lock(&self.state);
+            st.published = Published {
+                size,
+                root,
+                checkpoint: checkpoint_text,
+                head: Some(head),
+                count: st.published.count + 1,
+            };
+        }
+        self.published.notify_all();
+        wal::delete_published(&self.seq_dir, size)?;
+        Ok(())
+    }
+}
+
+/// Opens the ledger in `dir`, whose signing key is `dir/log.key` (and
+/// verifier key `dir/log.pub`). With `origin`, a missing key is generated.
+pub fn open_dir(dir: &Path, origin: Option<&str>) -> Result<Ledger, LedgerError> {
+    let key_path = dir.join("log.key");
+    let signer = if key_path.exists() {
+        load_signer(&key_path)?
+    } else {
+        let Some(origin) = origin else {
+            return Err(LedgerError::Corrupt(format!(
+                "{} does not exist; create the ledger with an origin first",
+                key_path.display()
+            )));
+        };
+        std::fs::create_dir_all(dir).map_err(LedgerError::io("creating the ledger directory"))?;
+        let mut seed = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+        let signer = SignerKey::from_seed(origin, &seed)
+            .map_err(|e| LedgerError::Corrupt(format!("origin {origin:?}: {e}")))?;
+        crate::fsutil::write_atomic(
+            &key_path,
+            format!("{}\n", signer.to_secret_text()).as_bytes(),
+            0o600,
+            false,
+        )
+        .map_err(LedgerError::io("writing the log signing key"))?;
+        signer
+    };
+    let pub_path = dir.join("log.pub");
+    if !pub_path.exists() {
+        crate::fsutil::write_atomic(
+            &pub_path,
+            format!("{}\n", signer.verifier()).as_bytes(),
+            0o644,
+            false,
+        )
+        .map_err(LedgerError::io("writing the log verifier key"))?;
+    }
+    Ledger::open(LedgerConfig::new(dir, signer))
+}
+
+/// Opens a ledger directory's signer key file.
+pub fn load_signer(path: &Path) -> Result<SignerKey, LedgerError> {
+    let text = std::fs::read_to_string(path).map_err(LedgerError::io("reading the log signing key"))?;
+    SignerKey::parse(text.trim()).map_err(|e| LedgerError::Corrupt(format!("{}: {e}", path.display())))
+}
