@@ -171,6 +171,9 @@ pub struct BenchLedgerArgs {
     /// How long to append, in seconds.
     #[arg(long, default_value_t = 60.0)]
     pub duration: f64,
+    /// Offered load in entries per second over all writers (0: as fast as acknowledged).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
     /// How many inclusion proofs to generate from storage.
     #[arg(long, default_value_t = 200_000)]
     pub proofs: u64,

@@ -412,8 +412,80 @@ pub fn bundle_leaf_hashes(entries: &[&[u8]]) -> Vec<Hash> {
 pub trait TileReader {
     /// The reader's error.
     type Error: fmt::Display;
-    /// Returns the hashes of `tile` (exactly `tile.width` of them).
-    fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, Self::Error>;
+    /// What a read returns: the tile's hashes, possibly followed by more
+    /// (a later, wider version of the same tile), so a cached tile can be
+    /// shared without copying.
+    type Tile: TileNodes;
+    /// Returns at least the first `tile.width` hashes of `tile`.
+    fn read_tile(&self, tile: TileId) -> Result<Self::Tile, Self::Error>;
+}
+
+/// A tile's hashes, and the subtrees above them inside the tile.
+pub trait TileNodes {
+    /// The tile's hashes (at least its width).
+    fn hashes(&self) -> &[Hash];
+    /// The root of the perfect subtree over `2^height` hashes starting at
+    /// `pos` (`height` < 8). Computed by default; [`ExpandedTile`] stores them.
+    fn subtree(&self, height: u8, pos: u64) -> Hash {
+        subtree_root(&self.hashes()[pos as usize..(pos + (1u64 << height)) as usize])
+    }
+}
+
+impl TileNodes for Vec<Hash> {
+    fn hashes(&self) -> &[Hash] {
+        self
+    }
+}
+
+impl<T: TileNodes + ?Sized> TileNodes for std::sync::Arc<T> {
+    fn hashes(&self) -> &[Hash] {
+        (**self).hashes()
+    }
+    fn subtree(&self, height: u8, pos: u64) -> Hash {
+        (**self).subtree(height, pos)
+    }
+}
+
+/// A tile with every complete node of its 8 internal levels computed once,
+/// so proofs read subtrees instead of rehashing them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpandedTile {
+    /// `levels[h]` holds the complete nodes `h` levels above the tile's hashes.
+    levels: Vec<Vec<Hash>>,
+}
+
+impl ExpandedTile {
+    /// Expands a tile's hashes (255 node hashes for a full tile).
+    pub fn new(hashes: Vec<Hash>) -> Self {
+        let mut levels = vec![hashes];
+        while let Some(last) = levels.last() {
+            if last.len() < 2 {
+                break;
+            }
+            let next: Vec<Hash> = last
+                .chunks_exact(2)
+                .map(|p| crate::hash::node_hash(&p[0], &p[1]))
+                .collect();
+            levels.push(next);
+        }
+        ExpandedTile { levels }
+    }
+}
+
+impl TileNodes for ExpandedTile {
+    fn hashes(&self) -> &[Hash] {
+        &self.levels[0]
+    }
+    fn subtree(&self, height: u8, pos: u64) -> Hash {
+        match self
+            .levels
+            .get(usize::from(height))
+            .and_then(|l| l.get((pos >> height) as usize))
+        {
+            Some(h) => *h,
+            None => subtree_root(&self.levels[0][pos as usize..(pos + (1u64 << height)) as usize]),
+        }
+    }
 }
 
 /// A [`HashSource`](crate::merkle::HashSource) over the tiles of a tree of
@@ -452,7 +524,7 @@ pub enum TiledError {
         /// The reader's error.
         message: String,
     },
-    /// A tile had the wrong number of hashes.
+    /// A tile had too few hashes.
     #[error("{tile} holds {got} hashes, expected {want}")]
     BadTile {
         /// The tile.
@@ -467,7 +539,7 @@ pub enum TiledError {
 impl<R: TileReader> crate::merkle::HashSource for TiledHashes<'_, R> {
     type Error = TiledError;
     fn hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, TiledError> {
-        let mut cache: Vec<(TileId, Vec<Hash>)> = Vec::new();
+        let mut cache: Vec<(TileId, R::Tile)> = Vec::new();
         let mut out = Vec::with_capacity(ids.len());
         for &node in ids {
             let size = self.size;
@@ -483,7 +555,6 @@ impl<R: TileReader> crate::merkle::HashSource for TiledHashes<'_, R> {
             let tile_level = node.level / TILE_HEIGHT;
             let base = node.level - tile_level * TILE_HEIGHT; // 0..8 levels above the tile's hashes
             let first = node.index << base; // index of the first tile hash under the node
-            let count = 1u64 << base;
             let stored = NodeId::new(tile_level * TILE_HEIGHT, first);
             let (tile, pos) = tile_for_node(stored, size).ok_or_else(not_in_tree)?;
             let hashes = match cache.iter().position(|(t, _)| *t == tile) {
@@ -493,10 +564,10 @@ impl<R: TileReader> crate::merkle::HashSource for TiledHashes<'_, R> {
                         tile: tile.path(),
                         message: e.to_string(),
                     })?;
-                    if h.len() != usize::from(tile.width) {
+                    if h.hashes().len() < usize::from(tile.width) {
                         return Err(TiledError::BadTile {
                             tile: tile.path(),
-                            got: h.len(),
+                            got: h.hashes().len(),
                             want: usize::from(tile.width),
                         });
                     }
@@ -504,8 +575,7 @@ impl<R: TileReader> crate::merkle::HashSource for TiledHashes<'_, R> {
                     &cache[cache.len() - 1].1
                 }
             };
-            let span = &hashes[pos as usize..(pos + count) as usize];
-            out.push(subtree_root(span));
+            out.push(hashes.subtree(base, pos));
         }
         Ok(out)
     }
@@ -531,6 +601,7 @@ mod tests {
 
     impl TileReader for MemTiles {
         type Error = crate::merkle::MissingNode;
+        type Tile = Vec<Hash>;
         fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, Self::Error> {
             use crate::merkle::HashSource as _;
             let ids: Vec<NodeId> = (0..u64::from(tile.width)).map(|p| tile.node(p)).collect();
@@ -564,6 +635,13 @@ mod tests {
                     consistency_proof(old, size, &src).unwrap(),
                     consistency_proof(old, size, &t).unwrap()
                 );
+            }
+        }
+        let expanded = ExpandedTile::new(tiles.read_tile(TileId::full(0, 3)).unwrap());
+        for h in 0..8u8 {
+            for pos in (0..256u64).step_by(1 << h) {
+                let plain = tiles.read_tile(TileId::full(0, 3)).unwrap();
+                assert_eq!(expanded.subtree(h, pos), plain.subtree(h, pos));
             }
         }
         let src = TiledHashes::new(&tiles, 300);

@@ -87,9 +87,18 @@ pub fn ledger(args: &BenchLedgerArgs) -> Result<Report, Failure> {
         .map(|w| {
             let ledger = ledger.clone();
             let size = args.entry_size;
+            // Open-loop pacing: entry k of this writer is due at start + k / rate,
+            // and its latencies count from when it was due (no coordinated omission).
+            let interval = if args.rate > 0.0 {
+                args.writers as f64 / args.rate
+            } else {
+                0.0
+            };
+            let offset = interval * w as f64 / args.writers as f64;
             std::thread::spawn(move || -> Result<Vec<(u64, f64, f64)>, String> {
                 let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ ((w as u64 + 1) << 32) ^ rand::random::<u64>();
                 let mut out = Vec::new();
+                let mut k = 0u64;
                 while Instant::now() < deadline {
                     // Incompressible entries, so packing cannot hide overhead.
                     let mut e = Vec::with_capacity(size);
@@ -100,7 +109,17 @@ pub fn ledger(args: &BenchLedgerArgs) -> Result<Report, Failure> {
                         e.extend_from_slice(&state.to_le_bytes());
                     }
                     e.truncate(size);
-                    let submitted = t0.elapsed().as_secs_f64();
+                    let submitted = if interval > 0.0 {
+                        let due = offset + k as f64 * interval;
+                        let now = t0.elapsed().as_secs_f64();
+                        if due > now {
+                            std::thread::sleep(Duration::from_secs_f64(due - now));
+                        }
+                        due
+                    } else {
+                        t0.elapsed().as_secs_f64()
+                    };
+                    k += 1;
                     let a = ledger.append(e, Vec::new()).map_err(|e| e.to_string())?;
                     out.push((a.index, submitted, t0.elapsed().as_secs_f64() - submitted));
                 }
@@ -173,7 +192,7 @@ pub fn ledger(args: &BenchLedgerArgs) -> Result<Report, Failure> {
     let git_dir = dir.join("ledger.git");
     let before_pack = dir_bytes(&dir);
     let tpack = Instant::now();
-    crate::ledger::git::repack(&git_dir)
+    crate::ledger::git::repack(&git_dir, true)
         .context("packing")
         .unavailable()?;
     let pack_secs = tpack.elapsed().as_secs_f64();
@@ -194,6 +213,7 @@ pub fn ledger(args: &BenchLedgerArgs) -> Result<Report, Failure> {
         "bench": "ledger",
         "entry_size": args.entry_size,
         "writers": args.writers,
+        "offered_rate": if args.rate > 0.0 { json!(args.rate) } else { json!("unlimited") },
         "duration_s": append_secs,
         "start_size": start_size,
         "entries_sequenced": appended,

@@ -177,8 +177,8 @@ pub fn proof(args: &LedgerProofArgs) -> Result<Report, Failure> {
 /// `tally ledger pack`
 pub fn pack(args: &LedgerDirArg) -> Result<Report, Failure> {
     let git = args.dir.join("ledger.git");
-    crate::ledger::git::repack(&git)
-        .context("git repack")
+    crate::ledger::git::repack(&git, true)
+        .context("packing")
         .unavailable()?;
     Ok(Report {
         text: format!("packed {}\n", git.display()),

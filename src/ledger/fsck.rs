@@ -68,6 +68,7 @@ impl TileSource for TreeSource<'_> {
 
 impl TileReader for TreeSource<'_> {
     type Error = LedgerError;
+    type Tile = Vec<ledger_format::Hash>;
     fn read_tile(&self, tile: TileId) -> Result<Vec<ledger_format::Hash>, LedgerError> {
         let bytes = self
             .git

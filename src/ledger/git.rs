@@ -34,15 +34,19 @@ fn git_err(what: &str, e: impl std::fmt::Display) -> LedgerError {
 impl GitStore {
     /// Opens the bare repository at `path`, creating it if absent.
     pub fn open_or_init(path: &Path) -> Result<Self, LedgerError> {
-        let repo = if path.join("HEAD").exists() {
-            gix::open_opts(path, gix::open::Options::isolated())
-                .map_err(|e| git_err("opening the ledger repository", e))?
-        } else {
-            let r = gix::init_bare(path).map_err(|e| git_err("creating the ledger repository", e))?;
+        if !path.join("HEAD").exists() {
+            drop(gix::init_bare(path).map_err(|e| git_err("creating the ledger repository", e))?);
+            // Loose objects are short-lived (packed by maintenance), so write
+            // them with fast compression: the publisher is zlib-bound otherwise.
+            let mut config =
+                std::fs::read_to_string(path.join("config")).map_err(LedgerError::io("reading config"))?;
+            config.push_str("[core]\n\tlooseCompression = 1\n");
+            std::fs::write(path.join("config"), config).map_err(LedgerError::io("writing config"))?;
             // Let `git clone` over dumb HTTP work: keep info/refs current.
             std::fs::create_dir_all(path.join("info")).map_err(LedgerError::io("creating info/"))?;
-            r
-        };
+        }
+        let repo = gix::open_opts(path, gix::open::Options::isolated())
+            .map_err(|e| git_err("opening the ledger repository", e))?;
         Ok(GitStore {
             repo: repo.into_sync(),
             path: path.to_owned(),
@@ -198,11 +202,8 @@ impl GitStore {
 
 static REPACKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Packs loose objects in the background (maintenance, not the write path):
-/// `git repack -d` folds loose objects into a pack (with deltas, so the
-/// partial tiles and bundles of successive publications cost little), then
-/// `git update-server-info` keeps the dumb HTTP protocol's indexes current.
-/// Skipped when git is not installed or a repack is already running.
+/// Packs loose objects in the background (maintenance, not the write path);
+/// see [`repack`]. Skipped when git is not installed or a pack is running.
 pub fn repack_in_background(path: &Path) {
     use std::sync::atomic::Ordering;
     if REPACKING.swap(true, Ordering::AcqRel) {
@@ -212,7 +213,12 @@ pub fn repack_in_background(path: &Path) {
     let spawned = std::thread::Builder::new()
         .name("tally-repack".into())
         .spawn(move || {
-            let _ = repack(&path);
+            if let Err(e) = repack(&path, false) {
+                eprintln!(
+                    "tally ledger: packing {} failed (will retry later): {e}",
+                    path.display()
+                );
+            }
             REPACKING.store(false, Ordering::Release);
         });
     if spawned.is_err() {
@@ -220,22 +226,116 @@ pub fn repack_in_background(path: &Path) {
     }
 }
 
-/// Packs loose objects now (see [`repack_in_background`]).
-pub fn repack(path: &Path) -> std::io::Result<()> {
-    for args in [&["repack", "-d", "-q"][..], &["update-server-info"][..]] {
-        let status = std::process::Command::new("git")
-            .arg("-C")
-            .arg(path)
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .status()?;
-        if !status.success() {
-            return Err(std::io::Error::other(format!(
-                "git {} failed: {status}",
-                args.join(" ")
-            )));
+fn git(path: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new("git");
+    c.arg("-C").arg(path);
+    c
+}
+
+fn run(mut c: std::process::Command, what: &str) -> std::io::Result<String> {
+    let out = c.stderr(std::process::Stdio::piped()).output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Packs the repository with git's pack-objects (maintenance, not the write
+/// path). `full` repacks everything into one pack; otherwise only loose
+/// objects are packed. Every partial tile or bundle (`….p/<W>`) is given its
+/// full tile's name as the delta-search hint, so the many partial versions of
+/// a tile, which are prefixes of one another and of the full tile, are stored
+/// as deltas instead of whole copies. Then `git update-server-info` keeps the
+/// dumb HTTP protocol's indexes current.
+pub fn repack(path: &Path, full: bool) -> std::io::Result<()> {
+    let pack_dir = path.join("objects/pack");
+    std::fs::create_dir_all(&pack_dir)?;
+    // pack-objects runs with `-C path`: give it an absolute prefix.
+    let pack_dir = pack_dir.canonicalize()?;
+    let old_packs: Vec<PathBuf> = if full {
+        std::fs::read_dir(&pack_dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut list = git(path);
+    list.args(["rev-list", "--objects", "--all"]);
+    if !full {
+        list.arg("--unpacked");
+    }
+    let objects = run(list, "git rev-list")?;
+    if objects.trim().is_empty() {
+        return Ok(());
+    }
+    let mut hinted = String::with_capacity(objects.len());
+    for line in objects.lines() {
+        match line.split_once(' ') {
+            Some((oid, name)) => {
+                let name = name.split_once(".p/").map_or(name, |(base, _)| base);
+                hinted.push_str(oid);
+                hinted.push(' ');
+                hinted.push_str(name);
+            }
+            None => hinted.push_str(line),
+        }
+        hinted.push('\n');
+    }
+    let mut pack = git(path);
+    pack.args(["pack-objects", "-q", "--window=16", "--depth=64"])
+        .arg(pack_dir.join("pack"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = pack.spawn()?;
+    {
+        use std::io::Write as _;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin"))?;
+        stdin.write_all(hinted.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "git pack-objects failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let new_pack = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    for old in old_packs {
+        if old
+            .file_stem()
+            .is_some_and(|s| s.to_string_lossy().ends_with(&new_pack))
+        {
+            continue;
+        }
+        for ext in ["pack", "idx", "rev", "bitmap"] {
+            let _ = std::fs::remove_file(old.with_extension(ext));
         }
     }
+    run(
+        {
+            let mut c = git(path);
+            c.arg("prune-packed");
+            c
+        },
+        "git prune-packed",
+    )?;
+    run(
+        {
+            let mut c = git(path);
+            c.arg("update-server-info");
+            c
+        },
+        "git update-server-info",
+    )?;
     Ok(())
 }
 

@@ -38,8 +38,8 @@ use ledger_format::merkle::{
 };
 use ledger_format::note::SignerKey;
 use ledger_format::tile::{
-    decode_bundle, decode_tile, encode_bundle, encode_tile, BundleId, TileId, TileReader, TiledHashes,
-    TILE_HEIGHT, TILE_WIDTH,
+    decode_bundle, decode_tile, encode_bundle, encode_tile, BundleId, ExpandedTile, TileId, TileNodes,
+    TileReader, TiledHashes, TILE_HEIGHT, TILE_WIDTH,
 };
 
 use self::git::{GitStore, Head};
@@ -126,6 +126,10 @@ pub struct LedgerConfig {
     pub max_batch: usize,
     /// Pack loose git objects every this many publications (0: never).
     pub repack_every: u64,
+    /// Most entries sequenced but not yet published; the sequencer waits
+    /// (and appends queue) beyond it, which bounds memory and the time from
+    /// sequenced to published under overload.
+    pub max_backlog: u64,
 }
 
 impl LedgerConfig {
@@ -138,6 +142,7 @@ impl LedgerConfig {
             max_body_bytes: 16 << 20,
             max_batch: 8192,
             repack_every: 256,
+            max_backlog: 32_768,
         }
     }
 }
@@ -234,25 +239,25 @@ pub fn body_path(digest: &Hash) -> String {
 /// partial at the published size). Partials of older sizes are prefixes.
 #[derive(Default)]
 struct TileCache {
-    tiles: Mutex<TileMap>,
+    tiles: std::sync::RwLock<TileMap>,
 }
 
 /// Decoded tiles by (tile level, tile index).
-type TileMap = HashMap<(u8, u64), Arc<Vec<Hash>>>;
+type TileMap = HashMap<(u8, u64), Arc<ExpandedTile>>;
 
 /// Most tiles kept decoded in memory (8 KiB each).
 const TILE_CACHE_MAX: usize = 32_768;
 
 impl TileCache {
-    fn get(&self, level: u8, index: u64) -> Option<Arc<Vec<Hash>>> {
+    fn get(&self, level: u8, index: u64) -> Option<Arc<ExpandedTile>> {
         self.tiles
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&(level, index))
             .cloned()
     }
-    fn put(&self, level: u8, index: u64, hashes: Arc<Vec<Hash>>) {
-        let mut t = self.tiles.lock().unwrap_or_else(|p| p.into_inner());
+    fn put(&self, level: u8, index: u64, hashes: Arc<ExpandedTile>) {
+        let mut t = self.tiles.write().unwrap_or_else(|p| p.into_inner());
         if t.len() >= TILE_CACHE_MAX {
             // Full tiles can always be read again from git; drop some.
             let victims: Vec<(u8, u64)> = t.keys().take(TILE_CACHE_MAX / 8).copied().collect();
@@ -275,14 +280,15 @@ struct StoreTiles<'a> {
 
 impl TileReader for StoreTiles<'_> {
     type Error = LedgerError;
-    fn read_tile(&self, tile: TileId) -> Result<Vec<Hash>, LedgerError> {
+    type Tile = Arc<ExpandedTile>;
+    fn read_tile(&self, tile: TileId) -> Result<Arc<ExpandedTile>, LedgerError> {
         let w = usize::from(tile.width);
         let found = self
             .overlay
             .and_then(|o| o.get(&(tile.level, tile.index)).cloned())
             .or_else(|| self.inner.tiles.get(tile.level, tile.index));
-        if let Some(h) = found.filter(|h| h.len() >= w) {
-            return Ok(h[..w].to_vec());
+        if let Some(h) = found.filter(|h| h.hashes().len() >= w) {
+            return Ok(h);
         }
         // The version stored at the published head.
         let nodes = self.size >> (u32::from(tile.level) * u32::from(TILE_HEIGHT));
@@ -308,9 +314,9 @@ impl TileReader for StoreTiles<'_> {
             LedgerError::Corrupt(format!("{} is missing from the published tree", stored.path()))
         })?;
         let hashes = decode_tile(stored, &bytes).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-        let hashes = Arc::new(hashes);
+        let hashes = Arc::new(ExpandedTile::new(hashes));
         self.inner.tiles.put(tile.level, tile.index, hashes.clone());
-        Ok(hashes[..w].to_vec())
+        Ok(hashes)
     }
 }
 
@@ -674,10 +680,16 @@ impl Ledger {
         for t in threads {
             let _ = t.join();
         }
-        match self.failure() {
-            Some(f) => Err(LedgerError::Stopped(f)),
-            None => Ok(()),
+        if let Some(f) = self.failure() {
+            return Err(LedgerError::Stopped(f));
         }
+        // Everything sequenced is published and synced: the sequencing log
+        // holds nothing that git does not, so its segments can go.
+        let sizes = self.sizes();
+        if sizes.published == sizes.sequenced {
+            wal::delete_all(&self.inner.seq_dir)?;
+        }
+        Ok(())
     }
 }
 
@@ -736,11 +748,12 @@ impl Inner {
             if width == 0 {
                 edge_tiles.push(Vec::new());
             } else {
-                edge_tiles.push(tiles.read_tile(TileId {
+                let t = tiles.read_tile(TileId {
                     level,
                     index: nodes / TILE_WIDTH,
                     width,
-                })?);
+                })?;
+                edge_tiles.push(t.hashes()[..usize::from(width)].to_vec());
             }
             level += 1;
         }
@@ -782,8 +795,9 @@ impl Inner {
                 index: n,
                 width: (p.size - n * TILE_WIDTH).min(TILE_WIDTH) as u16,
             };
-            for (i, h) in tiles.read_tile(t)?.into_iter().enumerate() {
-                by_hash.entry(h).or_insert(n * TILE_WIDTH + i as u64);
+            let hashes = tiles.read_tile(t)?;
+            for (i, h) in hashes.hashes()[..usize::from(t.width)].iter().enumerate() {
+                by_hash.entry(*h).or_insert(n * TILE_WIDTH + i as u64);
             }
         }
         Ok(())
@@ -800,6 +814,19 @@ impl Inner {
                 match rx.try_recv() {
                     Ok(r) => batch.push(r),
                     Err(_) => break,
+                }
+            }
+            // Backpressure: wait for the publisher when it is far behind.
+            {
+                let mut st = lock(&self.state);
+                while st.sequenced.saturating_sub(st.published.size) >= self.cfg.max_backlog
+                    && st.failed.is_none()
+                {
+                    st = self
+                        .published
+                        .wait_timeout(st, Duration::from_millis(100))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
                 }
             }
             if let Some(f) = lock(&self.state).failed.clone() {
@@ -935,7 +962,7 @@ impl Inner {
                     let t = TileId::full(l as u8, id.index / TILE_WIDTH);
                     let hashes = std::mem::take(&mut tiles[l]);
                     upserts.push((t.path(), encode_tile(&hashes)));
-                    overlay.insert((t.level, t.index), Arc::new(hashes));
+                    overlay.insert((t.level, t.index), Arc::new(ExpandedTile::new(hashes)));
                 }
             });
             for b in &rec.bodies {
@@ -970,7 +997,7 @@ impl Inner {
             }
             if new_w != 0 && old_t != new_t {
                 upserts.push((new_t.path(), encode_tile(hashes)));
-                overlay.insert((level, new_t.index), Arc::new(hashes.clone()));
+                overlay.insert((level, new_t.index), Arc::new(ExpandedTile::new(hashes.clone())));
             }
         }
         let old_b = BundleId::for_entry(old_size.saturating_sub(1), old_size);

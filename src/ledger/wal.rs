@@ -292,6 +292,19 @@ pub fn delete_published(dir: &Path, published: u64) -> Result<usize, LedgerError
     Ok(deleted)
 }
 
+/// Deletes every segment; only for a ledger whose every sequenced entry is
+/// published (a clean shutdown). The next open starts a new segment.
+pub fn delete_all(dir: &Path) -> Result<usize, LedgerError> {
+    let segs = list_segments(dir)?;
+    for (_, path) in &segs {
+        fs::remove_file(path).map_err(LedgerError::io("deleting a published segment"))?;
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(LedgerError::io("syncing the sequencing log directory"))?;
+    Ok(segs.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
