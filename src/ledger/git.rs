@@ -35,15 +35,33 @@ impl GitStore {
     /// Opens the bare repository at `path`, creating it if absent.
     pub fn open_or_init(path: &Path) -> Result<Self, LedgerError> {
         if !path.join("HEAD").exists() {
-            drop(gix::init_bare(path).map_err(|e| git_err("creating the ledger repository", e))?);
+            // Create the repository beside its final place and rename it in,
+            // so a crash never leaves a half-initialised repository behind.
+            let tmp = path.with_extension("git.init");
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp)
+                    .map_err(LedgerError::io("removing a half-created repository"))?;
+            }
+            if path.exists() {
+                // No HEAD: never a repository we published to.
+                std::fs::remove_dir_all(path)
+                    .map_err(LedgerError::io("removing a half-created repository"))?;
+            }
+            drop(gix::init_bare(&tmp).map_err(|e| git_err("creating the ledger repository", e))?);
             // Loose objects are short-lived (packed by maintenance), so write
             // them with fast compression: the publisher is zlib-bound otherwise.
             let mut config =
-                std::fs::read_to_string(path.join("config")).map_err(LedgerError::io("reading config"))?;
+                std::fs::read_to_string(tmp.join("config")).map_err(LedgerError::io("reading config"))?;
             config.push_str("[core]\n\tlooseCompression = 1\n");
-            std::fs::write(path.join("config"), config).map_err(LedgerError::io("writing config"))?;
+            std::fs::write(tmp.join("config"), config).map_err(LedgerError::io("writing config"))?;
             // Let `git clone` over dumb HTTP work: keep info/refs current.
-            std::fs::create_dir_all(path.join("info")).map_err(LedgerError::io("creating info/"))?;
+            std::fs::create_dir_all(tmp.join("info")).map_err(LedgerError::io("creating info/"))?;
+            std::fs::rename(&tmp, path).map_err(LedgerError::io("moving the new repository into place"))?;
+            if let Some(parent) = path.parent() {
+                std::fs::File::open(parent)
+                    .and_then(|d| d.sync_all())
+                    .map_err(LedgerError::io("syncing the ledger directory"))?;
+            }
         }
         let repo = gix::open_opts(path, gix::open::Options::isolated())
             .map_err(|e| git_err("opening the ledger repository", e))?;

@@ -162,3 +162,227 @@ fn git_repository_passes_git_fsck_and_clones_with_stock_git() {
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
+
+mod props {
+    use std::time::Duration;
+
+    use ledger_format::hash::leaf_hash;
+    use ledger_format::note::SignerKey;
+    use proptest::prelude::*;
+    use tally::ledger::{fsck, Ledger, LedgerConfig};
+
+    use crate::common::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        /// Random batch sizes, sequencing batch limits, backlog limits and
+        /// restarts between batches publish exactly the tree (and the tiles)
+        /// of appending the same entries one by one in index order.
+        #[test]
+        fn batches_and_restarts_give_the_one_by_one_tree(
+            batches in proptest::collection::vec(1usize..300, 1..6),
+            max_batch in 1usize..64,
+            max_backlog in 1u64..512,
+            restart_mask in any::<u8>(),
+        ) {
+            let d = tmp();
+            let signer = SignerKey::from_seed("prop.tally.test/log", &[4; 32]).unwrap();
+            let open = || {
+                let mut cfg = LedgerConfig::new(d.path(), signer.clone());
+                cfg.max_batch = max_batch;
+                cfg.max_backlog = max_backlog;
+                Ledger::open(cfg).unwrap()
+            };
+            let mut ledger = open();
+            let mut by_index: Vec<Option<Vec<u8>>> = Vec::new();
+            let mut n = 0u64;
+            for (b, &count) in batches.iter().enumerate() {
+                // Submit the whole batch concurrently, then collect the indices.
+                let entries: Vec<Vec<u8>> = (0..count as u64).map(|k| entry(n + k).to_bytes()).collect();
+                let rxs: Vec<_> = entries
+                    .iter()
+                    .enumerate()
+                    .map(|(k, e)| ledger.submit(e.clone(), vec![envelope(n + k as u64).into_bytes()]).unwrap())
+                    .collect();
+                n += count as u64;
+                for (e, rx) in entries.into_iter().zip(rxs) {
+                    let a = rx.blocking_recv().unwrap().unwrap();
+                    prop_assert!(!a.duplicate);
+                    let i = a.index as usize;
+                    if by_index.len() <= i {
+                        by_index.resize(i + 1, None);
+                    }
+                    prop_assert!(by_index[i].is_none(), "index {} given twice", i);
+                    by_index[i] = Some(e);
+                }
+                if restart_mask & (1 << (b % 8)) != 0 {
+                    ledger.close().unwrap();
+                    drop(ledger);
+                    ledger = open();
+                }
+            }
+            let entries: Vec<Vec<u8>> = by_index.into_iter().map(|e| e.expect("dense indices")).collect();
+            ledger.wait_published(n - 1, Duration::from_secs(60)).unwrap();
+            let expected = TestLog::build(entries.clone(), &signer);
+            let cp = ledger_format::checkpoint::verify_checkpoint(ledger.checkpoint().as_bytes(), &signer.verifier(), &[], None).unwrap();
+            prop_assert_eq!(cp.root(), expected.tree.root());
+            for (i, e) in entries.iter().enumerate().step_by(17) {
+                prop_assert_eq!(ledger.index_of(&leaf_hash(e)), Some(i as u64));
+            }
+            let git_dir = ledger.git_dir();
+            ledger.close().unwrap();
+            drop(ledger);
+            // Every tile and bundle in the published tree equals the one-by-one log's.
+            let git = tally::ledger::git::GitStore::open_existing(&git_dir).unwrap();
+            let head = git.head().unwrap().unwrap();
+            for (path, bytes) in &expected.files {
+                if path == "checkpoint" {
+                    continue;
+                }
+                let stored = git.read(head.tree, path).unwrap();
+                prop_assert_eq!(stored.as_ref(), Some(bytes), "{}", path);
+            }
+            fsck::check_repository(&git_dir, &signer.verifier()).unwrap();
+        }
+    }
+}
+
+/// The CLI end to end: init, append with the envelope, prove, verify offline, fsck.
+#[test]
+fn cli_init_append_proof_verify_fsck() {
+    let d = tmp();
+    let dir = d.path().join("ledger");
+    let dirs = dir.to_str().unwrap();
+    let o = tally(&["ledger", "init", "--dir", dirs, "--origin", "cli.tally.test/log"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        code(&tally(&["ledger", "init", "--dir", dirs, "--origin", "x"])),
+        2
+    );
+    let mut files = Vec::new();
+    for i in 0..3 {
+        files.push(write(d.path(), &format!("entry{i}"), entry(i).to_bytes()));
+    }
+    let env0 = write(d.path(), "env0", envelope(0));
+    let o = tally(&[
+        "ledger",
+        "append",
+        "--dir",
+        dirs,
+        files[0].to_str().unwrap(),
+        "--body",
+        env0.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["appended"][0]["index"], 0);
+    // Appending the same entry again is a duplicate, not a new leaf.
+    let o = tally(&["ledger", "append", "--dir", dirs, files[0].to_str().unwrap()]);
+    assert!(stdout(&o).contains("already in the log"), "{}", stdout(&o));
+    let proof = d.path().join("e0.tlog-proof");
+    let e0 = d.path().join("e0.entry");
+    let o = tally(&[
+        "ledger",
+        "proof",
+        "--dir",
+        dirs,
+        "--index",
+        "0",
+        "--out",
+        proof.to_str().unwrap(),
+        "--entry-out",
+        e0.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let pubkey = dir.join("log.pub");
+    let o = tally(&[
+        "verify",
+        proof.to_str().unwrap(),
+        "--entry",
+        e0.to_str().unwrap(),
+        "--log-key",
+        pubkey.to_str().unwrap(),
+        "--envelope",
+        env0.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = tally(&["ledger", "fsck", dirs]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // An entry whose envelope was never stored: fsck names it.
+    let o = tally(&["ledger", "append", "--dir", dirs, files[1].to_str().unwrap()]);
+    assert_eq!(code(&o), 0);
+    let o = tally(&["ledger", "fsck", dirs]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("entry 1 names envelope"), "{}", stderr(&o));
+    // Too large an entry: a clear error, nothing appended.
+    let big = write(d.path(), "big", vec![b'x'; 70_000]);
+    let o = tally(&["ledger", "append", "--dir", dirs, big.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("70000 bytes"), "{}", stderr(&o));
+}
+
+/// Garbage where a stored tile should be: opening refuses with a typed
+/// error, fsck reports the tile, and nothing new is published.
+#[test]
+fn garbage_tile_is_refused() {
+    let d = tmp();
+    let dir = d.path().join("ledger");
+    let ledger = open_dir(&dir, Some("garbage.tally.test/log")).unwrap();
+    for i in 0..20 {
+        let (e, b) = tally_entry_with_body(i);
+        ledger.append(e, vec![b]).unwrap();
+    }
+    ledger.wait_published(19, Duration::from_secs(30)).unwrap();
+    ledger.close().unwrap();
+    drop(ledger);
+    let git_dir = dir.join("ledger.git");
+    let g = |args: &[&str], input: Option<&[u8]>| -> String {
+        use std::io::Write as _;
+        let mut c = std::process::Command::new("git");
+        c.arg("-C")
+            .arg(&git_dir)
+            .args(args)
+            .env("GIT_INDEX_FILE", d.path().join("index"));
+        c.env("GIT_AUTHOR_NAME", "x")
+            .env("GIT_AUTHOR_EMAIL", "x@x")
+            .env("GIT_COMMITTER_NAME", "x")
+            .env("GIT_COMMITTER_EMAIL", "x@x");
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        if let Some(i) = input {
+            child.stdin.take().unwrap().write_all(i).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let blob = g(
+        &["hash-object", "-w", "--stdin"],
+        Some(b"garbage bytes, not 20 hashes"),
+    );
+    g(&["read-tree", "main"], None);
+    g(
+        &[
+            "update-index",
+            "--cacheinfo",
+            &format!("100644,{blob},tile/0/000.p/20"),
+        ],
+        None,
+    );
+    let tree = g(&["write-tree"], None);
+    let msg = g(&["log", "-1", "--format=%B", "main"], None);
+    let commit = g(&["commit-tree", &tree, "-p", "main", "-m", &msg], None);
+    g(&["update-ref", "refs/heads/main", &commit], None);
+
+    let err = open_dir(&dir, None).unwrap_err();
+    assert!(matches!(err, tally::ledger::LedgerError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("tile/0/000.p/20"), "{err}");
+    let o = tally(&["ledger", "fsck", dir.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("tile/0/000.p/20"), "{}", stderr(&o));
+}

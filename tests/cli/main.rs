@@ -4,6 +4,7 @@
 
 mod audit;
 mod common;
+mod crash;
 mod key;
 mod ledger;
 mod proof;
