@@ -354,7 +354,27 @@ pub fn repack(path: &Path, full: bool) -> std::io::Result<()> {
         },
         "git update-server-info",
     )?;
+    // Incremental packs accumulate; fold them into one now and then.
+    if !full {
+        let packs = std::fs::read_dir(&pack_dir)?
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+            .count();
+        if packs > MAX_PACKS {
+            return repack(path, true);
+        }
+    }
     Ok(())
+}
+
+/// Beyond this many packs, maintenance repacks everything into one.
+pub const MAX_PACKS: usize = 16;
+
+/// Waits until no background packing runs (tests and benchmarks).
+pub fn wait_for_maintenance() {
+    while REPACKING.load(std::sync::atomic::Ordering::Acquire) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Every blob path and id under `prefix` in `tree`.

@@ -386,3 +386,50 @@ fn garbage_tile_is_refused() {
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("tile/0/000.p/20"), "{}", stderr(&o));
 }
+
+/// Packing is automatic: at a steady append rate loose objects do not pile up.
+#[test]
+fn packing_keeps_loose_objects_bounded() {
+    let d = tmp();
+    let signer = ledger_format::note::SignerKey::from_seed("pack.tally.test/log", &[6; 32]).unwrap();
+    let mut cfg = tally::ledger::LedgerConfig::new(d.path(), signer);
+    cfg.repack_every = 4;
+    let ledger = Ledger::open(cfg).unwrap();
+    let loose = |git_dir: &std::path::Path| -> u64 {
+        let out = std::process::Command::new("git")
+            .args(["-C", git_dir.to_str().unwrap(), "count-objects", "-v"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("count: "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let mut max_loose = 0;
+    for i in 0..120u64 {
+        let (e, b) = tally_entry_with_body(i);
+        ledger.append(e, vec![b]).unwrap();
+        ledger.wait_published(i, Duration::from_secs(30)).unwrap();
+        if i % 8 == 7 {
+            tally::ledger::git::wait_for_maintenance();
+            max_loose = max_loose.max(loose(&ledger.git_dir()));
+        }
+    }
+    // Each publication writes ~10 objects; packing every 4 keeps it far below 120 × 10.
+    assert!(max_loose < 120, "loose objects grew to {max_loose}");
+    let git_dir = ledger.git_dir();
+    ledger.close().unwrap();
+    drop(ledger);
+    tally::ledger::git::wait_for_maintenance();
+    let packs = std::fs::read_dir(git_dir.join("objects/pack")).unwrap().count();
+    assert!(packs > 0);
+    fsck::check_repository(
+        &git_dir,
+        &ledger_format::note::SignerKey::from_seed("pack.tally.test/log", &[6; 32])
+            .unwrap()
+            .verifier(),
+    )
+    .unwrap();
+}
