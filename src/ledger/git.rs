@@ -269,6 +269,15 @@ fn run(mut c: std::process::Command, what: &str) -> std::io::Result<String> {
 /// as deltas instead of whole copies. Then `git update-server-info` keeps the
 /// dumb HTTP protocol's indexes current.
 pub fn repack(path: &Path, full: bool) -> std::io::Result<()> {
+    // One packing at a time in this process: two full repacks racing would
+    // each keep the other's pack.
+    let _guard = PACK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    repack_locked(path, full)
+}
+
+static PACK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn repack_locked(path: &Path, full: bool) -> std::io::Result<()> {
     let pack_dir = path.join("objects/pack");
     std::fs::create_dir_all(&pack_dir)?;
     // pack-objects runs with `-C path`: give it an absolute prefix.
@@ -361,7 +370,7 @@ pub fn repack(path: &Path, full: bool) -> std::io::Result<()> {
             .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
             .count();
         if packs > MAX_PACKS {
-            return repack(path, true);
+            return repack_locked(path, true);
         }
     }
     Ok(())
