@@ -5,18 +5,14 @@ use ledger_format::audit::{audit_log, AuditError, AuditOptions, AuditReport, Til
 use serde_json::json;
 
 use crate::cli::AuditArgs;
-use crate::cmd::{load_verifier_key, read_input, Report};
+use crate::cmd::{load_verifier_key, load_verifier_keys, read_input, Report};
 use crate::exit::{Classify, Failure};
 use crate::source::{DirSource, HttpSource};
 
 /// Audits the log named by `args.log`.
 pub fn audit(args: &AuditArgs) -> Result<Report, Failure> {
     let log_key = load_verifier_key(&args.log_key)?;
-    let witnesses = args
-        .witness_keys
-        .iter()
-        .map(|k| load_verifier_key(k))
-        .collect::<Result<Vec<_>, _>>()?;
+    let witnesses = load_verifier_keys(&args.witness_keys)?;
     let since = args.since.as_deref().map(read_input).transpose()?;
     let opts = AuditOptions {
         witnesses: &witnesses,

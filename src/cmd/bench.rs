@@ -190,7 +190,6 @@ pub fn ledger(args: &BenchLedgerArgs) -> Result<Report, Failure> {
 
     // Storage after packing.
     let git_dir = dir.join("ledger.git");
-    crate::ledger::git::wait_for_maintenance();
     let before_pack = dir_bytes(&dir);
     let tpack = Instant::now();
     crate::ledger::git::repack(&git_dir, true)

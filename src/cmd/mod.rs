@@ -53,3 +53,8 @@ pub fn load_verifier_key(arg: &str) -> Result<VerifierKey, Failure> {
         })
         .usage()
 }
+
+/// Parses every key of a repeatable `--witness-key`-style flag.
+pub fn load_verifier_keys(args: &[String]) -> Result<Vec<VerifierKey>, Failure> {
+    args.iter().map(|k| load_verifier_key(k)).collect()
+}

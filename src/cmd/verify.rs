@@ -8,17 +8,13 @@ use ledger_format::tlog_proof::TlogProof;
 use serde_json::json;
 
 use crate::cli::VerifyArgs;
-use crate::cmd::{load_verifier_key, read_input, Report};
+use crate::cmd::{load_verifier_key, load_verifier_keys, read_input, Report};
 use crate::exit::{Classify, Failure};
 
 /// Verifies a tlog-proof for an entry.
 pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
     let log_key = load_verifier_key(&args.log_key)?;
-    let witnesses = args
-        .witness_keys
-        .iter()
-        .map(|k| load_verifier_key(k))
-        .collect::<Result<Vec<_>, _>>()?;
+    let witnesses = load_verifier_keys(&args.witness_keys)?;
     if args.min_witnesses > witnesses.len() {
         return Err(Failure::Usage(anyhow!(
             "--min-witnesses {} is more than the {} --witness-key given",

@@ -16,6 +16,8 @@ pub const BRANCH: &str = "refs/heads/main";
 pub struct GitStore {
     repo: gix::ThreadSafeRepository,
     path: PathBuf,
+    /// Set while this repository's background packing runs.
+    packing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The commit at the tip of [`BRANCH`] and its tree.
@@ -63,21 +65,26 @@ impl GitStore {
                     .map_err(LedgerError::io("syncing the ledger directory"))?;
             }
         }
+        clear_stale_locks(path)?;
         let repo = gix::open_opts(path, gix::open::Options::isolated())
             .map_err(|e| git_err("opening the ledger repository", e))?;
         Ok(GitStore {
             repo: repo.into_sync(),
             path: path.to_owned(),
+            packing: Default::default(),
         })
     }
 
     /// Opens an existing repository (bare, or a clone's `.git`) read-only.
+    ///
+    /// (Takes no write lock: readers may run beside a writer.)
     pub fn open_existing(path: &Path) -> Result<Self, LedgerError> {
         let repo = gix::open_opts(path, gix::open::Options::isolated())
             .map_err(|e| git_err(&format!("opening {}", path.display()), e))?;
         Ok(GitStore {
             repo: repo.into_sync(),
             path: path.to_owned(),
+            packing: Default::default(),
         })
     }
 
@@ -156,6 +163,8 @@ impl GitStore {
         removes: &[String],
         message: &str,
     ) -> Result<Head, LedgerError> {
+        // Packing removes emptied object directories; never while objects are written.
+        let _write = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let repo = self.local();
         let base_tree = base.map_or_else(|| ObjectId::empty_tree(repo.object_hash()), |h| h.tree);
         let mut editor = repo
@@ -207,6 +216,38 @@ impl GitStore {
             .map_err(LedgerError::io("writing info/refs"))
     }
 
+    /// Packs loose objects in the background (maintenance, not the write
+    /// path); see [`repack`]. Skipped while this repository's previous packing
+    /// still runs, or when git is not installed.
+    pub fn repack_in_background(&self) {
+        use std::sync::atomic::Ordering;
+        if self.packing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (path, flag) = (self.path.clone(), self.packing.clone());
+        let spawned = std::thread::Builder::new()
+            .name("tally-repack".into())
+            .spawn(move || {
+                if let Err(e) = repack(&path, false) {
+                    eprintln!(
+                        "tally ledger: packing {} failed (will retry later): {e}",
+                        path.display()
+                    );
+                }
+                flag.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.packing.store(false, Ordering::Release);
+        }
+    }
+
+    /// Waits until this repository's background packing (if any) is done.
+    pub fn wait_for_maintenance(&self) {
+        while self.packing.load(std::sync::atomic::Ordering::Acquire) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Flushes everything written to the repository's filesystem to stable
     /// storage (gix does not fsync loose objects or refs itself).
     pub fn sync(&self) -> Result<(), LedgerError> {
@@ -218,30 +259,28 @@ impl GitStore {
     }
 }
 
-static REPACKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Held while gix writes objects and refs, and while packing deletes loose
+/// objects (git prune-packed also removes emptied fan-out directories, which
+/// would make a concurrent loose-object write fail).
+static WRITE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Packs loose objects in the background (maintenance, not the write path);
-/// see [`repack`]. Skipped when git is not installed or a pack is running.
-pub fn repack_in_background(path: &Path) {
-    use std::sync::atomic::Ordering;
-    if REPACKING.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let path = path.to_owned();
-    let spawned = std::thread::Builder::new()
-        .name("tally-repack".into())
-        .spawn(move || {
-            if let Err(e) = repack(&path, false) {
-                eprintln!(
-                    "tally ledger: packing {} failed (will retry later): {e}",
-                    path.display()
-                );
+/// Removes what a killed process can leave behind in the repository: lock
+/// files of reference updates and temporary pack files. Only called by the
+/// ledger's opener, which holds the ledger's exclusive lock, so no other
+/// writer can own them.
+fn clear_stale_locks(path: &Path) -> Result<(), LedgerError> {
+    let mut dirs = vec![path.to_owned(), path.join("refs/heads")];
+    dirs.push(path.join("objects/pack"));
+    for dir in dirs {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".lock") || name.starts_with("tmp_") || name.starts_with(".tmp-") {
+                std::fs::remove_file(e.path()).map_err(LedgerError::io("removing a stale lock file"))?;
             }
-            REPACKING.store(false, Ordering::Release);
-        });
-    if spawned.is_err() {
-        REPACKING.store(false, Ordering::Release);
+        }
     }
+    Ok(())
 }
 
 fn git(path: &Path) -> std::process::Command {
@@ -336,33 +375,36 @@ fn repack_locked(path: &Path, full: bool) -> std::io::Result<()> {
         )));
     }
     let new_pack = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    for old in old_packs {
-        if old
-            .file_stem()
-            .is_some_and(|s| s.to_string_lossy().ends_with(&new_pack))
-        {
-            continue;
+    {
+        let _write = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        for old in old_packs {
+            if old
+                .file_stem()
+                .is_some_and(|s| s.to_string_lossy().ends_with(&new_pack))
+            {
+                continue;
+            }
+            for ext in ["pack", "idx", "rev", "bitmap"] {
+                let _ = std::fs::remove_file(old.with_extension(ext));
+            }
         }
-        for ext in ["pack", "idx", "rev", "bitmap"] {
-            let _ = std::fs::remove_file(old.with_extension(ext));
-        }
+        run(
+            {
+                let mut c = git(path);
+                c.arg("prune-packed");
+                c
+            },
+            "git prune-packed",
+        )?;
+        run(
+            {
+                let mut c = git(path);
+                c.arg("update-server-info");
+                c
+            },
+            "git update-server-info",
+        )?;
     }
-    run(
-        {
-            let mut c = git(path);
-            c.arg("prune-packed");
-            c
-        },
-        "git prune-packed",
-    )?;
-    run(
-        {
-            let mut c = git(path);
-            c.arg("update-server-info");
-            c
-        },
-        "git update-server-info",
-    )?;
     // Incremental packs accumulate; fold them into one now and then.
     if !full {
         let packs = std::fs::read_dir(&pack_dir)?
@@ -378,13 +420,6 @@ fn repack_locked(path: &Path, full: bool) -> std::io::Result<()> {
 
 /// Beyond this many packs, maintenance repacks everything into one.
 pub const MAX_PACKS: usize = 16;
-
-/// Waits until no background packing runs (tests and benchmarks).
-pub fn wait_for_maintenance() {
-    while REPACKING.load(std::sync::atomic::Ordering::Acquire) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
 
 /// Every blob path and id under `prefix` in `tree`.
 pub fn list_blobs(

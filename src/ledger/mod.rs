@@ -172,7 +172,7 @@ pub struct Sizes {
 struct Published {
     size: u64,
     root: Hash,
-    checkpoint: String,
+    checkpoint: Arc<str>,
     head: Option<Head>,
     count: u64,
 }
@@ -278,6 +278,18 @@ struct StoreTiles<'a> {
     overlay: Option<&'a TileMap>,
 }
 
+impl<'a> StoreTiles<'a> {
+    /// The tiles of the publication `p`.
+    fn at(inner: &'a Inner, p: &Published) -> Self {
+        StoreTiles {
+            inner,
+            head: p.head,
+            size: p.size,
+            overlay: None,
+        }
+    }
+}
+
 impl TileReader for StoreTiles<'_> {
     type Error = LedgerError;
     type Tile = Arc<ExpandedTile>;
@@ -367,7 +379,7 @@ impl Ledger {
             published = Published {
                 size: v.size(),
                 root: v.root(),
-                checkpoint: String::from_utf8_lossy(&text).into_owned(),
+                checkpoint: Arc::from(String::from_utf8_lossy(&text).as_ref()),
                 head: Some(h),
                 count: 0,
             };
@@ -375,7 +387,7 @@ impl Ledger {
             published.root = ledger_format::empty_root();
         }
         let signed_path = state_dir.join("checkpoint");
-        let mut signed = (published.size, published.root, published.checkpoint.clone());
+        let mut signed = (published.size, published.root, published.checkpoint.to_string());
         match std::fs::read(&signed_path) {
             Ok(text) => {
                 let v = verify_checkpoint(&text, &verifier, &[], Some(&origin))
@@ -536,7 +548,7 @@ impl Ledger {
 
     /// The latest published signed checkpoint (empty before the first publication).
     pub fn checkpoint(&self) -> String {
-        lock(&self.inner.state).published.checkpoint.clone()
+        lock(&self.inner.state).published.checkpoint.to_string()
     }
 
     /// Blocks until the published size exceeds `index` (or `timeout`);
@@ -587,7 +599,8 @@ impl Ledger {
         lock(&self.inner.state).published.clone()
     }
 
-    fn reader(&self, p: &Published, size: u64) -> Result<(), LedgerError> {
+    /// Checks that `size` is published.
+    fn check_size(p: &Published, size: u64) -> Result<(), LedgerError> {
         if size > p.size {
             return Err(LedgerError::Beyond {
                 what: format!("tree size {size}"),
@@ -600,27 +613,26 @@ impl Ledger {
     /// Inclusion proof of `index` in the published tree of `size`, from tiles.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LedgerError> {
         let p = self.published();
-        self.reader(&p, size)?;
-        let tiles = StoreTiles {
-            inner: &self.inner,
-            head: p.head,
-            size: p.size,
-            overlay: None,
-        };
+        Self::check_size(&p, size)?;
+        let tiles = StoreTiles::at(&self.inner, &p);
         Ok(inclusion_proof(index, size, &TiledHashes::new(&tiles, size))?)
     }
 
     /// Consistency proof between two published tree sizes, from tiles.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LedgerError> {
         let p = self.published();
-        self.reader(&p, new)?;
-        let tiles = StoreTiles {
-            inner: &self.inner,
-            head: p.head,
-            size: p.size,
-            overlay: None,
-        };
+        Self::check_size(&p, new)?;
+        let tiles = StoreTiles::at(&self.inner, &p);
         Ok(consistency_proof(old, new, &TiledHashes::new(&tiles, new))?)
+    }
+
+    /// Inclusion proof of the published entry with `leaf` hash, in the tree of `size`.
+    pub fn inclusion_proof_by_hash(&self, leaf: &Hash, size: u64) -> Result<(u64, Vec<Hash>), LedgerError> {
+        let index = self.index_of(leaf).ok_or_else(|| LedgerError::Beyond {
+            what: format!("leaf hash {leaf}"),
+            published: self.sizes().published,
+        })?;
+        Ok((index, self.inclusion_proof(index, size)?))
     }
 
     /// The index of a published entry with `leaf` hash.
@@ -658,6 +670,11 @@ impl Ledger {
         self.inner.git.read(head.tree, &body_path(digest))
     }
 
+    /// Waits for background packing of the ledger's repository to finish.
+    pub fn wait_for_maintenance(&self) {
+        self.inner.git.wait_for_maintenance();
+    }
+
     /// The ledger's git repository directory.
     pub fn git_dir(&self) -> PathBuf {
         self.inner.git.path().to_owned()
@@ -683,6 +700,7 @@ impl Ledger {
         if let Some(f) = self.failure() {
             return Err(LedgerError::Stopped(f));
         }
+        self.inner.git.wait_for_maintenance();
         // Everything sequenced is published and synced: the sequencing log
         // holds nothing that git does not, so its segments can go.
         let sizes = self.sizes();
@@ -718,12 +736,7 @@ impl Inner {
 
     /// Rebuilds the right edge of the published tree from its stored tiles.
     fn load_edge(&self, p: &Published, signed: (u64, Hash)) -> Result<Edge, LedgerError> {
-        let tiles = StoreTiles {
-            inner: self,
-            head: p.head,
-            size: p.size,
-            overlay: None,
-        };
+        let tiles = StoreTiles::at(self, p);
         let src = TiledHashes::new(&tiles, p.size);
         let ids = CompactRange::node_ids(p.size);
         let hashes = ledger_format::merkle::HashSource::hashes(&src, &ids)
@@ -783,12 +796,7 @@ impl Inner {
 
     /// Fills the dedup index with every published leaf hash.
     fn index_published(&self, p: &Published, by_hash: &mut HashMap<Hash, u64>) -> Result<(), LedgerError> {
-        let tiles = StoreTiles {
-            inner: self,
-            head: p.head,
-            size: p.size,
-            overlay: None,
-        };
+        let tiles = StoreTiles::at(self, p);
         for n in 0..p.size.div_ceil(TILE_WIDTH) {
             let t = TileId {
                 level: 0,
@@ -917,7 +925,7 @@ impl Inner {
                 Ok(()) => {
                     publications += 1;
                     if self.cfg.repack_every > 0 && publications % self.cfg.repack_every == 0 {
-                        git::repack_in_background(self.git.path());
+                        self.git.repack_in_background();
                     }
                 }
                 Err(e) => {
@@ -1067,7 +1075,7 @@ impl Inner {
             st.published = Published {
                 size,
                 root,
-                checkpoint: checkpoint_text,
+                checkpoint: Arc::from(checkpoint_text.as_str()),
                 head: Some(head),
                 count: st.published.count + 1,
             };
