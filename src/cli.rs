@@ -40,9 +40,30 @@ pub enum Command {
     /// Operate a ledger directory: create, append, check, prove.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Work with workflow contracts.
+    #[command(subcommand)]
+    Contract(ContractCommand),
     /// Run a benchmark and print its result as JSON.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// `tally contract …`
+#[derive(Debug, Subcommand)]
+pub enum ContractCommand {
+    /// Check contract files, workflows.toml, or a contracts repository directory.
+    Lint(ContractLintArgs),
+}
+
+/// `tally contract lint`
+#[derive(Debug, Args)]
+pub struct ContractLintArgs {
+    /// Files or directories (a directory is a contracts repository).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 /// `tally ledger …`

@@ -75,3 +75,20 @@ impl<T, E: Into<anyhow::Error>> Classify<T> for Result<T, E> {
         self.map_err(|e| Failure::Unavailable(e.into()))
     }
 }
+
+/// An error that also carries a structured description for `--output json`.
+#[derive(Debug)]
+pub struct Details {
+    /// The text for people.
+    pub message: String,
+    /// The structure for machines.
+    pub json: serde_json::Value,
+}
+
+impl fmt::Display for Details {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Details {}

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod contract;
 pub mod exit;
 pub mod fsutil;
 pub mod ledger;

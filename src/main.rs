@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use tally::cli::{BenchCommand, Cli, Command, KeyCommand, LedgerCommand, Output, ProofCommand};
+use tally::cli::{
+    BenchCommand, Cli, Command, ContractCommand, KeyCommand, LedgerCommand, Output, ProofCommand,
+};
 use tally::cmd::{self, Report};
 use tally::exit::{Failure, OK};
 
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
         Command::Ledger(LedgerCommand::Pack(a)) => (Output::Text, cmd::ledger::pack(a)),
         Command::Ledger(LedgerCommand::Stress(a)) => (Output::Text, cmd::ledger::stress(a)),
         Command::Bench(BenchCommand::Ledger(a)) => (Output::Json, cmd::bench::ledger(a)),
+        Command::Contract(ContractCommand::Lint(a)) => (a.output, cmd::contract::lint(a)),
     };
     match (result, output) {
         (Ok(r), Output::Text) => {
@@ -38,6 +41,10 @@ fn main() -> ExitCode {
         }
         (Err(f), Output::Json) => {
             let chain: Vec<String> = f.error().chain().map(|e| e.to_string()).collect();
+            let details = f
+                .error()
+                .downcast_ref::<tally::exit::Details>()
+                .map(|d| d.json.clone());
             println!(
                 "{}",
                 serde_json::json!({
@@ -45,6 +52,7 @@ fn main() -> ExitCode {
                     "error": f.kind(),
                     "message": format!("{f}"),
                     "causes": chain,
+                    "details": details,
                     "exit_code": f.code(),
                 })
             );

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod contract;
 pub mod key;
 pub mod ledger;
 pub mod proof;

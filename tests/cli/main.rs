@@ -4,6 +4,7 @@
 
 mod audit;
 mod common;
+mod contract;
 mod crash;
 mod key;
 mod ledger;
