@@ -53,6 +53,80 @@ pub enum Command {
 pub enum ContractCommand {
     /// Check contract files, workflows.toml, or a contracts repository directory.
     Lint(ContractLintArgs),
+    /// The revisions of one contract (commit, date, author, message).
+    Log(ContractLogArgs),
+    /// A contract's text at a revision: `<name>[@<rev>]`.
+    Show(ContractShowArgs),
+    /// Semantic diff of contracts and workflows between two revisions.
+    Diff(ContractDiffArgs),
+    /// What a pull request runs: lint the head, print the semantic diff.
+    Check(ContractCheckArgs),
+}
+
+/// `tally contract log`
+#[derive(Debug, Args)]
+pub struct ContractLogArgs {
+    /// The contract's name.
+    pub name: String,
+    /// Start from this revision.
+    #[arg(long, default_value = "HEAD")]
+    pub rev: String,
+    /// The contracts repository.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `tally contract show`
+#[derive(Debug, Args)]
+pub struct ContractShowArgs {
+    /// `<name>` or `<name>@<rev>`.
+    pub contract: String,
+    /// The contracts repository.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `tally contract diff`
+#[derive(Debug, Args)]
+pub struct ContractDiffArgs {
+    /// The older revision.
+    pub rev_a: String,
+    /// The newer revision.
+    pub rev_b: String,
+    /// Only this contract.
+    pub name: Option<String>,
+    /// The contracts repository.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `tally contract check`
+#[derive(Debug, Args)]
+pub struct ContractCheckArgs {
+    /// The pull request's base revision.
+    #[arg(long)]
+    pub base: String,
+    /// The pull request's head revision.
+    #[arg(long, default_value = "HEAD")]
+    pub head: String,
+    /// Fail (exit 4) when a change is breaking.
+    #[arg(long)]
+    pub deny_breaking: bool,
+    /// The contracts repository.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 /// `tally contract lint`

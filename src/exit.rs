@@ -11,6 +11,8 @@ pub const INVALID: u8 = 1;
 pub const USAGE: u8 = 2;
 /// Exit code: an I/O or network failure prevented the check.
 pub const UNAVAILABLE: u8 = 3;
+/// Exit code: refused by a policy the caller asked for (e.g. `--deny-breaking`).
+pub const REFUSED: u8 = 4;
 
 /// Why a command failed, classified for the exit code.
 #[derive(Debug)]
@@ -21,6 +23,8 @@ pub enum Failure {
     Usage(anyhow::Error),
     /// Something could not be read or reached.
     Unavailable(anyhow::Error),
+    /// Valid input that a requested policy refuses.
+    Refused(anyhow::Error),
 }
 
 impl Failure {
@@ -30,6 +34,7 @@ impl Failure {
             Failure::Invalid(_) => INVALID,
             Failure::Usage(_) => USAGE,
             Failure::Unavailable(_) => UNAVAILABLE,
+            Failure::Refused(_) => REFUSED,
         }
     }
     /// A short machine-readable kind.
@@ -38,12 +43,13 @@ impl Failure {
             Failure::Invalid(_) => "invalid",
             Failure::Usage(_) => "usage",
             Failure::Unavailable(_) => "unavailable",
+            Failure::Refused(_) => "refused",
         }
     }
     /// The underlying error.
     pub fn error(&self) -> &anyhow::Error {
         match self {
-            Failure::Invalid(e) | Failure::Usage(e) | Failure::Unavailable(e) => e,
+            Failure::Invalid(e) | Failure::Usage(e) | Failure::Unavailable(e) | Failure::Refused(e) => e,
         }
     }
 }

@@ -25,6 +25,10 @@ fn main() -> ExitCode {
         Command::Ledger(LedgerCommand::Stress(a)) => (Output::Text, cmd::ledger::stress(a)),
         Command::Bench(BenchCommand::Ledger(a)) => (Output::Json, cmd::bench::ledger(a)),
         Command::Contract(ContractCommand::Lint(a)) => (a.output, cmd::contract::lint(a)),
+        Command::Contract(ContractCommand::Log(a)) => (a.output, cmd::contract::log(a)),
+        Command::Contract(ContractCommand::Show(a)) => (a.output, cmd::contract::show(a)),
+        Command::Contract(ContractCommand::Diff(a)) => (a.output, cmd::contract::diff(a)),
+        Command::Contract(ContractCommand::Check(a)) => (a.output, cmd::contract::check(a)),
     };
     match (result, output) {
         (Ok(r), Output::Text) => {

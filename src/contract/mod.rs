@@ -4,7 +4,9 @@
 //! Not here: git (revisions, history) or enforcement against attestations.
 
 pub mod diag;
+pub mod diff;
 pub mod lint;
+pub mod repo;
 
 use std::ops::Range;
 

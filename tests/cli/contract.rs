@@ -310,3 +310,227 @@ fn json_schema_agrees_with_the_linter() {
         assert_eq!(code(&lint), 1, "tally accepted {bad:?}");
     }
 }
+
+/// A contracts repository with history, built with the git CLI.
+fn history_repo(d: &Path) -> std::path::PathBuf {
+    let repo = d.join("contracts");
+    std::fs::create_dir_all(&repo).unwrap();
+    assert!(git(&repo, &["init", "-q", "-b", "main"]).status.success());
+    copy_examples(&repo);
+    assert!(git(&repo, &["add", "-A"]).status.success());
+    assert!(git(&repo, &["commit", "-q", "-m", "initial contracts"])
+        .status
+        .success());
+    assert!(git(&repo, &["tag", "v1"]).status.success());
+    let edit = |file: &str, from: &str, to: &str| {
+        let p = repo.join(file);
+        let s = std::fs::read_to_string(&p).unwrap();
+        assert!(s.contains(from), "{from}");
+        std::fs::write(&p, s.replacen(from, to, 1)).unwrap();
+    };
+    edit(
+        "build-and-release.toml",
+        "env = [\"GIT_SHA\", \"RELEASE_VERSION\"]",
+        "env = [\"GIT_SHA\", \"RELEASE_VERSION\", \"BUILD_ID\"]",
+    );
+    edit(
+        "build-and-release.toml",
+        "name = \"chart\"\ntype = \"HELM_CHART\"\noptional = true",
+        "name = \"chart\"\ntype = \"HELM_CHART\"",
+    );
+    edit("build-and-release.toml", "[[materials]]\nname = \"provenance\"", "[[materials]]\nname = \"licenses\"\ntype = \"EVIDENCE\"\noptional = true\n\n[[materials]]\nname = \"provenance\"");
+    edit(
+        "security-advisories.toml",
+        "runner = \"any\"",
+        "runner = \"github-actions\"",
+    );
+    edit(
+        "quality-gates.toml",
+        "name = \"tests\"\ntype = \"JUNIT_XML\"",
+        "name = \"tests\"\ntype = \"JUNIT_XML\"\noptional = true",
+    );
+    edit(
+        "workflows.toml",
+        "owners = [\"team-payments@example.com\"]\ndescription",
+        "owners = [\"payments-leads@example.com\"]\ndescription",
+    );
+    assert!(
+        git(&repo, &["commit", "-q", "-am", "tighten release, relax quality"])
+            .status
+            .success()
+    );
+    repo
+}
+
+#[test]
+fn log_show_and_pinned_revisions() {
+    let d = tmp();
+    let repo = history_repo(d.path());
+    let r = repo.to_str().unwrap();
+    let o = tally(&[
+        "contract",
+        "log",
+        "build-and-release",
+        "--repo",
+        r,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let revs = v["revisions"].as_array().unwrap();
+    assert_eq!(revs.len(), 2);
+    assert_eq!(revs[0]["summary"], "tighten release, relax quality");
+    assert_eq!(revs[1]["summary"], "initial contracts");
+    assert_eq!(revs[0]["author"], "SecOps <secops@example.com>");
+    // Unchanged since v1: its revision is still the first commit.
+    let o = tally(&[
+        "contract",
+        "log",
+        "security-advisories",
+        "--repo",
+        r,
+        "--rev",
+        "v1",
+    ]);
+    assert_eq!(stdout(&o).lines().count(), 1);
+
+    // The pinned revision shows the old text and names the commit and blob.
+    let o = tally(&[
+        "contract",
+        "show",
+        "build-and-release@v1",
+        "--repo",
+        r,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(!v["content"].as_str().unwrap().contains("BUILD_ID"));
+    assert_eq!(v["commit"], revs[1]["commit"]);
+    let blob = String::from_utf8(git(&repo, &["rev-parse", "v1:build-and-release.toml"]).stdout).unwrap();
+    assert_eq!(v["blob"], blob.trim());
+    // The revision in effect at HEAD for an unchanged contract is the old commit.
+    let o = tally(&[
+        "contract",
+        "show",
+        "quality-gates@v1",
+        "--repo",
+        r,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(code(&tally(&["contract", "show", "nope", "--repo", r])), 2);
+    assert_eq!(
+        code(&tally(&[
+            "contract",
+            "show",
+            "build-and-release@no-such-rev",
+            "--repo",
+            r
+        ])),
+        2
+    );
+
+    // A rename: the old name's history ends with a deletion, the new one starts.
+    assert!(git(&repo, &["mv", "quality-gates.toml", "service-quality.toml"])
+        .status
+        .success());
+    let p = repo.join("service-quality.toml");
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("name = \"quality-gates\"", "name = \"service-quality\""),
+    )
+    .unwrap();
+    let w = repo.join("workflows.toml");
+    std::fs::write(
+        &w,
+        std::fs::read_to_string(&w)
+            .unwrap()
+            .replace("contract = \"quality-gates\"", "contract = \"service-quality\""),
+    )
+    .unwrap();
+    assert!(git(&repo, &["commit", "-q", "-am", "rename quality-gates"])
+        .status
+        .success());
+    let o = tally(&["contract", "log", "quality-gates", "--repo", r]);
+    assert!(
+        stdout(&o).lines().next().unwrap().contains("deleted"),
+        "{}",
+        stdout(&o)
+    );
+    let o = tally(&["contract", "log", "service-quality", "--repo", r]);
+    assert_eq!(stdout(&o).lines().count(), 1);
+}
+
+#[test]
+fn semantic_diff_marks_breaking_changes() {
+    let d = tmp();
+    let repo = history_repo(d.path());
+    let r = repo.to_str().unwrap();
+    let o = tally(&["contract", "diff", "v1", "main", "--repo", r]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    insta::assert_snapshot!("semantic_diff", stdout(&o));
+    let o = tally(&[
+        "contract",
+        "diff",
+        "v1",
+        "main",
+        "security-advisories",
+        "--repo",
+        r,
+        "--output",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["changes"].as_array().unwrap().len(), 1);
+    assert_eq!(v["changes"][0]["breaking"], true);
+
+    // The pull-request check: valid head, diff printed, breaking refused on request.
+    let o = tally(&["contract", "check", "--base", "v1", "--head", "main", "--repo", r]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = tally(&[
+        "contract",
+        "check",
+        "--base",
+        "v1",
+        "--head",
+        "main",
+        "--repo",
+        r,
+        "--deny-breaking",
+    ]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("refused by --deny-breaking"));
+}
+
+#[test]
+fn deleting_a_contract_a_workflow_uses_fails_the_check() {
+    let d = tmp();
+    let repo = history_repo(d.path());
+    let r = repo.to_str().unwrap();
+    assert!(git(&repo, &["rm", "-q", "security-advisories.toml"])
+        .status
+        .success());
+    assert!(git(&repo, &["commit", "-q", "-m", "drop advisories"])
+        .status
+        .success());
+    let o = tally(&[
+        "contract", "check", "--base", "HEAD~1", "--head", "HEAD", "--repo", r,
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "workflow `psirt-advisories` uses contract `security-advisories`, which does not exist"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // Before the deletion it was fine, and the log shows the deletion.
+    let o = tally(&["contract", "log", "security-advisories", "--repo", r]);
+    assert!(stdout(&o).lines().next().unwrap().contains("deleted"));
+}

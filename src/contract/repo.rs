@@ -1,0 +1,292 @@
+//! Contract revisions, read from a contracts repository with gix.
+//!
+//! A contract revision is the commit at which the contract's file last
+//! changed (at or before the revision asked for) plus the blob id of its bytes.
+
+use std::path::Path;
+
+use gix::ObjectId;
+use serde::Serialize;
+
+use crate::contract::diag::Diagnostic;
+use crate::contract::lint::{lint_text, LintReport, WORKFLOWS_FILE};
+use crate::contract::MAX_FILE_BYTES;
+
+/// Why the repository could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// Not a git repository, or unreadable.
+    #[error("{0}")]
+    Git(String),
+    /// The revision does not name a commit.
+    #[error("`{0}` does not name a commit in the contracts repository")]
+    UnknownRevision(String),
+    /// No such contract at that revision.
+    #[error("contract `{name}` does not exist at {rev}")]
+    NoContract {
+        /// The contract.
+        name: String,
+        /// The revision.
+        rev: String,
+    },
+}
+
+fn git_err(what: &str, e: impl std::fmt::Display) -> RepoError {
+    RepoError::Git(format!("{what}: {e}"))
+}
+
+/// One revision of a contract file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Revision {
+    /// The commit at which the file changed.
+    pub commit: String,
+    /// The blob id of the file's bytes; `None` when this commit deleted it.
+    pub blob: Option<String>,
+    /// Commit time, seconds since the Unix epoch.
+    pub time: i64,
+    /// Author, `Name <email>`.
+    pub author: String,
+    /// First line of the commit message.
+    pub summary: String,
+}
+
+/// A file at a revision.
+#[derive(Debug, Clone)]
+pub struct File {
+    /// File name at the repository root.
+    pub name: String,
+    /// Blob id.
+    pub blob: ObjectId,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A contracts repository.
+#[derive(Debug)]
+pub struct ContractsRepo {
+    repo: gix::Repository,
+}
+
+impl ContractsRepo {
+    /// Opens the repository containing `path`.
+    pub fn open(path: &Path) -> Result<Self, RepoError> {
+        let repo = gix::discover(path)
+            .map_err(|e| git_err(&format!("{} is not in a git repository", path.display()), e))?;
+        Ok(ContractsRepo { repo })
+    }
+
+    /// The commit named by `rev` (a branch, tag, commit id, `HEAD~2`, …).
+    pub fn resolve(&self, rev: &str) -> Result<ObjectId, RepoError> {
+        let id = self
+            .repo
+            .rev_parse_single(rev)
+            .map_err(|_| RepoError::UnknownRevision(rev.to_owned()))?;
+        let commit = id
+            .object()
+            .map_err(|e| git_err("reading an object", e))?
+            .peel_to_commit()
+            .map_err(|_| RepoError::UnknownRevision(rev.to_owned()))?;
+        Ok(commit.id)
+    }
+
+    fn tree_of(&self, commit: ObjectId) -> Result<gix::Tree<'_>, RepoError> {
+        self.repo
+            .find_commit(commit)
+            .map_err(|e| git_err("reading a commit", e))?
+            .tree()
+            .map_err(|e| git_err("reading a tree", e))
+    }
+
+    /// The blob id of `path` at `commit`, if present.
+    pub fn blob_at(&self, commit: ObjectId, path: &str) -> Result<Option<ObjectId>, RepoError> {
+        let tree = self.tree_of(commit)?;
+        Ok(tree
+            .lookup_entry_by_path(path)
+            .map_err(|e| git_err("looking up a path", e))?
+            .map(|e| e.object_id()))
+    }
+
+    /// The `*.toml` files at the root of `commit`'s tree (larger ones are
+    /// returned empty and flagged by the linter).
+    pub fn files(&self, commit: ObjectId) -> Result<Vec<File>, RepoError> {
+        let tree = self.tree_of(commit)?;
+        let mut out = Vec::new();
+        for entry in tree.iter() {
+            let entry = entry.map_err(|e| git_err("reading a tree entry", e))?;
+            let name = entry.filename().to_string();
+            if !name.ends_with(".toml") || !entry.mode().is_blob() {
+                continue;
+            }
+            let obj = self
+                .repo
+                .find_object(entry.oid())
+                .map_err(|e| git_err("reading a blob", e))?;
+            out.push(File {
+                name,
+                blob: entry.oid().to_owned(),
+                bytes: obj.detach().data,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The revision of contract `name` in effect at `commit`: the commit at
+    /// which `<name>.toml` last changed, and its blob.
+    pub fn revision_at(&self, name: &str, commit: ObjectId) -> Result<(Revision, Vec<u8>), RepoError> {
+        let path = format!("{name}.toml");
+        let Some(blob) = self.blob_at(commit, &path)? else {
+            return Err(RepoError::NoContract {
+                name: name.to_owned(),
+                rev: commit.to_string(),
+            });
+        };
+        let log = self.log_from(name, commit, Some(1))?;
+        let rev = log.into_iter().next().ok_or_else(|| RepoError::NoContract {
+            name: name.to_owned(),
+            rev: commit.to_string(),
+        })?;
+        let bytes = self
+            .repo
+            .find_object(blob)
+            .map_err(|e| git_err("reading a blob", e))?
+            .detach()
+            .data;
+        Ok((rev, bytes))
+    }
+
+    /// The revisions of contract `name` reachable from `from` along first
+    /// parents, newest first (deletions included), at most `limit`.
+    pub fn log_from(
+        &self,
+        name: &str,
+        from: ObjectId,
+        limit: Option<usize>,
+    ) -> Result<Vec<Revision>, RepoError> {
+        let path = format!("{name}.toml");
+        let walk = self
+            .repo
+            .rev_walk([from])
+            .first_parent_only()
+            .all()
+            .map_err(|e| git_err("walking the history", e))?;
+        let mut out = Vec::new();
+        for info in walk {
+            let info = info.map_err(|e| git_err("walking the history", e))?;
+            let id = info.id;
+            let here = self.blob_at(id, &path)?;
+            let commit = self
+                .repo
+                .find_commit(id)
+                .map_err(|e| git_err("reading a commit", e))?;
+            let parent = commit.parent_ids().next().map(|p| p.detach());
+            let before = match parent {
+                Some(p) => self.blob_at(p, &path)?,
+                None => None,
+            };
+            if here == before {
+                continue;
+            }
+            let author = commit.author().map_err(|e| git_err("reading the author", e))?;
+            let time = commit
+                .time()
+                .map_err(|e| git_err("reading the commit time", e))?
+                .seconds;
+            let summary = commit
+                .message()
+                .map_err(|e| git_err("reading the message", e))?
+                .summary()
+                .to_string();
+            out.push(Revision {
+                commit: id.to_string(),
+                blob: here.map(|b| b.to_string()),
+                time,
+                author: format!("{} <{}>", author.name, author.email),
+                summary,
+            });
+            if limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lints every contract and `workflows.toml` at `commit`.
+    pub fn lint_at(&self, commit: ObjectId) -> Result<LintReport, RepoError> {
+        let files = self.files(commit)?;
+        let names: Vec<String> = files
+            .iter()
+            .filter(|f| f.name != WORKFLOWS_FILE)
+            .filter_map(|f| f.name.strip_suffix(".toml").map(str::to_owned))
+            .collect();
+        let mut report = LintReport::default();
+        for f in &files {
+            let shown = format!("{}:{}", short(&commit), f.name);
+            if f.bytes.len() as u64 > MAX_FILE_BYTES {
+                report.files.push(shown.clone());
+                report.diagnostics.push(Diagnostic::file(
+                    &shown,
+                    format!(
+                        "is {} bytes; contract files are limited to {MAX_FILE_BYTES} bytes",
+                        f.bytes.len()
+                    ),
+                    None,
+                ));
+                continue;
+            }
+            match std::str::from_utf8(&f.bytes) {
+                Ok(src) => lint_text(&mut report, &shown, &f.name, src, Some(&names)),
+                Err(e) => {
+                    report.files.push(shown.clone());
+                    let lossy = String::from_utf8_lossy(&f.bytes).into_owned();
+                    let at = e.valid_up_to();
+                    report.diagnostics.push(Diagnostic::at(
+                        &shown,
+                        &lossy,
+                        at..at + 1,
+                        "file is not valid UTF-8".into(),
+                        None,
+                    ));
+                }
+            }
+        }
+        for c in &report.contracts {
+            for p in &c.policies {
+                if !p.reference.starts_with("https://") && self.blob_at(commit, &p.reference)?.is_none() {
+                    report.diagnostics.push(Diagnostic::file(
+                        &format!("{}:{}.toml", short(&commit), c.name),
+                        format!(
+                            "contract `{}` references policy `{}`, which is not in the repository",
+                            c.name, p.reference
+                        ),
+                        None,
+                    ));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// The root `*.toml` files that differ between two commits.
+    pub fn changed_files(&self, base: ObjectId, head: ObjectId) -> Result<Vec<String>, RepoError> {
+        let a = self.files(base)?;
+        let b = self.files(head)?;
+        let mut names: Vec<String> = Vec::new();
+        for f in &b {
+            if a.iter().find(|x| x.name == f.name).map(|x| x.blob) != Some(f.blob) {
+                names.push(f.name.clone());
+            }
+        }
+        for f in &a {
+            if !b.iter().any(|x| x.name == f.name) {
+                names.push(f.name.clone());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// The first 12 hex digits of an object id.
+pub fn short(id: &ObjectId) -> String {
+    id.to_string().chars().take(12).collect()
+}
