@@ -7,6 +7,7 @@ pub mod diag;
 pub mod diff;
 pub mod lint;
 pub mod repo;
+pub mod store;
 
 use std::ops::Range;
 

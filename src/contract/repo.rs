@@ -75,6 +75,36 @@ impl ContractsRepo {
         Ok(ContractsRepo { repo })
     }
 
+    /// Wraps an open repository.
+    pub fn from_repo(repo: gix::Repository) -> Self {
+        ContractsRepo { repo }
+    }
+
+    /// Whether `ancestor` is reachable from `descendant`.
+    pub fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool, RepoError> {
+        let walk = self
+            .repo
+            .rev_walk([descendant])
+            .all()
+            .map_err(|e| git_err("walking the history", e))?;
+        for info in walk {
+            if info.map_err(|e| git_err("walking the history", e))?.id == ancestor {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A blob's bytes.
+    pub fn read_blob(&self, id: ObjectId) -> Result<Vec<u8>, RepoError> {
+        Ok(self
+            .repo
+            .find_object(id)
+            .map_err(|e| git_err("reading a blob", e))?
+            .detach()
+            .data)
+    }
+
     /// The commit named by `rev` (a branch, tag, commit id, `HEAD~2`, …).
     pub fn resolve(&self, rev: &str) -> Result<ObjectId, RepoError> {
         let id = self

@@ -534,3 +534,68 @@ fn deleting_a_contract_a_workflow_uses_fails_the_check() {
     let o = tally(&["contract", "log", "security-advisories", "--repo", r]);
     assert!(stdout(&o).lines().next().unwrap().contains("deleted"));
 }
+
+#[test]
+fn contract_store_resolves_pins_caches_and_refuses_rewritten_history() {
+    use tally::contract::store::{ContractStore, StoreError};
+    let d = tmp();
+    let repo = history_repo(d.path());
+    let state = d.path().join("contracts-head");
+    let store = ContractStore::open(&repo, "main", Some(state.clone())).unwrap();
+
+    // At the head, the release workflow needs BUILD_ID; pinned at v1 it does not.
+    let head = store.resolve("payments-release", None).unwrap();
+    assert!(head.contract.env.contains(&"BUILD_ID".to_owned()));
+    let pinned = store.resolve("payments-release", Some("v1")).unwrap();
+    assert!(!pinned.contract.env.contains(&"BUILD_ID".to_owned()));
+    assert_ne!(head.revision.commit, pinned.revision.commit);
+    let v1 = String::from_utf8(git(&repo, &["rev-parse", "v1"]).stdout).unwrap();
+    assert_eq!(pinned.revision.commit, v1.trim());
+    let blob = String::from_utf8(git(&repo, &["rev-parse", "v1:build-and-release.toml"]).stdout).unwrap();
+    assert_eq!(pinned.revision.blob, blob.trim());
+    // Cached by blob: the unchanged advisories contract is parsed once for both revisions.
+    let before = store.cached();
+    store.resolve("payments-release", None).unwrap();
+    assert_eq!(store.cached(), before);
+    assert!(matches!(
+        store.resolve("nope", None),
+        Err(StoreError::UnknownWorkflow(_))
+    ));
+
+    // A commit on another branch is not a valid pin.
+    assert!(git(&repo, &["checkout", "-q", "-b", "experiment"])
+        .status
+        .success());
+    std::fs::write(
+        repo.join("extra.toml"),
+        "schema = \"tally.dev/contract/v1\"\nname = \"extra\"\n",
+    )
+    .unwrap();
+    assert!(git(&repo, &["add", "extra.toml"]).status.success());
+    assert!(git(&repo, &["commit", "-q", "-m", "experiment"]).status.success());
+    assert!(matches!(
+        store.resolve("payments-release", Some("experiment")),
+        Err(StoreError::NotOnBranch { .. })
+    ));
+    assert!(git(&repo, &["checkout", "-q", "main"]).status.success());
+
+    // A fast-forward is followed.
+    let w = repo.join("workflows.toml");
+    std::fs::write(&w, std::fs::read_to_string(&w).unwrap() + "\n# comment\n").unwrap();
+    assert!(git(&repo, &["commit", "-q", "-am", "comment"]).status.success());
+    let new_head = store.refresh().unwrap();
+    assert_eq!(store.head(), Some(new_head));
+
+    // A force push (history rewritten under the recorded head) is refused, now
+    // and after a restart, and the store keeps its last good head.
+    assert!(git(&repo, &["reset", "-q", "--hard", "HEAD~2"]).status.success());
+    std::fs::write(&w, std::fs::read_to_string(&w).unwrap() + "\n# rewritten\n").unwrap();
+    assert!(git(&repo, &["commit", "-q", "-am", "rewrite"]).status.success());
+    let err = store.refresh().unwrap_err();
+    assert!(matches!(err, StoreError::Rewritten { .. }), "{err}");
+    assert_eq!(store.head(), Some(new_head));
+    assert!(matches!(
+        ContractStore::open(&repo, "main", Some(state)),
+        Err(StoreError::Rewritten { .. })
+    ));
+}
