@@ -228,6 +228,31 @@ pub fn diff_contract(old: &Contract, new: &Contract) -> Vec<Change> {
             Some(_) => {}
         }
     }
+    for p in &new.policy_groups {
+        if !old.policy_groups.iter().any(|o| o.reference == p.reference) {
+            push(&mut out, s, format!("policy group `{}` added", p.reference), true);
+        }
+    }
+    for o in &old.policy_groups {
+        match new.policy_groups.iter().find(|p| p.reference == o.reference) {
+            None => push(
+                &mut out,
+                s,
+                format!("policy group `{}` removed", o.reference),
+                false,
+            ),
+            Some(p) if p != o => push(
+                &mut out,
+                s,
+                format!(
+                    "policy group `{}` changed its materials or arguments",
+                    o.reference
+                ),
+                true,
+            ),
+            Some(_) => {}
+        }
+    }
     if old.description != new.description {
         push(&mut out, s, "description changed".into(), false);
     }

@@ -160,7 +160,7 @@ pub fn lint_paths(paths: &[PathBuf]) -> LintReport {
 /// Local policy references of the contracts must exist in the repository.
 fn check_policy_files(report: &mut LintReport, root: &Path) {
     for c in &report.contracts {
-        for p in &c.policies {
+        for p in c.policies.iter().chain(&c.policy_groups) {
             if p.reference.starts_with("https://") {
                 continue;
             }

@@ -68,6 +68,7 @@ const CONTRACT_KEYS: &[&str] = &[
     "annotations",
     "materials",
     "policies",
+    "policy_groups",
 ];
 const MATERIAL_KEYS: &[&str] = &[
     "name",
@@ -138,6 +139,8 @@ pub struct Contract {
     pub materials: Vec<Material>,
     /// Policy references.
     pub policies: Vec<PolicyRef>,
+    /// Policy-group references (a named set of policies, same shape).
+    pub policy_groups: Vec<PolicyRef>,
 }
 
 /// A workflow: which project it belongs to and which contract it uses.
@@ -506,27 +509,53 @@ pub fn parse_contract(
         materials.push(material);
     }
 
+    let policies = policy_refs(&mut ctx, root, "policies", "a policy", &materials);
+    let policy_groups = policy_refs(&mut ctx, root, "policy_groups", "a policy group", &materials);
+    if ctx.diags.is_empty() {
+        Ok(Contract {
+            name,
+            description,
+            runner,
+            env,
+            annotations,
+            materials,
+            policies,
+            policy_groups,
+        })
+    } else {
+        Err(ctx.diags)
+    }
+}
+
+/// `[[policies]]` or `[[policy_groups]]`: references, validated, not evaluated.
+fn policy_refs(
+    ctx: &mut Ctx<'_>,
+    root: &Table<'_>,
+    key: &str,
+    what: &str,
+    materials: &[Material],
+) -> Vec<PolicyRef> {
     let mut policies = Vec::new();
-    for (t, span) in ctx.tables(root, "policies") {
-        ctx.check_keys(t, POLICY_KEYS, "a policy");
-        let Some((reference, rspan)) = ctx.string(t, "ref", "a policy", true, span) else {
+    for (t, span) in ctx.tables(root, key) {
+        ctx.check_keys(t, POLICY_KEYS, what);
+        let Some((reference, rspan)) = ctx.string(t, "ref", what, true, span) else {
             continue;
         };
         if !policy_ref_ok(&reference) {
             ctx.err(
                 rspan,
-                format!("policy reference `{reference}` is not valid"),
+                format!("{what} has an invalid reference `{reference}`"),
                 Some("use a path in the contracts repository (policies/x.rego) or an https:// URL pinned with @sha256:<digest>".into()),
             );
         }
         let mut targets = Vec::new();
-        for (m, mspan) in ctx.strings(t, "materials", "a policy") {
+        for (m, mspan) in ctx.strings(t, "materials", what) {
             if !materials.iter().any(|x| x.name == m) {
                 let names: Vec<&str> = materials.iter().map(|x| x.name.as_str()).collect();
                 let hint = did_you_mean(&m, &names).map(|s| format!("did you mean `{s}`?"));
                 ctx.err(
                     mspan,
-                    format!("policy applies to material `{m}`, which the contract does not declare"),
+                    format!("{what} applies to material `{m}`, which the contract does not declare"),
                     hint,
                 );
             }
@@ -537,7 +566,7 @@ pub fn parse_contract(
             match v.get_ref() {
                 DeValue::Table(w) => {
                     for (k, val) in w.iter() {
-                        with.push((k.get_ref().to_string(), src[val.span()].to_owned()));
+                        with.push((k.get_ref().to_string(), ctx.src[val.span()].to_owned()));
                     }
                 }
                 _ => ctx.err(
@@ -553,19 +582,7 @@ pub fn parse_contract(
             with,
         });
     }
-    if ctx.diags.is_empty() {
-        Ok(Contract {
-            name,
-            description,
-            runner,
-            env,
-            annotations,
-            materials,
-            policies,
-        })
-    } else {
-        Err(ctx.diags)
-    }
+    policies
 }
 
 fn policy_ref_ok(r: &str) -> bool {

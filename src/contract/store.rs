@@ -3,8 +3,10 @@
 //! a pinned revision, caches parsed contracts by blob id, and refuses a branch
 //! whose history was rewritten under it (a force push).
 //!
-//! Not here: cloning remote URLs (the server issue adds fetching); the store
-//! reads a local repository, which a server keeps current.
+//! A store opens a local repository in place, or mirrors a remote URL
+//! (`https://…`, `file://…`) into a local bare repository with gix and
+//! fetches it on demand ([`ContractStore::sync`]) and on an interval
+//! ([`ContractStore::sync_every`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -93,6 +95,8 @@ pub struct Resolved {
 #[derive(Debug)]
 pub struct ContractStore {
     repo: gix::ThreadSafeRepository,
+    /// The URL mirrored, for remote stores.
+    url: Option<String>,
     branch: String,
     state: Option<PathBuf>,
     head: Mutex<Option<ObjectId>>,
@@ -114,6 +118,7 @@ impl ContractStore {
         };
         let store = ContractStore {
             repo,
+            url: None,
             branch: branch.to_owned(),
             state,
             head: Mutex::new(recorded),
@@ -121,6 +126,53 @@ impl ContractStore {
         };
         store.refresh()?;
         Ok(store)
+    }
+
+    /// Mirrors the repository at `url` into the bare repository `mirror`
+    /// (created if absent), then tracks `branch` of the mirror.
+    pub fn open_remote(
+        url: &str,
+        mirror: &Path,
+        branch: &str,
+        state: Option<PathBuf>,
+    ) -> Result<Self, StoreError> {
+        if !mirror.join("HEAD").exists() {
+            std::fs::create_dir_all(mirror).map_err(|source| StoreError::State {
+                path: mirror.to_owned(),
+                source,
+            })?;
+            gix::init_bare(mirror)
+                .map_err(|e| RepoError::Git(format!("creating the mirror {}: {e}", mirror.display())))?;
+        }
+        let repo = gix::open(mirror)
+            .map_err(|e| RepoError::Git(format!("opening the mirror {}: {e}", mirror.display())))?;
+        fetch_mirror(&repo, url)?;
+        let mut store = Self::open(mirror, branch, state)?;
+        store.url = Some(url.to_owned());
+        Ok(store)
+    }
+
+    /// Fetches the remote (for a mirrored store) and accepts the new head if
+    /// it extends the recorded one.
+    pub fn sync(&self) -> Result<ObjectId, StoreError> {
+        if let Some(url) = &self.url {
+            fetch_mirror(&self.repo.to_thread_local(), url)?;
+        }
+        self.refresh()
+    }
+
+    /// Syncs every `interval` in a background thread, for as long as the
+    /// store is alive; failures (including a rewritten branch) are reported
+    /// on stderr and the last accepted head stays in effect.
+    pub fn sync_every(self: &Arc<Self>, interval: std::time::Duration) -> std::thread::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(interval);
+            let Some(store) = weak.upgrade() else { return };
+            if let Err(e) = store.sync() {
+                eprintln!("tally contracts: sync failed: {e}");
+            }
+        })
     }
 
     fn local(&self) -> ContractsRepo {
@@ -248,4 +300,26 @@ impl ContractStore {
     pub fn cached(&self) -> usize {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
+}
+
+/// Fetches every branch of `url` into the same-named branches of `repo`,
+/// forcing updates (so a rewritten remote branch arrives, and is then
+/// refused by [`ContractStore::refresh`]).
+fn fetch_mirror(repo: &gix::Repository, url: &str) -> Result<(), StoreError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Repo(RepoError::Git(format!("{what} {url}: {e}")))
+    };
+    let remote = repo
+        .remote_at(url)
+        .map_err(|e| fail("configuring", &e))?
+        .with_refspecs(Some("+refs/heads/*:refs/heads/*"), gix::remote::Direction::Fetch)
+        .map_err(|e| fail("configuring", &e))?;
+    let conn = remote
+        .connect(gix::remote::Direction::Fetch)
+        .map_err(|e| fail("connecting to", &e))?;
+    conn.prepare_fetch(gix::progress::Discard, Default::default())
+        .map_err(|e| fail("fetching", &e))?
+        .receive(gix::progress::Discard, &std::sync::atomic::AtomicBool::new(false))
+        .map_err(|e| fail("fetching", &e))?;
+    Ok(())
 }

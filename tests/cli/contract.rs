@@ -599,3 +599,103 @@ fn contract_store_resolves_pins_caches_and_refuses_rewritten_history() {
         Err(StoreError::Rewritten { .. })
     ));
 }
+
+#[test]
+fn contract_store_mirrors_a_remote_and_refuses_a_force_push() {
+    use tally::contract::store::{ContractStore, StoreError};
+    let d = tmp();
+    let work = history_repo(d.path());
+    let origin = d.path().join("origin.git");
+    assert!(git(
+        d.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            origin.to_str().unwrap()
+        ]
+    )
+    .status
+    .success());
+    let url = format!("file://{}", origin.display());
+    let mirror = d.path().join("mirror.git");
+    let store = std::sync::Arc::new(
+        ContractStore::open_remote(&url, &mirror, "main", Some(d.path().join("head"))).unwrap(),
+    );
+    let first = store.head().unwrap();
+    assert!(store
+        .resolve("payments-release", None)
+        .unwrap()
+        .contract
+        .env
+        .contains(&"BUILD_ID".to_owned()));
+
+    // A new commit pushed to the remote arrives on sync.
+    assert!(git(&work, &["remote", "add", "origin", origin.to_str().unwrap()])
+        .status
+        .success());
+    let w = work.join("workflows.toml");
+    std::fs::write(&w, std::fs::read_to_string(&w).unwrap() + "\n# more\n").unwrap();
+    assert!(git(&work, &["commit", "-q", "-am", "more"]).status.success());
+    assert!(git(&work, &["push", "-q", "origin", "main"]).status.success());
+    let second = store.sync().unwrap();
+    assert_ne!(first, second);
+
+    // A force push that drops it is fetched, noticed and refused.
+    assert!(git(&work, &["reset", "-q", "--hard", "HEAD~1"]).status.success());
+    std::fs::write(&w, std::fs::read_to_string(&w).unwrap() + "\n# other\n").unwrap();
+    assert!(git(&work, &["commit", "-q", "-am", "other"]).status.success());
+    assert!(git(&work, &["push", "-q", "--force", "origin", "main"])
+        .status
+        .success());
+    assert!(matches!(store.sync(), Err(StoreError::Rewritten { .. })));
+    assert_eq!(store.head(), Some(second));
+    // Contracts still resolve at the last accepted head.
+    store.resolve("payments-release", None).unwrap();
+    // Background sync runs and keeps refusing; it stops with the store.
+    let handle = store.sync_every(std::time::Duration::from_millis(20));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(store.head(), Some(second));
+    drop(store);
+    handle.join().unwrap();
+    // An unreachable remote is a clear error.
+    let err = ContractStore::open_remote(
+        "file:///nonexistent/repo.git",
+        &d.path().join("m2.git"),
+        "main",
+        None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/repo.git"), "{err}");
+}
+
+#[test]
+fn policy_groups_are_parsed_validated_and_diffed() {
+    let src = "schema = \"tally.dev/contract/v1\"\nname = \"p\"\n[[materials]]\nname = \"sbom\"\ntype = \"SBOM_SPDX_JSON\"\n\n[[policy_groups]]\nref = \"https://policies.example.com/slsa.yaml@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\nmaterials = [\"sbom\"]\n";
+    let c = tally::contract::parse_contract("p.toml", src, Some("p")).unwrap();
+    assert_eq!(c.policy_groups.len(), 1);
+    let bad = src
+        .replace("@sha256:", "@sha1:")
+        .replace("[\"sbom\"]", "[\"sbon\"]");
+    let errs = tally::contract::parse_contract("p.toml", &bad, Some("p")).unwrap_err();
+    let msgs: Vec<&str> = errs.iter().map(|d| d.message.as_str()).collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("a policy group has an invalid reference")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("a policy group applies to material `sbon`")),
+        "{msgs:?}"
+    );
+    let without = tally::contract::parse_contract(
+        "p.toml",
+        &src[..src.find("[[policy_groups]]").unwrap()],
+        Some("p"),
+    )
+    .unwrap();
+    let d = tally::contract::diff::diff_contract(&without, &c);
+    assert_eq!((d.len(), d[0].breaking), (1, true));
+}
