@@ -18,6 +18,9 @@ use crate::contract::lint::WORKFLOWS_FILE;
 use crate::contract::repo::{ContractsRepo, RepoError};
 use crate::contract::{parse_contract, parse_workflows, Contract, Workflow};
 
+/// The branch a store tracks unless told otherwise.
+pub const DEFAULT_BRANCH: &str = "main";
+
 /// Why a contract could not be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

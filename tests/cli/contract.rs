@@ -699,3 +699,48 @@ fn policy_groups_are_parsed_validated_and_diffed() {
     let d = tally::contract::diff::diff_contract(&without, &c);
     assert_eq!((d.len(), d[0].breaking), (1, true));
 }
+
+/// Contracts are untrusted input: no mangling of the examples makes the
+/// parser panic, and every error it reports points inside the file.
+#[test]
+fn mangled_contracts_never_panic() {
+    let mut rng = 0x1234_5678_9abc_def1u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let alphabet = b"[]{}=\"'.,#\n xyz0-_\\";
+    for f in ["build-and-release.toml", "quality-gates.toml", "workflows.toml"] {
+        let src = std::fs::read_to_string(contracts_dir().join(f)).unwrap();
+        for _ in 0..400 {
+            let mut bytes = src.clone().into_bytes();
+            for _ in 0..(1 + next() % 4) {
+                let at = (next() as usize) % bytes.len();
+                match next() % 3 {
+                    0 => {
+                        bytes.remove(at);
+                    }
+                    1 => bytes.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+                    _ => bytes[at] = alphabet[(next() as usize) % alphabet.len()],
+                }
+            }
+            let Ok(text) = String::from_utf8(bytes) else {
+                continue;
+            };
+            let lines = text.lines().count().max(1);
+            let result = if f == "workflows.toml" {
+                tally::contract::parse_workflows(f, &text, None).map(|_| ())
+            } else {
+                tally::contract::parse_contract(f, &text, None).map(|_| ())
+            };
+            if let Err(diags) = result {
+                assert!(!diags.is_empty());
+                for d in diags {
+                    assert!(d.line >= 1 && d.line <= lines + 1, "{d:?}");
+                }
+            }
+        }
+    }
+}
