@@ -10,5 +10,6 @@ pub mod cmd;
 pub mod contract;
 pub mod exit;
 pub mod fsutil;
+pub mod keys;
 pub mod ledger;
 pub mod source;

@@ -236,6 +236,11 @@ fn parse_index_width(s: &str) -> Result<(u64, u16), &'static str> {
     if groups.len() > 6 {
         return Err("index has more than six 3-digit groups");
     }
+    if groups.len() > 1 && groups[0] == "x000" {
+        // Found by fuzzing: `x000/x234/067` would name the same tile as
+        // `x234/067`; only the canonical encoding is accepted.
+        return Err("index has a leading all-zero group (not the canonical encoding)");
+    }
     let mut n: u64 = 0;
     for (i, g) in groups.iter().enumerate() {
         let last = i + 1 == groups.len();
@@ -650,6 +655,8 @@ mod tests {
 
     #[test]
     fn index_encoding() {
+        assert!(parse_path("tile/0/x000/x234/067.p/89").is_err());
+        assert!(parse_path("tile/entries/x000/001").is_err());
         assert_eq!(encode_index(0), "000");
         assert_eq!(encode_index(1234067), "x001/x234/067");
         assert_eq!(encode_index(1000), "x001/000");

@@ -1,14 +1,11 @@
 //! `tally key generate`: a log's note signer key and its verifier key.
 
 use anyhow::{anyhow, Context as _};
-use ledger_format::note::SignerKey;
-use rand::RngCore as _;
 use serde_json::json;
 
 use crate::cli::KeyGenerateArgs;
 use crate::cmd::Report;
 use crate::exit::{Classify, Failure};
-use crate::fsutil::write_atomic;
 
 /// Generates a fresh Ed25519 key named after the log's origin.
 pub fn generate(args: &KeyGenerateArgs) -> Result<Report, Failure> {
@@ -32,20 +29,16 @@ pub fn generate(args: &KeyGenerateArgs) -> Result<Report, Failure> {
             )));
         }
     }
-    let mut seed = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut seed);
-    let signer = SignerKey::from_seed(origin, &seed).usage()?;
+    let signer = crate::keys::generate(origin).usage()?;
     let vkey = signer.verifier().to_string();
-    write_atomic(
-        &args.key_out,
-        format!("{}\n", signer.to_secret_text()).as_bytes(),
-        0o600,
-        args.force,
-    )
-    .with_context(|| format!("writing {}", args.key_out.display()))
-    .unavailable()?;
-    write_atomic(&args.pub_out, format!("{vkey}\n").as_bytes(), 0o644, args.force)
-        .with_context(|| format!("writing {}", args.pub_out.display()))
+    crate::keys::write_pair(&signer, &args.key_out, &args.pub_out, args.force)
+        .with_context(|| {
+            format!(
+                "writing {} and {}",
+                args.key_out.display(),
+                args.pub_out.display()
+            )
+        })
         .unavailable()?;
     Ok(Report {
         text: format!(

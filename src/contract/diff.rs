@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::contract::{Annotation, Contract, Material, Workflow};
+use crate::contract::{Annotation, Contract, Material, PolicyRef, Workflow};
 
 /// One semantic change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,6 +79,27 @@ fn annotation_changes(
                 format!("{owner} annotation `{}` removed", o.name),
                 false,
             );
+        }
+    }
+}
+
+/// Policies (or policy groups) added or changed are breaking; removed are not.
+fn policy_changes(out: &mut Vec<Change>, subject: &str, what: &str, old: &[PolicyRef], new: &[PolicyRef]) {
+    for p in new {
+        match old.iter().find(|o| o.reference == p.reference) {
+            None => push(out, subject, format!("{what} `{}` added", p.reference), true),
+            Some(o) if o != p => push(
+                out,
+                subject,
+                format!("{what} `{}` changed its materials or arguments", p.reference),
+                true,
+            ),
+            Some(_) => {}
+        }
+    }
+    for o in old {
+        if !new.iter().any(|p| p.reference == o.reference) {
+            push(out, subject, format!("{what} `{}` removed", o.reference), false);
         }
     }
 }
@@ -211,48 +232,14 @@ pub fn diff_contract(old: &Contract, new: &Contract) -> Vec<Change> {
             );
         }
     }
-    for p in &new.policies {
-        if !old.policies.iter().any(|o| o.reference == p.reference) {
-            push(&mut out, s, format!("policy `{}` added", p.reference), true);
-        }
-    }
-    for o in &old.policies {
-        match new.policies.iter().find(|p| p.reference == o.reference) {
-            None => push(&mut out, s, format!("policy `{}` removed", o.reference), false),
-            Some(p) if p != o => push(
-                &mut out,
-                s,
-                format!("policy `{}` changed its materials or arguments", o.reference),
-                true,
-            ),
-            Some(_) => {}
-        }
-    }
-    for p in &new.policy_groups {
-        if !old.policy_groups.iter().any(|o| o.reference == p.reference) {
-            push(&mut out, s, format!("policy group `{}` added", p.reference), true);
-        }
-    }
-    for o in &old.policy_groups {
-        match new.policy_groups.iter().find(|p| p.reference == o.reference) {
-            None => push(
-                &mut out,
-                s,
-                format!("policy group `{}` removed", o.reference),
-                false,
-            ),
-            Some(p) if p != o => push(
-                &mut out,
-                s,
-                format!(
-                    "policy group `{}` changed its materials or arguments",
-                    o.reference
-                ),
-                true,
-            ),
-            Some(_) => {}
-        }
-    }
+    policy_changes(&mut out, s, "policy", &old.policies, &new.policies);
+    policy_changes(
+        &mut out,
+        s,
+        "policy group",
+        &old.policy_groups,
+        &new.policy_groups,
+    );
     if old.description != new.description {
         push(&mut out, s, "description changed".into(), false);
     }

@@ -1100,17 +1100,10 @@ pub fn open_dir(dir: &Path, origin: Option<&str>) -> Result<Ledger, LedgerError>
             )));
         };
         std::fs::create_dir_all(dir).map_err(LedgerError::io("creating the ledger directory"))?;
-        let mut seed = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-        let signer = SignerKey::from_seed(origin, &seed)
+        let signer = crate::keys::generate(origin)
             .map_err(|e| LedgerError::Corrupt(format!("origin {origin:?}: {e}")))?;
-        crate::fsutil::write_atomic(
-            &key_path,
-            format!("{}\n", signer.to_secret_text()).as_bytes(),
-            0o600,
-            false,
-        )
-        .map_err(LedgerError::io("writing the log signing key"))?;
+        crate::keys::write_pair(&signer, &key_path, &dir.join("log.pub"), false)
+            .map_err(LedgerError::io("writing the log keys"))?;
         signer
     };
     let pub_path = dir.join("log.pub");
