@@ -5,6 +5,7 @@
 //! binary (`main.rs`) is glue: it parses flags and maps outcomes to exit codes.
 #![forbid(unsafe_code)]
 
+pub mod attest;
 pub mod cli;
 pub mod cmd;
 pub mod contract;

@@ -2,6 +2,7 @@
 //! verification and whole-log audits over a directory and over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub, dead_code)]
 
+mod attest;
 mod audit;
 mod common;
 mod contract;

@@ -1,0 +1,159 @@
+//! DSSE v1 envelopes: PAE, parsing, and signature verification with ECDSA
+//! P-256 (DER or raw r‖s signatures) and Ed25519 keys. Base64 may be standard
+//! or URL-safe, padded or not. Verification returns the payload bytes that
+//! were verified; callers never re-parse the envelope.
+
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+/// The payload type of in-toto statements.
+pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+
+/// Why an envelope was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DsseError {
+    /// Not a DSSE envelope.
+    #[error("not a DSSE envelope: {0}")]
+    Malformed(String),
+    /// A field is not base64.
+    #[error("envelope field `{0}` is not base64")]
+    Base64(&'static str),
+    /// No signature verifies under the given keys.
+    #[error("no signature of the envelope verifies with the given key(s) ({0} signature(s) tried)")]
+    NoValidSignature(usize),
+    /// A public key could not be read.
+    #[error("public key: {0}")]
+    Key(String),
+}
+
+/// One signature of an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signature {
+    /// An unauthenticated hint naming the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyid: Option<String>,
+    /// The signature, base64.
+    pub sig: String,
+}
+
+/// A DSSE envelope as it travels (base64 fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// The payload, base64.
+    pub payload: String,
+    /// The payload's type.
+    #[serde(rename = "payloadType")]
+    pub payload_type: String,
+    /// Signatures over PAE(payloadType, payload).
+    pub signatures: Vec<Signature>,
+}
+
+/// `PAE(type, body) = "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body`.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        payload.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Decodes base64 in any of the four common alphabets/paddings.
+pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
+    [&STANDARD, &URL_SAFE, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(s).ok())
+}
+
+/// A key an envelope may be signed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicKey {
+    /// ECDSA P-256 with SHA-256.
+    EcdsaP256(p256::ecdsa::VerifyingKey),
+    /// Ed25519.
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+impl PublicKey {
+    /// Reads a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) of either kind.
+    pub fn from_pem(pem: &str) -> Result<Self, DsseError> {
+        use p256::pkcs8::DecodePublicKey as _;
+        if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_pem(pem) {
+            return Ok(PublicKey::EcdsaP256(k));
+        }
+        ed25519_dalek::VerifyingKey::from_public_key_pem(pem)
+            .map(PublicKey::Ed25519)
+            .map_err(|_| DsseError::Key("not a PEM ECDSA P-256 or Ed25519 public key".into()))
+    }
+
+    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        match self {
+            PublicKey::EcdsaP256(k) => {
+                use p256::ecdsa::signature::Verifier as _;
+                let parsed = p256::ecdsa::Signature::from_der(sig)
+                    .or_else(|_| p256::ecdsa::Signature::from_slice(sig));
+                parsed.is_ok_and(|s| k.verify(msg, &s).is_ok())
+            }
+            PublicKey::Ed25519(k) => {
+                ed25519_dalek::Signature::from_slice(sig).is_ok_and(|s| k.verify_strict(msg, &s).is_ok())
+            }
+        }
+    }
+}
+
+/// An envelope whose signature verified: the exact payload bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedEnvelope {
+    payload_type: String,
+    payload: Vec<u8>,
+    key_index: usize,
+}
+
+impl VerifiedEnvelope {
+    /// The payload type.
+    pub fn payload_type(&self) -> &str {
+        &self.payload_type
+    }
+    /// The verified payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+    /// Which of the given keys verified it.
+    pub fn key_index(&self) -> usize {
+        self.key_index
+    }
+}
+
+impl Envelope {
+    /// Parses an envelope from JSON.
+    pub fn parse(bytes: &[u8]) -> Result<Self, DsseError> {
+        let env: Envelope = serde_json::from_slice(bytes).map_err(|e| DsseError::Malformed(e.to_string()))?;
+        if env.signatures.is_empty() {
+            return Err(DsseError::Malformed("it has no signatures".into()));
+        }
+        Ok(env)
+    }
+
+    /// Verifies that at least one signature is valid under one of `keys`.
+    pub fn verify(&self, keys: &[PublicKey]) -> Result<VerifiedEnvelope, DsseError> {
+        let payload = decode_b64(&self.payload).ok_or(DsseError::Base64("payload"))?;
+        let msg = pae(&self.payload_type, &payload);
+        for s in &self.signatures {
+            let sig = decode_b64(&s.sig).ok_or(DsseError::Base64("signatures[].sig"))?;
+            if let Some(i) = keys.iter().position(|k| k.verify(&msg, &sig)) {
+                return Ok(VerifiedEnvelope {
+                    payload_type: self.payload_type.clone(),
+                    payload,
+                    key_index: i,
+                });
+            }
+        }
+        Err(DsseError::NoValidSignature(self.signatures.len()))
+    }
+}

@@ -1,0 +1,6 @@
+//! Attestations: the DSSE envelope that carries an in-toto statement.
+//!
+//! Not here (yet): building the statement, signing keys on disk — they come
+//! with the crafting CLI.
+
+pub mod dsse;
