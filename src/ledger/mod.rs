@@ -554,33 +554,24 @@ impl Ledger {
     /// Blocks until the published size exceeds `index` (or `timeout`);
     /// returns the published size.
     pub fn wait_published(&self, index: u64, timeout: Duration) -> Result<u64, LedgerError> {
-        let deadline = Instant::now() + timeout;
-        let mut st = lock(&self.inner.state);
-        loop {
-            if st.published.size > index {
-                return Ok(st.published.size);
-            }
-            if let Some(f) = &st.failed {
-                return Err(LedgerError::Stopped(f.clone()));
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(st.published.size);
-            }
-            st = self
-                .inner
-                .published
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+        let st = self.wait_while(timeout, |st| st.published.size <= index);
+        match &st.failed {
+            Some(f) if st.published.size <= index => Err(LedgerError::Stopped(f.clone())),
+            _ => Ok(st.published.size),
         }
     }
 
     /// Blocks until a publication newer than `after` (a publication count).
     pub fn wait_publication(&self, after: u64, timeout: Duration) -> (u64, u64) {
-        let mut st = lock(&self.inner.state);
+        let st = self.wait_while(timeout, |st| st.published.count <= after);
+        (st.published.count, st.published.size)
+    }
+
+    /// Waits on publications while `pending` holds, until `timeout` or a failure.
+    fn wait_while(&self, timeout: Duration, pending: impl Fn(&State) -> bool) -> MutexGuard<'_, State> {
         let deadline = Instant::now() + timeout;
-        while st.published.count <= after && st.failed.is_none() {
+        let mut st = lock(&self.inner.state);
+        while pending(&st) && st.failed.is_none() {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -592,7 +583,7 @@ impl Ledger {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        (st.published.count, st.published.size)
+        st
     }
 
     fn published(&self) -> Published {
