@@ -4,3 +4,4 @@
 //! with the crafting CLI.
 
 pub mod dsse;
+pub mod material;

@@ -9,5 +9,6 @@ mod contract;
 mod crash;
 mod key;
 mod ledger;
+mod material;
 mod proof;
 mod verify;
