@@ -4,4 +4,7 @@
 //! with the crafting CLI.
 
 pub mod dsse;
+pub mod git;
 pub mod material;
+pub mod runner;
+pub mod signing;
