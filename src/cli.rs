@@ -46,6 +46,169 @@ pub enum Command {
     /// Run a benchmark and print its result as JSON.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Craft an attestation in a CI pipeline: init, add, status, push, reset.
+    #[command(subcommand)]
+    Attestation(AttestationCommand),
+}
+
+/// `tally attestation …`
+#[derive(Debug, Subcommand)]
+pub enum AttestationCommand {
+    /// Start a run: detect the runner, fetch the workflow's contract, check it.
+    Init(AttInitArgs),
+    /// Add a material: validate it against its kind and the contract, hash it, record it.
+    Add(AttAddArgs),
+    /// What the contract requires, what is present, what is missing.
+    Status(AttStatusArgs),
+    /// Build, sign and send the attestation (or write it, with --dry-run).
+    Push(AttPushArgs),
+    /// End the run as failed or cancelled and clear the state.
+    Reset(AttResetArgs),
+    /// Check a signed attestation offline: signature, statement, predicate.
+    Verify(AttVerifyArgs),
+}
+
+/// Flags every `tally attestation` command takes.
+#[derive(Debug, Args)]
+pub struct AttCommon {
+    /// The crafting state file [default: $TALLY_STATE, else .tally/attestation.json].
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// The control plane's URL.
+    #[arg(long, env = "TALLY_SERVER", hide_env_values = true)]
+    pub server: Option<String>,
+    /// The workflow's service token.
+    #[arg(long, env = "TALLY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `tally attestation init`
+#[derive(Debug, Args)]
+pub struct AttInitArgs {
+    /// The workflow being attested.
+    #[arg(long)]
+    pub workflow: String,
+    /// Its project (a dry run with --contract only; the control plane knows it otherwise).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// The version of the project being built.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Check against this contract revision (a commit) instead of the tracked head.
+    #[arg(long)]
+    pub contract_revision: Option<String>,
+    /// Run with no control plane: the contract comes from --contract or --contracts.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// A contract file (with --dry-run).
+    #[arg(long, conflicts_with = "contracts")]
+    pub contract: Option<PathBuf>,
+    /// A contracts repository, a path or a git URL (with --dry-run).
+    #[arg(long)]
+    pub contracts: Option<String>,
+    /// Discard a run already in progress.
+    #[arg(long)]
+    pub replace: bool,
+    #[command(flatten)]
+    pub common: AttCommon,
+}
+
+/// `tally attestation add`
+#[derive(Debug, Args)]
+pub struct AttAddArgs {
+    /// The material's name (as the contract names it).
+    #[arg(long)]
+    pub name: String,
+    /// Its kind; by default the contract's, else detected (SPEC.md §11.3).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// A file path, a string, or an image reference.
+    #[arg(long)]
+    pub value: String,
+    /// An annotation `key=value` (repeatable).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// CycloneDX: check only the header and the shape of `components`.
+    #[arg(long)]
+    pub lenient: bool,
+    /// ATTESTATION / SLSA_PROVENANCE: a public key (PEM) that must have signed it.
+    #[arg(long)]
+    pub verify_key: Option<PathBuf>,
+    /// Replace a material of the same name added before.
+    #[arg(long)]
+    pub replace: bool,
+    #[command(flatten)]
+    pub common: AttCommon,
+}
+
+/// `tally attestation status`
+#[derive(Debug, Args)]
+pub struct AttStatusArgs {
+    /// Every detail: annotations, digests, runner and env values.
+    #[arg(long)]
+    pub full: bool,
+    #[command(flatten)]
+    pub common: AttCommon,
+}
+
+/// `tally attestation push`
+#[derive(Debug, Args)]
+pub struct AttPushArgs {
+    /// The signing key (PEM; cosign-encrypted keys read TALLY_KEY_PASSWORD).
+    #[arg(long, env = "TALLY_SIGNING_KEY")]
+    pub key: PathBuf,
+    /// An attestation annotation `key=value` (repeatable).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// Write the offline bundle (envelope, tlog-proof, checkpoint) here.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// Sign and write the envelope to --envelope; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where the signed envelope is written.
+    #[arg(long, default_value = "attestation.dsse.json")]
+    pub envelope: PathBuf,
+    #[command(flatten)]
+    pub common: AttCommon,
+}
+
+/// Why a run ended without an attestation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResetTrigger {
+    /// The pipeline failed.
+    Failure,
+    /// The pipeline was cancelled.
+    Cancellation,
+}
+
+/// `tally attestation reset`
+#[derive(Debug, Args)]
+pub struct AttResetArgs {
+    /// What ended the run.
+    #[arg(long, value_enum, default_value_t = ResetTrigger::Failure)]
+    pub trigger: ResetTrigger,
+    /// Why, in words.
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub common: AttCommon,
+}
+
+/// `tally attestation verify`
+#[derive(Debug, Args)]
+pub struct AttVerifyArgs {
+    /// The DSSE envelope (or an offline bundle holding one).
+    pub envelope: PathBuf,
+    /// The signer's public key (PEM).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 /// `tally contract …`
@@ -281,18 +444,42 @@ pub enum KeyCommand {
     Generate(KeyGenerateArgs),
 }
 
+/// What a generated key is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyKind {
+    /// A log's note signer (Ed25519, C2SP key text).
+    Log,
+    /// An attestation signing key (PEM; encrypted cosign-style when TALLY_KEY_PASSWORD is set).
+    Signing,
+}
+
+/// Signing key algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SigningAlgorithm {
+    /// ECDSA on P-256 with SHA-256.
+    EcdsaP256,
+    /// Ed25519.
+    Ed25519,
+}
+
 /// `tally key generate`
 #[derive(Debug, Args)]
 pub struct KeyGenerateArgs {
-    /// The log's origin, which is also the key name (e.g. `tally.example.com/log`).
+    /// What the key signs: the log's checkpoints, or attestations.
+    #[arg(long, value_enum, default_value_t = KeyKind::Log)]
+    pub kind: KeyKind,
+    /// The log's origin, which is also the key name (e.g. `tally.example.com/log`); `--kind log` only.
+    #[arg(long, required_if_eq("kind", "log"))]
+    pub origin: Option<String>,
+    /// The signature algorithm of a signing key.
+    #[arg(long, value_enum, default_value_t = SigningAlgorithm::EcdsaP256)]
+    pub algorithm: SigningAlgorithm,
+    /// Where to write the secret key (mode 0600) [default: log.key, or cosign.key for --kind signing].
     #[arg(long)]
-    pub origin: String,
-    /// Where to write the secret signer key (mode 0600).
-    #[arg(long, default_value = "log.key")]
-    pub key_out: PathBuf,
-    /// Where to write the public verifier key.
-    #[arg(long, default_value = "log.pub")]
-    pub pub_out: PathBuf,
+    pub key_out: Option<PathBuf>,
+    /// Where to write the public key [default: log.pub, or cosign.pub for --kind signing].
+    #[arg(long)]
+    pub pub_out: Option<PathBuf>,
     /// Overwrite existing files.
     #[arg(long)]
     pub force: bool,

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use tally::cli::{
-    BenchCommand, Cli, Command, ContractCommand, KeyCommand, LedgerCommand, Output, ProofCommand,
+    AttestationCommand, BenchCommand, Cli, Command, ContractCommand, KeyCommand, LedgerCommand, Output,
+    ProofCommand,
 };
 use tally::cmd::{self, Report};
 use tally::exit::{Failure, OK};
@@ -24,6 +25,12 @@ fn main() -> ExitCode {
         Command::Ledger(LedgerCommand::Pack(a)) => (Output::Text, cmd::ledger::pack(a)),
         Command::Ledger(LedgerCommand::Stress(a)) => (Output::Text, cmd::ledger::stress(a)),
         Command::Bench(BenchCommand::Ledger(a)) => (Output::Json, cmd::bench::ledger(a)),
+        Command::Attestation(AttestationCommand::Init(a)) => (a.common.output, cmd::attestation::init(a)),
+        Command::Attestation(AttestationCommand::Add(a)) => (a.common.output, cmd::attestation::add(a)),
+        Command::Attestation(AttestationCommand::Status(a)) => (a.common.output, cmd::attestation::status(a)),
+        Command::Attestation(AttestationCommand::Push(a)) => (a.common.output, cmd::attestation::push(a)),
+        Command::Attestation(AttestationCommand::Reset(a)) => (a.common.output, cmd::attestation::reset(a)),
+        Command::Attestation(AttestationCommand::Verify(a)) => (a.output, cmd::attestation::verify(a)),
         Command::Contract(ContractCommand::Lint(a)) => (a.output, cmd::contract::lint(a)),
         Command::Contract(ContractCommand::Log(a)) => (a.output, cmd::contract::log(a)),
         Command::Contract(ContractCommand::Show(a)) => (a.output, cmd::contract::show(a)),

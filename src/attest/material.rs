@@ -106,7 +106,7 @@ pub const DETECTION_ORDER: &[Kind] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum MaterialError {
     /// The file does not exist or cannot be opened.
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open the material file {path}")]
     Open {
         /// The path given.
         path: String,
@@ -127,7 +127,7 @@ pub enum MaterialError {
         reason: String,
     },
     /// Reading failed midway.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         /// The path.
         path: String,

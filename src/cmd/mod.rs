@@ -1,6 +1,7 @@
 //! The commands. Each takes its parsed flags, validates them, does the work
 //! and returns what to print, or a classified [`crate::exit::Failure`].
 
+pub mod attestation;
 pub mod audit;
 pub mod bench;
 pub mod contract;

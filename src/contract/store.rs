@@ -236,6 +236,12 @@ impl ContractStore {
         })
     }
 
+    /// The bytes of a blob (a contract's exact text at a revision).
+    pub fn blob(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+        let id = ObjectId::from_hex(id.as_bytes()).map_err(|e| RepoError::Git(e.to_string()))?;
+        Ok(self.local().read_blob(id)?)
+    }
+
     /// Resolves `workflow`'s contract at the accepted head, or at `pinned`
     /// (which must be on the tracked branch).
     pub fn resolve(&self, workflow: &str, pinned: Option<&str>) -> Result<Resolved, StoreError> {

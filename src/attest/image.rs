@@ -1,0 +1,148 @@
+//! CONTAINER_IMAGE materials: a reference resolved to the digest of its
+//! manifest in its registry, with `oci-client` (SPEC.md §11.3). A reference
+//! pinned by digest is accepted as is, without contacting the registry.
+//!
+//! Registries on loopback (`localhost`, `127.0.0.1`, `[::1]`) and the hosts
+//! listed in `TALLY_INSECURE_REGISTRIES` (comma-separated `host:port`) are
+//! spoken to over plain HTTP; every other registry over HTTPS. Pulls are
+//! anonymous unless `TALLY_REGISTRY_USERNAME` / `TALLY_REGISTRY_PASSWORD` are set.
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+
+use crate::attest::material::MaterialError;
+
+/// A resolved image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedImage {
+    /// `registry/repository@sha256:…`, the immutable reference recorded.
+    pub pinned: String,
+    /// `sha256:<hex>` of the manifest.
+    pub digest: String,
+    /// Whether the registry was asked (false: the reference was already pinned).
+    pub resolved_online: bool,
+}
+
+fn is_loopback(registry: &str) -> bool {
+    let host = registry.rsplit_once(':').map_or(registry, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            registry
+        }
+    });
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+fn invalid(value: &str, reason: String) -> MaterialError {
+    MaterialError::Invalid {
+        kind: crate::attest::material::Kind::ContainerImage,
+        value: value.to_owned(),
+        reason,
+    }
+}
+
+/// Parses `value` as an image reference (no network).
+pub fn parse(value: &str) -> Result<Reference, MaterialError> {
+    if value.is_empty() {
+        return Err(MaterialError::Empty("the image reference".into()));
+    }
+    if value.chars().any(char::is_whitespace) || value.contains("://") {
+        return Err(invalid(
+            value,
+            "an image reference has no spaces or scheme (e.g. ghcr.io/org/app:1.2 or …@sha256:<hex>)".into(),
+        ));
+    }
+    let r: Reference = value.parse().map_err(|e| invalid(value, format!("{e}")))?;
+    if let Some(d) = r.digest() {
+        let ok = d
+            .strip_prefix("sha256:")
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !ok {
+            return Err(invalid(value, format!("digest {d:?} is not sha256:<64 hex>")));
+        }
+    }
+    Ok(r)
+}
+
+/// Resolves `value` to a pinned reference.
+pub fn resolve(value: &str) -> Result<ResolvedImage, MaterialError> {
+    let r = parse(value)?;
+    let name = format!("{}/{}", r.registry(), r.repository());
+    if let Some(d) = r.digest() {
+        return Ok(ResolvedImage {
+            pinned: format!("{name}@{d}"),
+            digest: d.to_owned(),
+            resolved_online: false,
+        });
+    }
+    let registry = r.resolve_registry().to_owned();
+    let mut insecure: Vec<String> = std::env::var("TALLY_INSECURE_REGISTRIES")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if is_loopback(&registry) {
+        insecure.push(registry.clone());
+    }
+    let client = Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(insecure),
+        ..ClientConfig::default()
+    });
+    let auth = match (
+        std::env::var("TALLY_REGISTRY_USERNAME"),
+        std::env::var("TALLY_REGISTRY_PASSWORD"),
+    ) {
+        (Ok(u), Ok(p)) => RegistryAuth::Basic(u, p),
+        _ => RegistryAuth::Anonymous,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| MaterialError::Unreachable {
+            reference: value.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let digest = rt
+        .block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                client.fetch_manifest_digest(&r, &auth),
+            )
+            .await
+        })
+        .map_err(|_| MaterialError::Unreachable {
+            reference: value.to_owned(),
+            reason: format!("registry {registry} did not answer within 30 s"),
+        })?
+        .map_err(|e| MaterialError::Unreachable {
+            reference: value.to_owned(),
+            reason: format!("registry {registry}: {e}"),
+        })?;
+    Ok(ResolvedImage {
+        pinned: format!("{name}@{digest}"),
+        digest,
+        resolved_online: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_references_need_no_registry() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        let r = resolve(&format!("ghcr.io/org/app@{d}")).unwrap();
+        assert_eq!(r.pinned, format!("ghcr.io/org/app@{d}"));
+        assert!(!r.resolved_online);
+        let r = resolve(&format!("alpine@{d}")).unwrap();
+        assert_eq!(r.pinned, format!("docker.io/library/alpine@{d}"));
+        assert!(resolve("ghcr.io/org/app@sha256:abc").is_err());
+        assert!(resolve("https://ghcr.io/x").is_err());
+        assert!(resolve("Not A Ref").is_err());
+        assert!(is_loopback("127.0.0.1:5000") && is_loopback("localhost") && !is_loopback("ghcr.io"));
+    }
+}

@@ -1,0 +1,1007 @@
+//! `tally attestation init|add|status|push|reset|verify`: crafting an
+//! attestation in a CI pipeline (SPEC.md §11).
+//!
+//! Every command reads the crafting state, does its work, and writes the
+//! state back atomically only when it succeeded — a failed `add` or `push`
+//! leaves the state exactly as it was.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::path::Path;
+
+use anyhow::anyhow;
+use serde_json::json;
+
+use crate::attest::dsse::{Envelope, PublicKey, IN_TOTO_PAYLOAD_TYPE};
+use crate::attest::material::{self, Kind, MaterialError, Options};
+use crate::attest::signing::{KeyError, SigningKey, PASSWORD_ENV};
+use crate::attest::state::{self, ContractRef, MaterialRecord, State, StateError, STATE_SCHEMA};
+use crate::attest::{git, image, runner, statement};
+use crate::cli::{
+    AttAddArgs, AttCommon, AttInitArgs, AttPushArgs, AttResetArgs, AttStatusArgs, AttVerifyArgs, ResetTrigger,
+};
+use crate::cmd::Report;
+use crate::contract::{self, Contract};
+use crate::exit::{Details, Failure};
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_string()
+}
+
+fn state_failure(e: StateError) -> Failure {
+    match e {
+        StateError::Io { .. } => Failure::Unavailable(e.into()),
+        StateError::Missing(_) | StateError::Corrupt { .. } => Failure::Usage(e.into()),
+    }
+}
+
+fn refused(message: String, json: serde_json::Value) -> Failure {
+    Failure::Refused(anyhow::Error::new(Details { message, json }))
+}
+
+/// The control plane's half of a command, which lands with `tally serve`.
+fn needs_server(common: &AttCommon, what: &str) -> Failure {
+    match &common.server {
+        None => Failure::Usage(anyhow!(
+            "{what} needs a control plane: set TALLY_SERVER (and TALLY_TOKEN) or pass --server; \
+             to work without one, start the run with `tally attestation init --dry-run --contract <file>`"
+        )),
+        Some(url) => Failure::Unavailable(anyhow!(
+            "cannot {what} on {url}: this tally has no control-plane client yet (SPEC.md §11.1); \
+             use --dry-run"
+        )),
+    }
+}
+
+fn parse_annotations(args: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        let Some((k, v)) = a.split_once('=') else {
+            return Err(Failure::Usage(anyhow!("annotation {a:?} is not key=value")));
+        };
+        let k = k.trim();
+        if k.is_empty() || k.chars().any(char::is_whitespace) {
+            return Err(Failure::Usage(anyhow!(
+                "annotation key {k:?} must be non-empty with no spaces"
+            )));
+        }
+        if out.insert(k.to_owned(), v.to_owned()).is_some() {
+            return Err(Failure::Usage(anyhow!("annotation {k:?} is given twice")));
+        }
+    }
+    Ok(out)
+}
+
+/// Merges required annotations (`contract`, empty value = to be supplied)
+/// with the user's; returns the merged set and the keys still missing.
+fn merge_annotations(
+    contract: &[contract::Annotation],
+    given: &BTreeMap<String, String>,
+    what: &str,
+) -> Result<(BTreeMap<String, String>, Vec<String>), Failure> {
+    let mut out = given.clone();
+    let mut missing = Vec::new();
+    for a in contract {
+        match (a.value.is_empty(), given.get(&a.name)) {
+            (true, Some(v)) if !v.is_empty() => {}
+            (true, _) => missing.push(a.name.clone()),
+            (false, Some(v)) if *v != a.value => {
+                return Err(Failure::Usage(anyhow!(
+                    "{what}: annotation {:?} is fixed to {:?} by the contract; do not pass another value",
+                    a.name,
+                    a.value
+                )))
+            }
+            (false, _) => {
+                out.insert(a.name.clone(), a.value.clone());
+            }
+        }
+    }
+    Ok((out, missing))
+}
+
+fn load_contract(st: &State) -> Result<Contract, Failure> {
+    contract::parse_contract(&format!("{}.toml", st.contract.name), &st.contract.text, None).map_err(|d| {
+        Failure::Usage(anyhow!(
+            "the contract recorded in the state no longer parses ({}); reset and init again",
+            d.first().map(|x| x.message.clone()).unwrap_or_default()
+        ))
+    })
+}
+
+fn git_blob_id(bytes: &[u8]) -> String {
+    gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, bytes)
+        .map(|id| id.to_string())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------- init
+
+/// `tally attestation init`
+pub fn init(args: &AttInitArgs) -> Result<Report, Failure> {
+    let path = state::state_path(args.common.state.as_deref());
+    if !args.replace && path.exists() {
+        let what = match State::load(&path) {
+            Ok(s) => format!(
+                "run {} of workflow `{}` started {}",
+                s.run_id, s.workflow, s.started_at
+            ),
+            Err(e) => format!("an unreadable state ({e})"),
+        };
+        return Err(Failure::Usage(anyhow!(
+            "an attestation is already in progress in {}: {what}; push or reset it, or pass --replace to discard it",
+            path.display()
+        )));
+    }
+    if !args.dry_run {
+        return Err(needs_server(&args.common, "start a run"));
+    }
+    let (contract, cref, project) = dry_run_contract(args, &path)?;
+
+    let runner = runner::detect_here();
+    if contract.runner != "any" && contract.runner != runner.kind {
+        return Err(refused(
+            format!(
+                "contract `{}` requires runner `{}` but this is `{}` (detected in the order {}); \
+                 run this step on a {} runner, or ask the contract's owners to change `runner`",
+                contract.name,
+                contract.runner,
+                runner.kind,
+                runner::detection_order().join(", "),
+                contract.runner
+            ),
+            json!({"reason": "runner_mismatch", "required": contract.runner, "detected": runner.kind}),
+        ));
+    }
+    let mut env = BTreeMap::new();
+    let mut missing_env = Vec::new();
+    for k in &contract.env {
+        match std::env::var(k) {
+            Ok(v) if !v.is_empty() => {
+                env.insert(k.clone(), v);
+            }
+            _ => missing_env.push(k.clone()),
+        }
+    }
+    if !missing_env.is_empty() {
+        return Err(refused(
+            format!(
+                "contract `{}` requires these environment variables, which are not set: {}; \
+                 export them in the pipeline before `tally attestation init`",
+                contract.name,
+                missing_env.join(", ")
+            ),
+            json!({"reason": "missing_env", "missing": missing_env}),
+        ));
+    }
+    let cwd = std::env::current_dir().map_err(|e| Failure::Unavailable(e.into()))?;
+    let git = git::head(&cwd).map_err(|e| Failure::Unavailable(anyhow!(e)))?;
+    let mut rnd = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
+    let st = State {
+        schema: STATE_SCHEMA.into(),
+        run_id: format!("local-{}", hex::encode(rnd)),
+        dry_run: true,
+        server: String::new(),
+        workflow: args.workflow.clone(),
+        project,
+        version: args.version.clone().unwrap_or_default(),
+        contract: cref,
+        runner,
+        env,
+        git,
+        started_at: now(),
+        materials: Vec::new(),
+    };
+    st.save(&path).map_err(state_failure)?;
+    let required: Vec<&str> = contract
+        .materials
+        .iter()
+        .filter(|m| !m.optional && m.group.is_none())
+        .map(|m| m.name.as_str())
+        .collect();
+    Ok(Report {
+        text: format!(
+            "started {} (dry run) for workflow `{}`\n  contract  {} {}\n  runner    {}{}\n  git HEAD  {}\n  state     {}\n  required  {}\nnext: tally attestation add --name <material> --value <file or value>\n",
+            st.run_id,
+            st.workflow,
+            st.contract.name,
+            revision_text(&st.contract),
+            st.runner.kind,
+            if st.runner.url.is_empty() { String::new() } else { format!(" ({})", st.runner.url) },
+            st.git.as_ref().map_or("(not a git repository)".into(), |g| g.commit.clone()),
+            path.display(),
+            if required.is_empty() { "(nothing)".into() } else { required.join(", ") },
+        ),
+        json: json!({
+            "run_id": st.run_id,
+            "dry_run": true,
+            "workflow": st.workflow,
+            "project": st.project,
+            "version": st.version,
+            "contract": {"name": st.contract.name, "commit": st.contract.commit, "blob": st.contract.blob, "source": st.contract.source},
+            "runner": st.runner,
+            "git": st.git,
+            "state": path,
+        }),
+    })
+}
+
+fn revision_text(c: &ContractRef) -> String {
+    if c.commit.is_empty() {
+        format!("(file {}, blob {})", c.source, c.blob)
+    } else {
+        format!("@ {} (blob {})", c.commit, c.blob)
+    }
+}
+
+fn dry_run_contract(
+    args: &AttInitArgs,
+    state_path: &Path,
+) -> Result<(Contract, ContractRef, String), Failure> {
+    if let Some(file) = &args.contract {
+        if args.contract_revision.is_some() {
+            return Err(Failure::Usage(anyhow!(
+                "--contract-revision needs a contracts repository (--contracts); --contract is a plain file"
+            )));
+        }
+        let bytes = std::fs::read(file)
+            .map_err(|e| Failure::Unavailable(anyhow!("cannot read the contract {}: {e}", file.display())))?;
+        let text = String::from_utf8(bytes.clone())
+            .map_err(|_| Failure::Invalid(anyhow!("the contract {} is not UTF-8", file.display())))?;
+        let c = contract::parse_contract(&file.display().to_string(), &text, None).map_err(|ds| {
+            let all: Vec<String> = ds.iter().map(ToString::to_string).collect();
+            Failure::Invalid(anyhow!(
+                "the contract {} is invalid:\n{}",
+                file.display(),
+                all.join("\n")
+            ))
+        })?;
+        let cref = ContractRef {
+            name: c.name.clone(),
+            commit: String::new(),
+            blob: git_blob_id(&bytes),
+            source: file.display().to_string(),
+            text,
+        };
+        return Ok((c, cref, args.project.clone().unwrap_or_else(|| "default".into())));
+    }
+    let Some(repo) = &args.contracts else {
+        return Err(Failure::Usage(anyhow!(
+            "a dry run needs the contract: --contract <file> or --contracts <repository path or git URL>"
+        )));
+    };
+    let unavailable = |e: contract::store::StoreError| {
+        Failure::Unavailable(anyhow!(
+            "cannot fetch the contract of workflow `{}` from {repo}: {e}",
+            args.workflow
+        ))
+    };
+    let store = if repo.contains("://") || repo.starts_with("git@") {
+        let mirror = state_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join("contracts-mirror.git");
+        contract::store::ContractStore::open_remote(repo, &mirror, contract::store::DEFAULT_BRANCH, None)
+    } else {
+        contract::store::ContractStore::open(Path::new(repo), contract::store::DEFAULT_BRANCH, None)
+    }
+    .map_err(unavailable)?;
+    let resolved = store
+        .resolve(&args.workflow, args.contract_revision.as_deref())
+        .map_err(|e| match e {
+            contract::store::StoreError::UnknownWorkflow(_)
+            | contract::store::StoreError::NotOnBranch { .. } => Failure::Usage(e.into()),
+            contract::store::StoreError::Repo(contract::repo::RepoError::UnknownRevision(_)) => {
+                Failure::Usage(e.into())
+            }
+            other => unavailable(other),
+        })?;
+    let text =
+        String::from_utf8_lossy(&store.blob(&resolved.revision.blob).map_err(unavailable)?).into_owned();
+    if let Some(p) = &args.project {
+        if *p != resolved.workflow.project {
+            return Err(Failure::Usage(anyhow!(
+                "workflow `{}` belongs to project `{}`, not `{p}`",
+                args.workflow,
+                resolved.workflow.project
+            )));
+        }
+    }
+    let cref = ContractRef {
+        name: resolved.revision.name.clone(),
+        commit: resolved.revision.commit.clone(),
+        blob: resolved.revision.blob.clone(),
+        source: format!(
+            "{repo}@{}",
+            args.contract_revision
+                .as_deref()
+                .unwrap_or(contract::store::DEFAULT_BRANCH)
+        ),
+        text,
+    };
+    Ok((
+        (*resolved.contract).clone(),
+        cref,
+        resolved.workflow.project.clone(),
+    ))
+}
+
+// ----------------------------------------------------------------------- add
+
+fn material_failure(e: MaterialError) -> Failure {
+    match e {
+        MaterialError::Open { .. } => Failure::Usage(e.into()),
+        MaterialError::Invalid { .. } | MaterialError::Empty(_) => Failure::Invalid(e.into()),
+        MaterialError::Read { .. } | MaterialError::Unreachable { .. } => Failure::Unavailable(e.into()),
+    }
+}
+
+fn parse_kind(s: &str) -> Result<Kind, Failure> {
+    Kind::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        Failure::Usage(anyhow!(
+            "unknown material kind {s:?}; kinds are {}",
+            all.join(", ")
+        ))
+    })
+}
+
+/// `tally attestation add`
+pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
+    let path = state::state_path(args.common.state.as_deref());
+    let mut st = State::load(&path).map_err(state_failure)?;
+    let contract = load_contract(&st)?;
+    let declared = contract.materials.iter().find(|m| m.name == args.name);
+    let given = args.kind.as_deref().map(parse_kind).transpose()?;
+    if st.material(&args.name).is_some() && !args.replace {
+        return Err(Failure::Usage(anyhow!(
+            "material `{}` was already added; pass --replace to replace it",
+            args.name
+        )));
+    }
+    if !contract::is_dns_label(&args.name) {
+        return Err(Failure::Usage(anyhow!(
+            "material name {:?} must be a lowercase DNS label (a-z, 0-9, -)",
+            args.name
+        )));
+    }
+    let declared_kind = declared.map(|m| parse_kind(&m.kind)).transpose()?;
+    if let (Some(d), Some(g)) = (declared_kind, given) {
+        if d != g {
+            return Err(Failure::Usage(anyhow!(
+                "material `{}` is {d} in contract `{}`; --kind says {g}. Drop --kind or add it under another name",
+                args.name,
+                contract.name
+            )));
+        }
+    }
+    let user_ann = parse_annotations(&args.annotations)?;
+    let (mut annotations, missing) = merge_annotations(
+        declared.map(|m| m.annotations.as_slice()).unwrap_or_default(),
+        &user_ann,
+        &format!("material `{}`", args.name),
+    )?;
+    if !missing.is_empty() {
+        let flags: Vec<String> = missing
+            .iter()
+            .map(|k| format!("--annotation {k}=<value>"))
+            .collect();
+        return Err(refused(
+            format!(
+                "contract `{}` requires material `{}` to carry annotation(s) {}; add them with {}",
+                contract.name,
+                args.name,
+                missing.join(", "),
+                flags.join(" ")
+            ),
+            json!({"reason": "missing_annotations", "material": args.name, "missing": missing}),
+        ));
+    }
+    let mut opts = Options {
+        lenient: args.lenient,
+        keys: Vec::new(),
+    };
+    if let Some(k) = &args.verify_key {
+        let pem = std::fs::read_to_string(k)
+            .map_err(|e| Failure::Usage(anyhow!("cannot read --verify-key {}: {e}", k.display())))?;
+        opts.keys
+            .push(PublicKey::from_pem(&pem).map_err(|e| Failure::Usage(e.into()))?);
+    }
+    let file = Path::new(&args.value);
+    let kind = declared_kind.or(given);
+    let is_file = |k: Kind| k.is_file();
+    let (kind, facts) = match kind {
+        Some(k) if is_file(k) => (
+            k,
+            material::validate_file(k, file, &opts).map_err(material_failure)?,
+        ),
+        Some(Kind::ContainerImage) => (Kind::ContainerImage, material::Facts::default()),
+        Some(_) => (
+            Kind::String,
+            material::validate_string(&args.value).map_err(material_failure)?,
+        ),
+        None if file.is_file() => material::detect_file(file, &opts).map_err(material_failure)?,
+        None if image::parse(&args.value).is_ok_and(|r| r.digest().is_some()) => {
+            (Kind::ContainerImage, material::Facts::default())
+        }
+        None => (
+            Kind::String,
+            material::validate_string(&args.value).map_err(material_failure)?,
+        ),
+    };
+    for (k, v) in &facts.annotations {
+        annotations.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    let (value, digest, size, summary) = match kind {
+        Kind::String => {
+            let d = format!(
+                "sha256:{}",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(args.value.as_bytes()))
+            );
+            (args.value.clone(), d, 0, facts.summary)
+        }
+        Kind::ContainerImage => {
+            let r = image::resolve(&args.value).map_err(material_failure)?;
+            let how = if r.resolved_online {
+                "resolved in its registry"
+            } else {
+                "pinned by digest"
+            };
+            (r.pinned, r.digest, 0, format!("image, {how}"))
+        }
+        _ => {
+            let len = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+            let bar = progress_bar(len, &args.name);
+            let (d, n) = material::hash_file(file, |x| {
+                if let Some(b) = &bar {
+                    b.set_position(x);
+                }
+            })
+            .map_err(material_failure)?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (name, d, n, facts.summary)
+        }
+    };
+    let skip_upload = declared.is_some_and(|m| m.skip_upload);
+    let record = MaterialRecord {
+        name: args.name.clone(),
+        kind: kind.as_str().into(),
+        value,
+        digest,
+        size,
+        output: declared.is_some_and(|m| m.output),
+        in_contract: declared.is_some(),
+        summary,
+        annotations,
+        lenient: args.lenient,
+        stored: if kind.is_file() && !skip_upload && st.dry_run {
+            "not stored (dry run: digest only)".into()
+        } else if kind.is_file() && skip_upload {
+            "not stored (skip_upload)".into()
+        } else {
+            String::new()
+        },
+        added_at: now(),
+    };
+    if kind.is_file() && !skip_upload && !st.dry_run {
+        return Err(needs_server(&args.common, "upload a material"));
+    }
+    st.materials.retain(|m| m.name != record.name);
+    st.materials.push(record.clone());
+    st.save(&path).map_err(state_failure)?;
+    Ok(Report {
+        text: format!(
+            "added {} ({}{}): {}\n  {}\n{}",
+            record.name,
+            record.kind,
+            if record.in_contract {
+                ""
+            } else {
+                ", not in the contract"
+            },
+            record.summary,
+            record.digest,
+            if record.output {
+                "  (an output: it becomes a subject of the attestation)\n"
+            } else {
+                ""
+            }
+        ),
+        json: json!({ "material": material_json(&record) }),
+    })
+}
+
+fn progress_bar(len: u64, name: &str) -> Option<indicatif::ProgressBar> {
+    if len < (16 << 20) || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    ) {
+        b.set_style(style.progress_chars("=> "));
+    }
+    b.set_message(format!("hashing {name}"));
+    Some(b)
+}
+
+fn material_json(m: &MaterialRecord) -> serde_json::Value {
+    serde_json::to_value(m).unwrap_or_default()
+}
+
+// -------------------------------------------------------------------- status
+
+/// What is present and missing, against the contract.
+struct Check {
+    rows: Vec<Row>,
+    missing_materials: Vec<String>,
+    missing_groups: Vec<String>,
+}
+
+struct Row {
+    name: String,
+    kind: String,
+    requirement: String,
+    present: Option<MaterialRecord>,
+}
+
+fn check(st: &State, c: &Contract) -> Check {
+    let mut rows = Vec::new();
+    let mut missing_materials = Vec::new();
+    let mut groups: BTreeMap<&str, bool> = BTreeMap::new();
+    for m in &c.materials {
+        let present = st.material(&m.name).cloned();
+        let requirement = match (&m.group, m.optional) {
+            (Some(g), _) => format!("one of group {g}"),
+            (None, true) => "optional".into(),
+            (None, false) => "required".into(),
+        };
+        if let Some(g) = &m.group {
+            *groups.entry(g).or_default() |= present.is_some();
+        } else if !m.optional && present.is_none() {
+            missing_materials.push(m.name.clone());
+        }
+        rows.push(Row {
+            name: m.name.clone(),
+            kind: m.kind.clone(),
+            requirement: if m.output {
+                format!("{requirement}, output")
+            } else {
+                requirement
+            },
+            present,
+        });
+    }
+    for m in st.materials.iter().filter(|m| !m.in_contract) {
+        rows.push(Row {
+            name: m.name.clone(),
+            kind: m.kind.clone(),
+            requirement: "extra (not in the contract)".into(),
+            present: Some(m.clone()),
+        });
+    }
+    let missing_groups = groups
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(g, _)| g.to_owned())
+        .collect();
+    Check {
+        rows,
+        missing_materials,
+        missing_groups,
+    }
+}
+
+fn short(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+/// `tally attestation status`
+pub fn status(args: &AttStatusArgs) -> Result<Report, Failure> {
+    let path = state::state_path(args.common.state.as_deref());
+    let st = State::load(&path).map_err(state_failure)?;
+    let c = load_contract(&st)?;
+    let ck = check(&st, &c);
+    let pending_ann: Vec<String> = c
+        .annotations
+        .iter()
+        .filter(|a| a.value.is_empty())
+        .map(|a| a.name.clone())
+        .collect();
+    let ready = ck.missing_materials.is_empty() && ck.missing_groups.is_empty();
+
+    let mut t = String::new();
+    t.push_str(&format!(
+        "run {}{}  workflow {}  project {}{}\ncontract {} {}\nrunner {}{}   git {}\n\n",
+        st.run_id,
+        if st.dry_run { " (dry run)" } else { "" },
+        st.workflow,
+        st.project,
+        if st.version.is_empty() {
+            String::new()
+        } else {
+            format!("  version {}", st.version)
+        },
+        st.contract.name,
+        revision_text(&st.contract),
+        st.runner.kind,
+        if st.runner.url.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", st.runner.url)
+        },
+        st.git.as_ref().map_or("-".into(), |g| short(&g.commit, 12)),
+    ));
+    let w = ck.rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let wk = ck.rows.iter().map(|r| r.kind.len()).max().unwrap_or(4).max(4);
+    let wr = ck
+        .rows
+        .iter()
+        .map(|r| r.requirement.len())
+        .max()
+        .unwrap_or(11)
+        .max(11);
+    t.push_str(&format!(
+        "  {:<w$}  {:<wk$}  {:<wr$}  STATUS\n",
+        "NAME", "KIND", "REQUIREMENT"
+    ));
+    for r in &ck.rows {
+        let status = match &r.present {
+            Some(m) if args.full => format!("added  {}  {}", m.digest, m.summary),
+            Some(m) => format!("added  {}", short(&m.digest, 19)),
+            None if r.requirement.starts_with("required") => "MISSING".into(),
+            None => "-".into(),
+        };
+        let mark = match (&r.present, r.requirement.starts_with("required")) {
+            (Some(_), _) => "✓",
+            (None, true) => "✗",
+            (None, false) => " ",
+        };
+        t.push_str(&format!(
+            "{mark} {:<w$}  {:<wk$}  {:<wr$}  {status}\n",
+            r.name, r.kind, r.requirement
+        ));
+        if args.full {
+            if let Some(m) = &r.present {
+                for (k, v) in &m.annotations {
+                    t.push_str(&format!("    {k}={v}\n"));
+                }
+            }
+        }
+    }
+    if args.full {
+        t.push_str("\nenv:\n");
+        for (k, v) in &st.env {
+            t.push_str(&format!("  {k}={v}\n"));
+        }
+        t.push_str("runner env:\n");
+        for (k, v) in &st.runner.env {
+            t.push_str(&format!("  {k}={v}\n"));
+        }
+    }
+    t.push('\n');
+    for g in &ck.missing_groups {
+        t.push_str(&format!("✗ group {g}: add at least one of its materials\n"));
+    }
+    if !pending_ann.is_empty() {
+        t.push_str(&format!(
+            "! push needs annotation(s): {}\n",
+            pending_ann
+                .iter()
+                .map(|a| format!("--annotation {a}=…"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    t.push_str(if ready {
+        "ready to push\n"
+    } else {
+        "not ready: add the missing materials above\n"
+    });
+    let rows: Vec<serde_json::Value> = ck
+        .rows
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name, "kind": r.kind, "requirement": r.requirement,
+                "present": r.present.is_some(),
+                "material": r.present.as_ref().map(material_json),
+            })
+        })
+        .collect();
+    Ok(Report {
+        text: t,
+        json: json!({
+            "run_id": st.run_id,
+            "dry_run": st.dry_run,
+            "workflow": st.workflow,
+            "project": st.project,
+            "version": st.version,
+            "contract": {"name": st.contract.name, "commit": st.contract.commit, "blob": st.contract.blob},
+            "runner": st.runner,
+            "env": st.env,
+            "git": st.git,
+            "materials": rows,
+            "missing_materials": ck.missing_materials,
+            "missing_groups": ck.missing_groups,
+            "annotations_required_at_push": pending_ann,
+            "ready": ready,
+        }),
+    })
+}
+
+// ---------------------------------------------------------------------- push
+
+fn key_failure(e: KeyError) -> Failure {
+    Failure::Usage(anyhow::Error::new(e).context("the signing key"))
+}
+
+/// Loads the signing key at `path`, decrypting with `TALLY_KEY_PASSWORD`.
+pub fn load_signing_key(path: &Path) -> Result<SigningKey, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(anyhow!("cannot read the signing key {}: {e}", path.display())))?;
+    let pw = std::env::var(PASSWORD_ENV).ok();
+    SigningKey::from_pem(&text, pw.as_deref()).map_err(key_failure)
+}
+
+/// `tally attestation push`
+pub fn push(args: &AttPushArgs) -> Result<Report, Failure> {
+    let path = state::state_path(args.common.state.as_deref());
+    let st = State::load(&path).map_err(state_failure)?;
+    if st.dry_run && !args.dry_run {
+        return Err(Failure::Usage(anyhow!(
+            "run {} was started with --dry-run; finish it with `tally attestation push --dry-run`",
+            st.run_id
+        )));
+    }
+    let c = load_contract(&st)?;
+    let ck = check(&st, &c);
+    let user_ann = parse_annotations(&args.annotations)?;
+    let (annotations, missing_ann) = merge_annotations(&c.annotations, &user_ann, "the attestation")?;
+    if !ck.missing_materials.is_empty() || !ck.missing_groups.is_empty() || !missing_ann.is_empty() {
+        let mut lines = Vec::new();
+        for m in &ck.missing_materials {
+            let kind = c
+                .materials
+                .iter()
+                .find(|x| &x.name == m)
+                .map_or("", |x| x.kind.as_str());
+            lines.push(format!(
+                "  - material `{m}` ({kind}): tally attestation add --name {m} --value <…>"
+            ));
+        }
+        for g in &ck.missing_groups {
+            let members: Vec<&str> = c
+                .materials
+                .iter()
+                .filter(|x| x.group.as_deref() == Some(g))
+                .map(|x| x.name.as_str())
+                .collect();
+            lines.push(format!(
+                "  - one material of group `{g}`: {}",
+                members.join(" or ")
+            ));
+        }
+        for a in &missing_ann {
+            lines.push(format!(
+                "  - annotation `{a}`: pass --annotation {a}=<value> to push"
+            ));
+        }
+        return Err(refused(
+            format!(
+                "contract `{}` is not satisfied; nothing was signed or sent. Missing:\n{}",
+                c.name,
+                lines.join("\n")
+            ),
+            json!({
+                "reason": "contract_unsatisfied",
+                "missing_materials": ck.missing_materials,
+                "missing_groups": ck.missing_groups,
+                "missing_annotations": missing_ann,
+            }),
+        ));
+    }
+    let key = load_signing_key(&args.key)?;
+    let statement = statement::build(&st, &annotations, &now());
+    let payload = serde_json::to_vec(&statement).map_err(|e| Failure::Usage(e.into()))?;
+    let envelope = key
+        .sign_envelope(IN_TOTO_PAYLOAD_TYPE, &payload)
+        .map_err(key_failure)?;
+    let mut env_bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| Failure::Usage(e.into()))?;
+    env_bytes.push(b'\n');
+    let env_digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&env_bytes))
+    );
+    if !args.dry_run {
+        return Err(needs_server(&args.common, "push the attestation"));
+    }
+    crate::fsutil::write_atomic(&args.envelope, &env_bytes, 0o644, true)
+        .map_err(|e| Failure::Unavailable(anyhow!("writing {}: {e}", args.envelope.display())))?;
+    state::clear(&path).map_err(state_failure)?;
+    let subjects: Vec<String> = statement["subject"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Report {
+        text: format!(
+            "signed attestation for run {} written to {} (dry run: not sent, not logged)\n  envelope {env_digest}\n  key id   {}\n  subjects {}\n  materials {}\nverify it with:\n  tally attestation verify {} --key <public key>\n",
+            st.run_id,
+            args.envelope.display(),
+            key.keyid(),
+            subjects.join(", "),
+            st.materials.len(),
+            args.envelope.display()
+        ),
+        json: json!({
+            "run_id": st.run_id,
+            "dry_run": true,
+            "envelope": args.envelope,
+            "envelope_digest": env_digest,
+            "keyid": key.keyid(),
+            "subjects": subjects,
+            "statement": statement,
+        }),
+    })
+}
+
+// --------------------------------------------------------------------- reset
+
+/// `tally attestation reset`
+pub fn reset(args: &AttResetArgs) -> Result<Report, Failure> {
+    let path = state::state_path(args.common.state.as_deref());
+    let run = match State::load(&path) {
+        Ok(s) => {
+            if !s.dry_run {
+                return Err(needs_server(&args.common, "end the run"));
+            }
+            Some(s.run_id)
+        }
+        Err(StateError::Missing(_)) => {
+            return Err(Failure::Usage(anyhow!(
+                "no attestation in progress ({} does not exist); nothing to reset",
+                path.display()
+            )))
+        }
+        // A corrupt state is discarded: that is what reset is for.
+        Err(StateError::Corrupt { .. }) => None,
+        Err(e) => return Err(state_failure(e)),
+    };
+    state::clear(&path).map_err(state_failure)?;
+    let outcome = match args.trigger {
+        ResetTrigger::Failure => "failed",
+        ResetTrigger::Cancellation => "cancelled",
+    };
+    Ok(Report {
+        text: format!(
+            "run {} ended as {outcome}{}; state {} cleared\n",
+            run.as_deref().unwrap_or("(unreadable state)"),
+            args.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default(),
+            path.display()
+        ),
+        json: json!({"run_id": run, "status": outcome, "reason": args.reason, "state": path}),
+    })
+}
+
+// -------------------------------------------------------------------- verify
+
+/// `tally attestation verify`: signature, statement shape, tally predicate.
+pub fn verify(args: &AttVerifyArgs) -> Result<Report, Failure> {
+    let bytes = crate::cmd::read_input(&args.envelope)?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Failure::Usage(anyhow!("{} is not JSON: {e}", args.envelope.display())))?;
+    let env_value = if v.get("dsseEnvelope").is_some() {
+        v["dsseEnvelope"].clone()
+    } else if v.get("envelope").is_some() {
+        v["envelope"].clone()
+    } else {
+        v
+    };
+    let envelope: Envelope = serde_json::from_value(env_value)
+        .map_err(|e| Failure::Usage(anyhow!("{} holds no DSSE envelope: {e}", args.envelope.display())))?;
+    let pem = std::fs::read_to_string(&args.key)
+        .map_err(|e| Failure::Usage(anyhow!("cannot read the key {}: {e}", args.key.display())))?;
+    let key = PublicKey::from_pem(&pem).map_err(|e| Failure::Usage(e.into()))?;
+    let verified = envelope.verify(&[key]).map_err(|e| Failure::Invalid(e.into()))?;
+    if verified.payload_type() != IN_TOTO_PAYLOAD_TYPE {
+        return Err(Failure::Invalid(anyhow!(
+            "payloadType is {:?}, not {IN_TOTO_PAYLOAD_TYPE}",
+            verified.payload_type()
+        )));
+    }
+    let st: serde_json::Value = serde_json::from_slice(verified.payload())
+        .map_err(|e| Failure::Invalid(anyhow!("the signed payload is not JSON: {e}")))?;
+    let problems = statement_problems(&st);
+    if !problems.is_empty() {
+        return Err(Failure::Invalid(anyhow!(
+            "the signature is valid but the statement is not a tally attestation: {}",
+            problems.join("; ")
+        )));
+    }
+    let ext = &st["predicate"]["buildDefinition"]["externalParameters"];
+    let subjects: Vec<String> = st["subject"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    let d = s["digest"]
+                        .as_object()
+                        .and_then(|m| m.iter().next())
+                        .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or_default()));
+                    format!("{} {}", s["name"].as_str().unwrap_or("?"), d.unwrap_or_default())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let byproducts = st["predicate"]["runDetails"]["byproducts"]
+        .as_array()
+        .map_or(0, Vec::len);
+    Ok(Report {
+        text: format!(
+            "OK: signature valid; in-toto Statement v1 with SLSA Provenance v1\n  workflow {} (project {})\n  contract {} @ {} (blob {})\n  run      {}\n  subjects\n{}\n  {byproducts} other material(s)\n",
+            ext["workflow"].as_str().unwrap_or_default(),
+            ext["project"].as_str().unwrap_or_default(),
+            ext["contract"]["name"].as_str().unwrap_or_default(),
+            ext["contract"]["commit"].as_str().filter(|c| !c.is_empty()).unwrap_or("(uncommitted file)"),
+            ext["contract"]["blob"].as_str().unwrap_or_default(),
+            st["predicate"]["runDetails"]["metadata"]["invocationId"].as_str().unwrap_or_default(),
+            subjects.iter().map(|s| format!("    {s}")).collect::<Vec<_>>().join("\n"),
+        ),
+        json: json!({"valid": true, "statement": st}),
+    })
+}
+
+/// What makes `st` not a tally attestation (empty: it is one).
+pub fn statement_problems(st: &serde_json::Value) -> Vec<String> {
+    let mut p = Vec::new();
+    if st["_type"] != statement::STATEMENT_TYPE {
+        p.push(format!(
+            "_type is {}, not {}",
+            st["_type"],
+            statement::STATEMENT_TYPE
+        ));
+    }
+    if st["predicateType"] != statement::PREDICATE_TYPE {
+        p.push(format!(
+            "predicateType is {}, not {}",
+            st["predicateType"],
+            statement::PREDICATE_TYPE
+        ));
+    }
+    if st["predicate"]["buildDefinition"]["buildType"] != statement::BUILD_TYPE {
+        p.push(format!("buildType is not {}", statement::BUILD_TYPE));
+    }
+    match st["subject"].as_array() {
+        Some(s) if !s.is_empty() => {
+            for x in s {
+                if x["digest"].as_object().is_none_or(|d| d.is_empty()) {
+                    p.push(format!("subject {} has no digest", x["name"]));
+                }
+            }
+        }
+        _ => p.push("no subjects".into()),
+    }
+    p
+}
