@@ -396,3 +396,71 @@ fn hashing_streams_and_matches_sha256() {
     );
     assert_eq!(seen, vec![1 << 20, 2 << 20, 3 << 20]);
 }
+
+#[test]
+fn attestations_are_checked_as_envelopes_or_bundles_with_an_optional_key() {
+    use tally::attest::signing::{Algorithm, SigningKey};
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+    let other = SigningKey::generate(Algorithm::Ed25519).unwrap();
+    let statement = |pt: &str| {
+        serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "app", "digest": {"sha256": "ab".repeat(32)}}],
+            "predicateType": pt,
+            "predicate": {}
+        })
+        .to_string()
+    };
+    let slsa = key
+        .sign_envelope(
+            "application/vnd.in-toto+json",
+            statement("https://slsa.dev/provenance/v1").as_bytes(),
+        )
+        .unwrap();
+    let p = dir.path().join("slsa.json");
+    std::fs::write(&p, serde_json::to_vec(&slsa).unwrap()).unwrap();
+    let with = |keys: Vec<tally::attest::dsse::PublicKey>| Options {
+        keys,
+        ..Options::default()
+    };
+    validate_file(Kind::SlsaProvenance, &p, &Options::default()).unwrap();
+    let f = validate_file(Kind::SlsaProvenance, &p, &with(vec![key.public_key().unwrap()])).unwrap();
+    assert!(f.summary.contains("verified"), "{}", f.summary);
+    let e = validate_file(Kind::SlsaProvenance, &p, &with(vec![other.public_key().unwrap()])).unwrap_err();
+    assert!(e.to_string().contains("no signature"), "{e}");
+    assert_eq!(
+        detect_file(&p, &Options::default()).unwrap().0,
+        Kind::SlsaProvenance
+    );
+
+    // The same envelope inside a Sigstore bundle.
+    let bundle = serde_json::json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": "x"}},
+        "dsseEnvelope": slsa,
+    });
+    let b = dir.path().join("bundle.json");
+    std::fs::write(&b, bundle.to_string()).unwrap();
+    validate_file(Kind::SlsaProvenance, &b, &with(vec![key.public_key().unwrap()])).unwrap();
+
+    // Another predicate is an ATTESTATION, not SLSA provenance.
+    let vsa = key
+        .sign_envelope(
+            "application/vnd.in-toto+json",
+            statement("https://slsa.dev/verification_summary/v1").as_bytes(),
+        )
+        .unwrap();
+    let v = dir.path().join("vsa.json");
+    std::fs::write(&v, serde_json::to_vec(&vsa).unwrap()).unwrap();
+    let e = validate_file(Kind::SlsaProvenance, &v, &Options::default()).unwrap_err();
+    assert!(e.to_string().contains("not SLSA provenance"), "{e}");
+    assert_eq!(detect_file(&v, &Options::default()).unwrap().0, Kind::Attestation);
+    // An unsigned statement, or a foreign payload type, is not an attestation.
+    std::fs::write(&v, statement("x")).unwrap();
+    assert!(validate_file(Kind::Attestation, &v, &Options::default()).is_err());
+    let foreign = key.sign_envelope("text/plain", b"hello").unwrap();
+    std::fs::write(&v, serde_json::to_vec(&foreign).unwrap()).unwrap();
+    let e = validate_file(Kind::Attestation, &v, &Options::default()).unwrap_err();
+    assert!(e.to_string().contains("payloadType"), "{e}");
+}
