@@ -49,6 +49,179 @@ pub enum Command {
     /// Craft an attestation in a CI pipeline: init, add, status, push, reset.
     #[command(subcommand)]
     Attestation(AttestationCommand),
+    /// Run the control plane (HTTP API, ledger, contracts, metadata).
+    Serve(ServeArgs),
+    /// Manage workflow service tokens (admin).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage workflows' signing keys (admin).
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
+    /// Inspect workflow runs.
+    #[command(subcommand)]
+    Run(RunCommand),
+    /// Organization-wide summary: runs per day, success and failure per workflow.
+    Stats(StatsArgs),
+}
+
+/// `tally serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML config file (SPEC.md §12.1).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The data directory [default: ./tally-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8787].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// The contracts repository (path or git URL) [default: seeded in the data directory].
+    #[arg(long)]
+    pub contracts: Option<String>,
+    /// The log's origin, at first start [default: tally.localhost/log].
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Largest request body in bytes.
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+    /// Seconds after which an unfinished run expires.
+    #[arg(long)]
+    pub run_ttl_secs: Option<u64>,
+    /// A file holding the admin token to set at first start (else TALLY_ADMIN_TOKEN, else generated).
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// How admin commands reach the server.
+#[derive(Debug, Args)]
+pub struct ServerConn {
+    /// The control plane's URL.
+    #[arg(long, env = "TALLY_SERVER", hide_env_values = true)]
+    pub server: String,
+    /// The admin token (or a workflow token where allowed).
+    #[arg(long, env = "TALLY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `tally token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for one or more workflows (shown once).
+    Create(TokenCreateArgs),
+    /// List tokens.
+    List(ConnArgs),
+    /// Revoke a token.
+    Revoke(TokenRevokeArgs),
+}
+
+/// Only the connection.
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    #[command(flatten)]
+    pub conn: ServerConn,
+}
+
+/// `tally token create`
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// A workflow the token may act for (repeatable).
+    #[arg(long = "workflow", required = true)]
+    pub workflows: Vec<String>,
+    /// Lifetime, e.g. `30d`, `12h`, `90m`, `3600s` (default: no expiry).
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// What the token is for.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    #[command(flatten)]
+    pub conn: ServerConn,
+}
+
+/// `tally token revoke`
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id (`tok-…`).
+    pub id: String,
+    #[command(flatten)]
+    pub conn: ServerConn,
+}
+
+/// `tally workflow …`
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// List workflows and their key ids.
+    List(ConnArgs),
+    /// Signing keys.
+    #[command(subcommand)]
+    Key(WorkflowKeyCommand),
+}
+
+/// `tally workflow key …`
+#[derive(Debug, Subcommand)]
+pub enum WorkflowKeyCommand {
+    /// Register the public key that signs a workflow's attestations.
+    Add(WorkflowKeyAddArgs),
+}
+
+/// `tally workflow key add`
+#[derive(Debug, Args)]
+pub struct WorkflowKeyAddArgs {
+    /// The workflow.
+    #[arg(long)]
+    pub workflow: String,
+    /// The public key (PEM).
+    #[arg(long)]
+    pub key: PathBuf,
+    #[command(flatten)]
+    pub conn: ServerConn,
+}
+
+/// `tally run …`
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// List runs, newest first.
+    List(RunListArgs),
+    /// One run.
+    Describe(RunDescribeArgs),
+}
+
+/// `tally run list`
+#[derive(Debug, Args)]
+pub struct RunListArgs {
+    /// Only this workflow.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Only this status (initialized, succeeded, failed, cancelled, expired).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub conn: ServerConn,
+}
+
+/// `tally run describe`
+#[derive(Debug, Args)]
+pub struct RunDescribeArgs {
+    /// The run id.
+    pub id: String,
+    #[command(flatten)]
+    pub conn: ServerConn,
+}
+
+/// `tally stats`
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Over the last this many days.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    #[command(flatten)]
+    pub conn: ServerConn,
 }
 
 /// `tally attestation …`
@@ -163,9 +336,12 @@ pub struct AttPushArgs {
     /// An attestation annotation `key=value` (repeatable).
     #[arg(long = "annotation", value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
-    /// Write the offline bundle (envelope, tlog-proof, checkpoint) here.
-    #[arg(long)]
-    pub bundle: Option<PathBuf>,
+    /// Write the offline bundle (envelope, entry, tlog-proof with its checkpoint) here.
+    #[arg(long, default_value = "attestation.bundle.json")]
+    pub bundle: PathBuf,
+    /// How long to wait for the inclusion proof, seconds.
+    #[arg(long, default_value_t = 60)]
+    pub wait_secs: u64,
     /// Sign and write the envelope to --envelope; send nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -555,11 +731,17 @@ pub struct ConsistencyArgs {
 /// `tally verify`
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The `.tlog-proof` file.
-    pub proof: PathBuf,
+    /// The `.tlog-proof` file (or use --bundle).
+    pub proof: Option<PathBuf>,
     /// The entry (leaf) bytes the proof is for.
     #[arg(long)]
-    pub entry: PathBuf,
+    pub entry: Option<PathBuf>,
+    /// An offline bundle written by `tally attestation push` (proof, entry and envelope in one file).
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// The signer's public key (PEM): also check the envelope's signature and statement.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
     /// The log's verifier key: the key text, or a file holding it.
     #[arg(long)]
     pub log_key: String,

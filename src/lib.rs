@@ -7,10 +7,12 @@
 
 pub mod attest;
 pub mod cli;
+pub mod client;
 pub mod cmd;
 pub mod contract;
 pub mod exit;
 pub mod fsutil;
 pub mod keys;
 pub mod ledger;
+pub mod server;
 pub mod source;

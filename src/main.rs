@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use tally::cli::{
     AttestationCommand, BenchCommand, Cli, Command, ContractCommand, KeyCommand, LedgerCommand, Output,
-    ProofCommand,
+    ProofCommand, RunCommand, TokenCommand, WorkflowCommand, WorkflowKeyCommand,
 };
 use tally::cmd::{self, Report};
 use tally::exit::{Failure, OK};
@@ -31,6 +31,17 @@ fn main() -> ExitCode {
         Command::Attestation(AttestationCommand::Push(a)) => (a.common.output, cmd::attestation::push(a)),
         Command::Attestation(AttestationCommand::Reset(a)) => (a.common.output, cmd::attestation::reset(a)),
         Command::Attestation(AttestationCommand::Verify(a)) => (a.output, cmd::attestation::verify(a)),
+        Command::Serve(a) => (Output::Text, cmd::serve::serve(a)),
+        Command::Token(TokenCommand::Create(a)) => (a.conn.output, cmd::admin::token_create(a)),
+        Command::Token(TokenCommand::List(a)) => (a.conn.output, cmd::admin::token_list(a)),
+        Command::Token(TokenCommand::Revoke(a)) => (a.conn.output, cmd::admin::token_revoke(a)),
+        Command::Workflow(WorkflowCommand::List(a)) => (a.conn.output, cmd::admin::workflow_list(a)),
+        Command::Workflow(WorkflowCommand::Key(WorkflowKeyCommand::Add(a))) => {
+            (a.conn.output, cmd::admin::workflow_key_add(a))
+        }
+        Command::Run(RunCommand::List(a)) => (a.conn.output, cmd::admin::run_list(a)),
+        Command::Run(RunCommand::Describe(a)) => (a.conn.output, cmd::admin::run_describe(a)),
+        Command::Stats(a) => (a.conn.output, cmd::admin::stats(a)),
         Command::Contract(ContractCommand::Lint(a)) => (a.output, cmd::contract::lint(a)),
         Command::Contract(ContractCommand::Log(a)) => (a.output, cmd::contract::log(a)),
         Command::Contract(ContractCommand::Show(a)) => (a.output, cmd::contract::show(a)),

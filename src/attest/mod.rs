@@ -4,6 +4,7 @@
 //! the git HEAD, the crafting state, the statement, signing keys. The
 //! commands that drive them are in `cmd::attestation`.
 
+pub mod bundle;
 pub mod dsse;
 pub mod git;
 pub mod image;

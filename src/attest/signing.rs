@@ -224,6 +224,17 @@ impl SigningKey {
     }
 }
 
+/// The key id tally uses for a PEM public key: hex SHA-256 of its DER.
+pub fn keyid_of_pem(pem: &str) -> Result<String, String> {
+    use ed25519_dalek::pkcs8::EncodePublicKey as _;
+    let der = match PublicKey::from_pem(pem).map_err(|e| e.to_string())? {
+        PublicKey::EcdsaP256(k) => p256::pkcs8::EncodePublicKey::to_public_key_der(&k),
+        PublicKey::Ed25519(k) => k.to_public_key_der(),
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(hex::encode(Sha256::digest(der.as_bytes())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +252,7 @@ mod tests {
             } else {
                 assert_eq!(sig.len(), 64);
             }
+            assert_eq!(keyid_of_pem(k.public_pem()).unwrap(), k.keyid());
             // Round trip through plain PEM.
             let again = SigningKey::from_pem(&k.private_pem(None).unwrap(), None).unwrap();
             assert_eq!(again.keyid(), k.keyid());

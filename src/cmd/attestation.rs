@@ -20,6 +20,7 @@ use crate::attest::{git, image, runner, statement};
 use crate::cli::{
     AttAddArgs, AttCommon, AttInitArgs, AttPushArgs, AttResetArgs, AttStatusArgs, AttVerifyArgs, ResetTrigger,
 };
+use crate::client::Client;
 use crate::cmd::Report;
 use crate::contract::{self, Contract};
 use crate::exit::{Details, Failure};
@@ -42,18 +43,34 @@ fn refused(message: String, json: serde_json::Value) -> Failure {
     Failure::Refused(anyhow::Error::new(Details { message, json }))
 }
 
-/// The control plane's half of a command, which lands with `tally serve`.
-fn needs_server(common: &AttCommon, what: &str) -> Failure {
+/// The control plane's client, from `--server`/`TALLY_SERVER` and `--token`/`TALLY_TOKEN`.
+fn server_client(common: &AttCommon, what: &str) -> Result<Client, Failure> {
     match &common.server {
-        None => Failure::Usage(anyhow!(
+        None => Err(Failure::Usage(anyhow!(
             "{what} needs a control plane: set TALLY_SERVER (and TALLY_TOKEN) or pass --server; \
              to work without one, start the run with `tally attestation init --dry-run --contract <file>`"
-        )),
-        Some(url) => Failure::Unavailable(anyhow!(
-            "cannot {what} on {url}: this tally has no control-plane client yet (SPEC.md §11.1); \
-             use --dry-run"
-        )),
+        ))),
+        Some(url) => {
+            if common.token.as_deref().is_none_or(str::is_empty) {
+                return Err(Failure::Usage(anyhow!(
+                    "{what} on {url} needs the workflow's token: set TALLY_TOKEN or pass --token"
+                )));
+            }
+            Client::new(url, common.token.as_deref())
+        }
     }
+}
+
+/// The client of the server a run was started on (the state's URL unless overridden).
+fn run_client(st: &State, common: &AttCommon, what: &str) -> Result<Client, Failure> {
+    let url = common.server.clone().unwrap_or_else(|| st.server.clone());
+    let c = AttCommon {
+        state: None,
+        server: Some(url),
+        token: common.token.clone(),
+        output: common.output,
+    };
+    server_client(&c, what)
 }
 
 fn parse_annotations(args: &[String]) -> Result<BTreeMap<String, String>, Failure> {
@@ -136,26 +153,75 @@ pub fn init(args: &AttInitArgs) -> Result<Report, Failure> {
             path.display()
         )));
     }
-    if !args.dry_run {
-        return Err(needs_server(&args.common, "start a run"));
-    }
-    let (contract, cref, project) = dry_run_contract(args, &path)?;
-
     let runner = runner::detect_here();
-    if contract.runner != "any" && contract.runner != runner.kind {
-        return Err(refused(
-            format!(
-                "contract `{}` requires runner `{}` but this is `{}` (detected in the order {}); \
-                 run this step on a {} runner, or ask the contract's owners to change `runner`",
-                contract.name,
-                contract.runner,
-                runner.kind,
-                runner::detection_order().join(", "),
-                contract.runner
+    let (contract, cref, project, run_id, server) = if args.dry_run {
+        let (contract, cref, project) = dry_run_contract(args, &path)?;
+        if contract.runner != "any" && contract.runner != runner.kind {
+            return Err(refused(
+                format!(
+                    "contract `{}` requires runner `{}` but this is `{}` (detected in the order {}); \
+                     run this step on a {} runner, or ask the contract's owners to change `runner`",
+                    contract.name,
+                    contract.runner,
+                    runner.kind,
+                    runner::detection_order().join(", "),
+                    contract.runner
+                ),
+                json!({"reason": "runner_mismatch", "required": contract.runner, "detected": runner.kind}),
+            ));
+        }
+        let mut rnd = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
+        (
+            contract,
+            cref,
+            project,
+            format!("local-{}", hex::encode(rnd)),
+            None,
+        )
+    } else {
+        if args.contract.is_some() || args.contracts.is_some() {
+            return Err(Failure::Usage(anyhow!(
+                "--contract and --contracts are for --dry-run; with a control plane the contract comes from its repository"
+            )));
+        }
+        let client = server_client(&args.common, "start a run")?;
+        let (_, v) = client.post(
+            "/api/v1/runs",
+            &json!({
+                "workflow": args.workflow,
+                "project": args.project,
+                "version": args.version.clone().unwrap_or_default(),
+                "contract_revision": args.contract_revision,
+                "runner": runner,
+            }),
+        )?;
+        let c = &v["contract"];
+        let text = c["text"].as_str().unwrap_or_default().to_owned();
+        let name = c["name"].as_str().unwrap_or_default().to_owned();
+        let contract =
+            contract::parse_contract(&format!("{name}.toml"), &text, Some(&name)).map_err(|d| {
+                Failure::Unavailable(anyhow!(
+                    "the control plane sent a contract that does not parse: {}",
+                    d.first().map(|x| x.message.clone()).unwrap_or_default()
+                ))
+            })?;
+        let cref = ContractRef {
+            name,
+            commit: c["commit"].as_str().unwrap_or_default().to_owned(),
+            blob: c["blob"].as_str().unwrap_or_default().to_owned(),
+            source: format!(
+                "{}@{}",
+                client.base(),
+                args.contract_revision.as_deref().unwrap_or("main")
             ),
-            json!({"reason": "runner_mismatch", "required": contract.runner, "detected": runner.kind}),
-        ));
-    }
+            text,
+        };
+        let run = &v["run"];
+        let id = run["id"].as_str().unwrap_or_default().to_owned();
+        let project = run["project"].as_str().unwrap_or_default().to_owned();
+        (contract, cref, project, id, Some(client))
+    };
     let mut env = BTreeMap::new();
     let mut missing_env = Vec::new();
     for k in &contract.env {
@@ -167,6 +233,13 @@ pub fn init(args: &AttInitArgs) -> Result<Report, Failure> {
         }
     }
     if !missing_env.is_empty() {
+        if let Some(c) = &server {
+            // The run cannot succeed: end it now rather than let it expire.
+            let _ = c.post(
+                &format!("/api/v1/runs/{run_id}/reset"),
+                &json!({"trigger": "failure", "reason": format!("missing environment: {}", missing_env.join(", "))}),
+            );
+        }
         return Err(refused(
             format!(
                 "contract `{}` requires these environment variables, which are not set: {}; \
@@ -179,13 +252,11 @@ pub fn init(args: &AttInitArgs) -> Result<Report, Failure> {
     }
     let cwd = std::env::current_dir().map_err(|e| Failure::Unavailable(e.into()))?;
     let git = git::head(&cwd).map_err(|e| Failure::Unavailable(anyhow!(e)))?;
-    let mut rnd = [0u8; 8];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
     let st = State {
         schema: STATE_SCHEMA.into(),
-        run_id: format!("local-{}", hex::encode(rnd)),
-        dry_run: true,
-        server: String::new(),
+        run_id,
+        dry_run: args.dry_run,
+        server: server.as_ref().map(|c| c.base().to_owned()).unwrap_or_default(),
         workflow: args.workflow.clone(),
         project,
         version: args.version.clone().unwrap_or_default(),
@@ -205,8 +276,9 @@ pub fn init(args: &AttInitArgs) -> Result<Report, Failure> {
         .collect();
     Ok(Report {
         text: format!(
-            "started {} (dry run) for workflow `{}`\n  contract  {} {}\n  runner    {}{}\n  git HEAD  {}\n  state     {}\n  required  {}\nnext: tally attestation add --name <material> --value <file or value>\n",
+            "started {}{} for workflow `{}`\n  contract  {} {}\n  runner    {}{}\n  git HEAD  {}\n  state     {}\n  required  {}\nnext: tally attestation add --name <material> --value <file or value>\n",
             st.run_id,
+            if st.dry_run { " (dry run)".to_owned() } else { format!(" on {}", st.server) },
             st.workflow,
             st.contract.name,
             revision_text(&st.contract),
@@ -218,7 +290,8 @@ pub fn init(args: &AttInitArgs) -> Result<Report, Failure> {
         ),
         json: json!({
             "run_id": st.run_id,
-            "dry_run": true,
+            "dry_run": st.dry_run,
+            "server": st.server,
             "workflow": st.workflow,
             "project": st.project,
             "version": st.version,
@@ -485,18 +558,17 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
         summary,
         annotations,
         lenient: args.lenient,
-        stored: if kind.is_file() && !skip_upload && st.dry_run {
-            "not stored (dry run: digest only)".into()
-        } else if kind.is_file() && skip_upload {
+        stored: if kind.is_file() && skip_upload {
             "not stored (skip_upload)".into()
+        } else if kind.is_file() && st.dry_run {
+            "not stored (dry run: digest only)".into()
+        } else if kind.is_file() {
+            "not stored (digest only: the control plane has no artifact storage yet)".into()
         } else {
             String::new()
         },
         added_at: now(),
     };
-    if kind.is_file() && !skip_upload && !st.dry_run {
-        return Err(needs_server(&args.common, "upload a material"));
-    }
     st.materials.retain(|m| m.name != record.name);
     st.materials.push(record.clone());
     st.save(&path).map_err(state_failure)?;
@@ -829,7 +901,7 @@ pub fn push(args: &AttPushArgs) -> Result<Report, Failure> {
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&env_bytes))
     );
     if !args.dry_run {
-        return Err(needs_server(&args.common, "push the attestation"));
+        return push_to_server(args, &path, &st, &env_bytes, &env_digest, &key);
     }
     crate::fsutil::write_atomic(&args.envelope, &env_bytes, 0o644, true)
         .map_err(|e| Failure::Unavailable(anyhow!("writing {}: {e}", args.envelope.display())))?;
@@ -864,6 +936,102 @@ pub fn push(args: &AttPushArgs) -> Result<Report, Failure> {
     })
 }
 
+/// The control plane half of `push`: send, wait for the proof, check it,
+/// write the offline bundle, clear the state.
+fn push_to_server(
+    args: &AttPushArgs,
+    path: &Path,
+    st: &State,
+    env_bytes: &[u8],
+    env_digest: &str,
+    key: &SigningKey,
+) -> Result<Report, Failure> {
+    use ledger_format::tlog_proof::TlogProof;
+    let client = run_client(st, &args.common, "push the attestation")?;
+    let (status, v) = client.post_bytes(&format!("/api/v1/runs/{}/attestation", st.run_id), env_bytes)?;
+    let index = v["log_index"]
+        .as_u64()
+        .ok_or_else(|| Failure::Unavailable(anyhow!("the control plane's answer has no log_index: {v}")))?;
+    let entry = v["entry"].as_str().unwrap_or_default().to_owned();
+    // Accepted: the run is over whatever happens next.
+    state::clear(path).map_err(state_failure)?;
+    let mut tlog = v["tlog_proof"].as_str().map(str::to_owned);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait_secs);
+    while tlog.is_none() && status.as_u16() == 202 {
+        let (s, p) = client.get_any(&format!("/api/v1/proof/inclusion?index={index}"))?;
+        if s.is_success() {
+            tlog = p["tlog_proof"].as_str().map(str::to_owned);
+        } else if std::time::Instant::now() >= deadline {
+            return Err(Failure::Unavailable(anyhow!(
+                "the attestation was accepted at log index {index} but not published within {} s; \
+                 its inclusion proof will be at {}/api/v1/proof/inclusion?index={index}",
+                args.wait_secs,
+                client.base()
+            )));
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+    let tlog =
+        tlog.ok_or_else(|| Failure::Unavailable(anyhow!("the control plane sent no inclusion proof")))?;
+    // Check what we were given before handing it to anyone.
+    let log = client.get("/api/v1/log")?;
+    let vkey_text = log["verifier_key"].as_str().unwrap_or_default().to_owned();
+    let vkey = ledger_format::note::VerifierKey::parse(&vkey_text)
+        .map_err(|e| Failure::Unavailable(anyhow!("the log's verifier key does not parse: {e}")))?;
+    let proof = TlogProof::parse(tlog.as_bytes()).map_err(|e| Failure::Invalid(e.into()))?;
+    proof
+        .verify(entry.as_bytes(), &vkey, &[], Some(vkey.name()))
+        .map_err(|e| {
+            Failure::Invalid(anyhow!(
+                "the control plane's inclusion proof does not verify: {e}"
+            ))
+        })?;
+    let entry_parsed =
+        ledger_format::entry::Entry::parse(entry.as_bytes()).map_err(|e| Failure::Invalid(e.into()))?;
+    if entry_parsed.envelope_digest != ledger_format::hash::sha256(env_bytes) {
+        return Err(Failure::Invalid(anyhow!(
+            "the logged entry names another envelope than the one pushed"
+        )));
+    }
+    let bundle = crate::attest::bundle::Bundle {
+        log_index: index,
+        entry,
+        tlog_proof: tlog,
+        envelope: env_bytes.to_vec(),
+    };
+    crate::fsutil::write_atomic(&args.bundle, bundle.to_json().as_bytes(), 0o644, true)
+        .map_err(|e| Failure::Unavailable(anyhow!("writing {}: {e}", args.bundle.display())))?;
+    let pub_guess = args.key.with_extension("pub");
+    let pub_shown = if pub_guess.is_file() {
+        pub_guess.display().to_string()
+    } else {
+        "<the workflow's public key>".into()
+    };
+    let command = format!(
+        "tally verify --bundle {} --log-key '{}' --key {}",
+        args.bundle.display(),
+        vkey_text,
+        pub_shown
+    );
+    Ok(Report {
+        text: format!(
+            "attestation of run {} appended to the log at index {index}\n  envelope {env_digest}\n  key id   {}\n  bundle   {}\nan auditor verifies it offline with:\n  {command}\n",
+            st.run_id,
+            key.keyid(),
+            args.bundle.display()
+        ),
+        json: json!({
+            "run_id": st.run_id,
+            "log_index": index,
+            "envelope_digest": env_digest,
+            "keyid": key.keyid(),
+            "bundle": args.bundle,
+            "verify_command": command,
+        }),
+    })
+}
+
 // --------------------------------------------------------------------- reset
 
 /// `tally attestation reset`
@@ -872,7 +1040,15 @@ pub fn reset(args: &AttResetArgs) -> Result<Report, Failure> {
     let run = match State::load(&path) {
         Ok(s) => {
             if !s.dry_run {
-                return Err(needs_server(&args.common, "end the run"));
+                let trigger = match args.trigger {
+                    ResetTrigger::Failure => "failure",
+                    ResetTrigger::Cancellation => "cancellation",
+                };
+                let client = run_client(&s, &args.common, "end the run")?;
+                client.post(
+                    &format!("/api/v1/runs/{}/reset", s.run_id),
+                    &json!({"trigger": trigger, "reason": args.reason}),
+                )?;
             }
             Some(s.run_id)
         }

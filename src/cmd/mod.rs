@@ -1,6 +1,7 @@
 //! The commands. Each takes its parsed flags, validates them, does the work
 //! and returns what to print, or a classified [`crate::exit::Failure`].
 
+pub mod admin;
 pub mod attestation;
 pub mod audit;
 pub mod bench;
@@ -8,6 +9,7 @@ pub mod contract;
 pub mod key;
 pub mod ledger;
 pub mod proof;
+pub mod serve;
 pub mod verify;
 
 use std::path::Path;

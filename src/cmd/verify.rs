@@ -22,11 +22,10 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
             witnesses.len()
         )));
     }
-    let proof_bytes = read_input(&args.proof)?;
+    let (proof_name, entry_name, proof_bytes, entry, envelope) = inputs(args)?;
     let proof = TlogProof::parse(&proof_bytes)
-        .with_context(|| format!("{} is not a tlog-proof file", args.proof.display()))
+        .with_context(|| format!("{proof_name} is not a tlog-proof"))
         .usage()?;
-    let entry = read_input(&args.entry)?;
     let origin = if args.any_origin {
         None
     } else {
@@ -34,7 +33,7 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
     };
     let verified = proof
         .verify(&entry, &log_key, &witnesses, origin)
-        .with_context(|| format!("{} does not prove {}", args.proof.display(), args.entry.display()))
+        .with_context(|| format!("{proof_name} does not prove {entry_name}"))
         .invalid()?;
     let cosigned = verified.checkpoint().cosignatures().count();
     if cosigned < args.min_witnesses {
@@ -44,19 +43,17 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
         )));
     }
     let parsed = Entry::parse(&entry).ok();
-    if let Some(env_path) = &args.envelope {
+    if let Some((env_name, env)) = &envelope {
         let Some(e) = &parsed else {
             return Err(Failure::Usage(anyhow!(
-                "--envelope needs a tally entry (tally.dev/entry/v1); {} is not one",
-                args.entry.display()
+                "an envelope needs a tally entry (tally.dev/entry/v1); {entry_name} is not one"
             )));
         };
-        let env = read_input(env_path)?;
-        let digest = sha256(&env);
+        let digest = sha256(env);
         if digest != e.envelope_digest || env.len() as u64 != e.envelope_size {
             return Err(Failure::Invalid(anyhow!(
                 "{} has digest sha256:{} ({} bytes) but the entry names sha256:{} ({} bytes)",
-                env_path.display(),
+                env_name,
                 digest,
                 env.len(),
                 e.envelope_digest,
@@ -64,11 +61,20 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
             )));
         }
     }
+    let signer = match (&args.key, &envelope) {
+        (Some(k), Some((_, env))) => Some(check_signature(k, env, parsed.as_ref())?),
+        (Some(_), None) => {
+            return Err(Failure::Usage(anyhow!(
+                "--key checks the envelope's signature: give --envelope or --bundle"
+            )))
+        }
+        _ => None,
+    };
     let cp = verified.checkpoint();
     let inc = verified.inclusion();
     let mut text = format!(
         "OK: entry {} is at index {} of {} (tree size {}, root {})\n",
-        args.entry.display(),
+        entry_name,
         inc.index(),
         cp.origin(),
         cp.size(),
@@ -83,7 +89,7 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
         text.push_str(&format!(
             "    envelope sha256:{}{}\n    contract {} at commit {} (blob {})\n    workflow {} / project {} / run {}\n",
             e.envelope_digest,
-            if args.envelope.is_some() { " (matches --envelope)" } else { "" },
+            if envelope.is_some() { " (matches the envelope)" } else { "" },
             e.contract.name,
             e.contract.commit,
             e.contract.blob,
@@ -92,17 +98,21 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
             e.run
         ));
     }
+    if let Some(s) = &signer {
+        text.push_str(&format!("    {s}\n"));
+    }
     Ok(Report {
         text,
         json: json!({
             "valid": true,
+            "signature_checked": signer.is_some(),
             "index": inc.index(),
             "leaf_hash": inc.leaf_hash().to_hex(),
             "origin": cp.origin(),
             "tree_size": cp.size(),
             "root": cp.root().to_hex(),
             "cosignatures": cosigned,
-            "envelope_checked": args.envelope.is_some(),
+            "envelope_checked": envelope.is_some(),
             "entry": parsed.map(|e| json!({
                 "envelope_digest": format!("sha256:{}", e.envelope_digest),
                 "envelope_size": e.envelope_size,
@@ -115,4 +125,83 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
             })),
         }),
     })
+}
+
+type Inputs = (String, String, Vec<u8>, Vec<u8>, Option<(String, Vec<u8>)>);
+
+/// The proof, the entry and the envelope: from files, or from one bundle.
+fn inputs(args: &VerifyArgs) -> Result<Inputs, Failure> {
+    if let Some(b) = &args.bundle {
+        if args.proof.is_some() || args.entry.is_some() || args.envelope.is_some() {
+            return Err(Failure::Usage(anyhow!(
+                "--bundle holds the proof, the entry and the envelope; give no other"
+            )));
+        }
+        let name = b.display().to_string();
+        let bundle = crate::attest::bundle::Bundle::parse(&read_input(b)?)
+            .map_err(|e| Failure::Usage(anyhow!("{name} is not a tally bundle: {e}")))?;
+        return Ok((
+            format!("{name} (tlog-proof)"),
+            format!("{name} (entry)"),
+            bundle.tlog_proof.into_bytes(),
+            bundle.entry.into_bytes(),
+            Some((format!("{name} (envelope)"), bundle.envelope)),
+        ));
+    }
+    let (Some(proof), Some(entry)) = (&args.proof, &args.entry) else {
+        return Err(Failure::Usage(anyhow!(
+            "give a tlog-proof file and --entry, or --bundle"
+        )));
+    };
+    let envelope = match &args.envelope {
+        Some(p) => Some((p.display().to_string(), read_input(p)?)),
+        None => None,
+    };
+    Ok((
+        proof.display().to_string(),
+        entry.display().to_string(),
+        read_input(proof)?,
+        read_input(entry)?,
+        envelope,
+    ))
+}
+
+/// Checks the envelope's signature under the key file and that it is a
+/// tally statement of the entry's workflow, run and contract revision.
+fn check_signature(key: &std::path::Path, env: &[u8], entry: Option<&Entry>) -> Result<String, Failure> {
+    use crate::attest::dsse::{Envelope, PublicKey};
+    let pem = std::fs::read_to_string(key)
+        .with_context(|| format!("cannot read the key {}", key.display()))
+        .usage()?;
+    let key = PublicKey::from_pem(&pem).usage()?;
+    let envelope = Envelope::parse(env).invalid()?;
+    let verified = envelope.verify(&[key]).invalid()?;
+    let st: serde_json::Value = serde_json::from_slice(verified.payload())
+        .context("the signed payload is not JSON")
+        .invalid()?;
+    let mut problems = crate::cmd::attestation::statement_problems(&st);
+    if let Some(e) = entry {
+        let ext = &st["predicate"]["buildDefinition"]["externalParameters"];
+        let inv = &st["predicate"]["runDetails"]["metadata"]["invocationId"];
+        if ext["workflow"] != e.workflow.as_str() || *inv != e.run.as_str() {
+            problems.push("the statement's workflow or run differs from the entry's".into());
+        }
+        let c = &ext["contract"];
+        if c["name"] != e.contract.name.as_str()
+            || c["commit"] != e.contract.commit.as_str()
+            || c["blob"] != e.contract.blob.as_str()
+        {
+            problems.push("the statement's contract revision differs from the entry's".into());
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Failure::Invalid(anyhow!(
+            "the envelope's signature is valid but: {}",
+            problems.join("; ")
+        )));
+    }
+    Ok(
+        "envelope signature valid; SLSA Provenance v1 statement of this workflow, run and contract revision"
+            .into(),
+    )
 }

@@ -661,6 +661,18 @@ impl Ledger {
         self.inner.git.read(head.tree, &body_path(digest))
     }
 
+    /// A file of the latest published tree (`tile/…`, `bodies/…`), if present.
+    pub fn read_published(&self, path: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        let p = self.published();
+        let Some(head) = p.head else { return Ok(None) };
+        self.inner.git.read(head.tree, path)
+    }
+
+    /// The maximum backlog (sequenced but unpublished entries) configured.
+    pub fn max_backlog(&self) -> u64 {
+        self.inner.cfg.max_backlog
+    }
+
     /// Waits for background packing of the ledger's repository to finish.
     pub fn wait_for_maintenance(&self) {
         self.inner.git.wait_for_maintenance();

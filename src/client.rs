@@ -1,0 +1,148 @@
+//! The CLI's client of the control plane (blocking HTTP). Server errors
+//! (`{error, message, hint}`) become classified failures: the server's words
+//! reach the user unchanged.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use reqwest::blocking::{Client as Http, RequestBuilder};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::exit::{Details, Failure};
+
+/// A control-plane client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: Http,
+}
+
+impl Client {
+    /// A client of `base` (e.g. `http://127.0.0.1:8787`) with a bearer token.
+    pub fn new(base: &str, token: Option<&str>) -> Result<Client, Failure> {
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Failure::Usage(anyhow!(
+                "the server URL {base:?} must start with http:// or https://"
+            )));
+        }
+        let http = Http::builder()
+            .timeout(Duration::from_secs(120))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Failure::Unavailable(e.into()))?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.filter(|t| !t.is_empty()).map(str::to_owned),
+            http,
+        })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn auth(&self, r: RequestBuilder) -> RequestBuilder {
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// Sends with retries on 503 (honouring Retry-After, at most 5 times).
+    fn send(&self, make: impl Fn() -> RequestBuilder) -> Result<(StatusCode, Value), Failure> {
+        for attempt in 0.. {
+            let resp = self.auth(make()).send().map_err(|e| {
+                Failure::Unavailable(anyhow!("cannot reach the control plane at {}: {e}", self.base))
+            })?;
+            let status = resp.status();
+            if status == StatusCode::SERVICE_UNAVAILABLE && attempt < 5 {
+                let wait = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .unwrap_or(1)
+                    .min(30);
+                std::thread::sleep(Duration::from_secs(wait));
+                continue;
+            }
+            let bytes = resp
+                .bytes()
+                .map_err(|e| Failure::Unavailable(anyhow!("reading the answer of {}: {e}", self.base)))?;
+            let body: Value = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+            if status.is_success() {
+                return Ok((status, body));
+            }
+            return Err(failure(status, &body));
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// GET a JSON document.
+    pub fn get(&self, path: &str) -> Result<Value, Failure> {
+        self.send(|| self.http.get(self.url(path))).map(|(_, v)| v)
+    }
+
+    /// GET whatever the status; only transport failures are errors.
+    pub fn get_any(&self, path: &str) -> Result<(StatusCode, Value), Failure> {
+        let resp = self.auth(self.http.get(self.url(path))).send().map_err(|e| {
+            Failure::Unavailable(anyhow!("cannot reach the control plane at {}: {e}", self.base))
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .map_err(|e| Failure::Unavailable(anyhow!("reading the answer of {}: {e}", self.base)))?;
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    }
+
+    /// POST a JSON document.
+    pub fn post(&self, path: &str, body: &Value) -> Result<(StatusCode, Value), Failure> {
+        let bytes = serde_json::to_vec(body).map_err(|e| Failure::Usage(e.into()))?;
+        self.post_bytes(path, &bytes)
+    }
+
+    /// POST raw JSON bytes.
+    pub fn post_bytes(&self, path: &str, body: &[u8]) -> Result<(StatusCode, Value), Failure> {
+        let body = body.to_vec();
+        self.send(|| {
+            self.http
+                .post(self.url(path))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        })
+    }
+
+    /// DELETE.
+    pub fn delete(&self, path: &str) -> Result<Value, Failure> {
+        self.send(|| self.http.delete(self.url(path))).map(|(_, v)| v)
+    }
+}
+
+/// Maps a server error to a failure class (SPEC.md §12.6).
+fn failure(status: StatusCode, body: &Value) -> Failure {
+    let message = body["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| body.to_string());
+    let hint = body["hint"]
+        .as_str()
+        .map(|h| format!(" ({h})"))
+        .unwrap_or_default();
+    let text = format!("the control plane answered {status}: {message}{hint}");
+    let err = anyhow::Error::new(Details {
+        message: text,
+        json: serde_json::json!({"status": status.as_u16(), "error": body["error"], "details": body["details"]}),
+    });
+    match status.as_u16() {
+        401 | 403 | 409 | 422 => Failure::Refused(err),
+        400 | 404 | 413 | 415 => Failure::Usage(err),
+        _ => Failure::Unavailable(err),
+    }
+}

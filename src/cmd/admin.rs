@@ -1,0 +1,243 @@
+//! The operator's commands against a running control plane: tokens,
+//! workflow keys, runs, stats.
+
+use anyhow::anyhow;
+use serde_json::{json, Value};
+
+use crate::cli::{
+    ConnArgs, RunDescribeArgs, RunListArgs, ServerConn, StatsArgs, TokenCreateArgs, TokenRevokeArgs,
+    WorkflowKeyAddArgs,
+};
+use crate::client::Client;
+use crate::cmd::Report;
+use crate::exit::Failure;
+
+fn client(c: &ServerConn) -> Result<Client, Failure> {
+    Client::new(&c.server, c.token.as_deref())
+}
+
+/// Parses `30d`, `12h`, `90m`, `3600s` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<u64, Failure> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('d') => (&s[..s.len() - 1], 86_400),
+        Some('h') => (&s[..s.len() - 1], 3_600),
+        Some('m') => (&s[..s.len() - 1], 60),
+        Some('s') => (&s[..s.len() - 1], 1),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| Failure::Usage(anyhow!("{s:?} is not a duration like 30d, 12h, 90m or 3600s")))
+}
+
+fn ts(v: &Value) -> String {
+    v.as_i64()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(|| "-".into(), |t| t.to_string())
+}
+
+/// `tally token create`
+pub fn token_create(a: &TokenCreateArgs) -> Result<Report, Failure> {
+    let expires = a.expires.as_deref().map(parse_duration).transpose()?;
+    let (_, v) = client(&a.conn)?.post(
+        "/api/v1/tokens",
+        &json!({"workflows": a.workflows, "expires_in_secs": expires, "description": a.description}),
+    )?;
+    Ok(Report {
+        text: format!(
+            "token {} for workflow(s) {} (expires {})\n{}\nIt is shown once; store it as the pipeline's TALLY_TOKEN secret.\n",
+            v["id"].as_str().unwrap_or_default(),
+            a.workflows.join(", "),
+            ts(&v["expires_at"]),
+            v["token"].as_str().unwrap_or_default()
+        ),
+        json: v,
+    })
+}
+
+/// `tally token list`
+pub fn token_list(a: &ConnArgs) -> Result<Report, Failure> {
+    let v = client(&a.conn)?.get("/api/v1/tokens")?;
+    let mut t = format!(
+        "{:<18} {:<30} {:<22} {:<22} STATE\n",
+        "ID", "WORKFLOWS", "EXPIRES", "LAST USED"
+    );
+    for k in v["tokens"].as_array().into_iter().flatten() {
+        let wf: Vec<&str> = k["workflows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        t.push_str(&format!(
+            "{:<18} {:<30} {:<22} {:<22} {}\n",
+            k["id"].as_str().unwrap_or_default(),
+            wf.join(","),
+            ts(&k["expires_at"]),
+            ts(&k["last_used_at"]),
+            if k["revoked_at"].is_null() {
+                "active"
+            } else {
+                "revoked"
+            }
+        ));
+    }
+    Ok(Report { text: t, json: v })
+}
+
+/// `tally token revoke`
+pub fn token_revoke(a: &TokenRevokeArgs) -> Result<Report, Failure> {
+    let v = client(&a.conn)?.delete(&format!("/api/v1/tokens/{}", a.id))?;
+    Ok(Report {
+        text: format!("token {} revoked\n", a.id),
+        json: v,
+    })
+}
+
+/// `tally workflow list`
+pub fn workflow_list(a: &ConnArgs) -> Result<Report, Failure> {
+    let v = client(&a.conn)?.get("/api/v1/workflows")?;
+    let mut t = String::new();
+    for w in v["workflows"].as_array().into_iter().flatten() {
+        t.push_str(&format!(
+            "{} (project {}, contract {}): {} key(s)\n",
+            w["name"].as_str().unwrap_or_default(),
+            w["project"].as_str().unwrap_or_default(),
+            w["contract"].as_str().unwrap_or_default(),
+            w["keys"].as_array().map_or(0, Vec::len)
+        ));
+    }
+    Ok(Report { text: t, json: v })
+}
+
+/// `tally workflow key add`
+pub fn workflow_key_add(a: &WorkflowKeyAddArgs) -> Result<Report, Failure> {
+    let pem = std::fs::read_to_string(&a.key)
+        .map_err(|e| Failure::Usage(anyhow!("cannot read {}: {e}", a.key.display())))?;
+    let (_, v) = client(&a.conn)?.post(
+        &format!("/api/v1/workflows/{}/keys", a.workflow),
+        &json!({"public_key": pem}),
+    )?;
+    Ok(Report {
+        text: format!(
+            "key {} now signs workflow {}\n",
+            v["keyid"].as_str().unwrap_or_default(),
+            a.workflow
+        ),
+        json: v,
+    })
+}
+
+fn run_line(r: &Value) -> String {
+    format!(
+        "{:<29} {:<22} {:<12} {:<22} {}\n",
+        r["id"].as_str().unwrap_or_default(),
+        r["workflow"].as_str().unwrap_or_default(),
+        r["status"].as_str().unwrap_or_default(),
+        ts(&r["created_at"]),
+        r["log_index"]
+            .as_i64()
+            .map(|i| format!("log index {i}"))
+            .unwrap_or_default()
+    )
+}
+
+/// `tally run list`
+pub fn run_list(a: &RunListArgs) -> Result<Report, Failure> {
+    let mut q = format!("/api/v1/runs?limit={}", a.limit);
+    if let Some(w) = &a.workflow {
+        q.push_str(&format!("&workflow={w}"));
+    }
+    if let Some(s) = &a.status {
+        q.push_str(&format!("&status={}", s.to_ascii_uppercase()));
+    }
+    let v = client(&a.conn)?.get(&q)?;
+    let mut t = format!(
+        "{:<29} {:<22} {:<12} {:<22} \n",
+        "RUN", "WORKFLOW", "STATUS", "STARTED"
+    );
+    for r in v["runs"].as_array().into_iter().flatten() {
+        t.push_str(&run_line(r));
+    }
+    Ok(Report { text: t, json: v })
+}
+
+/// `tally run describe`
+pub fn run_describe(a: &RunDescribeArgs) -> Result<Report, Failure> {
+    let v = client(&a.conn)?.get(&format!("/api/v1/runs/{}", a.id))?;
+    let mut t = String::new();
+    for k in [
+        "id",
+        "workflow",
+        "project",
+        "version",
+        "status",
+        "contract_name",
+        "contract_commit",
+        "contract_blob",
+        "runner_type",
+        "runner_url",
+        "reason",
+        "log_index",
+        "envelope_digest",
+    ] {
+        if !v[k].is_null() {
+            t.push_str(&format!(
+                "{k:<16} {}\n",
+                v[k].as_str().map_or_else(|| v[k].to_string(), str::to_owned)
+            ));
+        }
+    }
+    t.push_str(&format!(
+        "{:<16} {}\n{:<16} {}\n",
+        "created_at",
+        ts(&v["created_at"]),
+        "finished_at",
+        ts(&v["finished_at"])
+    ));
+    Ok(Report { text: t, json: v })
+}
+
+/// `tally stats`
+pub fn stats(a: &StatsArgs) -> Result<Report, Failure> {
+    let v = client(&a.conn)?.get(&format!("/api/v1/stats?days={}", a.days))?;
+    let mut t = format!("last {} day(s)\n\nruns per day:\n", a.days);
+    for d in v["runs_per_day"].as_array().into_iter().flatten() {
+        t.push_str(&format!(
+            "  {}  {:>5} runs, {:>5} succeeded\n",
+            d["day"].as_str().unwrap_or_default(),
+            d["runs"],
+            d["succeeded"]
+        ));
+    }
+    t.push_str("\nper workflow:\n");
+    for w in v["workflows"].as_array().into_iter().flatten() {
+        t.push_str(&format!(
+            "  {:<24} {:>5} runs  success {:>5.1}%  failure {:>5.1}%  mean {:>7}\n",
+            w["workflow"].as_str().unwrap_or_default(),
+            w["runs"],
+            w["success_rate"].as_f64().unwrap_or(0.0) * 100.0,
+            w["failure_rate"].as_f64().unwrap_or(0.0) * 100.0,
+            w["mean_duration_s"]
+                .as_f64()
+                .map_or_else(|| "-".into(), |s| format!("{s:.0}s"))
+        ));
+    }
+    let names = |k: &str| -> String {
+        v[k].as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w["workflow"].as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    t.push_str(&format!(
+        "\nslowest: {}\nmost failing: {}\n",
+        names("slowest"),
+        names("most_failing")
+    ));
+    Ok(Report { text: t, json: v })
+}

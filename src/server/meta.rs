@@ -1,0 +1,531 @@
+//! The control plane's metadata: tokens, workflow keys, runs, and the search
+//! index, in an embedded SQLite database (rusqlite, bundled SQLite).
+//!
+//! The log is the record; this database is an index and a work list. Every
+//! attestation row can be rebuilt from the ledger (`App::reindex`), so the
+//! database runs in WAL mode with `synchronous = NORMAL`: a power cut may lose
+//! its last transactions, never an acknowledged attestation.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// A metadata error.
+#[derive(Debug, thiserror::Error)]
+#[error("metadata database: {0}")]
+pub struct MetaError(#[from] rusqlite::Error);
+
+type Result<T> = std::result::Result<T, MetaError>;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+  id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, workflows TEXT NOT NULL,
+  description TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, expires_at INTEGER,
+  last_used_at INTEGER, revoked_at INTEGER);
+CREATE TABLE IF NOT EXISTS workflow_keys (
+  workflow TEXT NOT NULL, keyid TEXT NOT NULL, pem TEXT NOT NULL, added_at INTEGER NOT NULL,
+  PRIMARY KEY (workflow, keyid));
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY, workflow TEXT NOT NULL, project TEXT NOT NULL, version TEXT NOT NULL,
+  status TEXT NOT NULL, contract_name TEXT NOT NULL, contract_commit TEXT NOT NULL,
+  contract_blob TEXT NOT NULL, runner_type TEXT NOT NULL, runner_url TEXT NOT NULL,
+  created_at INTEGER NOT NULL, finished_at INTEGER, reason TEXT, log_index INTEGER,
+  envelope_digest TEXT);
+CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow, created_at);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
+CREATE TABLE IF NOT EXISTS attestations (
+  log_index INTEGER PRIMARY KEY, envelope_digest TEXT NOT NULL, workflow TEXT NOT NULL,
+  project TEXT NOT NULL, run_id TEXT NOT NULL, contract_name TEXT NOT NULL,
+  contract_commit TEXT NOT NULL, contract_blob TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS attestations_by_workflow ON attestations (workflow);
+CREATE INDEX IF NOT EXISTS attestations_by_commit ON attestations (contract_commit);
+CREATE TABLE IF NOT EXISTS digests (
+  digest TEXT NOT NULL, log_index INTEGER NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
+  PRIMARY KEY (digest, log_index, name));
+";
+
+/// A service token as listed (never its secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    /// Its id.
+    pub id: String,
+    /// The workflows it may act for.
+    pub workflows: Vec<String>,
+    /// What it is for.
+    pub description: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds, or none.
+    pub expires_at: Option<i64>,
+    /// Unix seconds, or never used.
+    pub last_used_at: Option<i64>,
+    /// Unix seconds, or not revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// A workflow run.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Run {
+    /// Its id.
+    pub id: String,
+    /// The workflow.
+    pub workflow: String,
+    /// The project.
+    pub project: String,
+    /// The version built.
+    pub version: String,
+    /// INITIALIZED, SUCCEEDED, FAILED, CANCELLED or EXPIRED.
+    pub status: String,
+    /// The contract's name.
+    pub contract_name: String,
+    /// The pinned revision's commit.
+    pub contract_commit: String,
+    /// The pinned revision's blob.
+    pub contract_blob: String,
+    /// The runner type.
+    pub runner_type: String,
+    /// The runner's link.
+    pub runner_url: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub finished_at: Option<i64>,
+    /// Why it failed or was cancelled.
+    pub reason: Option<String>,
+    /// Its attestation's log index.
+    pub log_index: Option<i64>,
+    /// Its attestation's envelope digest.
+    pub envelope_digest: Option<String>,
+}
+
+/// One attestation in the search index.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AttestationRow {
+    /// Log index.
+    pub log_index: i64,
+    /// `sha256:<hex>` of the envelope.
+    pub envelope_digest: String,
+    /// Workflow.
+    pub workflow: String,
+    /// Project.
+    pub project: String,
+    /// Run.
+    pub run_id: String,
+    /// Contract name.
+    pub contract_name: String,
+    /// Contract commit.
+    pub contract_commit: String,
+    /// Contract blob.
+    pub contract_blob: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A digest named by an attestation.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DigestRow {
+    /// `sha256:<hex>` (or `gitCommit:<hex>`).
+    pub digest: String,
+    /// `subject` or `material`.
+    pub role: String,
+    /// The descriptor's name.
+    pub name: String,
+}
+
+/// Per-workflow run counts for `stats`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct WorkflowStats {
+    /// Workflow.
+    pub workflow: String,
+    /// Runs started.
+    pub runs: i64,
+    /// Succeeded.
+    pub succeeded: i64,
+    /// Failed.
+    pub failed: i64,
+    /// Cancelled.
+    pub cancelled: i64,
+    /// Expired.
+    pub expired: i64,
+    /// In progress.
+    pub initialized: i64,
+    /// Mean seconds from init to the end, of finished runs.
+    pub mean_duration_s: Option<f64>,
+}
+
+/// The metadata store.
+pub struct Meta {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Meta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Meta")
+    }
+}
+
+fn run_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
+    Ok(Run {
+        id: r.get(0)?,
+        workflow: r.get(1)?,
+        project: r.get(2)?,
+        version: r.get(3)?,
+        status: r.get(4)?,
+        contract_name: r.get(5)?,
+        contract_commit: r.get(6)?,
+        contract_blob: r.get(7)?,
+        runner_type: r.get(8)?,
+        runner_url: r.get(9)?,
+        created_at: r.get(10)?,
+        finished_at: r.get(11)?,
+        reason: r.get(12)?,
+        log_index: r.get(13)?,
+        envelope_digest: r.get(14)?,
+    })
+}
+
+const RUN_COLS: &str =
+    "id, workflow, project, version, status, contract_name, contract_commit, contract_blob, \
+     runner_type, runner_url, created_at, finished_at, reason, log_index, envelope_digest";
+
+fn att_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttestationRow> {
+    Ok(AttestationRow {
+        log_index: r.get(0)?,
+        envelope_digest: r.get(1)?,
+        workflow: r.get(2)?,
+        project: r.get(3)?,
+        run_id: r.get(4)?,
+        contract_name: r.get(5)?,
+        contract_commit: r.get(6)?,
+        contract_blob: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+const ATT_COLS: &str =
+    "log_index, envelope_digest, workflow, project, run_id, contract_name, contract_commit, \
+     contract_blob, created_at";
+
+impl Meta {
+    /// Opens (creating) the database at `path`.
+    pub fn open(path: &Path) -> Result<Meta> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Meta {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn c(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A setting.
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .c()
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Sets a setting.
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a new token by the hash of its secret.
+    pub fn create_token(&self, info: &TokenInfo, hash: &[u8]) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO tokens (id, hash, workflows, description, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![info.id, hash, info.workflows.join(","), info.description, info.created_at, info.expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// The token whose secret hashes to `hash`.
+    pub fn token_by_hash(&self, hash: &[u8]) -> Result<Option<(TokenInfo, Vec<u8>)>> {
+        Ok(self
+            .c()
+            .query_row(
+                "SELECT id, workflows, description, created_at, expires_at, last_used_at, revoked_at, hash FROM tokens WHERE hash = ?1",
+                [hash],
+                |r| {
+                    let wf: String = r.get(1)?;
+                    Ok((
+                        TokenInfo {
+                            id: r.get(0)?,
+                            workflows: wf.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                            description: r.get(2)?,
+                            created_at: r.get(3)?,
+                            expires_at: r.get(4)?,
+                            last_used_at: r.get(5)?,
+                            revoked_at: r.get(6)?,
+                        },
+                        r.get(7)?,
+                    ))
+                },
+            )
+            .optional()?)
+    }
+
+    /// Records a token's use (at most once a minute per token).
+    pub fn touch_token(&self, id: &str, now: i64) -> Result<()> {
+        self.c().execute(
+            "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
+            params![id, now],
+        )?;
+        Ok(())
+    }
+
+    /// Every token.
+    pub fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        let c = self.c();
+        let mut st = c.prepare(
+            "SELECT id, workflows, description, created_at, expires_at, last_used_at, revoked_at FROM tokens ORDER BY created_at, id",
+        )?;
+        let rows = st.query_map([], |r| {
+            let wf: String = r.get(1)?;
+            Ok(TokenInfo {
+                id: r.get(0)?,
+                workflows: wf
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                description: r.get(2)?,
+                created_at: r.get(3)?,
+                expires_at: r.get(4)?,
+                last_used_at: r.get(5)?,
+                revoked_at: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Revokes a token; false when there is no such token.
+    pub fn revoke_token(&self, id: &str, now: i64) -> Result<bool> {
+        Ok(self.c().execute(
+            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+            params![id, now],
+        )? == 1)
+    }
+
+    /// Registers a public key for a workflow.
+    pub fn add_workflow_key(&self, workflow: &str, keyid: &str, pem: &str, now: i64) -> Result<()> {
+        self.c().execute(
+            "INSERT OR REPLACE INTO workflow_keys (workflow, keyid, pem, added_at) VALUES (?1, ?2, ?3, ?4)",
+            params![workflow, keyid, pem, now],
+        )?;
+        Ok(())
+    }
+
+    /// A workflow's keys: (keyid, pem).
+    pub fn workflow_keys(&self, workflow: &str) -> Result<Vec<(String, String)>> {
+        let c = self.c();
+        let mut st =
+            c.prepare_cached("SELECT keyid, pem FROM workflow_keys WHERE workflow = ?1 ORDER BY added_at")?;
+        let rows = st.query_map([workflow], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Inserts a new run.
+    pub fn insert_run(&self, r: &Run) -> Result<()> {
+        self.c().execute(
+            &format!("INSERT INTO runs ({RUN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+            params![
+                r.id, r.workflow, r.project, r.version, r.status, r.contract_name, r.contract_commit,
+                r.contract_blob, r.runner_type, r.runner_url, r.created_at, r.finished_at, r.reason,
+                r.log_index, r.envelope_digest
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A run by id.
+    pub fn run(&self, id: &str) -> Result<Option<Run>> {
+        let c = self.c();
+        let mut st = c.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"))?;
+        Ok(st.query_row([id], run_from).optional()?)
+    }
+
+    /// Runs, newest first, optionally filtered.
+    pub fn list_runs(&self, workflow: Option<&str>, status: Option<&str>, limit: i64) -> Result<Vec<Run>> {
+        let c = self.c();
+        let mut st = c.prepare(&format!(
+            "SELECT {RUN_COLS} FROM runs WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR status = ?2) \
+             ORDER BY created_at DESC, id LIMIT ?3"
+        ))?;
+        let rows = st.query_map(params![workflow, status, limit], run_from)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Ends an INITIALIZED run; false when it was not INITIALIZED.
+    pub fn finish_run(&self, id: &str, status: &str, reason: Option<&str>, now: i64) -> Result<bool> {
+        Ok(self.c().execute(
+            "UPDATE runs SET status = ?2, reason = ?3, finished_at = ?4 WHERE id = ?1 AND status = 'INITIALIZED'",
+            params![id, status, reason, now],
+        )? == 1)
+    }
+
+    /// Claims an INITIALIZED run for a push (INITIALIZED → PUSHING); false
+    /// when it is not INITIALIZED (another push got it first, or it ended).
+    pub fn claim_run(&self, id: &str) -> Result<bool> {
+        Ok(self.c().execute(
+            "UPDATE runs SET status = 'PUSHING' WHERE id = ?1 AND status = 'INITIALIZED'",
+            [id],
+        )? == 1)
+    }
+
+    /// Gives a claimed run back (the append failed).
+    pub fn reopen_run(&self, id: &str) -> Result<bool> {
+        Ok(self.c().execute(
+            "UPDATE runs SET status = 'INITIALIZED' WHERE id = ?1 AND status = 'PUSHING'",
+            [id],
+        )? == 1)
+    }
+
+    /// Marks INITIALIZED runs created before `cutoff` EXPIRED; returns how many.
+    pub fn expire_runs(&self, cutoff: i64, now: i64) -> Result<usize> {
+        Ok(self.c().execute(
+            "UPDATE runs SET status = 'EXPIRED', finished_at = ?2, reason = 'not finished in time' \
+             WHERE status IN ('INITIALIZED', 'PUSHING') AND created_at < ?1",
+            params![cutoff, now],
+        )?)
+    }
+
+    /// Records an accepted attestation: the run SUCCEEDED, the search rows.
+    pub fn record_attestation(&self, a: &AttestationRow, digests: &[DigestRow], now: i64) -> Result<()> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        tx.execute(
+            "UPDATE runs SET status = 'SUCCEEDED', finished_at = ?2, log_index = ?3, envelope_digest = ?4 WHERE id = ?1",
+            params![a.run_id, now, a.log_index, a.envelope_digest],
+        )?;
+        tx.execute(
+            &format!("INSERT OR REPLACE INTO attestations ({ATT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+            params![
+                a.log_index, a.envelope_digest, a.workflow, a.project, a.run_id, a.contract_name,
+                a.contract_commit, a.contract_blob, a.created_at
+            ],
+        )?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO digests (digest, log_index, role, name) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for d in digests {
+                st.execute(params![d.digest, a.log_index, d.role, d.name])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The highest indexed log index, if any.
+    pub fn max_indexed(&self) -> Result<Option<i64>> {
+        Ok(self
+            .c()
+            .query_row("SELECT MAX(log_index) FROM attestations", [], |r| r.get(0))?)
+    }
+
+    /// Whether `index` is in the search index.
+    pub fn is_indexed(&self, index: i64) -> Result<bool> {
+        Ok(self
+            .c()
+            .query_row("SELECT 1 FROM attestations WHERE log_index = ?1", [index], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
+    }
+
+    /// Attestations naming `digest` as a subject or material, with the role.
+    pub fn search_digest(&self, digest: &str) -> Result<Vec<(AttestationRow, DigestRow)>> {
+        let c = self.c();
+        let mut st = c.prepare(&format!(
+            "SELECT {}, d.digest, d.role, d.name FROM digests d JOIN attestations a ON a.log_index = d.log_index \
+             WHERE d.digest = ?1 ORDER BY a.log_index",
+            ATT_COLS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ")
+        ))?;
+        let rows = st.query_map([digest], |r| {
+            Ok((
+                att_from(r)?,
+                DigestRow {
+                    digest: r.get(9)?,
+                    role: r.get(10)?,
+                    name: r.get(11)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Attestations of a workflow, or checked against a contract commit.
+    pub fn search(
+        &self,
+        workflow: Option<&str>,
+        commit: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AttestationRow>> {
+        let c = self.c();
+        let mut st = c.prepare(&format!(
+            "SELECT {ATT_COLS} FROM attestations WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR contract_commit = ?2) \
+             ORDER BY log_index LIMIT ?3"
+        ))?;
+        let rows = st.query_map(params![workflow, commit, limit], att_from)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Run counts per workflow since `since` (unix seconds).
+    pub fn workflow_stats(&self, since: i64) -> Result<Vec<WorkflowStats>> {
+        let c = self.c();
+        let mut st = c.prepare(
+            "SELECT workflow, COUNT(*), \
+               SUM(status = 'SUCCEEDED'), SUM(status = 'FAILED'), SUM(status = 'CANCELLED'), \
+               SUM(status = 'EXPIRED'), SUM(status = 'INITIALIZED'), \
+               AVG(CASE WHEN finished_at IS NOT NULL THEN finished_at - created_at END) \
+             FROM runs WHERE created_at >= ?1 GROUP BY workflow ORDER BY workflow",
+        )?;
+        let rows = st.query_map([since], |r| {
+            Ok(WorkflowStats {
+                workflow: r.get(0)?,
+                runs: r.get(1)?,
+                succeeded: r.get(2)?,
+                failed: r.get(3)?,
+                cancelled: r.get(4)?,
+                expired: r.get(5)?,
+                initialized: r.get(6)?,
+                mean_duration_s: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Runs per UTC day since `since`: (YYYY-MM-DD, runs, succeeded).
+    pub fn runs_per_day(&self, since: i64) -> Result<Vec<(String, i64, i64)>> {
+        let c = self.c();
+        let mut st = c.prepare(
+            "SELECT date(created_at, 'unixepoch'), COUNT(*), SUM(status = 'SUCCEEDED') FROM runs \
+             WHERE created_at >= ?1 GROUP BY 1 ORDER BY 1",
+        )?;
+        let rows = st.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Runs by status (for metrics).
+    pub fn runs_by_status(&self) -> Result<Vec<(String, i64)>> {
+        let c = self.c();
+        let mut st = c.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}

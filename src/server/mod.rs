@@ -1,0 +1,428 @@
+//! `tally serve`: the control plane (SPEC.md §12). One process holds the
+//! ledger, tracks the contracts repository, keeps metadata in SQLite, and
+//! serves the HTTP API with axum.
+//!
+//! Not here: artifact storage (OCI), which comes with its own issue.
+
+pub mod api;
+pub mod intake;
+pub mod meta;
+pub mod metrics;
+pub mod openapi;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::contract::store::ContractStore;
+use crate::contract::Contract;
+use crate::ledger::Ledger;
+
+use self::meta::Meta;
+use self::metrics::Metrics;
+
+/// The server's configuration (SPEC.md §12.1): defaults, then the config
+/// file, then `TALLY_*` environment variables, then flags.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The contracts repository: a path or git URL; empty = seeded in the data directory.
+    pub contracts: String,
+    /// The log's origin (the name of its key), fixed at first start.
+    pub origin: String,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// A run not finished after this many seconds is EXPIRED.
+    pub run_ttl_secs: u64,
+    /// How long a push waits for the publication of its entry before
+    /// answering without the proof.
+    pub publish_wait_secs: u64,
+    /// How often a remote contracts repository is fetched, seconds.
+    pub contracts_sync_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8787".into(),
+            data_dir: PathBuf::from("tally-data"),
+            contracts: String::new(),
+            origin: "tally.localhost/log".into(),
+            max_body_bytes: 4 << 20,
+            run_ttl_secs: 3600,
+            publish_wait_secs: 10,
+            contracts_sync_secs: 30,
+        }
+    }
+}
+
+/// A configuration problem, found at start.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl ServerConfig {
+    /// Reads a TOML config file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    }
+
+    /// Applies `TALLY_*` variables from `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let num = |k: &str, v: String| -> Result<u64, ConfigError> {
+            v.trim()
+                .parse()
+                .map_err(|_| ConfigError(format!("{k}={v:?} is not a whole number")))
+        };
+        if let Some(v) = get("TALLY_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = get("TALLY_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("TALLY_CONTRACTS") {
+            self.contracts = v;
+        }
+        if let Some(v) = get("TALLY_ORIGIN") {
+            self.origin = v;
+        }
+        if let Some(v) = get("TALLY_MAX_BODY_BYTES") {
+            self.max_body_bytes = num("TALLY_MAX_BODY_BYTES", v)? as usize;
+        }
+        if let Some(v) = get("TALLY_RUN_TTL_SECS") {
+            self.run_ttl_secs = num("TALLY_RUN_TTL_SECS", v)?;
+        }
+        if let Some(v) = get("TALLY_PUBLISH_WAIT_SECS") {
+            self.publish_wait_secs = num("TALLY_PUBLISH_WAIT_SECS", v)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the values.
+    pub fn validate(&self) -> Result<SocketAddr, ConfigError> {
+        let addr: SocketAddr = self.listen.parse().map_err(|_| {
+            ConfigError(format!(
+                "listen = {:?} is not an address like 127.0.0.1:8787",
+                self.listen
+            ))
+        })?;
+        if self.origin.is_empty() || self.origin.contains(char::is_whitespace) || self.origin.contains('+') {
+            return Err(ConfigError(format!(
+                "origin = {:?} cannot name a log key (no spaces or '+')",
+                self.origin
+            )));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError("max_body_bytes must be at least 1024".into()));
+        }
+        if self.run_ttl_secs == 0 {
+            return Err(ConfigError("run_ttl_secs must be positive".into()));
+        }
+        Ok(addr)
+    }
+}
+
+/// The running control plane's shared state.
+pub struct App {
+    /// Configuration in effect.
+    pub cfg: ServerConfig,
+    /// The log.
+    pub ledger: Arc<Ledger>,
+    /// Contracts.
+    pub store: Arc<ContractStore>,
+    /// Metadata.
+    pub meta: Meta,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The log's verifier key text.
+    pub verifier_key: String,
+    /// Parsed contracts by blob id (a blob's text never changes).
+    contracts: Mutex<HashMap<String, Arc<Contract>>>,
+    /// Verification keys by workflow, cached from `meta`.
+    keys: Mutex<HashMap<String, Arc<Vec<crate::attest::dsse::PublicKey>>>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// The SHA-256 of a token's secret, as stored.
+pub fn token_hash(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// A fresh secret with a recognizable prefix.
+pub fn new_secret(prefix: &str) -> String {
+    use base64::Engine as _;
+    let mut b = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    )
+}
+
+/// The example contracts, seeded into a new data directory's contracts
+/// repository when no `contracts` repository is configured.
+const SEED: &[(&str, &str)] = &[
+    ("README.md", include_str!("../../contracts/README.md")),
+    (
+        "build-and-release.toml",
+        include_str!("../../contracts/build-and-release.toml"),
+    ),
+    (
+        "quality-gates.toml",
+        include_str!("../../contracts/quality-gates.toml"),
+    ),
+    (
+        "security-advisories.toml",
+        include_str!("../../contracts/security-advisories.toml"),
+    ),
+    ("workflows.toml", include_str!("../../contracts/workflows.toml")),
+    (
+        "policies/sbom-has-components.rego",
+        include_str!("../../contracts/policies/sbom-has-components.rego"),
+    ),
+];
+
+/// Creates the bare repository `path` with the example contracts as its first commit on `main`.
+pub fn seed_contracts(path: &Path) -> Result<(), String> {
+    let repo = gix::init_bare(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    let mut editor = repo
+        .edit_tree(gix::ObjectId::empty_tree(repo.object_hash()))
+        .map_err(|e| e.to_string())?;
+    for (name, text) in SEED {
+        let id = repo.write_blob(text.as_bytes()).map_err(|e| e.to_string())?;
+        editor
+            .upsert(*name, gix::object::tree::EntryKind::Blob, id.detach())
+            .map_err(|e| e.to_string())?;
+    }
+    let tree = editor.write().map_err(|e| e.to_string())?.detach();
+    let sig = gix::actor::Signature {
+        name: "tally".into(),
+        email: "tally@localhost".into(),
+        time: gix::date::Time::now_utc(),
+    };
+    let mut buf = gix::date::parse::TimeBuf::default();
+    let sref = sig.to_ref(&mut buf);
+    repo.commit_as(
+        sref,
+        sref,
+        "refs/heads/main",
+        "Seed the example contracts",
+        tree,
+        Vec::<gix::ObjectId>::new(),
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(path.join("HEAD"), "ref: refs/heads/main\n").map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// What `start` tells the operator once.
+#[derive(Debug)]
+pub struct Started {
+    /// The app.
+    pub app: Arc<App>,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// A freshly generated admin token (first start only, unless given).
+    pub admin_token: Option<String>,
+    /// The listener.
+    pub listener: tokio::net::TcpListener,
+}
+
+/// Opens (creating on first start) everything in the data directory and binds.
+pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Started, String> {
+    let addr = cfg.validate().map_err(|e| e.to_string())?;
+    let dir = cfg.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let meta = Meta::open(&dir.join("meta.db")).map_err(|e| e.to_string())?;
+    let mut shown_token = None;
+    match (
+        meta.setting("admin_token_sha256").map_err(|e| e.to_string())?,
+        admin_token,
+    ) {
+        (None, given) => {
+            let token = given.clone().unwrap_or_else(|| new_secret("tly_admin_"));
+            meta.set_setting("admin_token_sha256", &hex::encode(token_hash(&token)))
+                .map_err(|e| e.to_string())?;
+            if given.is_none() {
+                shown_token = Some(token);
+            }
+        }
+        (Some(_), Some(_)) => {
+            return Err("an admin token is already set in this data directory; \
+                 TALLY_ADMIN_TOKEN / --admin-token-file only apply at first start"
+                .into())
+        }
+        (Some(_), None) => {}
+    }
+    let ledger_dir = dir.join("ledger");
+    let ledger =
+        crate::ledger::open_dir(&ledger_dir, Some(&cfg.origin)).map_err(|e| format!("the ledger: {e}"))?;
+    let verifier_key = std::fs::read_to_string(ledger_dir.join("log.pub"))
+        .map_err(|e| format!("reading the log's verifier key: {e}"))?
+        .trim()
+        .to_owned();
+    let store = if cfg.contracts.is_empty() {
+        let path = dir.join("contracts.git");
+        if !path.join("HEAD").exists() {
+            seed_contracts(&path)?;
+        }
+        ContractStore::open(
+            &path,
+            crate::contract::store::DEFAULT_BRANCH,
+            Some(dir.join("contracts.head")),
+        )
+    } else if cfg.contracts.contains("://") || cfg.contracts.starts_with("git@") {
+        ContractStore::open_remote(
+            &cfg.contracts,
+            &dir.join("contracts-mirror.git"),
+            crate::contract::store::DEFAULT_BRANCH,
+            Some(dir.join("contracts.head")),
+        )
+    } else {
+        ContractStore::open(
+            Path::new(&cfg.contracts),
+            crate::contract::store::DEFAULT_BRANCH,
+            Some(dir.join("contracts.head")),
+        )
+    }
+    .map_err(|e| format!("the contracts repository: {e}"))?;
+    let store = Arc::new(store);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = Arc::new(App {
+        cfg,
+        ledger: Arc::new(ledger),
+        store,
+        meta,
+        metrics: Metrics::default(),
+        verifier_key,
+        contracts: Mutex::new(HashMap::new()),
+        keys: Mutex::new(HashMap::new()),
+    });
+    Ok(Started {
+        app,
+        addr,
+        admin_token: shown_token,
+        listener,
+    })
+}
+
+impl App {
+    /// The contract with blob id `blob` (cached; read from the store on a miss).
+    pub fn contract_by_blob(&self, name: &str, blob: &str) -> Result<Arc<Contract>, String> {
+        if let Some(c) = self.contracts.lock().unwrap_or_else(|p| p.into_inner()).get(blob) {
+            return Ok(c.clone());
+        }
+        let bytes = self.store.blob(blob).map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&bytes);
+        let c = crate::contract::parse_contract(&format!("{name}.toml"), &text, Some(name))
+            .map_err(|d| d.first().map(|x| x.message.clone()).unwrap_or_default())?;
+        let c = Arc::new(c);
+        self.contracts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(blob.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// Caches a parsed contract.
+    pub fn remember_contract(&self, blob: &str, c: Arc<Contract>) {
+        self.contracts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(blob.to_owned(), c);
+    }
+
+    /// A workflow's verification keys (cached until a key is added).
+    pub fn workflow_keys(&self, workflow: &str) -> Result<Arc<Vec<crate::attest::dsse::PublicKey>>, String> {
+        if let Some(k) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(workflow) {
+            return Ok(k.clone());
+        }
+        let rows = self.meta.workflow_keys(workflow).map_err(|e| e.to_string())?;
+        let keys: Vec<_> = rows
+            .iter()
+            .filter_map(|(_, pem)| crate::attest::dsse::PublicKey::from_pem(pem).ok())
+            .collect();
+        let keys = Arc::new(keys);
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(workflow.to_owned(), keys.clone());
+        Ok(keys)
+    }
+
+    /// Forgets cached keys of a workflow.
+    pub fn forget_keys(&self, workflow: &str) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(workflow);
+    }
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests finish, publishes everything sequenced, and closes the ledger.
+pub async fn run(
+    started: Started,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let app = started.app.clone();
+    // Runs left unfinished expire.
+    let expirer = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                let now = unix_now();
+                let _ = app.meta.expire_runs(now - app.cfg.run_ttl_secs as i64, now);
+            }
+        })
+    };
+    if !app.cfg.contracts.is_empty() && app.cfg.contracts.contains("://") {
+        app.store
+            .clone()
+            .sync_every(Duration::from_secs(app.cfg.contracts_sync_secs.max(1)));
+    }
+    let router = api::router(app.clone());
+    let served = axum::serve(started.listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    expirer.abort();
+    let ledger = app.ledger.clone();
+    let closed = tokio::task::spawn_blocking(move || ledger.close())
+        .await
+        .map_err(|e| e.to_string())?;
+    served.map_err(|e| format!("serving: {e}"))?;
+    closed.map_err(|e| format!("closing the ledger: {e}"))
+}
+
+/// The data directory's path of a file, for messages.
+pub fn data_path(cfg: &ServerConfig, name: &str) -> PathBuf {
+    cfg.data_dir.join(name)
+}
