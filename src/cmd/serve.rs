@@ -90,8 +90,9 @@ pub fn serve(args: &ServeArgs) -> Result<Report, Failure> {
         server::run(started, shutdown_signal())
             .await
             .map_err(|e| Failure::Unavailable(anyhow!(e)))?;
+        eprintln!("tally control plane stopped; everything sequenced is published");
         Ok(Report {
-            text: "tally control plane stopped; everything sequenced is published\n".into(),
+            text: String::new(),
             json: json!({"stopped": true}),
         })
     })

@@ -6,6 +6,7 @@ mod attest;
 mod audit;
 mod common;
 mod contract;
+mod controlplane;
 mod craft;
 mod crash;
 mod key;

@@ -1,0 +1,922 @@
+//! The control plane end to end: the real `tally serve`, real git
+//! repositories, real HTTP, the real CLI — the operator's, the developer's and
+//! the auditor's flows, every failure, and authorization on every endpoint.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::common::{code, stderr, stdout};
+
+pub struct ControlPlane {
+    child: Option<Child>,
+    _stdout: BufReader<std::process::ChildStdout>,
+    pub url: String,
+    pub admin: String,
+    pub vkey: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl ControlPlane {
+    /// Starts `tally serve` on a free port with a contracts repository at `contracts`.
+    pub fn start(contracts: &Path, extra: &[&str]) -> ControlPlane {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, contracts, extra)
+    }
+
+    fn start_in(dir: tempfile::TempDir, contracts: &Path, extra: &[&str]) -> ControlPlane {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--contracts")
+            .arg(contracts)
+            .args(extra)
+            .env_remove("TALLY_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            let _ = child.kill();
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+            panic!("tally serve did not start ({e}): {line} {err}")
+        });
+        ControlPlane {
+            child: Some(child),
+            _stdout: out,
+            url: v["url"].as_str().unwrap().to_owned(),
+            admin: v["admin_token"].as_str().unwrap_or_default().to_owned(),
+            vkey: v["verifier_key"].as_str().unwrap().to_owned(),
+            dir,
+        }
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()
+            .unwrap();
+        c.wait().unwrap()
+    }
+
+    pub fn http(&self) -> reqwest::blocking::Client {
+        reqwest::blocking::Client::new()
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut r = self.http().get(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let resp = r.send().unwrap();
+        let s = resp.status().as_u16();
+        let b = resp.bytes().unwrap();
+        (
+            s,
+            serde_json::from_slice(&b).unwrap_or(Value::String(String::from_utf8_lossy(&b).into())),
+        )
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, ct: &str, body: Vec<u8>) -> (u16, Value) {
+        let mut r = self
+            .http()
+            .post(format!("{}{path}", self.url))
+            .header("content-type", ct)
+            .body(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let resp = r.send().unwrap();
+        let s = resp.status().as_u16();
+        (
+            s,
+            serde_json::from_slice(&resp.bytes().unwrap()).unwrap_or(Value::Null),
+        )
+    }
+
+    pub fn published(&self) -> u64 {
+        self.get("/api/v1/log", None).1["sizes"]["sequenced"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Runs the CLI against this server in `cwd` with exactly `env` (+ PATH, HOME).
+    pub fn tally(&self, cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tally"));
+        c.current_dir(cwd).env_clear();
+        for k in ["PATH", "HOME"] {
+            if let Ok(v) = std::env::var(k) {
+                c.env(k, v);
+            }
+        }
+        c.env("TALLY_SERVER", &self.url);
+        c.envs(env.iter().copied()).args(args).output().unwrap()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "SecOps")
+        .env("GIT_AUTHOR_EMAIL", "secops@example.com")
+        .env("GIT_COMMITTER_NAME", "SecOps")
+        .env("GIT_COMMITTER_EMAIL", "secops@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// A contracts repository holding the examples, committed on `main`.
+pub fn contracts_repo(dir: &Path) -> PathBuf {
+    let repo = dir.join("contracts");
+    std::fs::create_dir_all(&repo).unwrap();
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts");
+    for n in [
+        "build-and-release.toml",
+        "quality-gates.toml",
+        "security-advisories.toml",
+        "workflows.toml",
+    ] {
+        std::fs::copy(src.join(n), repo.join(n)).unwrap();
+    }
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "contracts v1"]);
+    repo
+}
+
+fn ok(o: &Output) -> Value {
+    assert_eq!(code(o), 0, "stdout: {}\nstderr: {}", stdout(o), stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+}
+
+fn valid(name: &str) -> String {
+    crate::common::vectors_dir()
+        .expect("shared vectors")
+        .join("materials/valid")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The GitHub Actions environment of a release job.
+fn gh_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_RUN_ID", "991"),
+        ("GITHUB_REPOSITORY", "acme/payments"),
+        ("GITHUB_SERVER_URL", "https://github.com"),
+        ("GIT_SHA", "9fceb02"),
+        ("RELEASE_VERSION", "1.4.2"),
+        ("TALLY_KEY_PASSWORD", "pw"),
+    ]
+}
+
+struct Operator {
+    token: String,
+}
+
+/// The operator's flow: a token for the workflow, its signing key registered.
+fn operator(cp: &ControlPlane, ws: &Path, workflow: &str) -> Operator {
+    let admin = [("TALLY_TOKEN", cp.admin.as_str())];
+    let t = ok(&cp.tally(
+        ws,
+        &admin,
+        &[
+            "token",
+            "create",
+            "--workflow",
+            workflow,
+            "--expires",
+            "1d",
+            "--output",
+            "json",
+        ],
+    ));
+    let token = t["token"].as_str().unwrap().to_owned();
+    if !ws.join("cosign.key").exists() {
+        ok(&cp.tally(
+            ws,
+            &[("TALLY_KEY_PASSWORD", "pw")],
+            &["key", "generate", "--kind", "signing"],
+        ));
+    }
+    ok(&cp.tally(
+        ws,
+        &admin,
+        &[
+            "workflow",
+            "key",
+            "add",
+            "--workflow",
+            workflow,
+            "--key",
+            "cosign.pub",
+            "--output",
+            "json",
+        ],
+    ));
+    Operator { token }
+}
+
+fn image() -> String {
+    format!("ghcr.io/acme/payments@sha256:{}", "5e".repeat(32))
+}
+
+/// The developer's flow up to a ready run.
+fn craft_release(cp: &ControlPlane, ws: &Path, env: &[(&str, &str)]) -> Value {
+    let init = ok(&cp.tally(
+        ws,
+        env,
+        &[
+            "attestation",
+            "init",
+            "--workflow",
+            "payments-release",
+            "--version",
+            "1.4.2",
+            "--output",
+            "json",
+        ],
+    ));
+    for (n, v) in [
+        ("image", image()),
+        ("sbom-spdx", valid("sbom-spdx-container.json")),
+        ("unit-tests", valid("junit.xml")),
+    ] {
+        ok(&cp.tally(ws, env, &["attestation", "add", "--name", n, "--value", &v]));
+    }
+    ok(&cp.tally(
+        ws,
+        env,
+        &[
+            "attestation",
+            "add",
+            "--name",
+            "code-scan",
+            "--value",
+            &valid("report.sarif"),
+            "--annotation",
+            "scanner=tfsec",
+        ],
+    ));
+    init
+}
+
+#[test]
+fn operator_developer_and_auditor_flows_end_to_end() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = contracts_repo(d.path());
+    let mut cp = ControlPlane::start(&repo, &[]);
+    let ws = d.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let op = operator(&cp, &ws, "payments-release");
+    let mut env = gh_env();
+    env.push(("TALLY_TOKEN", &op.token));
+
+    let init = craft_release(&cp, &ws, &env);
+    let run_id = init["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(init["dry_run"], false);
+    let status = ok(&cp.tally(&ws, &env, &["attestation", "status", "--output", "json"]));
+    assert_eq!(status["ready"], true, "{status}");
+    let push = ok(&cp.tally(
+        &ws,
+        &env,
+        &[
+            "attestation",
+            "push",
+            "--key",
+            "cosign.key",
+            "--annotation",
+            "change-ticket=CHG-1042",
+            "--output",
+            "json",
+        ],
+    ));
+    let index = push["log_index"].as_u64().unwrap();
+    assert_eq!(index, 0);
+    let cmd = push["verify_command"].as_str().unwrap();
+    assert!(
+        cmd.starts_with("tally verify --bundle attestation.bundle.json --log-key "),
+        "{cmd}"
+    );
+    assert!(!ws.join(".tally/attestation.json").exists());
+
+    // The auditor, offline, with only public keys: the bundle.
+    let auditor = d.path().join("auditor");
+    std::fs::create_dir_all(&auditor).unwrap();
+    std::fs::copy(ws.join("attestation.bundle.json"), auditor.join("b.json")).unwrap();
+    std::fs::copy(ws.join("cosign.pub"), auditor.join("cosign.pub")).unwrap();
+    let v = ok(&cp.tally(
+        &auditor,
+        &[],
+        &[
+            "verify",
+            "--bundle",
+            "b.json",
+            "--log-key",
+            &cp.vkey,
+            "--key",
+            "cosign.pub",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(v["index"], 0);
+    assert_eq!(v["signature_checked"], true);
+    assert_eq!(v["entry"]["run"], run_id.as_str());
+    // A tampered bundle fails.
+    let mut b: Value = serde_json::from_slice(&std::fs::read(auditor.join("b.json")).unwrap()).unwrap();
+    b["entry"] = b["entry"]
+        .as_str()
+        .unwrap()
+        .replace("payments-release", "payments-quality")
+        .into();
+    std::fs::write(auditor.join("bad.json"), b.to_string()).unwrap();
+    assert_eq!(
+        code(&cp.tally(
+            &auditor,
+            &[],
+            &["verify", "--bundle", "bad.json", "--log-key", &cp.vkey]
+        )),
+        1
+    );
+
+    // The run is SUCCEEDED, visible to its workflow's token and the admin.
+    let (s, r) = cp.get(&format!("/api/v1/runs/{run_id}"), Some(&op.token));
+    assert_eq!((s, r["status"].as_str()), (200, Some("SUCCEEDED")));
+    assert_eq!(r["log_index"], 0);
+    let runs = ok(&cp.tally(
+        &ws,
+        &[("TALLY_TOKEN", &cp.admin)],
+        &["run", "list", "--status", "succeeded", "--output", "json"],
+    ));
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
+    ok(&cp.tally(&ws, &[("TALLY_TOKEN", &cp.admin)], &["run", "describe", &run_id]));
+
+    // Search by the image digest finds it, with its log index.
+    let (s, sr) = cp.get(&format!("/api/v1/search?digest=sha256:{}", "5e".repeat(32)), None);
+    assert_eq!(s, 200);
+    assert_eq!(sr["results"][0]["log_index"], 0);
+    assert_eq!(sr["results"][0]["role"], "subject");
+    let (_, sr) = cp.get("/api/v1/search?workflow=payments-release", None);
+    assert_eq!(sr["results"].as_array().unwrap().len(), 1);
+    let commit = git(&repo, &["rev-parse", "HEAD"]);
+    let (_, sr) = cp.get(&format!("/api/v1/search?contract_revision={commit}"), None);
+    assert_eq!(sr["results"].as_array().unwrap().len(), 1, "{sr}");
+
+    // The stored envelope, by digest, is the one in the bundle.
+    let bundle =
+        tally::attest::bundle::Bundle::parse(&std::fs::read(ws.join("attestation.bundle.json")).unwrap())
+            .unwrap();
+    let digest = push["envelope_digest"].as_str().unwrap();
+    let resp = cp
+        .http()
+        .get(format!("{}/api/v1/envelopes/{digest}", cp.url))
+        .send()
+        .unwrap();
+    assert_eq!(resp.bytes().unwrap().to_vec(), bundle.envelope);
+
+    // tally audit of the server URL, and of a git clone of its ledger.
+    ok(&cp.tally(
+        &auditor,
+        &[],
+        &["audit", &format!("{}/", cp.url), "--log-key", &cp.vkey],
+    ));
+    let clone = auditor.join("ledger");
+    let o = Command::new("git")
+        .args(["clone", "-q", &format!("{}/ledger.git", cp.url)])
+        .arg(&clone)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(&cp.tally(
+        &auditor,
+        &[],
+        &["audit", clone.to_str().unwrap(), "--log-key", &cp.vkey],
+    ));
+
+    // Stats and metrics.
+    let st = ok(&cp.tally(&ws, &[("TALLY_TOKEN", &cp.admin)], &["stats", "--output", "json"]));
+    assert_eq!(st["workflows"][0]["succeeded"], 1);
+    let m = cp
+        .http()
+        .get(format!("{}/metrics", cp.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        m.contains("tally_attestations_accepted_total{workflow=\"payments-release\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("tally_tree_size{stage=\"published\"} 1"));
+    assert!(m.contains("tally_runs{status=\"SUCCEEDED\"} 1"));
+
+    // Graceful stop; a restart serves the same log.
+    assert!(cp.stop().success());
+    let dir = std::mem::replace(&mut cp.dir, tempfile::tempdir().unwrap());
+    let cp2 = ControlPlane::start_in(dir, &repo, &[]);
+    assert_eq!(cp2.vkey, cp.vkey);
+    assert!(
+        cp2.admin.is_empty(),
+        "the admin token is shown at first start only"
+    );
+    assert_eq!(cp2.published(), 1);
+}
+
+#[test]
+fn failures_are_refused_clearly_and_leave_the_log_unchanged() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = contracts_repo(d.path());
+    let cp = ControlPlane::start(&repo, &["--max-body-bytes", "65536"]);
+    let ws = d.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let op = operator(&cp, &ws, "payments-release");
+    let other = operator(&cp, &ws, "payments-quality");
+    let mut env = gh_env();
+    env.push(("TALLY_TOKEN", &op.token));
+    assert_eq!(cp.published(), 0);
+
+    // Wrong runner: refused at init by the server's contract check.
+    let o = cp.tally(
+        &ws,
+        &[("TALLY_TOKEN", &op.token)],
+        &["attestation", "init", "--workflow", "payments-release"],
+    );
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("requires runner `github-actions`"),
+        "{}",
+        stderr(&o)
+    );
+    // Another workflow's token: refused.
+    let mut env_other = gh_env();
+    env_other.push(("TALLY_TOKEN", &other.token));
+    let o = cp.tally(
+        &ws,
+        &env_other,
+        &["attestation", "init", "--workflow", "payments-release"],
+    );
+    assert_eq!(code(&o), 4);
+    assert!(
+        stderr(&o).contains("not allowed to act for workflow `payments-release`"),
+        "{}",
+        stderr(&o)
+    );
+    // Unknown workflow (a workflow token cannot even probe for one: 403 above).
+    let mut env_admin = gh_env();
+    env_admin.push(("TALLY_TOKEN", &cp.admin));
+    let o = cp.tally(&ws, &env_admin, &["attestation", "init", "--workflow", "nope"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("not declared"), "{}", stderr(&o));
+    // Expired token.
+    let t = ok(&cp.tally(
+        &ws,
+        &[("TALLY_TOKEN", &cp.admin)],
+        &[
+            "token",
+            "create",
+            "--workflow",
+            "payments-release",
+            "--expires",
+            "1s",
+            "--output",
+            "json",
+        ],
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let mut env_exp = gh_env();
+    let tok = t["token"].as_str().unwrap().to_owned();
+    env_exp.push(("TALLY_TOKEN", &tok));
+    let o = cp.tally(
+        &ws,
+        &env_exp,
+        &["attestation", "init", "--workflow", "payments-release"],
+    );
+    assert_eq!(code(&o), 4);
+    assert!(stderr(&o).contains("has expired"), "{}", stderr(&o));
+    // A revoked token.
+    ok(&cp.tally(
+        &ws,
+        &[("TALLY_TOKEN", &cp.admin)],
+        &["token", "revoke", t["id"].as_str().unwrap()],
+    ));
+    let (s, e) = cp.get("/api/v1/runs", Some(&tok));
+    assert_eq!(s, 401);
+    assert!(e["message"].as_str().unwrap().contains("revoked"));
+
+    // Bad signature: the run is signed with a key the workflow never registered.
+    craft_release(&cp, &ws, &env);
+    let rogue = ws.join("rogue");
+    std::fs::create_dir_all(&rogue).unwrap();
+    ok(&cp.tally(
+        &rogue,
+        &[],
+        &["key", "generate", "--kind", "signing", "--algorithm", "ed25519"],
+    ));
+    let o = cp.tally(
+        &ws,
+        &env,
+        &[
+            "attestation",
+            "push",
+            "--key",
+            "rogue/cosign.key",
+            "--annotation",
+            "change-ticket=C",
+        ],
+    );
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("signature does not verify"), "{}", stderr(&o));
+    assert!(
+        ws.join(".tally/attestation.json").exists(),
+        "a refused push keeps the state"
+    );
+    assert_eq!(cp.published(), 0);
+
+    // A missing material the client did not notice (its state's contract was
+    // tampered with): the server checks the run's pinned contract itself.
+    let sp = ws.join(".tally/attestation.json");
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&sp).unwrap()).unwrap();
+    let text = state["contract"]["text"].as_str().unwrap().replace(
+        "name = \"unit-tests\"\ntype = \"JUNIT_XML\"",
+        "name = \"unit-tests\"\ntype = \"JUNIT_XML\"\noptional = true",
+    );
+    state["contract"]["text"] = text.into();
+    let mats: Vec<Value> = state["materials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"] != "unit-tests")
+        .cloned()
+        .collect();
+    state["materials"] = mats.into();
+    std::fs::write(&sp, serde_json::to_vec(&state).unwrap()).unwrap();
+    let o = cp.tally(
+        &ws,
+        &env,
+        &[
+            "attestation",
+            "push",
+            "--key",
+            "cosign.key",
+            "--annotation",
+            "change-ticket=C",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code(&o), 4, "{}", stdout(&o));
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let violations = j["details"]["details"]["violations"].as_array().unwrap();
+    assert!(
+        violations.iter().any(|v| v
+            .as_str()
+            .unwrap()
+            .contains("required material `unit-tests` (JUNIT_XML) is missing")),
+        "{j}"
+    );
+    assert_eq!(cp.published(), 0);
+
+    // Raw HTTP: oversized body, malformed JSON, wrong content type.
+    let run_id = state["run_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/runs/{run_id}/attestation");
+    let (s, e) = cp.post(&path, Some(&op.token), "application/json", vec![b' '; 70_000]);
+    assert_eq!(s, 413);
+    assert_eq!(e["error"], "too_large");
+    assert!(e["hint"].is_string());
+    let (s, e) = cp.post(&path, Some(&op.token), "application/json", b"{not json".to_vec());
+    assert_eq!((s, e["error"].as_str()), (400, Some("malformed")));
+    let (s, e) = cp.post(&path, Some(&op.token), "text/plain", b"{}".to_vec());
+    assert_eq!((s, e["error"].as_str()), (415, Some("unsupported_media_type")));
+    let (s, e) = cp.post(
+        "/api/v1/runs",
+        Some(&op.token),
+        "application/json",
+        serde_json::to_vec(&json!({"workflow": "ghost", "runner": {"type": "github-actions", "env": {}}}))
+            .unwrap(),
+    );
+    assert_eq!((s, e["error"].as_str()), (403, Some("forbidden")));
+    let (s, e) = cp.post(
+        "/api/v1/runs",
+        Some(&cp.admin),
+        "application/json",
+        serde_json::to_vec(&json!({"workflow": "ghost", "runner": {"type": "github-actions", "env": {}}}))
+            .unwrap(),
+    );
+    assert_eq!((s, e["error"].as_str()), (404, Some("unknown_workflow")));
+    assert_eq!(cp.published(), 0, "no failure appended anything");
+
+    // A contract changed between init and push: the pinned revision counts.
+    ok(&cp.tally(&ws, &env, &["attestation", "reset", "--reason", "retry"]));
+    craft_release(&cp, &ws, &env);
+    let p = repo.join("build-and-release.toml");
+    let mut t = std::fs::read_to_string(&p).unwrap();
+    t.push_str("\n[[materials]]\nname = \"pentest\"\ntype = \"EVIDENCE\"\n");
+    std::fs::write(&p, t).unwrap();
+    git(&repo, &["commit", "-q", "-am", "v2: require a pentest report"]);
+    let push = ok(&cp.tally(
+        &ws,
+        &env,
+        &[
+            "attestation",
+            "push",
+            "--key",
+            "cosign.key",
+            "--annotation",
+            "change-ticket=C",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(push["log_index"], 0);
+    // A run started now is checked against v2.
+    let init = ok(&cp.tally(
+        &ws,
+        &env,
+        &[
+            "attestation",
+            "init",
+            "--workflow",
+            "payments-release",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_ne!(
+        init["contract"]["commit"],
+        git(&repo, &["rev-parse", "HEAD~1"]).as_str()
+    );
+    let s = ok(&cp.tally(&ws, &env, &["attestation", "status", "--output", "json"]));
+    assert!(s["missing_materials"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("pentest")));
+    // The run the other workflow cannot even see.
+    let rid = init["run_id"].as_str().unwrap();
+    assert_eq!(cp.get(&format!("/api/v1/runs/{rid}"), Some(&other.token)).0, 404);
+    ok(&cp.tally(&ws, &env, &["attestation", "reset", "--trigger", "cancellation"]));
+    assert_eq!(
+        cp.get(&format!("/api/v1/runs/{rid}"), Some(&op.token)).1["status"],
+        "CANCELLED"
+    );
+    assert_eq!(cp.published(), 1);
+}
+
+/// Every endpoint: anonymous, a workflow token, another workflow's token, the admin.
+#[test]
+fn authorization_of_every_endpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = contracts_repo(d.path());
+    let cp = ControlPlane::start(&repo, &[]);
+    let ws = d.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let mine = operator(&cp, &ws, "payments-release").token;
+    let theirs = operator(&cp, &ws, "payments-quality").token;
+    let admin = cp.admin.clone();
+    // A run of payments-release.
+    let run = json!({"workflow": "payments-release", "runner": {"type": "github-actions", "env": {}}});
+    let (s, r) = cp.post(
+        "/api/v1/runs",
+        Some(&mine),
+        "application/json",
+        serde_json::to_vec(&run).unwrap(),
+    );
+    assert_eq!(s, 201, "{r}");
+    let rid = r["run"]["id"].as_str().unwrap().to_owned();
+
+    // (method, path, body) and the status for: none, mine, theirs, admin.
+    type Case = (&'static str, String, Option<Value>, [u16; 4]);
+    let cases: Vec<Case> = vec![
+        ("GET", "/checkpoint".into(), None, [404; 4]), // empty log: no checkpoint yet, but never 401
+        ("GET", "/api/v1/log".into(), None, [200; 4]),
+        ("GET", "/healthz".into(), None, [200; 4]),
+        ("GET", "/readyz".into(), None, [200; 4]),
+        ("GET", "/metrics".into(), None, [200; 4]),
+        ("GET", "/openapi.json".into(), None, [200; 4]),
+        ("GET", "/ledger.git/HEAD".into(), None, [200; 4]),
+        ("GET", "/ledger.git/config".into(), None, [404; 4]),
+        ("GET", "/tile/0/000".into(), None, [404; 4]),
+        ("GET", "/api/v1/proof/inclusion?index=0".into(), None, [404; 4]),
+        (
+            "GET",
+            "/api/v1/proof/consistency?old=0&new=0".into(),
+            None,
+            [400; 4],
+        ),
+        ("GET", "/api/v1/entries/0".into(), None, [404; 4]),
+        (
+            "GET",
+            format!("/api/v1/envelopes/sha256:{}", "00".repeat(32)),
+            None,
+            [404; 4],
+        ),
+        (
+            "GET",
+            "/api/v1/search?workflow=payments-release".into(),
+            None,
+            [200; 4],
+        ),
+        (
+            "POST",
+            "/api/v1/runs".into(),
+            Some(run.clone()),
+            [401, 201, 403, 201],
+        ),
+        ("GET", "/api/v1/runs".into(), None, [401, 200, 200, 200]),
+        (
+            "GET",
+            "/api/v1/runs?workflow=payments-release".into(),
+            None,
+            [401, 200, 403, 200],
+        ),
+        ("GET", format!("/api/v1/runs/{rid}"), None, [401, 200, 404, 200]),
+        (
+            "POST",
+            format!("/api/v1/runs/{rid}/attestation"),
+            Some(json!({"payload": "", "payloadType": "x", "signatures": []})),
+            [401, 422, 404, 422],
+        ),
+        (
+            "POST",
+            "/api/v1/tokens".into(),
+            Some(json!({"workflows": ["payments-release"]})),
+            [401, 403, 403, 201],
+        ),
+        ("GET", "/api/v1/tokens".into(), None, [401, 403, 403, 200]),
+        (
+            "DELETE",
+            "/api/v1/tokens/tok-nope".into(),
+            None,
+            [401, 403, 403, 404],
+        ),
+        ("GET", "/api/v1/workflows".into(), None, [401, 200, 200, 200]),
+        (
+            "POST",
+            "/api/v1/workflows/payments-release/keys".into(),
+            Some(json!({"public_key": "x"})),
+            [401, 403, 403, 422],
+        ),
+        ("GET", "/api/v1/stats".into(), None, [401, 403, 403, 200]),
+        (
+            "POST",
+            format!("/api/v1/runs/{rid}/reset"),
+            Some(json!({"trigger": "failure"})),
+            [401, 200, 404, 409],
+        ),
+    ];
+    for (method, path, body, want) in cases {
+        for (who, expect) in [
+            None,
+            Some(mine.as_str()),
+            Some(theirs.as_str()),
+            Some(admin.as_str()),
+        ]
+        .into_iter()
+        .zip(want)
+        {
+            let url = format!("{}{path}", cp.url);
+            let mut req = match method {
+                "GET" => cp.http().get(&url),
+                "POST" => cp
+                    .http()
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(serde_json::to_vec(body.as_ref().unwrap()).unwrap()),
+                _ => cp.http().delete(&url),
+            };
+            if let Some(t) = who {
+                req = req.bearer_auth(t);
+            }
+            let got = req.send().unwrap();
+            let s = got.status().as_u16();
+            let b = got.text().unwrap();
+            let name = match who {
+                None => "anonymous",
+                Some(t) if t == mine => "own workflow token",
+                Some(t) if t == theirs => "other workflow token",
+                _ => "admin",
+            };
+            assert_eq!(s, expect, "{method} {path} as {name}: {b}");
+            if s >= 400 && path.starts_with("/api") {
+                let v: Value = serde_json::from_str(&b)
+                    .unwrap_or_else(|_| panic!("{method} {path}: error body is not JSON: {b}"));
+                assert!(v["error"].is_string() && v["message"].is_string(), "{b}");
+            }
+        }
+    }
+    // The workflow-token listing shows only its own workflow's runs.
+    let (_, runs) = cp.get("/api/v1/runs", Some(&theirs));
+    assert!(
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["workflow"] == "payments-quality"),
+        "{runs}"
+    );
+    // A bearer that is not a token at all.
+    assert_eq!(cp.get("/api/v1/runs", Some("tly_wf_forged")).0, 401);
+}
+
+#[test]
+fn openapi_document_is_stable_and_every_route_exists() {
+    let doc = tally::server::openapi::document();
+    insta::assert_json_snapshot!("openapi", doc);
+    let d = tempfile::tempdir().unwrap();
+    let repo = contracts_repo(d.path());
+    let cp = ControlPlane::start(&repo, &[]);
+    for r in tally::server::openapi::ROUTES {
+        let path = r
+            .path
+            .replace("{level}", "0")
+            .replace("{index}", "0")
+            .replace("{path}", "HEAD")
+            .replace("{id}", "x")
+            .replace("{name}", "x")
+            .replace("{digest}", &format!("sha256:{}", "00".repeat(32)));
+        let url = format!("{}{path}", cp.url);
+        let resp = match r.method {
+            "get" => cp.http().get(&url).send(),
+            "post" => cp
+                .http()
+                .post(&url)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send(),
+            _ => cp.http().delete(&url).send(),
+        }
+        .unwrap();
+        let s = resp.status().as_u16();
+        let body = resp.text().unwrap();
+        assert!(
+            !(s == 404 && body.contains("no such endpoint")),
+            "{} {} is documented but not routed",
+            r.method,
+            r.path
+        );
+    }
+}
+
+#[test]
+fn invalid_configuration_is_a_clear_error_at_start() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("tally.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\nmax_body_bytez = 5\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("unknown field `max_body_bytez`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["serve", "--listen", "nowhere"])
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("is not an address"), "{}", stderr(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("TALLY_RUN_TTL_SECS", "soon")
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("TALLY_RUN_TTL_SECS"), "{}", stderr(&o));
+    assert!(
+        !d.path().join("tally-data").exists(),
+        "nothing is created when the configuration is invalid"
+    );
+}
