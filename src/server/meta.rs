@@ -437,6 +437,13 @@ impl Meta {
             .query_row("SELECT MAX(log_index) FROM attestations", [], |r| r.get(0))?)
     }
 
+    /// How many attestations are indexed.
+    pub fn indexed_count(&self) -> Result<u64> {
+        Ok(self
+            .c()
+            .query_row("SELECT COUNT(*) FROM attestations", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
     /// Whether `index` is in the search index.
     pub fn is_indexed(&self, index: i64) -> Result<bool> {
         Ok(self

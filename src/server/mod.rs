@@ -376,6 +376,56 @@ impl App {
         Ok(keys)
     }
 
+    /// Indexes published entries the search index lacks (after a crash
+    /// between sequencing and indexing, or a lost `meta.db`): every entry
+    /// and its envelope are read back from the log itself. Returns how many.
+    pub fn reindex(&self) -> Result<u64, String> {
+        let published = self.ledger.sizes().published;
+        let next = self
+            .meta
+            .max_indexed()
+            .map_err(|e| e.to_string())?
+            .map_or(0, |m| m as u64 + 1);
+        let count = self.meta.indexed_count().map_err(|e| e.to_string())?;
+        // No gap below the highest indexed entry: start after it; else look at every entry.
+        let start = if count == next { next } else { 0 };
+        let mut n = 0;
+        for i in start..published {
+            if self.meta.is_indexed(i as i64).map_err(|e| e.to_string())? {
+                continue;
+            }
+            let bytes = self.ledger.entry(i).map_err(|e| e.to_string())?;
+            let e = ledger_format::entry::Entry::parse(&bytes).map_err(|e| format!("entry {i}: {e}"))?;
+            let body = self
+                .ledger
+                .body(&e.envelope_digest)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("entry {i}: its envelope is not stored"))?;
+            let digests = crate::attest::dsse::Envelope::parse(&body)
+                .ok()
+                .and_then(|env| crate::attest::dsse::decode_b64(&env.payload))
+                .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
+                .map(|st| intake::digests(&st))
+                .unwrap_or_default();
+            let row = meta::AttestationRow {
+                log_index: i as i64,
+                envelope_digest: format!("sha256:{}", e.envelope_digest.to_hex()),
+                workflow: e.workflow.clone(),
+                project: e.project.clone(),
+                run_id: e.run.clone(),
+                contract_name: e.contract.name.clone(),
+                contract_commit: e.contract.commit.clone(),
+                contract_blob: e.contract.blob.clone(),
+                created_at: unix_now(),
+            };
+            self.meta
+                .record_attestation(&row, &digests, unix_now())
+                .map_err(|e| e.to_string())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Forgets cached keys of a workflow.
     pub fn forget_keys(&self, workflow: &str) {
         self.keys
@@ -404,6 +454,22 @@ pub async fn run(
             }
         })
     };
+    // Whatever was sequenced before a crash is published by the ledger's
+    // recovery; index it once it is.
+    {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || {
+            let target = app.ledger.sizes().sequenced;
+            if target > 0 {
+                let _ = app.ledger.wait_published(target - 1, Duration::from_secs(120));
+            }
+            match app.reindex() {
+                Ok(0) => {}
+                Ok(n) => eprintln!("indexed {n} log entries the search index lacked"),
+                Err(e) => eprintln!("reindexing the log failed: {e}"),
+            }
+        });
+    }
     if !app.cfg.contracts.is_empty() && app.cfg.contracts.contains("://") {
         app.store
             .clone()

@@ -440,6 +440,12 @@ fn operator_developer_and_auditor_flows_end_to_end() {
 
     // Graceful stop; a restart serves the same log.
     assert!(cp.stop().success());
+    // The search index is rebuilt from the log itself: lose it, restart.
+    {
+        let db = rusqlite::Connection::open(cp.dir.path().join("data/meta.db")).unwrap();
+        db.execute_batch("DELETE FROM attestations; DELETE FROM digests;")
+            .unwrap();
+    }
     let dir = std::mem::replace(&mut cp.dir, tempfile::tempdir().unwrap());
     let cp2 = ControlPlane::start_in(dir, &repo, &[]);
     assert_eq!(cp2.vkey, cp.vkey);
@@ -448,6 +454,16 @@ fn operator_developer_and_auditor_flows_end_to_end() {
         "the admin token is shown at first start only"
     );
     assert_eq!(cp2.published(), 1);
+    let q = format!("/api/v1/search?digest=sha256:{}", "5e".repeat(32));
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        found = cp2.get(&q, None).1;
+        if found["results"].as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(found["results"][0]["log_index"], 0, "{found}");
 }
 
 #[test]
