@@ -588,6 +588,29 @@ pub struct LedgerStressArgs {
 pub enum BenchCommand {
     /// Durable appends from concurrent writers, proofs from storage, storage per entry.
     Ledger(BenchLedgerArgs),
+    /// The control plane: pre-signed attestations pushed over HTTP by
+    /// concurrent clients, then public inclusion-proof reads.
+    Intake(BenchIntakeArgs),
+}
+
+/// `tally bench intake`
+#[derive(Debug, Args)]
+pub struct BenchIntakeArgs {
+    /// How many attestations to push (one run each).
+    #[arg(long, default_value_t = 50_000)]
+    pub attestations: usize,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// How many inclusion proofs to read afterwards.
+    #[arg(long, default_value_t = 100_000)]
+    pub proof_reads: usize,
+    /// Signature algorithm of the workflow's key.
+    #[arg(long, value_enum, default_value_t = SigningAlgorithm::EcdsaP256)]
+    pub algorithm: SigningAlgorithm,
+    /// Where to put the data directory (default: a fresh temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// `tally bench ledger`

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Ledger(LedgerCommand::Pack(a)) => (Output::Text, cmd::ledger::pack(a)),
         Command::Ledger(LedgerCommand::Stress(a)) => (Output::Text, cmd::ledger::stress(a)),
         Command::Bench(BenchCommand::Ledger(a)) => (Output::Json, cmd::bench::ledger(a)),
+        Command::Bench(BenchCommand::Intake(a)) => (Output::Json, cmd::bench::intake(a)),
         Command::Attestation(AttestationCommand::Init(a)) => (a.common.output, cmd::attestation::init(a)),
         Command::Attestation(AttestationCommand::Add(a)) => (a.common.output, cmd::attestation::add(a)),
         Command::Attestation(AttestationCommand::Status(a)) => (a.common.output, cmd::attestation::status(a)),

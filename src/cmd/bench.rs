@@ -242,3 +242,296 @@ pub fn ledger(args: &BenchLedgerArgs) -> Result<Report, Failure> {
         json: doc,
     })
 }
+
+/// Runs the control plane benchmark (`tally bench intake`).
+pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
+    use crate::attest::signing::{Algorithm, SigningKey};
+    use crate::attest::state::{ContractRef, MaterialRecord, State, STATE_SCHEMA};
+    use crate::server::{self, meta::Run, ServerConfig};
+
+    if args.attestations == 0 || args.clients == 0 {
+        return Err(Failure::Usage(anyhow!("need ≥ 1 attestation and ≥ 1 client")));
+    }
+    let tmp = tempfile::tempdir()
+        .context("creating a temporary directory")
+        .unavailable()?;
+    let data = args.dir.clone().unwrap_or_else(|| tmp.path().join("data"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Unavailable(e.into()))?;
+    let admin = crate::server::new_secret("tly_admin_");
+    let cfg = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        data_dir: data.clone(),
+        max_body_bytes: 1 << 20,
+        ..ServerConfig::default()
+    };
+    let started = rt
+        .block_on(server::start(cfg, Some(admin.clone())))
+        .map_err(|e| Failure::Unavailable(anyhow!(e)))?;
+    let app = started.app.clone();
+    let url = format!("http://{}", started.addr);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(server::run(started, async move {
+        let _ = stop_rx.await;
+    }));
+
+    // Setup (not measured): a workflow key, a token, one run and one signed
+    // attestation per push. The workflow's contract asks for one VEX document.
+    let workflow = "psirt-advisories";
+    let algorithm = match args.algorithm {
+        crate::cli::SigningAlgorithm::EcdsaP256 => Algorithm::EcdsaP256,
+        crate::cli::SigningAlgorithm::Ed25519 => Algorithm::Ed25519,
+    };
+    let key = SigningKey::generate(algorithm).usage()?;
+    app.meta
+        .add_workflow_key(workflow, key.keyid(), key.public_pem(), server::unix_now())
+        .map_err(|e| Failure::Unavailable(e.into()))?;
+    let token = crate::server::new_secret("tly_wf_");
+    app.meta
+        .create_token(
+            &crate::server::meta::TokenInfo {
+                id: "tok-bench".into(),
+                workflows: vec![workflow.into()],
+                description: "bench".into(),
+                created_at: server::unix_now(),
+                expires_at: None,
+                last_used_at: None,
+                revoked_at: None,
+            },
+            &crate::server::token_hash(&token),
+        )
+        .map_err(|e| Failure::Unavailable(e.into()))?;
+    let resolved = app
+        .store
+        .resolve(workflow, None)
+        .map_err(|e| Failure::Unavailable(e.into()))?;
+    let text = String::from_utf8_lossy(
+        &app.store
+            .blob(&resolved.revision.blob)
+            .map_err(|e| Failure::Unavailable(e.into()))?,
+    )
+    .into_owned();
+    let setup = Instant::now();
+    let n = args.attestations;
+    let runner = crate::attest::runner::detect(|k| match k {
+        "GITHUB_ACTIONS" => Some("true".into()),
+        "GITHUB_RUN_ID" => Some("1".into()),
+        _ => None,
+    });
+    let template = State {
+        schema: STATE_SCHEMA.into(),
+        run_id: String::new(),
+        dry_run: false,
+        server: url.clone(),
+        workflow: workflow.into(),
+        project: resolved.workflow.project.clone(),
+        version: "1.0.0".into(),
+        contract: ContractRef {
+            name: resolved.revision.name.clone(),
+            commit: resolved.revision.commit.clone(),
+            blob: resolved.revision.blob.clone(),
+            source: String::new(),
+            text,
+        },
+        runner: runner.clone(),
+        env: Default::default(),
+        git: None,
+        started_at: "2026-11-25T00:00:00Z".into(),
+        materials: Vec::new(),
+    };
+    let key = Arc::new(key);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunks: Vec<Vec<(String, Vec<u8>)>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                let key = key.clone();
+                let template = template.clone();
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for i in (t..n).step_by(threads) {
+                        let mut st = template.clone();
+                        st.run_id = format!("run-bench-{i:08}");
+                        st.materials = vec![MaterialRecord {
+                            name: "vex-disclosure".into(),
+                            kind: "CSAF_VEX".into(),
+                            value: "vex.json".into(),
+                            digest: format!("sha256:{:064x}", i),
+                            size: 2873,
+                            output: false,
+                            in_contract: true,
+                            summary: String::new(),
+                            annotations: Default::default(),
+                            lenient: false,
+                            stored: String::new(),
+                            added_at: String::new(),
+                        }];
+                        let payload = serde_json::to_vec(&crate::attest::statement::build(
+                            &st,
+                            &Default::default(),
+                            "2026-11-25T00:01:00Z",
+                        ))
+                        .unwrap_or_default();
+                        let env = key
+                            .sign_envelope(crate::attest::dsse::IN_TOTO_PAYLOAD_TYPE, &payload)
+                            .map(|e| serde_json::to_vec(&e).unwrap_or_default())
+                            .unwrap_or_default();
+                        out.push((st.run_id, env));
+                    }
+                    out
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let work: Vec<(String, Vec<u8>)> = chunks.into_iter().flatten().collect();
+    for (id, _) in &work {
+        app.meta
+            .insert_run(&Run {
+                id: id.clone(),
+                workflow: workflow.into(),
+                project: template.project.clone(),
+                version: "1.0.0".into(),
+                status: "INITIALIZED".into(),
+                contract_name: template.contract.name.clone(),
+                contract_commit: template.contract.commit.clone(),
+                contract_blob: template.contract.blob.clone(),
+                runner_type: runner.kind.clone(),
+                runner_url: String::new(),
+                created_at: server::unix_now(),
+                finished_at: None,
+                reason: None,
+                log_index: None,
+                envelope_digest: None,
+            })
+            .map_err(|e| Failure::Unavailable(e.into()))?;
+    }
+    let setup_s = setup.elapsed().as_secs_f64();
+
+    // Pushes: every client takes the next attestation until none is left.
+    let work = Arc::new(work);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()
+        .map_err(|e| Failure::Unavailable(e.into()))?;
+    let t0 = Instant::now();
+    let results: Vec<(Vec<f64>, u64)> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..args.clients {
+            let (work, next, http, url, token) = (
+                work.clone(),
+                next.clone(),
+                http.clone(),
+                url.clone(),
+                token.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0u64;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((id, env)) = work.get(i) else { break };
+                    let t = Instant::now();
+                    let r = http
+                        .post(format!("{url}/api/v1/runs/{id}/attestation?wait=0"))
+                        .bearer_auth(&token)
+                        .header("content-type", "application/json")
+                        .body(env.clone())
+                        .send()
+                        .await;
+                    match r {
+                        Ok(resp) if resp.status().is_success() => {
+                            let _ = resp.bytes().await;
+                            lat.push(t.elapsed().as_secs_f64());
+                        }
+                        _ => errors += 1,
+                    }
+                }
+                (lat, errors)
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap_or_default());
+        }
+        out
+    });
+    let push_s = t0.elapsed().as_secs_f64();
+    let errors: u64 = results.iter().map(|r| r.1).sum();
+    let mut lat: Vec<f64> = results.into_iter().flat_map(|r| r.0).collect();
+    lat.sort_by(f64::total_cmp);
+    let accepted = lat.len();
+
+    // Wait for everything to be published, then read proofs.
+    let t_pub = Instant::now();
+    let total = app.ledger.sizes().sequenced;
+    if total > 0 {
+        let _ = app.ledger.wait_published(total - 1, Duration::from_secs(120));
+    }
+    let publish_tail_s = t_pub.elapsed().as_secs_f64();
+    let size = app.ledger.sizes().published.max(1);
+    let reads = args.proof_reads;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t1 = Instant::now();
+    let read_errors: u64 = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for c in 0..args.clients {
+            let (next, http, url) = (next.clone(), http.clone(), url.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut errors = 0u64;
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ c as u64;
+                while next.fetch_add(1, Ordering::Relaxed) < reads {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let i = x % size;
+                    match http
+                        .get(format!("{url}/api/v1/proof/inclusion?index={i}"))
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                        }
+                        _ => errors += 1,
+                    }
+                }
+                errors
+            }));
+        }
+        let mut e = 0;
+        for t in tasks {
+            e += t.await.unwrap_or(1);
+        }
+        e
+    });
+    let read_s = t1.elapsed().as_secs_f64();
+    let _ = stop_tx.send(());
+    rt.block_on(server)
+        .map_err(|e| Failure::Unavailable(anyhow!(e)))?
+        .map_err(|e| Failure::Unavailable(anyhow!(e)))?;
+    let j = json!({
+        "benchmark": "intake",
+        "attestations": n,
+        "clients": args.clients,
+        "algorithm": format!("{:?}", args.algorithm),
+        "envelope_bytes": work.first().map_or(0, |w| w.1.len()),
+        "setup_s": setup_s,
+        "accepted": accepted,
+        "errors": errors,
+        "push_s": push_s,
+        "attestations_per_s": accepted as f64 / push_s,
+        "ack_ms": {"p50": percentile(&lat, 0.5) * 1e3, "p90": percentile(&lat, 0.9) * 1e3, "p99": percentile(&lat, 0.99) * 1e3, "max": lat.last().copied().unwrap_or(f64::NAN) * 1e3},
+        "publish_tail_s": publish_tail_s,
+        "published": size,
+        "proof_reads": reads,
+        "proof_read_errors": read_errors,
+        "proof_reads_per_s": reads as f64 / read_s,
+    });
+    Ok(Report {
+        text: format!("{j}\n"),
+        json: j,
+    })
+}

@@ -828,13 +828,23 @@ fn reject(app: &App, run: &Run, reason: &str, e: ApiError) -> ApiError {
     e
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushQuery {
+    /// Seconds to wait for publication before answering 202 (0: answer as
+    /// soon as the entry is durably sequenced); capped by the server's setting.
+    wait: Option<u64>,
+}
+
 async fn push_attestation(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    q: Result<Query<PushQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> ApiResult<Response> {
     let received = Instant::now();
+    let Query(q) = q.map_err(|e| bad(e.body_text()))?;
     let who = authenticate(&app, &headers)?;
     let run = find_run(&app, &who, &id)?;
     let now = unix_now();
@@ -977,11 +987,19 @@ async fn push_attestation(
     app.metrics.accepted(&run.workflow);
 
     let ledger = app.ledger.clone();
-    let wait = Duration::from_secs(app.cfg.publish_wait_secs);
-    let published = tokio::task::spawn_blocking(move || ledger.wait_published(index, wait))
-        .await
-        .map_err(ApiError::internal)?
-        .unwrap_or(0);
+    let wait = Duration::from_secs(
+        q.wait
+            .unwrap_or(app.cfg.publish_wait_secs)
+            .min(app.cfg.publish_wait_secs),
+    );
+    let published = if wait.is_zero() {
+        app.ledger.sizes().published
+    } else {
+        tokio::task::spawn_blocking(move || ledger.wait_published(index, wait))
+            .await
+            .map_err(ApiError::internal)?
+            .unwrap_or(0)
+    };
     let mut out = json!({
         "run_id": run.id,
         "log_index": index,
