@@ -139,22 +139,31 @@ fn authenticate(app: &App, headers: &HeaderMap) -> ApiResult<Principal> {
         .map(str::trim)
         .ok_or_else(|| unauth("the Authorization header is not `Bearer <token>`"))?;
     let hash = token_hash(secret);
-    if let Some(admin) = app
-        .meta
-        .setting("admin_token_sha256")
-        .map_err(ApiError::internal)?
-    {
-        let stored = hex::decode(admin).unwrap_or_default();
-        if bool::from(stored.ct_eq(&hash)) {
-            return Ok(Principal::Admin);
+    if !app.admin_hash.is_empty() && bool::from(app.admin_hash.ct_eq(&hash)) {
+        return Ok(Principal::Admin);
+    }
+    let cached = app
+        .tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&hash)
+        .cloned();
+    let info = match cached {
+        Some(i) => i,
+        None => {
+            let Some((info, stored)) = app.meta.token_by_hash(&hash).map_err(ApiError::internal)? else {
+                return Err(unauth("the token is not known to this server"));
+            };
+            if !bool::from(stored.ct_eq(&hash)) {
+                return Err(unauth("the token is not known to this server"));
+            }
+            app.tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(hash.clone(), info.clone());
+            info
         }
-    }
-    let Some((info, stored)) = app.meta.token_by_hash(&hash).map_err(ApiError::internal)? else {
-        return Err(unauth("the token is not known to this server"));
     };
-    if !bool::from(stored.ct_eq(&hash)) {
-        return Err(unauth("the token is not known to this server"));
-    }
     let now = unix_now();
     if info.revoked_at.is_some() {
         return Err(unauth(&format!("token {} was revoked", info.id)));
@@ -162,7 +171,17 @@ fn authenticate(app: &App, headers: &HeaderMap) -> ApiResult<Principal> {
     if info.expires_at.is_some_and(|e| e <= now) {
         return Err(unauth(&format!("token {} has expired", info.id)));
     }
-    let _ = app.meta.touch_token(&info.id, now);
+    if info.last_used_at.is_none_or(|t| t < now - 60) {
+        let _ = app.meta.touch_token(&info.id, now);
+        if let Some(i) = app
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&hash)
+        {
+            i.last_used_at = Some(now);
+        }
+    }
     Ok(Principal::Workflow {
         id: info.id,
         workflows: info.workflows,
@@ -739,7 +758,18 @@ fn find_run(app: &App, who: &Principal, id: &str) -> ApiResult<Run> {
             format!("no run {id}"),
         ));
     }
+    let mut run = run;
+    overlay_pending(app, &mut run);
     Ok(run)
+}
+
+/// A run appended whose row the index writer has not written yet is SUCCEEDED.
+fn overlay_pending(app: &App, run: &mut Run) {
+    if let Some(Some((index, digest))) = app.pending.lock().unwrap_or_else(|p| p.into_inner()).get(&run.id) {
+        run.status = "SUCCEEDED".into();
+        run.log_index = Some(*index);
+        run.envelope_digest = Some(digest.clone());
+    }
 }
 
 async fn describe_run(
@@ -779,9 +809,12 @@ async fn list_runs(
         )
         .map_err(ApiError::internal)?;
     let runs: Vec<Value> = runs
-        .iter()
+        .into_iter()
         .filter(|r| who.may(&r.workflow).is_ok())
-        .map(run_json)
+        .map(|mut r| {
+            overlay_pending(&app, &mut r);
+            run_json(&r)
+        })
         .collect();
     Ok(Json(json!({ "runs": runs })))
 }
@@ -803,6 +836,18 @@ async fn reset_run(
     let who = authenticate(&app, &headers)?;
     let (req, _): (ResetRun, _) = read_json(&app, &headers, body).await?;
     let run = find_run(&app, &who, &id)?;
+    if app
+        .pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains_key(&run.id)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_finished",
+            format!("run {id} is being pushed or was just accepted"),
+        ));
+    }
     let status = match req.trigger.as_str() {
         "failure" => "FAILED",
         "cancellation" => "CANCELLED",
@@ -846,12 +891,12 @@ async fn push_attestation(
     let received = Instant::now();
     let Query(q) = q.map_err(|e| bad(e.body_text()))?;
     let who = authenticate(&app, &headers)?;
-    let run = find_run(&app, &who, &id)?;
+    let mut run = find_run(&app, &who, &id)?;
     let now = unix_now();
     if run.status == "INITIALIZED" && run.created_at + app.cfg.run_ttl_secs as i64 <= now {
         let _ = app.meta.expire_runs(run.created_at + 1, now);
+        run = find_run(&app, &who, &id)?;
     }
-    let run = find_run(&app, &who, &id)?;
     if run.status != "INITIALIZED" {
         return Err(reject(
             &app,
@@ -933,12 +978,16 @@ async fn push_attestation(
         ));
     }
     // Claim the run: one attestation per run, even under concurrent pushes.
-    if !app.meta.claim_run(&run.id).map_err(ApiError::internal)? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "run_finished",
-            format!("run {id} is already being pushed"),
-        ));
+    {
+        let mut p = app.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if p.contains_key(&run.id) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "run_finished",
+                format!("run {id} is already being pushed"),
+            ));
+        }
+        p.insert(run.id.clone(), None);
     }
     let digest = sha256(&bytes);
     let e = Entry {
@@ -964,7 +1013,10 @@ async fn push_attestation(
     let appended = match appended {
         Ok(a) => a,
         Err(err) => {
-            let _ = app.meta.reopen_run(&run.id);
+            app.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&run.id);
             return Err(err);
         }
     };
@@ -981,9 +1033,11 @@ async fn push_attestation(
         contract_blob: run.contract_blob.clone(),
         created_at: now,
     };
-    app.meta
-        .record_attestation(&row, &intake::digests(&st), now)
-        .map_err(ApiError::internal)?;
+    app.pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(run.id.clone(), Some((row.log_index, row.envelope_digest.clone())));
+    app.index((row.clone(), intake::digests(&st)));
     app.metrics.accepted(&run.workflow);
 
     let ledger = app.ledger.clone();
@@ -1098,11 +1152,12 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     authenticate(&app, &headers)?.admin()?;
-    if !app
+    let revoked = app
         .meta
         .revoke_token(&id, unix_now())
-        .map_err(ApiError::internal)?
-    {
+        .map_err(ApiError::internal)?;
+    app.tokens.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    if !revoked {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_token",

@@ -377,38 +377,40 @@ impl Meta {
         )? == 1)
     }
 
-    /// Claims an INITIALIZED run for a push (INITIALIZED → PUSHING); false
-    /// when it is not INITIALIZED (another push got it first, or it ended).
-    pub fn claim_run(&self, id: &str) -> Result<bool> {
-        Ok(self.c().execute(
-            "UPDATE runs SET status = 'PUSHING' WHERE id = ?1 AND status = 'INITIALIZED'",
-            [id],
-        )? == 1)
-    }
-
-    /// Gives a claimed run back (the append failed).
-    pub fn reopen_run(&self, id: &str) -> Result<bool> {
-        Ok(self.c().execute(
-            "UPDATE runs SET status = 'INITIALIZED' WHERE id = ?1 AND status = 'PUSHING'",
-            [id],
-        )? == 1)
-    }
-
     /// Marks INITIALIZED runs created before `cutoff` EXPIRED; returns how many.
     pub fn expire_runs(&self, cutoff: i64, now: i64) -> Result<usize> {
         Ok(self.c().execute(
             "UPDATE runs SET status = 'EXPIRED', finished_at = ?2, reason = 'not finished in time' \
-             WHERE status IN ('INITIALIZED', 'PUSHING') AND created_at < ?1",
+             WHERE status = 'INITIALIZED' AND created_at < ?1",
             params![cutoff, now],
         )?)
     }
 
     /// Records an accepted attestation: the run SUCCEEDED, the search rows.
     pub fn record_attestation(&self, a: &AttestationRow, digests: &[DigestRow], now: i64) -> Result<()> {
+        self.record_attestations(&[(a.clone(), digests.to_vec())], now)
+    }
+
+    /// Records accepted attestations in one transaction.
+    pub fn record_attestations(&self, batch: &[(AttestationRow, Vec<DigestRow>)], now: i64) -> Result<()> {
         let mut c = self.c();
         let tx = c.transaction()?;
+        for (a, digests) in batch {
+            Self::record_in(&tx, a, digests, now)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn record_in(
+        tx: &rusqlite::Transaction<'_>,
+        a: &AttestationRow,
+        digests: &[DigestRow],
+        now: i64,
+    ) -> Result<()> {
         tx.execute(
-            "UPDATE runs SET status = 'SUCCEEDED', finished_at = ?2, log_index = ?3, envelope_digest = ?4 WHERE id = ?1",
+            "UPDATE runs SET status = 'SUCCEEDED', finished_at = ?2, log_index = ?3, envelope_digest = ?4 \
+             WHERE id = ?1",
             params![a.run_id, now, a.log_index, a.envelope_digest],
         )?;
         tx.execute(
@@ -426,7 +428,6 @@ impl Meta {
                 st.execute(params![d.digest, a.log_index, d.role, d.name])?;
             }
         }
-        tx.commit()?;
         Ok(())
     }
 

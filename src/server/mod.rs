@@ -142,7 +142,7 @@ pub struct App {
     /// Contracts.
     pub store: Arc<ContractStore>,
     /// Metadata.
-    pub meta: Meta,
+    pub meta: Arc<Meta>,
     /// Metrics.
     pub metrics: Metrics,
     /// The log's verifier key text.
@@ -151,6 +151,49 @@ pub struct App {
     contracts: Mutex<HashMap<String, Arc<Contract>>>,
     /// Verification keys by workflow, cached from `meta`.
     keys: Mutex<HashMap<String, Arc<Vec<crate::attest::dsse::PublicKey>>>>,
+    /// SHA-256 of the admin token (fixed at first start).
+    pub admin_hash: Vec<u8>,
+    /// Workflow tokens by the hash of their secret, cached from `meta`.
+    pub tokens: Mutex<HashMap<Vec<u8>, meta::TokenInfo>>,
+    /// Runs being pushed, and those appended whose SUCCEEDED row is not yet
+    /// written: run id → (log index, envelope digest) once appended.
+    pub pending: Pending,
+    /// The search-index writer (batches rows into transactions).
+    index_tx: Mutex<Option<std::sync::mpsc::Sender<IndexJob>>>,
+    index_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Runs being pushed (`None`) or appended and not yet indexed (log index,
+/// envelope digest), by run id.
+pub type Pending = Arc<Mutex<HashMap<String, Option<(i64, String)>>>>;
+
+/// One accepted attestation for the index writer.
+pub type IndexJob = (meta::AttestationRow, Vec<meta::DigestRow>);
+
+/// Writes accepted attestations to the metadata in batches, then forgets
+/// them from `pending` (whose overlay answered for them meanwhile).
+fn index_writer(
+    meta: Arc<Meta>,
+    pending: Pending,
+    rx: std::sync::mpsc::Receiver<IndexJob>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = meta.record_attestations(&batch, unix_now()) {
+            // The rows are rebuilt from the log at the next start.
+            eprintln!("indexing {} attestation(s) failed: {e}", batch.len());
+        }
+        let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+        for (row, _) in &batch {
+            p.remove(&row.run_id);
+        }
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -256,7 +299,7 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
     let addr = cfg.validate().map_err(|e| e.to_string())?;
     let dir = cfg.data_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let meta = Meta::open(&dir.join("meta.db")).map_err(|e| e.to_string())?;
+    let meta = Arc::new(Meta::open(&dir.join("meta.db")).map_err(|e| e.to_string())?);
     let mut shown_token = None;
     match (
         meta.setting("admin_token_sha256").map_err(|e| e.to_string())?,
@@ -314,6 +357,21 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_hash = hex::decode(
+        meta.setting("admin_token_sha256")
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let pending = Arc::new(Mutex::new(HashMap::new()));
+    let (index_tx, index_rx) = std::sync::mpsc::channel();
+    let index_thread = {
+        let (meta, pending) = (meta.clone(), pending.clone());
+        std::thread::Builder::new()
+            .name("tally-indexer".into())
+            .spawn(move || index_writer(meta, pending, index_rx))
+            .map_err(|e| e.to_string())?
+    };
     let app = Arc::new(App {
         cfg,
         ledger: Arc::new(ledger),
@@ -323,6 +381,11 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         verifier_key,
         contracts: Mutex::new(HashMap::new()),
         keys: Mutex::new(HashMap::new()),
+        admin_hash,
+        tokens: Mutex::new(HashMap::new()),
+        pending,
+        index_tx: Mutex::new(Some(index_tx)),
+        index_thread: Mutex::new(Some(index_thread)),
     });
     Ok(Started {
         app,
@@ -426,6 +489,27 @@ impl App {
         Ok(n)
     }
 
+    /// Queues an accepted attestation for the search index.
+    pub fn index(&self, job: IndexJob) {
+        let sent = self
+            .index_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|tx| tx.send(job).is_ok());
+        if !sent {
+            eprintln!("the indexer has stopped; the entry is indexed from the log at the next start");
+        }
+    }
+
+    /// Stops the index writer after it wrote everything queued.
+    pub fn stop_indexer(&self) {
+        self.index_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = self.index_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+
     /// Forgets cached keys of a workflow.
     pub fn forget_keys(&self, workflow: &str) {
         self.keys
@@ -480,6 +564,8 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await;
     expirer.abort();
+    let indexer = app.clone();
+    let _ = tokio::task::spawn_blocking(move || indexer.stop_indexer()).await;
     let ledger = app.ledger.clone();
     let closed = tokio::task::spawn_blocking(move || ledger.close())
         .await

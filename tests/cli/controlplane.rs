@@ -545,7 +545,7 @@ fn failures_are_refused_clearly_and_leave_the_log_unchanged() {
     ));
     let (s, e) = cp.get("/api/v1/runs", Some(&tok));
     assert_eq!(s, 401);
-    assert!(e["message"].as_str().unwrap().contains("revoked"));
+    assert!(e["message"].as_str().unwrap().contains("revoked"), "{e}");
 
     // Bad signature: the run is signed with a key the workflow never registered.
     craft_release(&cp, &ws, &env);
@@ -935,4 +935,44 @@ fn invalid_configuration_is_a_clear_error_at_start() {
         !d.path().join("tally-data").exists(),
         "nothing is created when the configuration is invalid"
     );
+}
+
+#[test]
+fn unfinished_runs_expire_and_cannot_be_pushed() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = contracts_repo(d.path());
+    let cp = ControlPlane::start(&repo, &["--run-ttl-secs", "1"]);
+    let ws = d.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let op = operator(&cp, &ws, "payments-release");
+    let mut env = gh_env();
+    env.push(("TALLY_TOKEN", &op.token));
+    let init = craft_release(&cp, &ws, &env);
+    let rid = init["run_id"].as_str().unwrap().to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let o = cp.tally(
+        &ws,
+        &env,
+        &[
+            "attestation",
+            "push",
+            "--key",
+            "cosign.key",
+            "--annotation",
+            "change-ticket=C",
+        ],
+    );
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("EXPIRED"), "{}", stderr(&o));
+    assert_eq!(
+        cp.get(&format!("/api/v1/runs/{rid}"), Some(&op.token)).1["status"],
+        "EXPIRED"
+    );
+    assert_eq!(cp.published(), 0);
+    let runs = ok(&cp.tally(
+        &ws,
+        &[("TALLY_TOKEN", &cp.admin)],
+        &["run", "list", "--status", "expired", "--output", "json"],
+    ));
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
 }
