@@ -172,11 +172,7 @@ pub type IndexJob = (meta::AttestationRow, Vec<meta::DigestRow>);
 
 /// Writes accepted attestations to the metadata in batches, then forgets
 /// them from `pending` (whose overlay answered for them meanwhile).
-fn index_writer(
-    meta: Arc<Meta>,
-    pending: Pending,
-    rx: std::sync::mpsc::Receiver<IndexJob>,
-) {
+fn index_writer(meta: Arc<Meta>, pending: Pending, rx: std::sync::mpsc::Receiver<IndexJob>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < 1024 {
