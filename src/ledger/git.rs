@@ -18,6 +18,11 @@ pub struct GitStore {
     path: PathBuf,
     /// Set while this repository's background packing runs.
     packing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Packs written by publications since the last consolidation, with the
+    /// commit each one published.
+    published_packs: std::sync::Arc<std::sync::Mutex<Vec<(PathBuf, ObjectId)>>>,
+    /// The publication up to which publications' packs were consolidated.
+    consolidated: std::sync::Arc<std::sync::Mutex<Option<ObjectId>>>,
 }
 
 /// The commit at the tip of [`BRANCH`] and its tree.
@@ -66,25 +71,39 @@ impl GitStore {
             }
         }
         clear_stale_locks(path)?;
-        let repo = gix::open_opts(path, gix::open::Options::isolated())
-            .map_err(|e| git_err("opening the ledger repository", e))?;
-        Ok(GitStore {
+        // Every publication adds a pack until maintenance folds them: give the
+        // object store room for many (each slot is a few dozen bytes).
+        let opts = gix::open::Options::isolated()
+            .object_store_slots(gix::odb::store::init::Slots::Given(PACK_SLOTS));
+        let repo = gix::open_opts(path, opts).map_err(|e| git_err("opening the ledger repository", e))?;
+        let store = GitStore {
             repo: repo.into_sync(),
             path: path.to_owned(),
             packing: Default::default(),
-        })
+            published_packs: Default::default(),
+            consolidated: Default::default(),
+        };
+        // What is published so far is packed already (or loose, folded by
+        // the next full repack): consolidation starts after it.
+        let head = store.head()?.map(|h| h.commit);
+        *store.consolidated.lock().unwrap_or_else(|p| p.into_inner()) = head;
+        Ok(store)
     }
 
     /// Opens an existing repository (bare, or a clone's `.git`) read-only.
     ///
     /// (Takes no write lock: readers may run beside a writer.)
     pub fn open_existing(path: &Path) -> Result<Self, LedgerError> {
-        let repo = gix::open_opts(path, gix::open::Options::isolated())
-            .map_err(|e| git_err(&format!("opening {}", path.display()), e))?;
+        let opts = gix::open::Options::isolated()
+            .object_store_slots(gix::odb::store::init::Slots::Given(PACK_SLOTS));
+        let repo =
+            gix::open_opts(path, opts).map_err(|e| git_err(&format!("opening {}", path.display()), e))?;
         Ok(GitStore {
             repo: repo.into_sync(),
             path: path.to_owned(),
             packing: Default::default(),
+            published_packs: Default::default(),
+            consolidated: Default::default(),
         })
     }
 
@@ -163,9 +182,12 @@ impl GitStore {
         removes: &[String],
         message: &str,
     ) -> Result<Head, LedgerError> {
-        // Packing removes emptied object directories; never while objects are written.
+        // Packing deletes packs it folded; never while a publication writes.
         let _write = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        let repo = self.local();
+        // Every object of the publication is collected in memory and written
+        // as one pack: a file per object (loose objects) made the publisher
+        // filesystem-bound (BENCHMARKS.md, intake).
+        let mut repo = self.local().with_object_memory();
         let base_tree = base.map_or_else(|| ObjectId::empty_tree(repo.object_hash()), |h| h.tree);
         let mut editor = repo
             .edit_tree(base_tree)
@@ -187,18 +209,46 @@ impl GitStore {
             .write()
             .map_err(|e| git_err("writing the tree", e))?
             .detach();
+        drop(editor);
         let sig = gix::actor::Signature {
             name: "tally".into(),
             email: "tally@localhost".into(),
             time: gix::date::Time::now_utc(),
         };
-        let mut buf = gix::date::parse::TimeBuf::default();
-        let sref = sig.to_ref(&mut buf);
         let parents: Vec<ObjectId> = base.map(|h| h.commit).into_iter().collect();
+        let commit_obj = gix::objs::Commit {
+            tree,
+            parents: parents.iter().copied().collect(),
+            author: sig.clone(),
+            committer: sig,
+            encoding: None,
+            message: message.into(),
+            extra_headers: Vec::new(),
+        };
         let commit = repo
-            .commit_as(sref, sref, BRANCH, message, tree, parents)
-            .map_err(|e| git_err("committing the publication", e))?
+            .write_object(&commit_obj)
+            .map_err(|e| git_err("writing the commit", e))?
             .detach();
+        let objects = repo.objects.take_object_memory().unwrap_or_default();
+        let pack = write_pack(&self.path, &objects)?;
+        self.published_packs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((pack, commit));
+        // The objects are durable; now move main, refusing a stale parent.
+        use gix::refs::transaction::PreviousValue;
+        let constraint = match base {
+            Some(h) => PreviousValue::MustExistAndMatch(gix::refs::Target::Object(h.commit)),
+            None => PreviousValue::MustNotExist,
+        };
+        self.local()
+            .reference(
+                BRANCH,
+                commit,
+                constraint,
+                message.lines().next().unwrap_or("publish"),
+            )
+            .map_err(|e| git_err("moving main to the publication", e))?;
         // HEAD of a new bare repository may name another branch; point it at main.
         let head_file = self.path.join("HEAD");
         if std::fs::read_to_string(&head_file).map_or(true, |h| h.trim() != format!("ref: {BRANCH}")) {
@@ -225,14 +275,28 @@ impl GitStore {
             return;
         }
         let (path, flag) = (self.path.clone(), self.packing.clone());
+        let packs = std::mem::take(&mut *self.published_packs.lock().unwrap_or_else(|p| p.into_inner()));
+        let base_slot = self.consolidated.clone();
+        let base = *base_slot.lock().unwrap_or_else(|p| p.into_inner());
+        let tip = packs.last().map(|p| p.1);
         let spawned = std::thread::Builder::new()
             .name("tally-repack".into())
             .spawn(move || {
-                if let Err(e) = repack(&path, false) {
-                    eprintln!(
+                let r = if packs.is_empty() {
+                    repack(&path, false)
+                } else {
+                    consolidate(&path, &packs, base)
+                };
+                match r {
+                    Ok(()) => {
+                        if tip.is_some() {
+                            *base_slot.lock().unwrap_or_else(|p| p.into_inner()) = tip;
+                        }
+                    }
+                    Err(e) => eprintln!(
                         "tally ledger: packing {} failed (will retry later): {e}",
                         path.display()
-                    );
+                    ),
                 }
                 flag.store(false, Ordering::Release);
             });
@@ -321,6 +385,10 @@ fn repack_locked(path: &Path, full: bool) -> std::io::Result<()> {
     std::fs::create_dir_all(&pack_dir)?;
     // pack-objects runs with `-C path`: give it an absolute prefix.
     let pack_dir = pack_dir.canonicalize()?;
+    // Listed under the write lock: a publication writes its pack and moves
+    // main under it, so every pack listed here belongs to a publication that
+    // `rev-list --all` below sees, and its objects go into the new pack.
+    let listing = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let old_packs: Vec<PathBuf> = if full {
         std::fs::read_dir(&pack_dir)?
             .flatten()
@@ -330,6 +398,7 @@ fn repack_locked(path: &Path, full: bool) -> std::io::Result<()> {
     } else {
         Vec::new()
     };
+    drop(listing);
     let mut list = git(path);
     list.args(["rev-list", "--objects", "--all"]);
     if !full {
@@ -339,42 +408,8 @@ fn repack_locked(path: &Path, full: bool) -> std::io::Result<()> {
     if objects.trim().is_empty() {
         return Ok(());
     }
-    let mut hinted = String::with_capacity(objects.len());
-    for line in objects.lines() {
-        match line.split_once(' ') {
-            Some((oid, name)) => {
-                let name = name.split_once(".p/").map_or(name, |(base, _)| base);
-                hinted.push_str(oid);
-                hinted.push(' ');
-                hinted.push_str(name);
-            }
-            None => hinted.push_str(line),
-        }
-        hinted.push('\n');
-    }
-    let mut pack = git(path);
-    pack.args(["pack-objects", "-q", "--window=16", "--depth=64"])
-        .arg(pack_dir.join("pack"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = pack.spawn()?;
-    {
-        use std::io::Write as _;
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| std::io::Error::other("no stdin"))?;
-        stdin.write_all(hinted.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(std::io::Error::other(format!(
-            "git pack-objects failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let new_pack = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let out = pack_objects(path, &pack_dir, &objects, 16, false)?;
+    let new_pack = out;
     {
         let _write = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         for old in old_packs {
@@ -418,8 +453,102 @@ fn repack_locked(path: &Path, full: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Folds the packs of successive publications into one: the objects
+/// introduced after `base` up to the last of them, with the delta hints of
+/// [`repack`]; then removes the folded packs.
+fn consolidate(path: &Path, packs: &[(PathBuf, ObjectId)], base: Option<ObjectId>) -> std::io::Result<()> {
+    let _guard = PACK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(&(_, tip)) = packs.last() else {
+        return Ok(());
+    };
+    let pack_dir = path.join("objects/pack").canonicalize()?;
+    let mut list = git(path);
+    list.args(["rev-list", "--objects"]).arg(tip.to_string());
+    if let Some(b) = base {
+        list.arg("--not").arg(b.to_string());
+    }
+    let objects = run(list, "git rev-list")?;
+    // No delta search: consolidation runs often and only merges packs; the
+    // full repack that folds consolidated packs searches deltas thoroughly.
+    pack_objects(path, &pack_dir, &objects, 0, true)?;
+    {
+        let _write = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        for (p, _) in packs {
+            for ext in ["idx", "pack", "rev", "bitmap"] {
+                let _ = std::fs::remove_file(p.with_extension(ext));
+            }
+        }
+        write_info_packs(path).map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
+    let count = std::fs::read_dir(&pack_dir)?
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .count();
+    if count > MAX_PACKS {
+        return repack_locked(path, true);
+    }
+    Ok(())
+}
+
+/// Runs `git pack-objects` over `objects` (`rev-list --objects` output),
+/// giving every partial tile its full tile's name as the delta hint; returns
+/// the new pack's name.
+fn pack_objects(
+    path: &Path,
+    pack_dir: &Path,
+    objects: &str,
+    window: u32,
+    reuse: bool,
+) -> std::io::Result<String> {
+    let mut hinted = String::with_capacity(objects.len());
+    for line in objects.lines() {
+        match line.split_once(' ') {
+            Some((oid, name)) => {
+                let name = name.split_once(".p/").map_or(name, |(base, _)| base);
+                hinted.push_str(oid);
+                hinted.push(' ');
+                hinted.push_str(name);
+            }
+            None => hinted.push_str(line),
+        }
+        hinted.push('\n');
+    }
+    let mut pack = git(path);
+    pack.args(["pack-objects", "-q", &format!("--window={window}"), "--depth=64"]);
+    if !reuse {
+        // Objects of the publications' packs are stored whole; reusing them
+        // copies them as they are instead of searching deltas for them
+        // (measured: 94 instead of 35 bytes per entry).
+        pack.arg("--no-reuse-object");
+    }
+    pack.arg(pack_dir.join("pack"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = pack.spawn()?;
+    {
+        use std::io::Write as _;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin"))?;
+        stdin.write_all(hinted.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "git pack-objects failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 /// Beyond this many packs, maintenance repacks everything into one.
-pub const MAX_PACKS: usize = 16;
+pub const MAX_PACKS: usize = 64;
+
+/// Pack indices the object store can hold at once.
+const PACK_SLOTS: u16 = 8192;
 
 /// Every blob path and id under `prefix` in `tree`.
 pub fn list_blobs(
@@ -439,4 +568,127 @@ pub fn list_blobs(
         .map(|r| (r.filepath.to_string(), r.oid))
         .filter(|(p, _)| p.starts_with(prefix))
         .collect())
+}
+
+/// Writes `objects` as one version-2 pack (whole objects, zlib level 1) and
+/// its version-2 index into `objects/pack`: temporary files, fsync, the pack
+/// renamed into place before the index (git and gix find packs by their
+/// index), the directory fsync'd; then `objects/info/packs` is rewritten so
+/// dumb-HTTP clients see the pack. Returns the pack's path.
+pub fn write_pack(repo: &Path, objects: &gix::odb::memory::Storage) -> Result<PathBuf, LedgerError> {
+    use std::io::Write as _;
+    let mut sorted: Vec<(&ObjectId, &(gix::object::Kind, Vec<u8>))> = objects.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut pack = Vec::with_capacity(objects.values().map(|o| o.1.len() / 2 + 32).sum::<usize>() + 32);
+    pack.extend_from_slice(b"PACK");
+    pack.extend_from_slice(&2u32.to_be_bytes());
+    pack.extend_from_slice(&(sorted.len() as u32).to_be_bytes());
+    let mut offsets = Vec::with_capacity(sorted.len());
+    let mut crcs = Vec::with_capacity(sorted.len());
+    for (_, (kind, data)) in &sorted {
+        let start = pack.len();
+        let code: u8 = match kind {
+            gix::object::Kind::Commit => 1,
+            gix::object::Kind::Tree => 2,
+            gix::object::Kind::Blob => 3,
+            gix::object::Kind::Tag => 4,
+        };
+        let mut size = data.len();
+        let mut byte = (code << 4) | (size & 0x0f) as u8;
+        size >>= 4;
+        while size > 0 {
+            pack.push(byte | 0x80);
+            byte = (size & 0x7f) as u8;
+            size >>= 7;
+        }
+        pack.push(byte);
+        let mut z = flate2::write::ZlibEncoder::new(&mut pack, flate2::Compression::new(1));
+        z.write_all(data)
+            .map_err(LedgerError::io("compressing an object"))?;
+        z.finish().map_err(LedgerError::io("compressing an object"))?;
+        offsets.push(start as u64);
+        crcs.push(crc32fast::hash(&pack[start..]));
+    }
+    let sha1 = |bytes: &[u8]| -> Result<ObjectId, LedgerError> {
+        let mut h = gix::hash::hasher(gix::hash::Kind::Sha1);
+        h.update(bytes);
+        h.try_finalize().map_err(|e| git_err("hashing the pack", e))
+    };
+    let pack_sum = sha1(&pack)?;
+    pack.extend_from_slice(pack_sum.as_bytes());
+
+    let mut idx = Vec::with_capacity(8 + 1024 + sorted.len() * 28 + 40);
+    idx.extend_from_slice(&[0xff, b't', b'O', b'c']);
+    idx.extend_from_slice(&2u32.to_be_bytes());
+    let mut fanout = [0u32; 256];
+    for (id, _) in &sorted {
+        fanout[usize::from(id.as_bytes()[0])] += 1;
+    }
+    let mut running = 0u32;
+    for f in fanout {
+        running += f;
+        idx.extend_from_slice(&running.to_be_bytes());
+    }
+    for (id, _) in &sorted {
+        idx.extend_from_slice(id.as_bytes());
+    }
+    for c in &crcs {
+        idx.extend_from_slice(&c.to_be_bytes());
+    }
+    let mut large = Vec::new();
+    for &o in &offsets {
+        if o < 0x8000_0000 {
+            idx.extend_from_slice(&(o as u32).to_be_bytes());
+        } else {
+            idx.extend_from_slice(&(0x8000_0000u32 | large.len() as u32).to_be_bytes());
+            large.push(o);
+        }
+    }
+    for o in large {
+        idx.extend_from_slice(&o.to_be_bytes());
+    }
+    idx.extend_from_slice(pack_sum.as_bytes());
+    let idx_sum = sha1(&idx)?;
+    idx.extend_from_slice(idx_sum.as_bytes());
+
+    let dir = repo.join("objects/pack");
+    std::fs::create_dir_all(&dir).map_err(LedgerError::io("creating objects/pack"))?;
+    let name = format!("pack-{}", pack_sum.to_hex());
+    let write = |ext: &str, bytes: &[u8]| -> Result<(), LedgerError> {
+        let tmp = dir.join(format!(".tmp-{}-{name}.{ext}", std::process::id()));
+        let mut f = std::fs::File::create(&tmp).map_err(LedgerError::io("creating a pack file"))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(LedgerError::io("writing a pack file"))?;
+        std::fs::rename(&tmp, dir.join(format!("{name}.{ext}")))
+            .map_err(LedgerError::io("renaming a pack file"))
+    };
+    write("pack", &pack)?;
+    write("idx", &idx)?;
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(LedgerError::io("syncing objects/pack"))?;
+    write_info_packs(repo)?;
+    Ok(dir.join(format!("{name}.pack")))
+}
+
+/// `objects/info/packs` (what `git update-server-info` writes for packs).
+pub fn write_info_packs(repo: &Path) -> Result<(), LedgerError> {
+    let dir = repo.join("objects/pack");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(LedgerError::io("listing objects/pack"))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("pack-") && n.ends_with(".pack"))
+        .filter(|n| dir.join(n.replace(".pack", ".idx")).exists())
+        .collect();
+    names.sort();
+    let mut text = String::new();
+    for n in names {
+        text.push_str(&format!("P {n}\n"));
+    }
+    text.push('\n');
+    std::fs::create_dir_all(repo.join("objects/info")).map_err(LedgerError::io("creating objects/info"))?;
+    crate::fsutil::write_atomic(&repo.join("objects/info/packs"), text.as_bytes(), 0o644, true)
+        .map_err(LedgerError::io("writing objects/info/packs"))
 }

@@ -141,7 +141,7 @@ impl LedgerConfig {
             max_entry_bytes: MAX_ENTRY_BYTES,
             max_body_bytes: 16 << 20,
             max_batch: 8192,
-            repack_every: 256,
+            repack_every: 32,
             max_backlog: 32_768,
         }
     }

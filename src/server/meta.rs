@@ -159,6 +159,9 @@ pub struct WorkflowStats {
 /// The metadata store.
 pub struct Meta {
     conn: Mutex<Connection>,
+    /// A second connection for the hot reads, so they never wait behind the
+    /// index writer's transactions (WAL lets readers run beside a writer).
+    read: Mutex<Connection>,
 }
 
 impl std::fmt::Debug for Meta {
@@ -217,13 +220,20 @@ impl Meta {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        let read = Connection::open(path)?;
+        read.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Meta {
             conn: Mutex::new(conn),
+            read: Mutex::new(read),
         })
     }
 
     fn c(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn r(&self) -> MutexGuard<'_, Connection> {
+        self.read.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A setting.
@@ -255,7 +265,7 @@ impl Meta {
     /// The token whose secret hashes to `hash`.
     pub fn token_by_hash(&self, hash: &[u8]) -> Result<Option<(TokenInfo, Vec<u8>)>> {
         Ok(self
-            .c()
+            .r()
             .query_row(
                 "SELECT id, workflows, description, created_at, expires_at, last_used_at, revoked_at, hash FROM tokens WHERE hash = ?1",
                 [hash],
@@ -353,7 +363,7 @@ impl Meta {
 
     /// A run by id.
     pub fn run(&self, id: &str) -> Result<Option<Run>> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"))?;
         Ok(st.query_row([id], run_from).optional()?)
     }
