@@ -117,9 +117,21 @@ pub fn resolve(value: &str) -> Result<ResolvedImage, MaterialError> {
             reference: value.to_owned(),
             reason: format!("registry {registry} did not answer within 30 s"),
         })?
-        .map_err(|e| MaterialError::Unreachable {
-            reference: value.to_owned(),
-            reason: format!("registry {registry}: {e}"),
+        .map_err(|e| {
+            let text = e.to_string();
+            let missing = matches!(
+                e,
+                oci_client::errors::OciDistributionError::ImageManifestNotFoundError(_)
+            ) || text.contains("MANIFEST_UNKNOWN")
+                || text.to_ascii_lowercase().contains("manifest unknown");
+            if missing {
+                invalid(value, format!("registry {registry} has no such image ({text})"))
+            } else {
+                MaterialError::Unreachable {
+                    reference: value.to_owned(),
+                    reason: format!("registry {registry}: {text}"),
+                }
+            }
         })?;
     Ok(ResolvedImage {
         pinned: format!("{name}@{digest}"),

@@ -177,3 +177,119 @@ pub fn serve(dir: &std::path::Path) -> (Server, String) {
     }
     (server, format!("http://127.0.0.1:{port}"))
 }
+
+/// The CNCF distribution registry (Debian's `docker-registry`) on a free
+/// loopback port with filesystem storage; killed on drop.
+pub struct Registry {
+    child: std::process::Child,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a registry, or `None` (with a notice) when `docker-registry` is
+/// not installed outside CI; under `CI=true` it must be.
+pub fn registry() -> Option<Registry> {
+    let installed = Command::new("docker-registry")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("docker-registry is required under CI=true (.ci/run installs it)");
+        }
+        println!("skipping: docker-registry is not installed");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let reg = Registry {
+        child,
+        addr,
+        _dir: dir,
+    };
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(&reg.addr).is_ok() {
+            return Some(reg);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("docker-registry did not start on {}", reg.addr);
+}
+
+impl Registry {
+    /// Pushes a one-layer OCI image `repo:tag` over the registry's HTTP API;
+    /// returns the manifest's `sha256:<hex>`.
+    pub fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> String {
+        use sha2::Digest as _;
+        let http = reqwest::blocking::Client::new();
+        let blob = |bytes: &[u8]| -> String {
+            let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+            let r = http
+                .post(format!("http://{}/v2/{repo}/blobs/uploads/", self.addr))
+                .send()
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 202, "starting an upload");
+            let loc = r.headers()["location"].to_str().unwrap().to_owned();
+            let url = if loc.starts_with("http") {
+                loc
+            } else {
+                format!("http://{}{loc}", self.addr)
+            };
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let r = http
+                .put(format!("{url}{sep}digest={digest}"))
+                .header("content-type", "application/octet-stream")
+                .body(bytes.to_vec())
+                .send()
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 201, "finishing an upload");
+            digest
+        };
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let config_digest = blob(config);
+        let layer_digest = blob(layer);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+        })
+        .to_string();
+        let r = http
+            .put(format!("http://{}/v2/{repo}/manifests/{tag}", self.addr))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.clone())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "pushing the manifest");
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(manifest.as_bytes()))
+        )
+    }
+}

@@ -1114,3 +1114,65 @@ fn statement_shape_is_stable() {
     let v = tally::attest::statement::build(&st, &ann, "2026-11-25T10:04:12Z");
     insta::assert_json_snapshot!("provenance_statement", v);
 }
+
+/// A CONTAINER_IMAGE given by tag is resolved to its digest in a real registry.
+#[test]
+fn container_images_resolve_by_tag_in_a_real_registry() {
+    let Some(reg) = crate::common::registry() else {
+        return;
+    };
+    let digest = reg.push_image("acme/app", "1.4.2", b"layer bytes");
+    let f = Flow::new();
+    let c = contracts_dir().join("build-and-release.toml");
+    ok(&f.tally(&[
+        "attestation",
+        "init",
+        "--dry-run",
+        "--contract",
+        c.to_str().unwrap(),
+        "--workflow",
+        "w",
+    ]));
+    let o = f.tally(&[
+        "attestation",
+        "add",
+        "--name",
+        "image",
+        "--value",
+        &format!("{}/acme/app:1.4.2", reg.addr),
+        "--output",
+        "json",
+    ]);
+    ok(&o);
+    let m = &json(&o)["material"];
+    assert_eq!(m["digest"], digest.as_str());
+    assert_eq!(m["value"], format!("{}/acme/app@{digest}", reg.addr));
+    assert!(m["summary"]
+        .as_str()
+        .unwrap()
+        .contains("resolved in its registry"));
+    // An unknown tag is not an image (exit 1); a registry that is down is unavailable (exit 3).
+    let o = f.tally(&[
+        "attestation",
+        "add",
+        "--name",
+        "image",
+        "--replace",
+        "--value",
+        &format!("{}/acme/app:9.9.9", reg.addr),
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("has no such image"), "{}", stderr(&o));
+    let down = format!("127.0.0.1:{}", crate::common::free_port());
+    let o = f.tally(&[
+        "attestation",
+        "add",
+        "--name",
+        "image",
+        "--replace",
+        "--value",
+        &format!("{down}/acme/app:1"),
+    ]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot resolve"), "{}", stderr(&o));
+}
