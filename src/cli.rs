@@ -62,6 +62,28 @@ pub enum Command {
     Run(RunCommand),
     /// Organization-wide summary: runs per day, success and failure per workflow.
     Stats(StatsArgs),
+    /// Artifacts stored through the control plane.
+    #[command(subcommand)]
+    Artifact(ArtifactCommand),
+}
+
+/// `tally artifact …`
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCommand {
+    /// Download an artifact by digest, verified before it is renamed into place.
+    Download(ArtifactDownloadArgs),
+}
+
+/// `tally artifact download`
+#[derive(Debug, Args)]
+pub struct ArtifactDownloadArgs {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Where to write it.
+    #[arg(short = 'o', long = "out")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub conn: ServerConn,
 }
 
 /// `tally serve`

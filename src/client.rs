@@ -119,6 +119,56 @@ impl Client {
         })
     }
 
+    /// HEAD: the status only.
+    pub fn head(&self, path: &str) -> Result<StatusCode, Failure> {
+        let resp = self.auth(self.http.head(self.url(path))).send().map_err(|e| {
+            Failure::Unavailable(anyhow!("cannot reach the control plane at {}: {e}", self.base))
+        })?;
+        Ok(resp.status())
+    }
+
+    /// PUT a body streamed from `reader` (`len` bytes).
+    pub fn put_stream(
+        &self,
+        path: &str,
+        reader: impl std::io::Read + Send + 'static,
+        len: u64,
+    ) -> Result<(StatusCode, Value), Failure> {
+        let resp = self
+            .auth(self.http.put(self.url(path)))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::blocking::Body::sized(reader, len))
+            .send()
+            .map_err(|e| Failure::Unavailable(anyhow!("uploading to {}: {e}", self.base)))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .map_err(|e| Failure::Unavailable(anyhow!("reading the answer of {}: {e}", self.base)))?;
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok((status, body))
+        } else {
+            Err(failure(status, &body))
+        }
+    }
+
+    /// GET a response to read as a stream.
+    pub fn get_stream(&self, path: &str) -> Result<reqwest::blocking::Response, Failure> {
+        let resp = self.auth(self.http.get(self.url(path))).send().map_err(|e| {
+            Failure::Unavailable(anyhow!("cannot reach the control plane at {}: {e}", self.base))
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body: Value = resp
+            .bytes()
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        Err(failure(status, &body))
+    }
+
     /// DELETE.
     pub fn delete(&self, path: &str) -> Result<Value, Failure> {
         self.send(|| self.http.delete(self.url(path))).map(|(_, v)| v)

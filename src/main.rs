@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use tally::cli::{
-    AttestationCommand, BenchCommand, Cli, Command, ContractCommand, KeyCommand, LedgerCommand, Output,
-    ProofCommand, RunCommand, TokenCommand, WorkflowCommand, WorkflowKeyCommand,
+    ArtifactCommand, AttestationCommand, BenchCommand, Cli, Command, ContractCommand, KeyCommand,
+    LedgerCommand, Output, ProofCommand, RunCommand, TokenCommand, WorkflowCommand, WorkflowKeyCommand,
 };
 use tally::cmd::{self, Report};
 use tally::exit::{Failure, OK};
@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         Command::Run(RunCommand::List(a)) => (a.conn.output, cmd::admin::run_list(a)),
         Command::Run(RunCommand::Describe(a)) => (a.conn.output, cmd::admin::run_describe(a)),
         Command::Stats(a) => (a.conn.output, cmd::admin::stats(a)),
+        Command::Artifact(ArtifactCommand::Download(a)) => (a.conn.output, cmd::admin::artifact_download(a)),
         Command::Contract(ContractCommand::Lint(a)) => (a.output, cmd::contract::lint(a)),
         Command::Contract(ContractCommand::Log(a)) => (a.output, cmd::contract::log(a)),
         Command::Contract(ContractCommand::Show(a)) => (a.output, cmd::contract::show(a)),

@@ -5,8 +5,8 @@ use anyhow::anyhow;
 use serde_json::{json, Value};
 
 use crate::cli::{
-    ConnArgs, RunDescribeArgs, RunListArgs, ServerConn, StatsArgs, TokenCreateArgs, TokenRevokeArgs,
-    WorkflowKeyAddArgs,
+    ArtifactDownloadArgs, ConnArgs, RunDescribeArgs, RunListArgs, ServerConn, StatsArgs, TokenCreateArgs,
+    TokenRevokeArgs, WorkflowKeyAddArgs,
 };
 use crate::client::Client;
 use crate::cmd::Report;
@@ -240,4 +240,58 @@ pub fn stats(a: &StatsArgs) -> Result<Report, Failure> {
         names("most_failing")
     ));
     Ok(Report { text: t, json: v })
+}
+
+/// `tally artifact download`: streams to a temporary file beside the output,
+/// hashing; renames it into place only when the digest matches.
+pub fn artifact_download(a: &ArtifactDownloadArgs) -> Result<Report, Failure> {
+    use sha2::{Digest as _, Sha256};
+    use std::io::{Read as _, Write as _};
+    let want = a
+        .digest
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| Failure::Usage(anyhow!("{:?} is not sha256:<64 hex>", a.digest)))?
+        .to_ascii_lowercase();
+    let mut resp = client(&a.conn)?.get_stream(&format!("/api/v1/artifacts/sha256:{want}"))?;
+    let dir = match a.file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir)
+        .map_err(|e| Failure::Unavailable(anyhow!("creating a file in {}: {e}", dir.display())))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = resp
+            .read(&mut buf)
+            .map_err(|e| Failure::Unavailable(anyhow!("the download broke off after {size} bytes: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        tmp.write_all(&buf[..n])
+            .map_err(|e| Failure::Unavailable(anyhow!("writing {}: {e}", tmp.path().display())))?;
+        size += n as u64;
+    }
+    let got = hex::encode(h.finalize());
+    if got != want {
+        // The temporary file is removed on drop: a mismatch leaves no file.
+        return Err(Failure::Invalid(anyhow!(
+            "the server sent {size} bytes with digest sha256:{got}, not sha256:{want}; nothing was written"
+        )));
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Failure::Unavailable(anyhow!("syncing: {e}")))?;
+    tmp.persist(&a.file)
+        .map_err(|e| Failure::Unavailable(anyhow!("writing {}: {e}", a.file.display())))?;
+    Ok(Report {
+        text: format!(
+            "sha256:{want} ({size} bytes) verified and written to {}\n",
+            a.file.display()
+        ),
+        json: json!({"digest": format!("sha256:{want}"), "size": size, "output": a.file}),
+    })
 }

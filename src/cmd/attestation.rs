@@ -547,6 +547,15 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
         }
     };
     let skip_upload = declared.is_some_and(|m| m.skip_upload);
+    let stored = if kind.is_file() && skip_upload {
+        "not stored (skip_upload)".into()
+    } else if kind.is_file() && st.dry_run {
+        "not stored (dry run: digest only)".into()
+    } else if kind.is_file() {
+        upload(&st, &args.common, file, &digest, &args.name)?
+    } else {
+        String::new()
+    };
     let record = MaterialRecord {
         name: args.name.clone(),
         kind: kind.as_str().into(),
@@ -558,15 +567,7 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
         summary,
         annotations,
         lenient: args.lenient,
-        stored: if kind.is_file() && skip_upload {
-            "not stored (skip_upload)".into()
-        } else if kind.is_file() && st.dry_run {
-            "not stored (dry run: digest only)".into()
-        } else if kind.is_file() {
-            "not stored (digest only: the control plane has no artifact storage yet)".into()
-        } else {
-            String::new()
-        },
+        stored,
         added_at: now(),
     };
     st.materials.retain(|m| m.name != record.name);
@@ -592,6 +593,49 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
         ),
         json: json!({ "material": material_json(&record) }),
     })
+}
+
+/// Uploads a file material through the control plane unless the server has
+/// it for this workflow already (content addressing); returns where it is.
+fn upload(st: &State, common: &AttCommon, file: &Path, digest: &str, name: &str) -> Result<String, Failure> {
+    let client = run_client(st, common, "upload the material")?;
+    let path = format!("/api/v1/artifacts/{digest}");
+    let url = format!("{}{path}", client.base());
+    if client.head(&path)?.is_success() {
+        return Ok(url);
+    }
+    let f = std::fs::File::open(file)
+        .map_err(|e| Failure::Usage(anyhow!("cannot open the material file {}: {e}", file.display())))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = progress_bar(len, name);
+    if let Some(b) = &bar {
+        b.set_message(format!("uploading {name}"));
+    }
+    let reader = Counting {
+        inner: f,
+        bar: bar.clone(),
+    };
+    client.put_stream(&format!("{path}?workflow={}", st.workflow), reader, len)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(url)
+}
+
+/// A reader that moves a progress bar.
+struct Counting<R> {
+    inner: R,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(b) = &self.bar {
+            b.inc(n as u64);
+        }
+        Ok(n)
+    }
 }
 
 fn progress_bar(len: u64, name: &str) -> Option<indicatif::ProgressBar> {

@@ -36,7 +36,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
+    /// An error with a status, a machine code and a message.
+    pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             error,
@@ -46,7 +47,8 @@ impl ApiError {
             details: None,
         }
     }
-    fn hint(mut self, h: impl Into<String>) -> Self {
+    /// Adds what to do.
+    pub fn hint(mut self, h: impl Into<String>) -> Self {
         self.hint = Some(h.into());
         self
     }
@@ -54,7 +56,8 @@ impl ApiError {
         self.details = Some(d);
         self
     }
-    fn internal(e: impl std::fmt::Display) -> Self {
+    /// A server-side failure.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     }
     fn unavailable(message: impl Into<String>, retry: u64) -> Self {
@@ -97,6 +100,11 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// Whether the caller may act for `workflow` (403 otherwise).
+    pub fn may_act(&self, workflow: &str) -> ApiResult<()> {
+        self.may(workflow)
+    }
+
     fn may(&self, workflow: &str) -> ApiResult<()> {
         match self {
             Principal::Admin => Ok(()),
@@ -124,7 +132,8 @@ impl Principal {
     }
 }
 
-fn authenticate(app: &App, headers: &HeaderMap) -> ApiResult<Principal> {
+/// Who is calling, from the bearer token.
+pub fn authenticate(app: &App, headers: &HeaderMap) -> ApiResult<Principal> {
     let unauth = |m: &str| {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m)
             .hint("send `Authorization: Bearer <token>` (TALLY_TOKEN for the CLI)")
@@ -261,6 +270,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/workflows", get(list_workflows))
         .route("/api/v1/workflows/{name}/keys", post(add_key))
         .route("/api/v1/stats", get(stats))
+        .route(
+            "/api/v1/artifacts/{digest}",
+            get(crate::server::artifacts::get).put(crate::server::artifacts::put),
+        )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
                 .hint("GET /openapi.json lists them")

@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS attestations (
   contract_commit TEXT NOT NULL, contract_blob TEXT NOT NULL, created_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS attestations_by_workflow ON attestations (workflow);
 CREATE INDEX IF NOT EXISTS attestations_by_commit ON attestations (contract_commit);
+CREATE TABLE IF NOT EXISTS artifacts (
+  digest TEXT NOT NULL, workflow TEXT NOT NULL, size INTEGER NOT NULL, created_at INTEGER NOT NULL,
+  PRIMARY KEY (digest, workflow));
 CREATE TABLE IF NOT EXISTS digests (
   digest TEXT NOT NULL, log_index INTEGER NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
   PRIMARY KEY (digest, log_index, name));
@@ -446,6 +449,24 @@ impl Meta {
         Ok(self
             .c()
             .query_row("SELECT MAX(log_index) FROM attestations", [], |r| r.get(0))?)
+    }
+
+    /// Records that `workflow` stored the artifact `digest`.
+    pub fn record_artifact(&self, digest: &str, workflow: &str, size: u64, now: i64) -> Result<()> {
+        self.c().execute(
+            "INSERT OR IGNORE INTO artifacts (digest, workflow, size, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![digest, workflow, size as i64, now],
+        )?;
+        Ok(())
+    }
+
+    /// The workflows that stored the artifact `digest`.
+    pub fn artifact_workflows(&self, digest: &str) -> Result<Vec<String>> {
+        let c = self.r();
+        let mut st =
+            c.prepare_cached("SELECT workflow FROM artifacts WHERE digest = ?1 ORDER BY workflow")?;
+        let rows = st.query_map([digest], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// How many attestations are indexed.

@@ -5,6 +5,7 @@
 //! Not here: artifact storage (OCI), which comes with its own issue.
 
 pub mod api;
+pub mod artifacts;
 pub mod intake;
 pub mod meta;
 pub mod metrics;
@@ -41,6 +42,8 @@ pub struct ServerConfig {
     pub origin: String,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
+    /// Largest artifact upload, bytes.
+    pub max_artifact_bytes: u64,
     /// A run not finished after this many seconds is EXPIRED.
     pub run_ttl_secs: u64,
     /// How long a push waits for the publication of its entry before
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             contracts: String::new(),
             origin: "tally.localhost/log".into(),
             max_body_bytes: 4 << 20,
+            max_artifact_bytes: 16 << 30,
             run_ttl_secs: 3600,
             publish_wait_secs: 10,
             contracts_sync_secs: 30,

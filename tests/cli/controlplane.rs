@@ -421,6 +421,54 @@ fn operator_developer_and_auditor_flows_end_to_end() {
         &["audit", clone.to_str().unwrap(), "--log-key", &cp.vkey],
     ));
 
+    // Artifacts: file materials were uploaded through the control plane.
+    let junit = std::fs::read(valid("junit.xml")).unwrap();
+    let jd = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&junit))
+    );
+    ok(&cp.tally(
+        &auditor,
+        &[("TALLY_TOKEN", &op.token)],
+        &["artifact", "download", &jd, "-o", "junit.xml"],
+    ));
+    assert_eq!(std::fs::read(auditor.join("junit.xml")).unwrap(), junit);
+    let other = operator(&cp, &ws, "payments-quality");
+    let o = cp.tally(
+        &auditor,
+        &[("TALLY_TOKEN", &other.token)],
+        &["artifact", "download", &jd, "-o", "x.xml"],
+    );
+    assert_eq!(
+        code(&o),
+        2,
+        "another workflow's token cannot read it: {}",
+        stderr(&o)
+    );
+    assert!(!auditor.join("x.xml").exists());
+    // A body that does not have the digest it claims is refused; nothing is stored.
+    let fake = format!("sha256:{}", "cd".repeat(32));
+    let r = cp
+        .http()
+        .put(format!(
+            "{}/api/v1/artifacts/{fake}?workflow=payments-release",
+            cp.url
+        ))
+        .bearer_auth(&op.token)
+        .body("not those bytes")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    assert!(!cp
+        .dir
+        .path()
+        .join(format!("data/artifacts/sha256/cd/{}", "cd".repeat(32)))
+        .exists());
+    assert_eq!(
+        cp.get(&format!("/api/v1/artifacts/{fake}"), Some(&cp.admin)).0,
+        404
+    );
+
     // Stats and metrics.
     let st = ok(&cp.tally(&ws, &[("TALLY_TOKEN", &cp.admin)], &["stats", "--output", "json"]));
     assert_eq!(st["workflows"][0]["succeeded"], 1);
@@ -800,6 +848,8 @@ fn authorization_of_every_endpoint() {
             [401, 403, 403, 422],
         ),
         ("GET", "/api/v1/stats".into(), None, [401, 403, 403, 200]),
+        ("GET", format!("/api/v1/artifacts/sha256:{}", "ab".repeat(32)), None, [401, 404, 404, 404]),
+        ("PUT", "/api/v1/artifacts/sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824?workflow=payments-release".into(), Some(json!("raw:hello")), [401, 201, 403, 200]),
         (
             "POST",
             format!("/api/v1/runs/{rid}/reset"),
@@ -820,6 +870,7 @@ fn authorization_of_every_endpoint() {
             let url = format!("{}{path}", cp.url);
             let mut req = match method {
                 "GET" => cp.http().get(&url),
+                "PUT" => cp.http().put(&url).body("hello"),
                 "POST" => cp
                     .http()
                     .post(&url)
