@@ -104,6 +104,9 @@ impl ServerConfig {
         if let Some(v) = get("TALLY_MAX_BODY_BYTES") {
             self.max_body_bytes = num("TALLY_MAX_BODY_BYTES", v)? as usize;
         }
+        if let Some(v) = get("TALLY_MAX_ARTIFACT_BYTES") {
+            self.max_artifact_bytes = num("TALLY_MAX_ARTIFACT_BYTES", v)?;
+        }
         if let Some(v) = get("TALLY_RUN_TTL_SECS") {
             self.run_ttl_secs = num("TALLY_RUN_TTL_SECS", v)?;
         }
