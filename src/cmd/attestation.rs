@@ -45,32 +45,31 @@ fn refused(message: String, json: serde_json::Value) -> Failure {
 
 /// The control plane's client, from `--server`/`TALLY_SERVER` and `--token`/`TALLY_TOKEN`.
 fn server_client(common: &AttCommon, what: &str) -> Result<Client, Failure> {
-    match &common.server {
-        None => Err(Failure::Usage(anyhow!(
-            "{what} needs a control plane: set TALLY_SERVER (and TALLY_TOKEN) or pass --server; \
-             to work without one, start the run with `tally attestation init --dry-run --contract <file>`"
-        ))),
-        Some(url) => {
-            if common.token.as_deref().is_none_or(str::is_empty) {
-                return Err(Failure::Usage(anyhow!(
-                    "{what} on {url} needs the workflow's token: set TALLY_TOKEN or pass --token"
-                )));
-            }
-            Client::new(url, common.token.as_deref())
-        }
-    }
+    connect(common.server.as_deref(), common.token.as_deref(), what)
 }
 
 /// The client of the server a run was started on (the state's URL unless overridden).
 fn run_client(st: &State, common: &AttCommon, what: &str) -> Result<Client, Failure> {
-    let url = common.server.clone().unwrap_or_else(|| st.server.clone());
-    let c = AttCommon {
-        state: None,
-        server: Some(url),
-        token: common.token.clone(),
-        output: common.output,
+    connect(
+        Some(common.server.as_deref().unwrap_or(&st.server)),
+        common.token.as_deref(),
+        what,
+    )
+}
+
+fn connect(server: Option<&str>, token: Option<&str>, what: &str) -> Result<Client, Failure> {
+    let Some(url) = server else {
+        return Err(Failure::Usage(anyhow!(
+            "{what} needs a control plane: set TALLY_SERVER (and TALLY_TOKEN) or pass --server; \
+             to work without one, start the run with `tally attestation init --dry-run --contract <file>`"
+        )));
     };
-    server_client(&c, what)
+    if token.is_none_or(str::is_empty) {
+        return Err(Failure::Usage(anyhow!(
+            "{what} on {url} needs the workflow's token: set TALLY_TOKEN or pass --token"
+        )));
+    }
+    Client::new(url, token)
 }
 
 fn parse_annotations(args: &[String]) -> Result<BTreeMap<String, String>, Failure> {
@@ -514,7 +513,7 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
         Kind::String => {
             let d = format!(
                 "sha256:{}",
-                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(args.value.as_bytes()))
+                ledger_format::hash::sha256(args.value.as_bytes()).to_hex()
             );
             (args.value.clone(), d, 0, facts.summary)
         }
@@ -940,10 +939,7 @@ pub fn push(args: &AttPushArgs) -> Result<Report, Failure> {
         .map_err(key_failure)?;
     let mut env_bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| Failure::Usage(e.into()))?;
     env_bytes.push(b'\n');
-    let env_digest = format!(
-        "sha256:{}",
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&env_bytes))
-    );
+    let env_digest = format!("sha256:{}", ledger_format::hash::sha256(&env_bytes).to_hex());
     if !args.dry_run {
         return push_to_server(args, &path, &st, &env_bytes, &env_digest, &key);
     }

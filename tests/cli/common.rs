@@ -293,3 +293,42 @@ impl Registry {
         )
     }
 }
+
+/// Runs git in `dir` (asserting success) and returns its trimmed stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "SecOps")
+        .env("GIT_AUTHOR_EMAIL", "secops@example.com")
+        .env("GIT_COMMITTER_NAME", "SecOps")
+        .env("GIT_COMMITTER_EMAIL", "secops@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// A contracts repository holding the examples, committed on `main`.
+pub fn contracts_repo(dir: &Path) -> PathBuf {
+    let repo = dir.join("contracts");
+    std::fs::create_dir_all(&repo).unwrap();
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts");
+    for n in [
+        "build-and-release.toml",
+        "quality-gates.toml",
+        "security-advisories.toml",
+        "workflows.toml",
+    ] {
+        std::fs::copy(src.join(n), repo.join(n)).unwrap();
+    }
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "contracts v1"]);
+    repo
+}

@@ -3,12 +3,12 @@
 //! the auditor's flows, every failure, and authorization on every endpoint.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::common::{code, stderr, stdout};
+use crate::common::{code, contracts_repo, git, stderr, stdout};
 
 pub struct ControlPlane {
     child: Option<Child>,
@@ -132,44 +132,6 @@ impl Drop for ControlPlane {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "SecOps")
-        .env("GIT_AUTHOR_EMAIL", "secops@example.com")
-        .env("GIT_COMMITTER_NAME", "SecOps")
-        .env("GIT_COMMITTER_EMAIL", "secops@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
-
-/// A contracts repository holding the examples, committed on `main`.
-pub fn contracts_repo(dir: &Path) -> PathBuf {
-    let repo = dir.join("contracts");
-    std::fs::create_dir_all(&repo).unwrap();
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts");
-    for n in [
-        "build-and-release.toml",
-        "quality-gates.toml",
-        "security-advisories.toml",
-        "workflows.toml",
-    ] {
-        std::fs::copy(src.join(n), repo.join(n)).unwrap();
-    }
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "contracts v1"]);
-    repo
-}
-
 fn ok(o: &Output) -> Value {
     assert_eq!(code(o), 0, "stdout: {}\nstderr: {}", stdout(o), stderr(o));
     serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
@@ -244,6 +206,20 @@ fn operator(cp: &ControlPlane, ws: &Path, workflow: &str) -> Operator {
     Operator { token }
 }
 
+/// `tally attestation push --key <key> --annotation change-ticket=…` and `extra`.
+fn push(cp: &ControlPlane, ws: &Path, env: &[(&str, &str)], key: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "attestation",
+        "push",
+        "--key",
+        key,
+        "--annotation",
+        "change-ticket=CHG-1042",
+    ];
+    args.extend_from_slice(extra);
+    cp.tally(ws, env, &args)
+}
+
 fn image() -> String {
     format!("ghcr.io/acme/payments@sha256:{}", "5e".repeat(32))
 }
@@ -304,20 +280,7 @@ fn operator_developer_and_auditor_flows_end_to_end() {
     assert_eq!(init["dry_run"], false);
     let status = ok(&cp.tally(&ws, &env, &["attestation", "status", "--output", "json"]));
     assert_eq!(status["ready"], true, "{status}");
-    let push = ok(&cp.tally(
-        &ws,
-        &env,
-        &[
-            "attestation",
-            "push",
-            "--key",
-            "cosign.key",
-            "--annotation",
-            "change-ticket=CHG-1042",
-            "--output",
-            "json",
-        ],
-    ));
+    let push = ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
     let index = push["log_index"].as_u64().unwrap();
     assert_eq!(index, 0);
     let cmd = push["verify_command"].as_str().unwrap();
@@ -604,18 +567,7 @@ fn failures_are_refused_clearly_and_leave_the_log_unchanged() {
         &[],
         &["key", "generate", "--kind", "signing", "--algorithm", "ed25519"],
     ));
-    let o = cp.tally(
-        &ws,
-        &env,
-        &[
-            "attestation",
-            "push",
-            "--key",
-            "rogue/cosign.key",
-            "--annotation",
-            "change-ticket=C",
-        ],
-    );
+    let o = push(&cp, &ws, &env, "rogue/cosign.key", &[]);
     assert_eq!(code(&o), 4, "{}", stderr(&o));
     assert!(stderr(&o).contains("signature does not verify"), "{}", stderr(&o));
     assert!(
@@ -642,20 +594,7 @@ fn failures_are_refused_clearly_and_leave_the_log_unchanged() {
         .collect();
     state["materials"] = mats.into();
     std::fs::write(&sp, serde_json::to_vec(&state).unwrap()).unwrap();
-    let o = cp.tally(
-        &ws,
-        &env,
-        &[
-            "attestation",
-            "push",
-            "--key",
-            "cosign.key",
-            "--annotation",
-            "change-ticket=C",
-            "--output",
-            "json",
-        ],
-    );
+    let o = push(&cp, &ws, &env, "cosign.key", &["--output", "json"]);
     assert_eq!(code(&o), 4, "{}", stdout(&o));
     let j: Value = serde_json::from_slice(&o.stdout).unwrap();
     let violations = j["details"]["details"]["violations"].as_array().unwrap();
@@ -705,20 +644,7 @@ fn failures_are_refused_clearly_and_leave_the_log_unchanged() {
     t.push_str("\n[[materials]]\nname = \"pentest\"\ntype = \"EVIDENCE\"\n");
     std::fs::write(&p, t).unwrap();
     git(&repo, &["commit", "-q", "-am", "v2: require a pentest report"]);
-    let push = ok(&cp.tally(
-        &ws,
-        &env,
-        &[
-            "attestation",
-            "push",
-            "--key",
-            "cosign.key",
-            "--annotation",
-            "change-ticket=C",
-            "--output",
-            "json",
-        ],
-    ));
+    let push = ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
     assert_eq!(push["log_index"], 0);
     // A run started now is checked against v2.
     let init = ok(&cp.tally(
@@ -1001,18 +927,7 @@ fn unfinished_runs_expire_and_cannot_be_pushed() {
     let init = craft_release(&cp, &ws, &env);
     let rid = init["run_id"].as_str().unwrap().to_owned();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let o = cp.tally(
-        &ws,
-        &env,
-        &[
-            "attestation",
-            "push",
-            "--key",
-            "cosign.key",
-            "--annotation",
-            "change-ticket=C",
-        ],
-    );
+    let o = push(&cp, &ws, &env, "cosign.key", &[]);
     assert_eq!(code(&o), 4, "{}", stderr(&o));
     assert!(stderr(&o).contains("EXPIRED"), "{}", stderr(&o));
     assert_eq!(

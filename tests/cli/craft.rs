@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::common::{code, stderr, stdout, vectors_dir};
+use crate::common::{code, contracts_repo, git, stderr, stdout, vectors_dir};
 
 fn contracts_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts")
@@ -38,24 +38,6 @@ fn run(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
 
 fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(o), stderr(o)))
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let o = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Dev")
-        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
-        .env("GIT_COMMITTER_NAME", "Dev")
-        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 fn any_runner_contract(dir: &Path) -> PathBuf {
@@ -284,48 +266,70 @@ fn ok(o: &Output) {
     assert_eq!(code(o), 0, "stdout: {}\nstderr: {}", stdout(o), stderr(o));
 }
 
+/// The release pipeline's steps, shared by both signing rounds.
+impl Flow {
+    fn init_release(&self) {
+        let c = contracts_dir().join("build-and-release.toml");
+        ok(&self.tally(&[
+            "attestation",
+            "init",
+            "--dry-run",
+            "--contract",
+            c.to_str().unwrap(),
+            "--workflow",
+            "payments-release",
+            "--project",
+            "payments",
+            "--version",
+            "1.0.0",
+        ]));
+    }
+
+    /// The image, the CycloneDX SBOM and the unit tests.
+    fn add_release_basics(&self, image: &str) {
+        let sbom = valid("sbom.cyclonedx-1.5-multiple-tools.json");
+        let junit = valid("petclinic-surefire-reports.zip");
+        for (n, v) in [
+            ("image", image),
+            ("sbom-cyclonedx", sbom.to_str().unwrap()),
+            ("unit-tests", junit.to_str().unwrap()),
+        ] {
+            ok(&self.tally(&["attestation", "add", "--name", n, "--value", v]));
+        }
+    }
+
+    /// The code scan (with the annotation the contract requires) and an
+    /// extra material, detected (no --kind, not in the contract).
+    fn add_release_rest(&self) {
+        ok(&self.tally(&[
+            "attestation",
+            "add",
+            "--name",
+            "code-scan",
+            "--value",
+            valid("checkmarx.sarif").to_str().unwrap(),
+            "--annotation",
+            "scanner=checkmarx",
+        ]));
+        ok(&self.tally(&[
+            "attestation",
+            "add",
+            "--name",
+            "advisory",
+            "--value",
+            valid("csaf_security_advisory.json").to_str().unwrap(),
+        ]));
+    }
+}
+
 #[test]
 fn a_release_pipeline_end_to_end_verified_by_python_in_toto() {
     let f = Flow::new();
-    let contract = contracts_dir().join("build-and-release.toml");
-    let c = contract.to_str().unwrap();
-    ok(&f.tally(&[
-        "attestation",
-        "init",
-        "--dry-run",
-        "--contract",
-        c,
-        "--workflow",
-        "payments-release",
-        "--project",
-        "payments",
-        "--version",
-        "1.0.0",
-    ]));
+    f.init_release();
     let digest = format!("sha256:{}", "ab".repeat(32));
     let image = format!("ghcr.io/acme/app@{digest}");
-    let (sbom, junit, sarif) = (
-        valid("sbom.cyclonedx-1.5-multiple-tools.json"),
-        valid("petclinic-surefire-reports.zip"),
-        valid("checkmarx.sarif"),
-    );
-    ok(&f.tally(&["attestation", "add", "--name", "image", "--value", &image]));
-    ok(&f.tally(&[
-        "attestation",
-        "add",
-        "--name",
-        "sbom-cyclonedx",
-        "--value",
-        sbom.to_str().unwrap(),
-    ]));
-    ok(&f.tally(&[
-        "attestation",
-        "add",
-        "--name",
-        "unit-tests",
-        "--value",
-        junit.to_str().unwrap(),
-    ]));
+    let sarif = valid("checkmarx.sarif");
+    f.add_release_basics(&image);
 
     // Not ready: status says so; push refuses with the full list, and the state is kept.
     let s = json(&f.tally(&["attestation", "status", "--output", "json"]));
@@ -336,7 +340,6 @@ fn a_release_pipeline_end_to_end_verified_by_python_in_toto() {
         text.contains("✗ code-scan") && text.contains("MISSING") && text.contains("✓ image"),
         "{text}"
     );
-    std::fs::write(f.ws().join("k.pw"), "").unwrap();
     let before = f.state();
     let o = f.tally(&["attestation", "push", "--dry-run", "--key", "nokey"]);
     assert_eq!(code(&o), 4, "{}", stderr(&o));
@@ -362,25 +365,7 @@ fn a_release_pipeline_end_to_end_verified_by_python_in_toto() {
         "{}",
         stderr(&o)
     );
-    ok(&f.tally(&[
-        "attestation",
-        "add",
-        "--name",
-        "code-scan",
-        "--value",
-        sarif.to_str().unwrap(),
-        "--annotation",
-        "scanner=checkmarx",
-    ]));
-    // An extra material, detected (no --kind, not in the contract).
-    ok(&f.tally(&[
-        "attestation",
-        "add",
-        "--name",
-        "advisory",
-        "--value",
-        valid("csaf_security_advisory.json").to_str().unwrap(),
-    ]));
+    f.add_release_rest();
     let s = json(&f.tally(&["attestation", "status", "--output", "json"]));
     assert_eq!(s["ready"], true, "{s}");
     let extra = s["materials"]
@@ -483,44 +468,9 @@ fn a_release_pipeline_end_to_end_verified_by_python_in_toto() {
 
         if alg == "ecdsa-p256" {
             // Start again for the Ed25519 round.
-            ok(&f.tally(&[
-                "attestation",
-                "init",
-                "--dry-run",
-                "--contract",
-                c,
-                "--workflow",
-                "payments-release",
-                "--project",
-                "payments",
-                "--version",
-                "1.0.0",
-            ]));
-            for (n, v) in [
-                ("image", image.as_str()),
-                ("sbom-cyclonedx", sbom.to_str().unwrap()),
-                ("unit-tests", junit.to_str().unwrap()),
-            ] {
-                ok(&f.tally(&["attestation", "add", "--name", n, "--value", v]));
-            }
-            ok(&f.tally(&[
-                "attestation",
-                "add",
-                "--name",
-                "code-scan",
-                "--value",
-                sarif.to_str().unwrap(),
-                "--annotation",
-                "scanner=checkmarx",
-            ]));
-            ok(&f.tally(&[
-                "attestation",
-                "add",
-                "--name",
-                "advisory",
-                "--value",
-                valid("csaf_security_advisory.json").to_str().unwrap(),
-            ]));
+            f.init_release();
+            f.add_release_basics(&image);
+            f.add_release_rest();
         }
     }
 }
@@ -636,30 +586,9 @@ fn python_verify(envelope: &Path, key: &Path, keyid: &str, expect_ok: bool) {
 #[test]
 fn contract_from_a_repository_at_head_or_pinned() {
     let f = Flow::new();
-    let repo = f.dir.path().join("contracts");
-    std::fs::create_dir_all(&repo).unwrap();
-    for n in [
-        "build-and-release.toml",
-        "quality-gates.toml",
-        "security-advisories.toml",
-        "workflows.toml",
-    ] {
-        std::fs::copy(contracts_dir().join(n), repo.join(n)).unwrap();
-    }
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "v1"]);
-    let v1 = String::from_utf8(
-        Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["rev-parse", "HEAD"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let v1 = v1.trim();
+    let repo = contracts_repo(f.dir.path());
+    let v1 = git(&repo, &["rev-parse", "HEAD"]);
+    let v1 = v1.as_str();
     // v2 makes the advisory contract require a CSAF informational advisory too.
     let p = repo.join("security-advisories.toml");
     let mut t = std::fs::read_to_string(&p).unwrap();
