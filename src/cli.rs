@@ -72,6 +72,26 @@ pub enum Command {
 pub enum ArtifactCommand {
     /// Download an artifact by digest, verified before it is renamed into place.
     Download(ArtifactDownloadArgs),
+    /// Upload a file for a workflow outside a run (its kind validated first).
+    Upload(ArtifactUploadArgs),
+}
+
+/// `tally artifact upload`
+#[derive(Debug, Args)]
+pub struct ArtifactUploadArgs {
+    /// The file.
+    pub file: PathBuf,
+    /// The workflow it belongs to (the token must act for it).
+    #[arg(long)]
+    pub workflow: String,
+    /// Its material kind (SPEC.md §11.3), validated like `attestation add` does.
+    #[arg(long, default_value = "ARTIFACT")]
+    pub kind: String,
+    /// Its name [default: the file name].
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub conn: ServerConn,
 }
 
 /// `tally artifact download`
@@ -107,6 +127,9 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long)]
     pub max_body_bytes: Option<usize>,
+    /// Store artifacts in this OCI repository (`host[:port]/path`) instead of the data directory.
+    #[arg(long, value_name = "REPOSITORY")]
+    pub oci_repository: Option<String>,
     /// Seconds after which an unfinished run expires.
     #[arg(long)]
     pub run_ttl_secs: Option<u64>,
@@ -613,6 +636,31 @@ pub enum BenchCommand {
     /// The control plane: pre-signed attestations pushed over HTTP by
     /// concurrent clients, then public inclusion-proof reads.
     Intake(BenchIntakeArgs),
+    /// Artifacts through the control plane into an OCI registry: a large
+    /// file up and down with the real CLI (time, peak memory of CLI and
+    /// server), then many small uploads.
+    Artifacts(BenchArtifactsArgs),
+}
+
+/// `tally bench artifacts`
+#[derive(Debug, Args)]
+pub struct BenchArtifactsArgs {
+    /// The registry (`host:port`; started by you, e.g. `docker-registry serve`);
+    /// without it the server stores artifacts in its data directory.
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Size of the large artifact, MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub size_mib: u64,
+    /// How many 4 KiB artifacts to upload.
+    #[arg(long, default_value_t = 4000)]
+    pub small: usize,
+    /// Concurrent clients for the small uploads.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Where to put the files and the server's data (default: a fresh temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// `tally bench intake`

@@ -17,6 +17,8 @@ pub struct Client {
     base: String,
     token: Option<String>,
     http: Http,
+    /// For streamed bodies: no overall deadline (a large file takes what it takes).
+    streams: Http,
 }
 
 impl Client {
@@ -32,10 +34,16 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| Failure::Unavailable(e.into()))?;
+        let streams = Http::builder()
+            .timeout(None)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Failure::Unavailable(e.into()))?;
         Ok(Client {
             base: base.trim_end_matches('/').to_owned(),
             token: token.filter(|t| !t.is_empty()).map(str::to_owned),
             http,
+            streams,
         })
     }
 
@@ -119,15 +127,24 @@ impl Client {
         })
     }
 
-    /// HEAD: the status only.
+    /// HEAD: the status only; a refused token is an error (a HEAD answer
+    /// has no body to say more).
     pub fn head(&self, path: &str) -> Result<StatusCode, Failure> {
         let resp = self.auth(self.http.head(self.url(path))).send().map_err(|e| {
             Failure::Unavailable(anyhow!("cannot reach the control plane at {}: {e}", self.base))
         })?;
-        Ok(resp.status())
+        match resp.status() {
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(failure(
+                s,
+                &serde_json::json!({"message": format!("HEAD {path} was refused"),
+                    "hint": "check TALLY_TOKEN: it must be a valid token for this workflow"}),
+            )),
+            s => Ok(s),
+        }
     }
 
-    /// PUT a body streamed from `reader` (`len` bytes).
+    /// PUT a body of `len` bytes streamed from `reader`, with no overall
+    /// deadline (a large file takes what it takes).
     pub fn put_stream(
         &self,
         path: &str,
@@ -135,7 +152,7 @@ impl Client {
         len: u64,
     ) -> Result<(StatusCode, Value), Failure> {
         let resp = self
-            .auth(self.http.put(self.url(path)))
+            .auth(self.streams.put(self.url(path)))
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::blocking::Body::sized(reader, len))
             .send()
@@ -154,7 +171,7 @@ impl Client {
 
     /// GET a response to read as a stream.
     pub fn get_stream(&self, path: &str) -> Result<reqwest::blocking::Response, Failure> {
-        let resp = self.auth(self.http.get(self.url(path))).send().map_err(|e| {
+        let resp = self.auth(self.streams.get(self.url(path))).send().map_err(|e| {
             Failure::Unavailable(anyhow!("cannot reach the control plane at {}: {e}", self.base))
         })?;
         let status = resp.status();

@@ -5,8 +5,8 @@ use anyhow::anyhow;
 use serde_json::{json, Value};
 
 use crate::cli::{
-    ArtifactDownloadArgs, ConnArgs, RunDescribeArgs, RunListArgs, ServerConn, StatsArgs, TokenCreateArgs,
-    TokenRevokeArgs, WorkflowKeyAddArgs,
+    ArtifactDownloadArgs, ArtifactUploadArgs, ConnArgs, RunDescribeArgs, RunListArgs, ServerConn, StatsArgs,
+    TokenCreateArgs, TokenRevokeArgs, WorkflowKeyAddArgs,
 };
 use crate::client::Client;
 use crate::cmd::Report;
@@ -240,6 +240,53 @@ pub fn stats(a: &StatsArgs) -> Result<Report, Failure> {
         names("most_failing")
     ));
     Ok(Report { text: t, json: v })
+}
+
+/// `tally artifact upload`: validates the file as its kind, hashes it, and
+/// streams it to the control plane (nothing when it is there already).
+pub fn artifact_upload(a: &ArtifactUploadArgs) -> Result<Report, Failure> {
+    use crate::attest::material::{self, Kind};
+    let kind = Kind::parse(&a.kind).filter(|k| k.is_file()).ok_or_else(|| {
+        Failure::Usage(anyhow!(
+            "{:?} is not a file material kind (SPEC.md §11.3)",
+            a.kind
+        ))
+    })?;
+    let bad = crate::cmd::attestation::material_failure;
+    material::validate_file(kind, &a.file, &material::Options::default()).map_err(bad)?;
+    let t = std::time::Instant::now();
+    let (digest, size) = material::hash_file(&a.file, |_| {}).map_err(bad)?;
+    let hash_s = t.elapsed().as_secs_f64();
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None => a
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "artifact".into()),
+    };
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let query = format!(
+        "workflow={}&kind={}&name={}",
+        enc(&a.workflow),
+        kind.as_str(),
+        enc(&name)
+    );
+    let t = std::time::Instant::now();
+    let (url, reference) =
+        crate::cmd::attestation::upload_file(&client(&a.conn)?, &a.file, &digest, &name, &query)?;
+    let upload_s = t.elapsed().as_secs_f64();
+    Ok(Report {
+        text: format!(
+            "{digest} ({size} bytes) stored: {url}\n{}",
+            reference
+                .as_ref()
+                .map(|r| format!("  OCI artifact: {r}\n"))
+                .unwrap_or_default()
+        ),
+        json: json!({"digest": digest, "size": size, "url": url, "reference": reference,
+            "kind": kind.as_str(), "name": name, "seconds": {"hash": hash_s, "upload": upload_s}}),
+    })
 }
 
 /// `tally artifact download`: streams to a temporary file beside the output,

@@ -405,7 +405,8 @@ fn dry_run_contract(
 
 // ----------------------------------------------------------------------- add
 
-fn material_failure(e: MaterialError) -> Failure {
+/// A material problem as a failure class.
+pub fn material_failure(e: MaterialError) -> Failure {
     match e {
         MaterialError::Open { .. } => Failure::Usage(e.into()),
         MaterialError::Invalid { .. } | MaterialError::Empty(_) => Failure::Invalid(e.into()),
@@ -551,7 +552,7 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
     } else if kind.is_file() && st.dry_run {
         "not stored (dry run: digest only)".into()
     } else if kind.is_file() {
-        upload(&st, &args.common, file, &digest, &args.name)?
+        upload(&st, &args.common, file, &digest, &args.name, kind)?
     } else {
         String::new()
     };
@@ -596,29 +597,91 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
 
 /// Uploads a file material through the control plane unless the server has
 /// it for this workflow already (content addressing); returns where it is.
-fn upload(st: &State, common: &AttCommon, file: &Path, digest: &str, name: &str) -> Result<String, Failure> {
+fn upload(
+    st: &State,
+    common: &AttCommon,
+    file: &Path,
+    digest: &str,
+    name: &str,
+    kind: Kind,
+) -> Result<String, Failure> {
     let client = run_client(st, common, "upload the material")?;
+    let query = format!(
+        "workflow={}&kind={}&name={}&run={}",
+        enc(&st.workflow),
+        kind.as_str(),
+        enc(name),
+        enc(&st.run_id)
+    );
+    let (url, reference) = upload_file(&client, file, digest, name, &query)?;
+    Ok(reference.map_or(url, |r| format!("oci://{r}")))
+}
+
+/// Percent-encodes a query value.
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Streams `file` (whose digest is `digest`) to the control plane unless it
+/// has it for this caller (HEAD first); a store that is briefly unavailable
+/// is retried. Returns the artifact's URL on the server, and its OCI
+/// reference when the server stores artifacts in a registry and this call
+/// uploaded it.
+pub fn upload_file(
+    client: &crate::client::Client,
+    file: &Path,
+    digest: &str,
+    name: &str,
+    query: &str,
+) -> Result<(String, Option<String>), Failure> {
     let path = format!("/api/v1/artifacts/{digest}");
     let url = format!("{}{path}", client.base());
-    if client.head(&path)?.is_success() {
-        return Ok(url);
+    let len = std::fs::metadata(file)
+        .map_err(|e| Failure::Usage(anyhow!("cannot read the material file {}: {e}", file.display())))?
+        .len();
+    const ATTEMPTS: u32 = 4;
+    let mut last = None;
+    for attempt in 1..=ATTEMPTS {
+        if let Some(why) = last.take() {
+            eprintln!("{why}; retrying ({attempt}/{ATTEMPTS})");
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+        // Asking first: content addressing, and a store that is down shows here.
+        match client.head(&path)? {
+            s if s.is_success() => return Ok((url, None)),
+            reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                last = Some(format!(
+                    "the control plane's artifact store is unavailable (HEAD {path} answered 503)"
+                ));
+                continue;
+            }
+            _ => {}
+        }
+        let bar = progress_bar(len, name);
+        if let Some(b) = &bar {
+            b.set_message(format!("uploading {name}"));
+        }
+        let f = std::fs::File::open(file)
+            .map_err(|e| Failure::Usage(anyhow!("cannot open the material file {}: {e}", file.display())))?;
+        let reader = Counting {
+            inner: f,
+            bar: bar.clone(),
+        };
+        let sent = client.put_stream(&format!("{path}?{query}"), reader, len);
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        match sent {
+            Ok((_, answer)) => return Ok((url, answer["reference"].as_str().map(str::to_owned))),
+            // 503 (the store failed) or the connection broke: worth another try.
+            Err(Failure::Unavailable(e)) => last = Some(format!("{e:#}")),
+            Err(e) => return Err(e),
+        }
     }
-    let f = std::fs::File::open(file)
-        .map_err(|e| Failure::Usage(anyhow!("cannot open the material file {}: {e}", file.display())))?;
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = progress_bar(len, name);
-    if let Some(b) = &bar {
-        b.set_message(format!("uploading {name}"));
-    }
-    let reader = Counting {
-        inner: f,
-        bar: bar.clone(),
-    };
-    client.put_stream(&format!("{path}?workflow={}", st.workflow), reader, len)?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    Ok(url)
+    Err(Failure::Unavailable(anyhow!(
+        "{} (gave up after {ATTEMPTS} attempts; nothing was stored, run the same command again later)",
+        last.unwrap_or_default()
+    )))
 }
 
 /// A reader that moves a progress bar.

@@ -535,3 +535,289 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
         json: j,
     })
 }
+
+/// The peak resident memory (VmHWM) of process `pid`, bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Runs `cmd` to its end, sampling its peak memory; returns (seconds, peak bytes, output).
+fn run_measured(cmd: &mut std::process::Command) -> Result<(f64, u64, std::process::Output), Failure> {
+    use std::io::Read as _;
+    let t = Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Failure::Unavailable(e.into()))?;
+    let pid = child.id();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(p) = peak_rss(pid) {
+            peak = peak.max(p);
+        }
+        match child.try_wait().map_err(|e| Failure::Unavailable(e.into()))? {
+            Some(s) => break s,
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    let secs = t.elapsed().as_secs_f64();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_end(&mut stdout);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_end(&mut stderr);
+    }
+    Ok((
+        secs,
+        peak,
+        std::process::Output {
+            status,
+            stdout,
+            stderr,
+        },
+    ))
+}
+
+/// `tally bench artifacts`: the real server (a child process, OCI backend)
+/// and the real CLI (child processes), so each one's memory is its own.
+pub fn artifacts(args: &crate::cli::BenchArtifactsArgs) -> Result<Report, Failure> {
+    use std::io::{BufRead as _, Write as _};
+    if args.size_mib == 0 || args.clients == 0 {
+        return Err(Failure::Usage(anyhow!("need --size-mib ≥ 1 and --clients ≥ 1")));
+    }
+    let tmp = tempfile::tempdir()
+        .context("creating a temporary directory")
+        .unavailable()?;
+    let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
+    std::fs::create_dir_all(&dir)
+        .context("creating the bench directory")
+        .unavailable()?;
+    let exe = std::env::current_exe()
+        .context("finding the tally binary")
+        .unavailable()?;
+    let repo = match &args.registry {
+        Some(r) => format!("{r}/tally/bench-{}", crate::server::unix_now()),
+        None => "the data directory (filesystem backend)".to_owned(),
+    };
+    let log = std::fs::File::create(dir.join("server.log"))
+        .context("creating server.log")
+        .unavailable()?;
+    // A fresh data directory each time: the admin token is shown only at first start.
+    let data = dir.join(format!("data-{}", crate::server::unix_now()));
+    let mut server = std::process::Command::new(&exe);
+    server
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data);
+    if args.registry.is_some() {
+        server.args(["--oci-repository", &repo]);
+    }
+    let mut server = server
+        .env_remove("TALLY_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .context("starting tally serve")
+        .unavailable()?;
+    let mut first = String::new();
+    if let Some(out) = server.stdout.as_mut() {
+        let _ = std::io::BufReader::new(out).read_line(&mut first);
+    }
+    let started: serde_json::Value = match serde_json::from_str(&first) {
+        Ok(v) => v,
+        Err(_) => {
+            let _ = server.kill();
+            let _ = server.wait();
+            return Err(Failure::Unavailable(anyhow!(
+                "tally serve did not start storing artifacts in {repo} (is the registry running?)"
+            )));
+        }
+    };
+    let url = started["url"].as_str().unwrap_or_default().to_owned();
+    let admin = started["admin_token"].as_str().unwrap_or_default().to_owned();
+    let result = artifacts_measure(args, &exe, &dir, &url, &admin, server.id());
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    let mut v = result?;
+    v["registry"] = json!(args.registry);
+    v["repository"] = json!(repo);
+    let text = format!(
+        "{} MiB through the control plane to {repo} and back:\n  upload   {:.2} s  {:.0} MB/s (of which hashing {:.2} s; the transfer alone {:.0} MB/s) (CLI peak RSS {:.1} MB)\n  download {:.2} s  {:.0} MB/s (CLI peak RSS {:.1} MB)\n  server peak RSS {:.1} MB\n{} small (4 KiB) uploads from {} clients: {:.0}/s, p99 {:.1} ms\n",
+        args.size_mib,
+        v["large"]["upload_s"].as_f64().unwrap_or(0.0),
+        v["large"]["upload_mb_s"].as_f64().unwrap_or(0.0),
+        v["large"]["upload_hash_s"].as_f64().unwrap_or(0.0),
+        v["large"]["upload_transfer_mb_s"].as_f64().unwrap_or(0.0),
+        v["large"]["upload_cli_rss_mb"].as_f64().unwrap_or(0.0),
+        v["large"]["download_s"].as_f64().unwrap_or(0.0),
+        v["large"]["download_mb_s"].as_f64().unwrap_or(0.0),
+        v["large"]["download_cli_rss_mb"].as_f64().unwrap_or(0.0),
+        v["server_rss_mb"].as_f64().unwrap_or(0.0),
+        args.small,
+        args.clients,
+        v["small"]["per_s"].as_f64().unwrap_or(0.0),
+        v["small"]["p99_ms"].as_f64().unwrap_or(0.0),
+    );
+    let _ = std::io::stderr().write_all(text.as_bytes());
+    Ok(Report { text, json: v })
+}
+
+fn artifacts_measure(
+    args: &crate::cli::BenchArtifactsArgs,
+    exe: &std::path::Path,
+    dir: &std::path::Path,
+    url: &str,
+    admin: &str,
+    server_pid: u32,
+) -> Result<serde_json::Value, Failure> {
+    use sha2::{Digest as _, Sha256};
+    use std::io::Write as _;
+    let mb = |b: u64| b as f64 / 1e6;
+    // The large file: pseudo-random bytes (xorshift), written once.
+    let big = dir.join("large.bin");
+    let size = args.size_mib << 20;
+    {
+        let mut f = std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(&big)
+                .context("writing the large file")
+                .unavailable()?,
+        );
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ crate::server::unix_now() as u64;
+        let mut buf = vec![0u8; 1 << 20];
+        for _ in 0..args.size_mib {
+            for c in buf.chunks_exact_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                c.copy_from_slice(&x.to_le_bytes());
+            }
+            f.write_all(&buf)
+                .context("writing the large file")
+                .unavailable()?;
+        }
+        f.flush().context("writing the large file").unavailable()?;
+    }
+    let cli = |args: &[&str]| {
+        let mut c = std::process::Command::new(exe);
+        c.args(args).env("TALLY_SERVER", url).env("TALLY_TOKEN", admin);
+        c
+    };
+    let big_s = big.to_string_lossy().into_owned();
+    let (up_s, up_rss, out) = run_measured(&mut cli(&[
+        "artifact",
+        "upload",
+        &big_s,
+        "--workflow",
+        "bench",
+        "--output",
+        "json",
+    ]))?;
+    if !out.status.success() {
+        return Err(Failure::Unavailable(anyhow!(
+            "the upload failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let up: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let digest = up["digest"].as_str().unwrap_or_default().to_owned();
+    let transfer_s = up["seconds"]["upload"].as_f64().unwrap_or(up_s);
+    let hash_s = up["seconds"]["hash"].as_f64().unwrap_or(0.0);
+    let back = dir.join("large.back");
+    let back_s = back.to_string_lossy().into_owned();
+    let (down_s, down_rss, out) = run_measured(&mut cli(&["artifact", "download", &digest, "-o", &back_s]))?;
+    if !out.status.success() {
+        return Err(Failure::Unavailable(anyhow!(
+            "the download failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let back_len = std::fs::metadata(&back).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_file(&back);
+    let _ = std::fs::remove_file(&big);
+    if back_len != size {
+        return Err(Failure::Unavailable(anyhow!(
+            "downloaded {back_len} bytes, not {size}"
+        )));
+    }
+
+    // Small artifacts: distinct 4 KiB blobs PUT by concurrent clients.
+    let n = args.small;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let lat = std::sync::Mutex::new(Vec::with_capacity(n));
+    let failed = std::sync::atomic::AtomicUsize::new(0);
+    let seed = crate::server::unix_now() as u64;
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..args.clients {
+            s.spawn(|| {
+                let http = reqwest::blocking::Client::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let mut body = vec![0u8; 4096];
+                    for (j, c) in body.chunks_exact_mut(16).enumerate() {
+                        c[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                        c[8..].copy_from_slice(&(seed ^ j as u64).to_le_bytes());
+                    }
+                    let d = hex::encode(Sha256::digest(&body));
+                    let t0 = Instant::now();
+                    let ok = http
+                        .put(format!(
+                            "{url}/api/v1/artifacts/sha256:{d}?workflow=bench&kind=EVIDENCE"
+                        ))
+                        .bearer_auth(admin)
+                        .body(body)
+                        .send()
+                        .is_ok_and(|r| r.status().as_u16() == 201);
+                    if !ok {
+                        failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    lat.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(t0.elapsed().as_secs_f64() * 1e3);
+                }
+            });
+        }
+    });
+    let small_s = t.elapsed().as_secs_f64();
+    let mut lat = lat.into_inner().unwrap_or_else(|p| p.into_inner());
+    lat.sort_by(f64::total_cmp);
+    let failed = failed.into_inner();
+    if failed > 0 {
+        return Err(Failure::Unavailable(anyhow!("{failed} small uploads failed")));
+    }
+    let server_rss = peak_rss(server_pid).unwrap_or(0);
+    Ok(json!({
+        "large": {
+            "bytes": size,
+            "upload_s": up_s,
+            "upload_mb_s": mb(size) / up_s,
+            "upload_hash_s": hash_s,
+            "upload_transfer_s": transfer_s,
+            "upload_transfer_mb_s": mb(size) / transfer_s,
+            "upload_cli_rss_mb": mb(up_rss),
+            "download_s": down_s,
+            "download_mb_s": mb(size) / down_s,
+            "download_cli_rss_mb": mb(down_rss),
+        },
+        "server_rss_mb": mb(server_rss),
+        "small": {
+            "count": n,
+            "clients": args.clients,
+            "seconds": small_s,
+            "per_s": n as f64 / small_s,
+            "p50_ms": percentile(&lat, 0.50),
+            "p99_ms": percentile(&lat, 0.99),
+        },
+    }))
+}

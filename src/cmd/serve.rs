@@ -34,6 +34,10 @@ pub fn config(args: &ServeArgs) -> Result<ServerConfig, Failure> {
     if let Some(v) = args.run_ttl_secs {
         cfg.run_ttl_secs = v;
     }
+    if let Some(v) = &args.oci_repository {
+        cfg.artifacts.backend = server::store::Backend::Oci;
+        cfg.artifacts.repository = v.clone();
+    }
     cfg.validate().map_err(|e| Failure::Usage(e.into()))?;
     Ok(cfg)
 }
@@ -66,8 +70,9 @@ pub fn serve(args: &ServeArgs) -> Result<Report, Failure> {
         let app = started.app.clone();
         let url = format!("http://{}", started.addr);
         let mut banner = format!(
-            "tally control plane on {url}\n  data      {}\n  log       {}\n  log key   {}\n  contracts {}\n",
+            "tally control plane on {url}\n  data      {}\n  artifacts {}\n  log       {}\n  log key   {}\n  contracts {}\n",
             app.cfg.data_dir.display(),
+            app.artifacts_checked,
             app.cfg.origin,
             app.verifier_key,
             if app.cfg.contracts.is_empty() {

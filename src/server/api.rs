@@ -60,7 +60,7 @@ impl ApiError {
     pub fn internal(e: impl std::fmt::Display) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     }
-    fn unavailable(message: impl Into<String>, retry: u64) -> Self {
+    pub(crate) fn unavailable(message: impl Into<String>, retry: u64) -> Self {
         let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
         e.retry_after = Some(retry);
         e.hint("retry after the number of seconds in Retry-After")
@@ -791,7 +791,13 @@ async fn describe_run(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let who = authenticate(&app, &headers)?;
-    Ok(Json(run_json(&find_run(&app, &who, &id)?)))
+    let run = find_run(&app, &who, &id)?;
+    let mut v = run_json(&run);
+    // Where the mirror put its attestation in the OCI store (SPEC.md §12.7).
+    if let Some(i) = run.log_index {
+        v["oci_attestations"] = json!(app.meta.oci_attestations(i).map_err(ApiError::internal)?);
+    }
+    Ok(Json(v))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,30 +1,21 @@
-//! Artifact storage through the control plane, filesystem backend (the
-//! embedded default; SPEC.md §12.7): blobs by digest under the data
-//! directory, uploaded as a stream whose digest is verified before the blob
-//! is renamed into place, so a truncated or corrupted upload stores nothing.
-//!
-//! Not here yet: the OCI registry backend (its own issue).
+//! Artifacts through the control plane (SPEC.md §12.7): the HTTP side. The
+//! bytes stream from the client through a digest check into the configured
+//! store ([`crate::server::store`]); nothing is held whole in memory.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt as _;
 
+use crate::attest::material::Kind;
 use crate::server::api::{authenticate, ApiError, Principal};
+use crate::server::store::{ByteStream, StoreError, Upload, Verifying};
 use crate::server::{unix_now, App};
-
-/// Where artifact `hex` lives under the data directory.
-pub fn blob_path(data: &Path, hex: &str) -> PathBuf {
-    data.join("artifacts/sha256").join(&hex[..2]).join(hex)
-}
 
 /// Parses `sha256:<64 lowercase hex>`.
 pub fn parse_digest(d: &str) -> Result<String, ApiError> {
@@ -49,9 +40,76 @@ pub fn parse_digest(d: &str) -> Result<String, ApiError> {
 pub struct PutQuery {
     /// The workflow storing it (its token must act for it).
     workflow: String,
+    /// The material kind (SPEC.md §11.3); `ARTIFACT` when absent.
+    kind: Option<String>,
+    /// The material's name.
+    name: Option<String>,
+    /// The run it belongs to.
+    run: Option<String>,
 }
 
-/// `PUT /api/v1/artifacts/{digest}?workflow=<w>`: the body is the blob.
+/// A store failure as the client sees it.
+pub fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Mismatch { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "digest_mismatch", e.to_string())
+                .hint("upload the file again; it may have changed or been truncated")
+        }
+        StoreError::Truncated { .. } | StoreError::Interrupted(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "upload_interrupted", e.to_string())
+                .hint("retry the upload: nothing was stored")
+        }
+        StoreError::Unavailable(m) => {
+            ApiError::unavailable(format!("the artifact store is unavailable: {m}"), 2)
+        }
+        StoreError::Internal(m) => ApiError::internal(m),
+    }
+}
+
+fn body_stream(body: Body) -> ByteStream {
+    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+}
+
+/// Reads a body to its end, checking its digest and length, storing nothing.
+async fn verify_only(body: Body, hex: &str, len: u64) -> Result<(), StoreError> {
+    let (mut s, verdict) = Verifying::new(body_stream(body), hex, len);
+    while let Some(c) = s.next().await {
+        if c.is_err() {
+            break;
+        }
+    }
+    let v = verdict.lock().unwrap_or_else(|p| p.into_inner());
+    match v.client_error(hex, len) {
+        Some(e) => Err(e),
+        None if v.digest.is_some() => Ok(()),
+        None => Err(StoreError::Interrupted("the body ended early".into())),
+    }
+}
+
+/// Reads and discards up to `cap` bytes of a body.
+async fn drain(body: Body, cap: u64) {
+    let mut s = body.into_data_stream();
+    let mut n = 0u64;
+    while let Some(Ok(c)) = s.next().await {
+        n += c.len() as u64;
+        if n >= cap {
+            break;
+        }
+    }
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("name {name:?} must be 1 to 256 printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// `PUT /api/v1/artifacts/{digest}?workflow=<w>[&kind=&name=&run=]`: the body is the blob.
 pub async fn put(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -63,68 +121,115 @@ pub async fn put(
     let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     who.may_act(&q.workflow)?;
     let hex = parse_digest(&digest)?;
-    let dest = blob_path(&app.cfg.data_dir, &hex);
+    let kind = q.kind.as_deref().unwrap_or("ARTIFACT");
+    if !Kind::parse(kind).is_some_and(Kind::is_file) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("kind {kind:?} is not a file material kind (SPEC.md §11.3)"),
+        ));
+    }
+    if let Some(n) = &q.name {
+        check_name(n)?;
+    }
+    if let Some(run) = &q.run {
+        let r = app.meta.run(run).map_err(ApiError::internal)?;
+        if r.is_none_or(|r| r.workflow != q.workflow) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no run {run} of workflow {}", q.workflow),
+            ));
+        }
+    }
     let limit = app.cfg.max_artifact_bytes;
-    if headers
+    let len = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|n| n > limit)
-    {
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::LENGTH_REQUIRED,
+                "length_required",
+                "an artifact upload needs a Content-Length",
+            )
+            .hint("send the file with its length (the tally CLI does)")
+        })?;
+    if len > limit {
         return Err(too_large(limit));
     }
-    if tokio::fs::metadata(&dest).await.is_ok() {
-        // Content addressing: already stored, nothing to write again.
-        let size = tokio::fs::metadata(&dest).await.map(|m| m.len()).unwrap_or(0);
-        app.meta
-            .record_artifact(&digest, &q.workflow, size, unix_now())
-            .map_err(ApiError::internal)?;
-        return Ok((
-            StatusCode::OK,
-            axum::Json(json!({"digest": digest, "size": size, "stored": "already"})),
-        )
-            .into_response());
-    }
-    let tmp_dir = app.cfg.data_dir.join("artifacts/tmp");
-    tokio::fs::create_dir_all(&tmp_dir)
-        .await
-        .map_err(ApiError::internal)?;
-    let mut rnd = [0u8; 8];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
-    let tmp = tmp_dir.join(format!("{hex}.{}", hex::encode(rnd)));
-    let result = receive(body, &tmp, limit).await;
-    let (got, size) = match result {
-        Ok(x) => x,
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
+    let owners = app.meta.artifact_workflows(&digest).map_err(ApiError::internal)?;
+    // Only a digest this server stored before can be in the store (a blob put
+    // there by others is simply uploaded again).
+    let stored = if owners.is_empty() {
+        false
+    } else {
+        match app.artifacts.contains(&hex).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Read what the client sends (within reason) so it sees this
+                // answer instead of a connection torn down under its upload.
+                drain(body, 64 << 20).await;
+                return Err(store_error(e));
+            }
         }
     };
-    if got != hex {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "digest_mismatch",
-            format!("the uploaded bytes ({size} bytes) have digest sha256:{got}, not {digest}; nothing was stored"),
-        )
-        .hint("upload the file again; it may have changed or been truncated"));
+    if stored && owners.contains(&q.workflow) {
+        // Content addressing: this workflow stored it already.
+        return Ok(answer(StatusCode::OK, &digest, len, "already", None));
     }
-    if let Some(dir) = dest.parent() {
-        tokio::fs::create_dir_all(dir).await.map_err(ApiError::internal)?;
+    if stored && !owners.is_empty() {
+        // Stored for another workflow: this one proves it has the bytes
+        // before it may read them.
+        verify_only(body, &hex, len).await.map_err(store_error)?;
+        app.meta
+            .record_artifact(&digest, &q.workflow, len, unix_now())
+            .map_err(ApiError::internal)?;
+        let reference = app.meta.oci_manifest(&digest).map_err(ApiError::internal)?;
+        let reference = reference.map(|(repo, d)| format!("{repo}@{}", d.digest));
+        return Ok(answer(StatusCode::OK, &digest, len, "already", reference));
     }
-    tokio::fs::rename(&tmp, &dest).await.map_err(ApiError::internal)?;
-    if let Some(dir) = dest.parent() {
-        let dir = dir.to_owned();
-        let _ =
-            tokio::task::spawn_blocking(move || std::fs::File::open(dir).and_then(|d| d.sync_all())).await;
+    let up = Upload {
+        hex: hex.clone(),
+        len,
+        workflow: q.workflow.clone(),
+        run: q.run.clone(),
+        kind: kind.to_owned(),
+        name: q.name.clone(),
+    };
+    let s = app
+        .artifacts
+        .put(&up, body_stream(body))
+        .await
+        .map_err(store_error)?;
+    if let (Some(r), Some(m)) = (&s.reference, &s.manifest) {
+        let repo = r.split_once('@').map_or(r.as_str(), |(repo, _)| repo);
+        app.meta
+            .record_oci_manifest(&digest, repo, m)
+            .map_err(ApiError::internal)?;
     }
     app.meta
-        .record_artifact(&digest, &q.workflow, size, unix_now())
+        .record_artifact(&digest, &q.workflow, len, unix_now())
         .map_err(ApiError::internal)?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({"digest": digest, "size": size, "stored": "new"})),
+    let status = if s.new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(answer(
+        status,
+        &digest,
+        len,
+        if s.new { "new" } else { "already" },
+        s.reference,
+    ))
+}
+
+fn answer(status: StatusCode, digest: &str, size: u64, stored: &str, reference: Option<String>) -> Response {
+    (
+        status,
+        axum::Json(json!({"digest": digest, "size": size, "stored": stored, "reference": reference})),
     )
-        .into_response())
+        .into_response()
 }
 
 fn too_large(limit: u64) -> ApiError {
@@ -136,40 +241,15 @@ fn too_large(limit: u64) -> ApiError {
     .hint("the server's max_artifact_bytes setting bounds it")
 }
 
-/// Streams the body into `tmp` (fsync'd), hashing as it goes.
-async fn receive(body: Body, tmp: &Path, limit: u64) -> Result<(String, u64), ApiError> {
-    let mut f = tokio::fs::File::create(tmp).await.map_err(ApiError::internal)?;
-    let mut h = Sha256::new();
-    let mut size = 0u64;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "upload_interrupted",
-                format!("the upload broke off: {e}"),
-            )
-            .hint("retry: nothing was stored")
-        })?;
-        size += chunk.len() as u64;
-        if size > limit {
-            return Err(too_large(limit));
-        }
-        h.update(&chunk);
-        f.write_all(&chunk).await.map_err(ApiError::internal)?;
-    }
-    f.sync_all().await.map_err(ApiError::internal)?;
-    Ok((hex::encode(h.finalize()), size))
-}
-
-/// `GET /api/v1/artifacts/{digest}` (and HEAD): the blob, to the admin and
-/// to tokens of a workflow that stored it; 404 to anyone else.
+/// `GET /api/v1/artifacts/{digest}` (and HEAD): the blob, to the admin, to
+/// tokens of a workflow that stored it, and to anyone when one of those
+/// workflows is public; 404 to anyone else.
 pub async fn get(
     State(app): State<Arc<App>>,
+    method: Method,
     headers: HeaderMap,
     UrlPath(digest): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    let who = authenticate(&app, &headers)?;
     let hex = parse_digest(&digest)?;
     let not_found = || {
         ApiError::new(
@@ -178,25 +258,53 @@ pub async fn get(
             format!("no artifact {digest}"),
         )
     };
-    if let Principal::Workflow { workflows, .. } = &who {
-        let owners = app.meta.artifact_workflows(&digest).map_err(ApiError::internal)?;
-        if !owners.iter().any(|o| workflows.contains(o)) {
+    let owners = app.meta.artifact_workflows(&digest).map_err(ApiError::internal)?;
+    let public = owners
+        .iter()
+        .any(|o| app.cfg.artifacts.public_workflows.contains(o));
+    let who = if public && !headers.contains_key(header::AUTHORIZATION) {
+        None
+    } else {
+        Some(authenticate(&app, &headers)?)
+    };
+    if method == Method::HEAD {
+        // Asked before anything else: an uploader learns here (503) that the
+        // store is down, before it streams a file.
+        let present = app.artifacts.contains(&hex).await.map_err(store_error)?;
+        if !present {
             return Err(not_found());
         }
     }
-    let path = blob_path(&app.cfg.data_dir, &hex);
-    let f = tokio::fs::File::open(&path).await.map_err(|_| not_found())?;
-    let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let mut r = Response::new(Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        f,
-        256 << 10,
-    )));
+    if let Some(Principal::Workflow { workflows, .. }) = &who {
+        if !public && !owners.iter().any(|o| workflows.contains(o)) {
+            return Err(not_found());
+        }
+    }
+    if owners.is_empty() {
+        return Err(not_found());
+    }
+    if method == Method::HEAD {
+        let mut r = Response::new(Body::empty());
+        if let Ok(v) = HeaderValue::from_str(&digest) {
+            r.headers_mut().insert("docker-content-digest", v);
+        }
+        return Ok(r);
+    }
+    let (len, stream) = app
+        .artifacts
+        .get(&hex)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(not_found)?;
+    let mut r = Response::new(Body::from_stream(stream));
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if len > 0 {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
     if let Ok(v) = HeaderValue::from_str(&digest) {
         h.insert("docker-content-digest", v);
     }

@@ -45,6 +45,11 @@ CREATE INDEX IF NOT EXISTS attestations_by_commit ON attestations (contract_comm
 CREATE TABLE IF NOT EXISTS artifacts (
   digest TEXT NOT NULL, workflow TEXT NOT NULL, size INTEGER NOT NULL, created_at INTEGER NOT NULL,
   PRIMARY KEY (digest, workflow));
+CREATE TABLE IF NOT EXISTS oci_manifests (
+  digest TEXT PRIMARY KEY, repository TEXT NOT NULL, manifest TEXT NOT NULL, media_type TEXT NOT NULL,
+  size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS oci_attestations (
+  log_index INTEGER NOT NULL, reference TEXT NOT NULL, PRIMARY KEY (log_index, reference));
 CREATE TABLE IF NOT EXISTS digests (
   digest TEXT NOT NULL, log_index INTEGER NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
   PRIMARY KEY (digest, log_index, name));
@@ -458,6 +463,71 @@ impl Meta {
             params![digest, workflow, size as i64, now],
         )?;
         Ok(())
+    }
+
+    /// Records the OCI manifest that keeps the blob `digest` in `repository`.
+    pub fn record_oci_manifest(
+        &self,
+        digest: &str,
+        repository: &str,
+        d: &crate::server::store::Descriptor,
+    ) -> Result<()> {
+        self.c().execute(
+            "INSERT OR IGNORE INTO oci_manifests (digest, repository, manifest, media_type, size) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![digest, repository, d.digest, d.media_type, d.size as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The OCI manifest of the blob `digest`: its repository and descriptor.
+    pub fn oci_manifest(&self, digest: &str) -> Result<Option<(String, crate::server::store::Descriptor)>> {
+        let c = self.r();
+        let mut st = c.prepare_cached(
+            "SELECT repository, manifest, media_type, size FROM oci_manifests WHERE digest = ?1",
+        )?;
+        Ok(st
+            .query_row([digest], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    crate::server::store::Descriptor {
+                        digest: r.get(1)?,
+                        media_type: r.get(2)?,
+                        size: r.get::<_, i64>(3)? as u64,
+                    },
+                ))
+            })
+            .optional()?)
+    }
+
+    /// Records where the attestation at `log_index` was stored in the registry,
+    /// and that the mirror moves on past it.
+    pub fn record_oci_attestation(&self, log_index: i64, references: &[String]) -> Result<()> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        for r in references {
+            tx.execute(
+                "INSERT OR IGNORE INTO oci_attestations (log_index, reference) VALUES (?1, ?2)",
+                params![log_index, r],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO settings (key, value) VALUES ('oci_mirrored_next', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = ?1",
+            params![(log_index + 1).to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Where the attestation at `log_index` is in the registry.
+    pub fn oci_attestations(&self, log_index: i64) -> Result<Vec<String>> {
+        let c = self.r();
+        let mut st = c.prepare_cached(
+            "SELECT reference FROM oci_attestations WHERE log_index = ?1 ORDER BY reference",
+        )?;
+        let rows = st.query_map([log_index], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The workflows that stored the artifact `digest`.

@@ -1,15 +1,16 @@
 //! `tally serve`: the control plane (SPEC.md §12). One process holds the
 //! ledger, tracks the contracts repository, keeps metadata in SQLite, and
-//! serves the HTTP API with axum.
-//!
-//! Not here: artifact storage (OCI), which comes with its own issue.
+//! serves the HTTP API with axum. Artifacts go to the configured store
+//! (`store`: filesystem or an OCI registry).
 
 pub mod api;
 pub mod artifacts;
 pub mod intake;
 pub mod meta;
 pub mod metrics;
+pub mod mirror;
 pub mod openapi;
+pub mod store;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,6 +52,8 @@ pub struct ServerConfig {
     pub publish_wait_secs: u64,
     /// How often a remote contracts repository is fetched, seconds.
     pub contracts_sync_secs: u64,
+    /// Where artifacts are stored (`[artifacts]`).
+    pub artifacts: store::ArtifactsConfig,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             run_ttl_secs: 3600,
             publish_wait_secs: 10,
             contracts_sync_secs: 30,
+            artifacts: store::ArtifactsConfig::default(),
         }
     }
 }
@@ -113,6 +117,32 @@ impl ServerConfig {
         if let Some(v) = get("TALLY_PUBLISH_WAIT_SECS") {
             self.publish_wait_secs = num("TALLY_PUBLISH_WAIT_SECS", v)?;
         }
+        if let Some(v) = get("TALLY_ARTIFACTS_BACKEND") {
+            self.artifacts.backend = match v.as_str() {
+                "filesystem" => store::Backend::Filesystem,
+                "oci" => store::Backend::Oci,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "TALLY_ARTIFACTS_BACKEND={v:?} is not filesystem or oci"
+                    )))
+                }
+            };
+        }
+        if let Some(v) = get("TALLY_OCI_REPOSITORY") {
+            self.artifacts.repository = v;
+        }
+        if let Some(v) = get("TALLY_OCI_PLAIN_HTTP") {
+            self.artifacts.plain_http = match v.as_str() {
+                "loopback" => store::PlainHttp::Loopback,
+                "always" => store::PlainHttp::Always,
+                "never" => store::PlainHttp::Never,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "TALLY_OCI_PLAIN_HTTP={v:?} is not loopback, always or never"
+                    )))
+                }
+            };
+        }
         Ok(())
     }
 
@@ -136,6 +166,7 @@ impl ServerConfig {
         if self.run_ttl_secs == 0 {
             return Err(ConfigError("run_ttl_secs must be positive".into()));
         }
+        self.artifacts.validate()?;
         Ok(addr)
     }
 }
@@ -152,6 +183,10 @@ pub struct App {
     pub meta: Arc<Meta>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Artifact storage.
+    pub artifacts: Arc<dyn store::ArtifactStore>,
+    /// What the store's start-up check said.
+    pub artifacts_checked: String,
     /// The log's verifier key text.
     pub verifier_key: String,
     /// Parsed contracts by blob id (a blob's text never changes).
@@ -356,6 +391,11 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
     }
     .map_err(|e| format!("the contracts repository: {e}"))?;
     let store = Arc::new(store);
+    let artifacts = store::open(&cfg.artifacts, &dir)?;
+    let artifacts_checked = artifacts
+        .check()
+        .await
+        .map_err(|e| format!("the artifact store ({}): {e}", artifacts.describe()))?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -381,6 +421,8 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         store,
         meta,
         metrics: Metrics::default(),
+        artifacts,
+        artifacts_checked,
         verifier_key,
         contracts: Mutex::new(HashMap::new()),
         keys: Mutex::new(HashMap::new()),
@@ -562,11 +604,19 @@ pub async fn run(
             .clone()
             .sync_every(Duration::from_secs(app.cfg.contracts_sync_secs.max(1)));
     }
+    let mirror = app
+        .artifacts
+        .stores_attestations()
+        .then(|| tokio::spawn(mirror::run(app.clone())));
     let router = api::router(app.clone());
     let served = axum::serve(started.listener, router)
         .with_graceful_shutdown(shutdown)
         .await;
     expirer.abort();
+    if let Some(m) = mirror {
+        // It resumes from its watermark at the next start.
+        m.abort();
+    }
     let indexer = app.clone();
     let _ = tokio::task::spawn_blocking(move || indexer.stop_indexer()).await;
     let ledger = app.ledger.clone();

@@ -184,6 +184,7 @@ pub struct Registry {
     child: std::process::Child,
     /// `127.0.0.1:<port>`.
     pub addr: String,
+    cfg: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -197,6 +198,11 @@ impl Drop for Registry {
 /// Starts a registry, or `None` (with a notice) when `docker-registry` is
 /// not installed outside CI; under `CI=true` it must be.
 pub fn registry() -> Option<Registry> {
+    registry_with("")
+}
+
+/// Like [`registry`], with `extra` YAML appended to its config (e.g. `auth:`).
+pub fn registry_with(extra: &str) -> Option<Registry> {
     let installed = Command::new("docker-registry")
         .arg("--version")
         .output()
@@ -215,33 +221,62 @@ pub fn registry() -> Option<Registry> {
     std::fs::write(
         &cfg,
         format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{extra}",
             dir.path().join("data").display()
         ),
     )
     .unwrap();
-    let child = Command::new("docker-registry")
+    let child = spawn_registry(&cfg, &addr);
+    Some(Registry {
+        child,
+        addr,
+        cfg,
+        _dir: dir,
+    })
+}
+
+fn spawn_registry(cfg: &Path, addr: &str) -> std::process::Child {
+    let mut child = Command::new("docker-registry")
         .arg("serve")
-        .arg(&cfg)
+        .arg(cfg)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let reg = Registry {
-        child,
-        addr,
-        _dir: dir,
-    };
     for _ in 0..200 {
-        if std::net::TcpStream::connect(&reg.addr).is_ok() {
-            return Some(reg);
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return child;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    panic!("docker-registry did not start on {}", reg.addr);
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("docker-registry did not start on {addr}");
 }
 
 impl Registry {
+    /// Kills the registry (its storage stays).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same address and storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = spawn_registry(&self.cfg, &self.addr);
+    }
+
+    /// The registry's own answer to `GET /v2/<path>` (status, body).
+    pub fn get(&self, path: &str, accept: &str) -> (u16, Vec<u8>) {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("http://{}/v2/{path}", self.addr))
+            .header("accept", accept)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.bytes().unwrap().to_vec())
+    }
+
     /// Pushes a one-layer OCI image `repo:tag` over the registry's HTTP API;
     /// returns the manifest's `sha256:<hex>`.
     pub fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> String {

@@ -12,6 +12,8 @@ use crate::common::{code, contracts_repo, git, stderr, stdout};
 
 pub struct ControlPlane {
     child: Option<Child>,
+    /// Everything the server wrote to stderr so far (drained by a thread, so it never blocks).
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
     _stdout: BufReader<std::process::ChildStdout>,
     pub url: String,
     pub admin: String,
@@ -47,7 +49,19 @@ impl ControlPlane {
             let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
             panic!("tally serve did not start ({e}): {line} {err}")
         });
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(err) = child.stderr.take() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
         ControlPlane {
+            log,
             child: Some(child),
             _stdout: out,
             url: v["url"].as_str().unwrap().to_owned(),
@@ -132,12 +146,12 @@ impl Drop for ControlPlane {
     }
 }
 
-fn ok(o: &Output) -> Value {
+pub(crate) fn ok(o: &Output) -> Value {
     assert_eq!(code(o), 0, "stdout: {}\nstderr: {}", stdout(o), stderr(o));
     serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
 }
 
-fn valid(name: &str) -> String {
+pub(crate) fn valid(name: &str) -> String {
     crate::common::vectors_dir()
         .expect("shared vectors")
         .join("materials/valid")
@@ -147,7 +161,7 @@ fn valid(name: &str) -> String {
 }
 
 /// The GitHub Actions environment of a release job.
-fn gh_env() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn gh_env() -> Vec<(&'static str, &'static str)> {
     vec![
         ("GITHUB_ACTIONS", "true"),
         ("GITHUB_RUN_ID", "991"),
@@ -159,12 +173,12 @@ fn gh_env() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-struct Operator {
-    token: String,
+pub(crate) struct Operator {
+    pub token: String,
 }
 
 /// The operator's flow: a token for the workflow, its signing key registered.
-fn operator(cp: &ControlPlane, ws: &Path, workflow: &str) -> Operator {
+pub(crate) fn operator(cp: &ControlPlane, ws: &Path, workflow: &str) -> Operator {
     let admin = [("TALLY_TOKEN", cp.admin.as_str())];
     let t = ok(&cp.tally(
         ws,
@@ -207,7 +221,7 @@ fn operator(cp: &ControlPlane, ws: &Path, workflow: &str) -> Operator {
 }
 
 /// `tally attestation push --key <key> --annotation change-ticket=…` and `extra`.
-fn push(cp: &ControlPlane, ws: &Path, env: &[(&str, &str)], key: &str, extra: &[&str]) -> Output {
+pub(crate) fn push(cp: &ControlPlane, ws: &Path, env: &[(&str, &str)], key: &str, extra: &[&str]) -> Output {
     let mut args = vec![
         "attestation",
         "push",
@@ -863,6 +877,7 @@ fn openapi_document_is_stable_and_every_route_exists() {
                 .header("content-type", "application/json")
                 .body("{}")
                 .send(),
+            "put" => cp.http().put(&url).body("x").send(),
             _ => cp.http().delete(&url).send(),
         }
         .unwrap();

@@ -12,5 +12,6 @@ mod crash;
 mod key;
 mod ledger;
 mod material;
+mod oci;
 mod proof;
 mod verify;

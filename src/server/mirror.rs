@@ -1,0 +1,142 @@
+//! Copies accepted attestations into the artifact store (OCI only; SPEC.md
+//! §12.7), behind the acknowledgement: the log is the queue. A watermark in
+//! the metadata (`oci_mirrored_next`) says how far the copy got; it moves
+//! only after an entry was written, so a crash or a registry outage delays
+//! the copy and never loses it (pushing the same manifest twice is a no-op).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::server::store::{AttestationArtifact, Subject};
+use crate::server::App;
+
+/// The mirror's loop: forever, every published entry past the watermark.
+pub async fn run(app: Arc<App>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match step(&app).await {
+            Ok(true) => backoff = Duration::from_millis(500),
+            Ok(false) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => {
+                eprintln!(
+                    "copying attestations to {}: {e}; retrying in {backoff:?}",
+                    app.artifacts.describe()
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// The next entry to copy.
+pub fn next(app: &App) -> Result<u64, String> {
+    Ok(app
+        .meta
+        .setting("oci_mirrored_next")
+        .map_err(|e| e.to_string())?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Copies the entries published past the watermark; `Ok(false)` when there
+/// was nothing to do.
+async fn step(app: &Arc<App>) -> Result<bool, String> {
+    let start = next(app)?;
+    let published = app.ledger.sizes().published;
+    if start >= published {
+        return Ok(false);
+    }
+    for i in start..published.min(start + 256) {
+        let a = app.clone();
+        let (att, st) = tokio::task::spawn_blocking(move || load(&a, i))
+            .await
+            .map_err(|e| e.to_string())??;
+        let subjects = subjects(app, &st).await?;
+        let refs = app
+            .artifacts
+            .put_attestation(&att, &subjects)
+            .await
+            .map_err(|e| e.to_string())?;
+        app.meta
+            .record_oci_attestation(i as i64, &refs)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(true)
+}
+
+/// Entry `i`'s envelope and statement, and the annotations of its artifact.
+fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Value), String> {
+    let bytes = app.ledger.entry(i).map_err(|e| e.to_string())?;
+    let e = ledger_format::entry::Entry::parse(&bytes).map_err(|e| format!("entry {i}: {e}"))?;
+    let envelope = app
+        .ledger
+        .body(&e.envelope_digest)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("entry {i}: its envelope is not stored"))?;
+    let st = crate::attest::dsse::Envelope::parse(&envelope)
+        .ok()
+        .and_then(|env| crate::attest::dsse::decode_b64(&env.payload))
+        .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+        .unwrap_or(Value::Null);
+    let mut annotations = BTreeMap::new();
+    annotations.insert("dev.tally.log.origin".to_owned(), app.cfg.origin.clone());
+    annotations.insert("dev.tally.log.index".to_owned(), i.to_string());
+    annotations.insert("dev.tally.workflow".to_owned(), e.workflow.clone());
+    annotations.insert("dev.tally.run".to_owned(), e.run.clone());
+    annotations.insert(
+        "dev.tally.contract".to_owned(),
+        format!("{}@{}", e.contract.name, e.contract.commit),
+    );
+    annotations.insert(
+        "org.opencontainers.image.created".to_owned(),
+        jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    );
+    Ok((
+        AttestationArtifact {
+            log_index: i,
+            envelope,
+            annotations,
+        },
+        st,
+    ))
+}
+
+/// What the attestation attests to, in the registry: its subjects that are
+/// artifacts stored through this server, and every container image (subject
+/// or not) in the store's registry.
+async fn subjects(app: &App, st: &Value) -> Result<Vec<Subject>, String> {
+    let subjects = st["subject"].as_array().into_iter().flatten();
+    let byproducts = st["predicate"]["runDetails"]["byproducts"]
+        .as_array()
+        .into_iter()
+        .flatten();
+    let mut out: Vec<Subject> = Vec::new();
+    for (d, is_subject) in subjects.map(|d| (d, true)).chain(byproducts.map(|d| (d, false))) {
+        let found = if let Some(pinned) = d["uri"].as_str().and_then(|u| u.strip_prefix("oci://")) {
+            app.artifacts
+                .image_subject(pinned)
+                .await
+                .map_err(|e| e.to_string())?
+        } else if let (true, Some(hex)) = (is_subject, d["digest"]["sha256"].as_str()) {
+            app.meta
+                .oci_manifest(&format!("sha256:{}", hex.to_ascii_lowercase()))
+                .map_err(|e| e.to_string())?
+                .map(|(repository, descriptor)| Subject {
+                    repository,
+                    descriptor,
+                })
+        } else {
+            None
+        };
+        if let Some(s) = found {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
