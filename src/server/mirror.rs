@@ -117,10 +117,15 @@ async fn subjects(app: &App, st: &Value) -> Result<Vec<Subject>, String> {
     let mut out: Vec<Subject> = Vec::new();
     for (d, is_subject) in subjects.map(|d| (d, true)).chain(byproducts.map(|d| (d, false))) {
         let found = if let Some(pinned) = d["uri"].as_str().and_then(|u| u.strip_prefix("oci://")) {
-            app.artifacts
-                .image_subject(pinned)
-                .await
-                .map_err(|e| e.to_string())?
+            // An image we may not read is no subject (its attestation still
+            // goes into the artifact repository; an outage fails that push too).
+            match app.artifacts.image_subject(pinned).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cannot read the image {pinned} in the artifact registry: {e}");
+                    None
+                }
+            }
         } else if let (true, Some(hex)) = (is_subject, d["digest"]["sha256"].as_str()) {
             app.meta
                 .oci_manifest(&format!("sha256:{}", hex.to_ascii_lowercase()))

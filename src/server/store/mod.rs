@@ -204,18 +204,19 @@ pub fn open(cfg: &ArtifactsConfig, data_dir: &std::path::Path) -> Result<Arc<dyn
     match cfg.backend {
         Backend::Filesystem => Ok(Arc::new(fs::FsStore::new(data_dir.join("artifacts")))),
         Backend::Oci => {
-            let password = match (&cfg.password_file, std::env::var("TALLY_OCI_PASSWORD")) {
-                (Some(p), _) => Some(
+            // The environment overrides the file (SPEC.md §12.1).
+            let password = match (std::env::var("TALLY_OCI_PASSWORD"), &cfg.password_file) {
+                (Ok(p), _) if !p.is_empty() => Some(p),
+                (_, Some(p)) => Some(
                     std::fs::read_to_string(p)
                         .map_err(|e| format!("cannot read artifacts.password_file {}: {e}", p.display()))?
                         .trim_end_matches(['\r', '\n'])
                         .to_owned(),
                 ),
-                (None, Ok(p)) if !p.is_empty() => Some(p),
                 _ => None,
             };
             let username = match std::env::var("TALLY_OCI_USERNAME") {
-                Ok(u) if !u.is_empty() && cfg.username.is_empty() => u,
+                Ok(u) if !u.is_empty() => u,
                 _ => cfg.username.clone(),
             };
             if password.is_some() == username.is_empty() {

@@ -336,7 +336,7 @@ impl OciStore {
         repo: &str,
         digest: &str,
     ) -> Result<Option<Descriptor>, StoreError> {
-        self.ensure_auth(repo, true).await?;
+        self.ensure_auth(repo, false).await?;
         let r = self.reference(repo, digest);
         match self.client.pull_manifest_raw(&r, &self.auth, ANY_MANIFEST).await {
             Ok((bytes, _)) => {
@@ -371,6 +371,14 @@ impl OciStore {
         // registry has from elsewhere is uploaded again, which is harmless.
         let new = true;
         if up.len == 0 {
+            const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+            if up.hex != EMPTY_SHA256 {
+                return Err(StoreError::Mismatch {
+                    want: up.hex.clone(),
+                    got: EMPTY_SHA256.to_owned(),
+                    size: 0,
+                });
+            }
             // A registry takes an empty blob only monolithically with no body stream.
             self.client
                 .push_blob(&r, Vec::new(), &digest)
@@ -443,49 +451,78 @@ impl OciStore {
         };
         let api = *self.referrers_api.lock().unwrap_or_else(|p| p.into_inner());
         let mut written = Vec::new();
+        let mut own_copy_needed = false;
         for (s, has_subject) in targets {
-            let repo = s
-                .repository
-                .strip_prefix(&format!("{}/", self.registry))
-                .ok_or_else(|| StoreError::Internal(format!("{} is not in {}", s.repository, self.registry)))?
-                .to_owned();
-            self.ensure_auth(&repo, true).await?;
-            self.ensure_blob(&repo, b"{}", EMPTY_DIGEST).await?;
-            self.ensure_blob(&repo, &att.envelope, &env_digest).await?;
-            let mut manifest = json!({
-                "schemaVersion": 2,
-                "mediaType": MANIFEST,
-                "artifactType": ATTESTATION_TYPE,
-                "config": {"mediaType": EMPTY, "digest": EMPTY_DIGEST, "size": 2, "data": "e30="},
-                "layers": [{
-                    "mediaType": DSSE,
-                    "digest": env_digest,
-                    "size": att.envelope.len(),
-                    "annotations": {"org.opencontainers.image.title": format!("attestation-{}.dsse.json", att.log_index)},
-                }],
-                "annotations": att.annotations,
-            });
-            if has_subject {
-                manifest["subject"] = json!({
-                    "mediaType": s.descriptor.media_type,
-                    "digest": s.descriptor.digest,
-                    "size": s.descriptor.size,
-                });
+            match self.put_referrer(att, &env_digest, s, has_subject, api).await {
+                Ok(r) => written.push(r),
+                // Another repository (an image's) may refuse us: the
+                // attestation then goes into the artifact repository alone.
+                Err(e) if has_subject && s.repository != own.repository => {
+                    eprintln!(
+                        "attestation {}: cannot refer to {}@{} ({e}); storing it in {} instead",
+                        att.log_index, s.repository, s.descriptor.digest, own.repository
+                    );
+                    own_copy_needed = true;
+                }
+                Err(e) => return Err(e),
             }
-            let d = self.push_manifest(&repo, &manifest, None).await?;
-            if has_subject && api != Some(true) {
-                let referrer = json!({
-                    "mediaType": d.media_type,
-                    "digest": d.digest,
-                    "size": d.size,
-                    "artifactType": ATTESTATION_TYPE,
-                    "annotations": att.annotations,
-                });
-                self.add_to_fallback_tag(&repo, &s.descriptor, referrer).await?;
-            }
-            written.push(format!("{}/{repo}@{}", self.registry, d.digest));
+        }
+        if own_copy_needed && written.is_empty() {
+            written.push(self.put_referrer(att, &env_digest, &own, false, api).await?);
         }
         Ok(written)
+    }
+
+    /// Pushes the attestation manifest into the subject's repository (with
+    /// `subject` when `has_subject`) and lists it in the fallback tag.
+    async fn put_referrer(
+        &self,
+        att: &AttestationArtifact,
+        env_digest: &str,
+        s: &Subject,
+        has_subject: bool,
+        api: Option<bool>,
+    ) -> Result<String, StoreError> {
+        let repo = s
+            .repository
+            .strip_prefix(&format!("{}/", self.registry))
+            .ok_or_else(|| StoreError::Internal(format!("{} is not in {}", s.repository, self.registry)))?
+            .to_owned();
+        self.ensure_auth(&repo, true).await?;
+        self.ensure_blob(&repo, b"{}", EMPTY_DIGEST).await?;
+        self.ensure_blob(&repo, &att.envelope, env_digest).await?;
+        let mut manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "artifactType": ATTESTATION_TYPE,
+            "config": {"mediaType": EMPTY, "digest": EMPTY_DIGEST, "size": 2, "data": "e30="},
+            "layers": [{
+                "mediaType": DSSE,
+                "digest": env_digest,
+                "size": att.envelope.len(),
+                "annotations": {"org.opencontainers.image.title": format!("attestation-{}.dsse.json", att.log_index)},
+            }],
+            "annotations": att.annotations,
+        });
+        if has_subject {
+            manifest["subject"] = json!({
+                "mediaType": s.descriptor.media_type,
+                "digest": s.descriptor.digest,
+                "size": s.descriptor.size,
+            });
+        }
+        let d = self.push_manifest(&repo, &manifest, None).await?;
+        if has_subject && api != Some(true) {
+            let referrer = json!({
+                "mediaType": d.media_type,
+                "digest": d.digest,
+                "size": d.size,
+                "artifactType": ATTESTATION_TYPE,
+                "annotations": att.annotations,
+            });
+            self.add_to_fallback_tag(&repo, &s.descriptor, referrer).await?;
+        }
+        Ok(format!("{}/{repo}@{}", self.registry, d.digest))
     }
 }
 
