@@ -52,6 +52,10 @@ impl ApiError {
         self.hint = Some(h.into());
         self
     }
+    /// Its machine code.
+    pub fn code(&self) -> &'static str {
+        self.error
+    }
     fn details(mut self, d: Value) -> Self {
         self.details = Some(d);
         self
@@ -444,7 +448,12 @@ async fn readyz(State(app): State<Arc<App>>) -> ApiResult<&'static str> {
 
 async fn metrics(State(app): State<Arc<App>>) -> ApiResult<Response> {
     let runs = app.meta.runs_by_status().map_err(ApiError::internal)?;
-    let text = app.metrics.render(app.ledger.sizes(), &runs);
+    let mirrored = if app.artifacts.stores_attestations() {
+        Some(crate::server::mirror::next(&app).map_err(ApiError::internal)?)
+    } else {
+        None
+    };
+    let text = app.metrics.render(app.ledger.sizes(), &runs, mirrored);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 

@@ -117,7 +117,23 @@ pub async fn put(
     q: Result<Query<PutQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let who = authenticate(&app, &headers)?;
+    let r = put_inner(&app, headers, digest, q, body).await;
+    match &r {
+        Ok((_, outcome, bytes)) => app.metrics.upload(outcome, *bytes),
+        Err(e) => app.metrics.upload(e.code(), 0),
+    }
+    r.map(|(resp, _, _)| resp)
+}
+
+/// The upload, and its outcome for the metrics (`new` with its bytes, or `already`).
+async fn put_inner(
+    app: &Arc<App>,
+    headers: HeaderMap,
+    digest: String,
+    q: Result<Query<PutQuery>, axum::extract::rejection::QueryRejection>,
+    body: Body,
+) -> Result<(Response, &'static str, u64), ApiError> {
+    let who = authenticate(app, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     who.may_act(&q.workflow)?;
     let hex = parse_digest(&digest)?;
@@ -175,7 +191,11 @@ pub async fn put(
     };
     if stored && owners.contains(&q.workflow) {
         // Content addressing: this workflow stored it already.
-        return Ok(answer(StatusCode::OK, &digest, len, "already", None));
+        return Ok((
+            answer(StatusCode::OK, &digest, len, "already", None),
+            "already",
+            0,
+        ));
     }
     if stored && !owners.is_empty() {
         // Stored for another workflow: this one proves it has the bytes
@@ -186,7 +206,11 @@ pub async fn put(
             .map_err(ApiError::internal)?;
         let reference = app.meta.oci_manifest(&digest).map_err(ApiError::internal)?;
         let reference = reference.map(|(repo, d)| format!("{repo}@{}", d.digest));
-        return Ok(answer(StatusCode::OK, &digest, len, "already", reference));
+        return Ok((
+            answer(StatusCode::OK, &digest, len, "already", reference),
+            "already",
+            0,
+        ));
     }
     let up = Upload {
         hex: hex.clone(),
@@ -215,12 +239,11 @@ pub async fn put(
     } else {
         StatusCode::OK
     };
-    Ok(answer(
-        status,
-        &digest,
-        len,
-        if s.new { "new" } else { "already" },
-        s.reference,
+    let outcome = if s.new { "new" } else { "already" };
+    Ok((
+        answer(status, &digest, len, outcome, s.reference),
+        outcome,
+        if s.new { len } else { 0 },
     ))
 }
 

@@ -67,6 +67,8 @@ pub struct Metrics {
     pub append: Histogram,
     /// Time from receiving an attestation to its publication.
     pub publish: Histogram,
+    uploads: Mutex<BTreeMap<&'static str, u64>>,
+    upload_bytes: AtomicU64,
 }
 
 fn esc(s: &str) -> String {
@@ -94,8 +96,26 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// Renders everything, with the gauges given by the caller.
-    pub fn render(&self, sizes: crate::ledger::Sizes, runs: &[(String, i64)]) -> String {
+    /// Counts an artifact upload by outcome (`new`, `already`, or the error code);
+    /// `bytes` stored for a new one.
+    pub fn upload(&self, outcome: &'static str, bytes: u64) {
+        *self
+            .uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(outcome)
+            .or_default() += 1;
+        self.upload_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Renders everything, with the gauges given by the caller (`mirrored`:
+    /// how many log entries the OCI store holds, when it copies them).
+    pub fn render(
+        &self,
+        sizes: crate::ledger::Sizes,
+        runs: &[(String, i64)],
+        mirrored: Option<u64>,
+    ) -> String {
         let mut out = String::new();
         out.push_str("# HELP tally_attestations_accepted_total Attestations accepted and appended to the log.\n# TYPE tally_attestations_accepted_total counter\n");
         for (w, n) in self.accepted.lock().unwrap_or_else(|p| p.into_inner()).iter() {
@@ -132,6 +152,20 @@ impl Metrics {
             sizes.integrated
         );
         let _ = writeln!(out, "tally_tree_size{{stage=\"published\"}} {}", sizes.published);
+        out.push_str("# HELP tally_artifact_uploads_total Artifact uploads by outcome.\n# TYPE tally_artifact_uploads_total counter\n");
+        for (o, n) in self.uploads.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "tally_artifact_uploads_total{{outcome=\"{o}\"}} {n}");
+        }
+        out.push_str("# HELP tally_artifact_stored_bytes_total Bytes of artifacts newly stored.\n# TYPE tally_artifact_stored_bytes_total counter\n");
+        let _ = writeln!(
+            out,
+            "tally_artifact_stored_bytes_total {}",
+            self.upload_bytes.load(Ordering::Relaxed)
+        );
+        if let Some(m) = mirrored {
+            out.push_str("# HELP tally_attestations_in_artifact_store Log entries copied into the OCI store (the rest of tally_tree_size{stage=\"published\"} is its lag).\n# TYPE tally_attestations_in_artifact_store gauge\n");
+            let _ = writeln!(out, "tally_attestations_in_artifact_store {m}");
+        }
         out.push_str("# HELP tally_runs Workflow runs by status.\n# TYPE tally_runs gauge\n");
         for (s, n) in runs {
             let _ = writeln!(out, "tally_runs{{status=\"{}\"}} {n}", esc(s));

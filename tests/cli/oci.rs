@@ -359,6 +359,20 @@ fn oras_reads_what_tally_wrote_and_finds_the_attestation_of_an_image() {
         "{run}"
     );
 
+    // The metrics show the copy and the uploads (two files: the SBOM and the tests).
+    let m = cp
+        .http()
+        .get(format!("{}/metrics", cp.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(m.contains("tally_attestations_in_artifact_store 1\n"), "{m}");
+    assert!(
+        m.contains("tally_artifact_uploads_total{outcome=\"new\"} 3\n"),
+        "{m}"
+    );
+
     if !python_oras_ready() {
         return;
     }
