@@ -678,6 +678,10 @@ pub struct BenchIntakeArgs {
     /// Signature algorithm of the workflow's key.
     #[arg(long, value_enum, default_value_t = SigningAlgorithm::EcdsaP256)]
     pub algorithm: SigningAlgorithm,
+    /// Store artifacts in this OCI registry (`host:port`) and time how fast
+    /// the accepted attestations are copied into it after the pushes.
+    #[arg(long)]
+    pub registry: Option<String>,
     /// Where to put the data directory (default: a fresh temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,

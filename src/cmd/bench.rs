@@ -267,6 +267,11 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
         max_body_bytes: 1 << 20,
         ..ServerConfig::default()
     };
+    let mut cfg = cfg;
+    if let Some(r) = &args.registry {
+        cfg.artifacts.backend = crate::server::store::Backend::Oci;
+        cfg.artifacts.repository = format!("{r}/tally/intake-{}", server::unix_now());
+    }
     let started = rt
         .block_on(server::start(cfg, Some(admin.clone())))
         .map_err(|e| Failure::Unavailable(anyhow!(e)))?;
@@ -472,6 +477,22 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
     }
     let publish_tail_s = t_pub.elapsed().as_secs_f64();
     let size = app.ledger.sizes().published.max(1);
+    // With an OCI store: how long until every attestation is copied into it.
+    let mirror = if args.registry.is_some() {
+        let t = Instant::now();
+        let mut copied = 0;
+        while t.elapsed() < Duration::from_secs(3600) {
+            copied = crate::server::mirror::next(&app).map_err(|e| Failure::Unavailable(anyhow!(e)))?;
+            if copied >= size {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let s = push_s + t.elapsed().as_secs_f64();
+        json!({"copied": copied, "seconds_from_first_push": s, "per_s": copied as f64 / s})
+    } else {
+        serde_json::Value::Null
+    };
     let reads = args.proof_reads;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let t1 = Instant::now();
@@ -529,6 +550,7 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
         "proof_reads": reads,
         "proof_read_errors": read_errors,
         "proof_reads_per_s": reads as f64 / read_s,
+        "oci_mirror": mirror,
     });
     Ok(Report {
         text: format!("{j}\n"),

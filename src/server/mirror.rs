@@ -50,19 +50,27 @@ async fn step(app: &Arc<App>) -> Result<bool, String> {
     if start >= published {
         return Ok(false);
     }
-    for i in start..published.min(start + 256) {
+    // Up to 16 copies in flight (each is a few registry round trips); the
+    // watermark then moves over the successful prefix, in log order.
+    let end = published.min(start + 16);
+    let mut work = Vec::new();
+    for i in start..end {
         let a = app.clone();
         let (att, st) = tokio::task::spawn_blocking(move || load(&a, i))
             .await
             .map_err(|e| e.to_string())??;
         let subjects = subjects(app, &st).await?;
-        let refs = app
-            .artifacts
-            .put_attestation(&att, &subjects)
-            .await
-            .map_err(|e| e.to_string())?;
+        work.push((i, att, subjects));
+    }
+    let results = futures_util::future::join_all(
+        work.iter()
+            .map(|(_, att, subjects)| app.artifacts.put_attestation(att, subjects)),
+    )
+    .await;
+    for ((i, _, _), r) in work.iter().zip(results) {
+        let refs = r.map_err(|e| e.to_string())?;
         app.meta
-            .record_oci_attestation(i as i64, &refs)
+            .record_oci_attestation(*i as i64, &refs)
             .map_err(|e| e.to_string())?;
     }
     Ok(true)

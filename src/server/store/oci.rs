@@ -123,6 +123,8 @@ pub struct OciStore {
     referrers_api: Mutex<Option<bool>>,
     /// Serializes read-modify-write of fallback tags.
     tag_lock: tokio::sync::Mutex<()>,
+    /// Repositories known to hold the empty config.
+    has_empty: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for OciStore {
@@ -181,6 +183,7 @@ impl OciStore {
             authed: Mutex::new(HashMap::new()),
             referrers_api: Mutex::new(None),
             tag_lock: tokio::sync::Mutex::new(()),
+            has_empty: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -489,8 +492,28 @@ impl OciStore {
             .ok_or_else(|| StoreError::Internal(format!("{} is not in {}", s.repository, self.registry)))?
             .to_owned();
         self.ensure_auth(&repo, true).await?;
-        self.ensure_blob(&repo, b"{}", EMPTY_DIGEST).await?;
-        self.ensure_blob(&repo, &att.envelope, env_digest).await?;
+        let known = self
+            .has_empty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&repo);
+        if !known {
+            self.ensure_blob(&repo, b"{}", EMPTY_DIGEST).await?;
+            self.has_empty
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(repo.clone());
+        }
+        // Envelopes are unique: upload without asking first (a repeat, after
+        // a crash, stores the same bytes again, which is harmless).
+        self.client
+            .push_blob(
+                &self.reference(&repo, env_digest),
+                att.envelope.clone(),
+                env_digest,
+            )
+            .await
+            .map_err(|e| self.unavailable(&format!("storing an envelope in {repo}"), e))?;
         let mut manifest = json!({
             "schemaVersion": 2,
             "mediaType": MANIFEST,
@@ -511,7 +534,18 @@ impl OciStore {
                 "size": s.descriptor.size,
             });
         }
-        let d = self.push_manifest(&repo, &manifest, None).await?;
+        let d = match self.push_manifest(&repo, &manifest, None).await {
+            Ok(d) => d,
+            Err(e) => {
+                // Perhaps the registry lost the empty config (a garbage
+                // collection): ask again next time.
+                self.has_empty
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&repo);
+                return Err(e);
+            }
+        };
         if has_subject && api != Some(true) {
             let referrer = json!({
                 "mediaType": d.media_type,
@@ -547,6 +581,10 @@ impl ArtifactStore for OciStore {
                 .push_blob(&r, b"{}".to_vec(), EMPTY_DIGEST)
                 .await
                 .map_err(|e| cannot(self.unavailable("storing the empty config", e)))?;
+            self.has_empty
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(repo.clone());
             let api = self.probe_referrers_api().await;
             *self.referrers_api.lock().unwrap_or_else(|p| p.into_inner()) = Some(api);
             Ok(format!(
