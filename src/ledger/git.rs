@@ -189,26 +189,40 @@ impl GitStore {
         // filesystem-bound (BENCHMARKS.md, intake).
         let mut repo = self.local().with_object_memory();
         let base_tree = base.map_or_else(|| ObjectId::empty_tree(repo.object_hash()), |h| h.tree);
-        let mut editor = repo
-            .edit_tree(base_tree)
-            .map_err(|e| git_err("editing the tree", e))?;
+        // gix's high-level writes ask the object database whether every
+        // object (and every entry of every tree written) exists — a search
+        // of every pack index and a stat of the loose directory each, which
+        // dominated publishing. Everything written here is new or harmlessly
+        // repeated, and each tree entry was just written or read from a
+        // tree: write straight into the in-memory store instead.
+        use gix::objs::Write as _;
+        let root: gix::objs::Tree = if base.is_some() {
+            repo.find_tree(base_tree)
+                .map_err(|e| git_err("reading the tree", e))?
+                .decode()
+                .map_err(|e| git_err("decoding the tree", e))?
+                .into()
+        } else {
+            gix::objs::Tree::empty()
+        };
+        let mut editor = gix::objs::tree::Editor::new(root, &repo.objects, repo.object_hash());
         for path in removes {
             editor
-                .remove(path.as_str())
+                .remove(path.split('/'))
                 .map_err(|e| git_err(&format!("removing {path}"), e))?;
         }
         for (path, bytes) in upserts {
             let id = repo
-                .write_blob(bytes)
+                .objects
+                .write_buf(gix::objs::Kind::Blob, bytes)
                 .map_err(|e| git_err(&format!("writing {path}"), e))?;
             editor
-                .upsert(path.as_str(), gix::object::tree::EntryKind::Blob, id.detach())
+                .upsert(path.split('/'), gix::object::tree::EntryKind::Blob, id)
                 .map_err(|e| git_err(&format!("adding {path}"), e))?;
         }
         let tree = editor
-            .write()
-            .map_err(|e| git_err("writing the tree", e))?
-            .detach();
+            .write(|t| repo.objects.write(t))
+            .map_err(|e| git_err("writing the tree", e))?;
         drop(editor);
         let sig = gix::actor::Signature {
             name: "tally".into(),
@@ -226,9 +240,9 @@ impl GitStore {
             extra_headers: Vec::new(),
         };
         let commit = repo
-            .write_object(&commit_obj)
-            .map_err(|e| git_err("writing the commit", e))?
-            .detach();
+            .objects
+            .write(&commit_obj)
+            .map_err(|e| git_err("writing the commit", e))?;
         let objects = repo.objects.take_object_memory().unwrap_or_default();
         let pack = write_pack(&self.path, &objects)?;
         self.published_packs
@@ -585,6 +599,7 @@ pub fn write_pack(repo: &Path, objects: &gix::odb::memory::Storage) -> Result<Pa
     pack.extend_from_slice(&(sorted.len() as u32).to_be_bytes());
     let mut offsets = Vec::with_capacity(sorted.len());
     let mut crcs = Vec::with_capacity(sorted.len());
+    let mut comp = flate2::Compress::new(flate2::Compression::new(1), true);
     for (_, (kind, data)) in &sorted {
         let start = pack.len();
         let code: u8 = match kind {
@@ -602,10 +617,23 @@ pub fn write_pack(repo: &Path, objects: &gix::odb::memory::Storage) -> Result<Pa
             size >>= 7;
         }
         pack.push(byte);
-        let mut z = flate2::write::ZlibEncoder::new(&mut pack, flate2::Compression::new(1));
-        z.write_all(data)
-            .map_err(LedgerError::io("compressing an object"))?;
-        z.finish().map_err(LedgerError::io("compressing an object"))?;
+        // One compressor, reset per object: a fresh one per object spent
+        // most of its time allocating and clearing its tables.
+        comp.reset();
+        let mut input: &[u8] = data;
+        loop {
+            if pack.capacity() - pack.len() < 4096 {
+                pack.reserve(input.len() + (64 << 10));
+            }
+            let before = comp.total_in();
+            let status = comp
+                .compress_vec(input, &mut pack, flate2::FlushCompress::Finish)
+                .map_err(|e| LedgerError::Corrupt(format!("compressing an object: {e}")))?;
+            input = &input[(comp.total_in() - before) as usize..];
+            if status == flate2::Status::StreamEnd {
+                break;
+            }
+        }
         offsets.push(start as u64);
         crcs.push(crc32fast::hash(&pack[start..]));
     }
