@@ -78,18 +78,7 @@ async fn step(app: &Arc<App>) -> Result<bool, String> {
 
 /// Entry `i`'s envelope and statement, and the annotations of its artifact.
 fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Value), String> {
-    let bytes = app.ledger.entry(i).map_err(|e| e.to_string())?;
-    let e = ledger_format::entry::Entry::parse(&bytes).map_err(|e| format!("entry {i}: {e}"))?;
-    let envelope = app
-        .ledger
-        .body(&e.envelope_digest)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("entry {i}: its envelope is not stored"))?;
-    let st = crate::attest::dsse::Envelope::parse(&envelope)
-        .ok()
-        .and_then(|env| crate::attest::dsse::decode_b64(&env.payload))
-        .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
-        .unwrap_or(Value::Null);
+    let (e, envelope, st) = app.logged(i)?;
     let mut annotations = BTreeMap::new();
     annotations.insert("dev.tally.log.origin".to_owned(), app.cfg.origin.clone());
     annotations.insert("dev.tally.log.index".to_owned(), i.to_string());

@@ -502,19 +502,8 @@ impl App {
             if self.meta.is_indexed(i as i64).map_err(|e| e.to_string())? {
                 continue;
             }
-            let bytes = self.ledger.entry(i).map_err(|e| e.to_string())?;
-            let e = ledger_format::entry::Entry::parse(&bytes).map_err(|e| format!("entry {i}: {e}"))?;
-            let body = self
-                .ledger
-                .body(&e.envelope_digest)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("entry {i}: its envelope is not stored"))?;
-            let digests = crate::attest::dsse::Envelope::parse(&body)
-                .ok()
-                .and_then(|env| crate::attest::dsse::decode_b64(&env.payload))
-                .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
-                .map(|st| intake::digests(&st))
-                .unwrap_or_default();
+            let (e, _, statement) = self.logged(i)?;
+            let digests = intake::digests(&statement);
             let row = meta::AttestationRow {
                 log_index: i as i64,
                 envelope_digest: format!("sha256:{}", e.envelope_digest.to_hex()),
@@ -532,6 +521,27 @@ impl App {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Log entry `i` read back from the ledger: the entry, its envelope, and
+    /// the envelope's statement (`null` when it does not decode).
+    pub fn logged(
+        &self,
+        i: u64,
+    ) -> Result<(ledger_format::entry::Entry, Vec<u8>, serde_json::Value), String> {
+        let bytes = self.ledger.entry(i).map_err(|e| e.to_string())?;
+        let e = ledger_format::entry::Entry::parse(&bytes).map_err(|e| format!("entry {i}: {e}"))?;
+        let envelope = self
+            .ledger
+            .body(&e.envelope_digest)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("entry {i}: its envelope is not stored"))?;
+        let statement = crate::attest::dsse::Envelope::parse(&envelope)
+            .ok()
+            .and_then(|env| crate::attest::dsse::decode_b64(&env.payload))
+            .and_then(|p| serde_json::from_slice(&p).ok())
+            .unwrap_or(serde_json::Value::Null);
+        Ok((e, envelope, statement))
     }
 
     /// Queues an accepted attestation for the search index.

@@ -516,18 +516,22 @@ fn a_registry_that_dies_mid_upload_is_a_clear_error_and_the_upload_can_be_retrie
     // The CLI, while the registry is down: retried, then a clear error (exit 3).
     let file = d.path().join("big.bin");
     std::fs::write(&file, &big).unwrap();
-    let ws = d.path();
-    let o = cp.tally(
-        ws,
-        &[("TALLY_TOKEN", &cp.admin)],
-        &[
-            "artifact",
-            "upload",
-            file.to_str().unwrap(),
-            "--workflow",
-            "payments-release",
-        ],
-    );
+    let upload = || {
+        cp.tally(
+            d.path(),
+            &[("TALLY_TOKEN", &cp.admin)],
+            &[
+                "artifact",
+                "upload",
+                file.to_str().unwrap(),
+                "--workflow",
+                "payments-release",
+                "--output",
+                "json",
+            ],
+        )
+    };
+    let o = upload();
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     let e = stderr(&o);
     assert!(
@@ -538,23 +542,11 @@ fn a_registry_that_dies_mid_upload_is_a_clear_error_and_the_upload_can_be_retrie
     // same command succeeds and the bytes come back.
     reg.restart();
     assert_eq!(head(&cp), 404);
-    let v = ok(&cp.tally(
-        ws,
-        &[("TALLY_TOKEN", &cp.admin)],
-        &[
-            "artifact",
-            "upload",
-            file.to_str().unwrap(),
-            "--workflow",
-            "payments-release",
-            "--output",
-            "json",
-        ],
-    ));
+    let v = ok(&upload());
     assert_eq!(v["digest"], format!("sha256:{hex}").as_str());
     let back = d.path().join("back.bin");
     ok(&cp.tally(
-        ws,
+        d.path(),
         &[("TALLY_TOKEN", &cp.admin)],
         &[
             "artifact",
