@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::attest::material::Kind;
 use crate::server::api::{authenticate, ApiError, Principal};
-use crate::server::store::{ByteStream, StoreError, Upload, Verifying};
+use crate::server::store::{verify_body, ByteStream, StoreError, Upload};
 use crate::server::{unix_now, App};
 
 /// Parses `sha256:<64 lowercase hex>`.
@@ -68,22 +68,6 @@ pub fn store_error(e: StoreError) -> ApiError {
 
 fn body_stream(body: Body) -> ByteStream {
     Box::pin(body.into_data_stream().map_err(std::io::Error::other))
-}
-
-/// Reads a body to its end, checking its digest and length, storing nothing.
-async fn verify_only(body: Body, hex: &str, len: u64) -> Result<(), StoreError> {
-    let (mut s, verdict) = Verifying::new(body_stream(body), hex, len);
-    while let Some(c) = s.next().await {
-        if c.is_err() {
-            break;
-        }
-    }
-    let v = verdict.lock().unwrap_or_else(|p| p.into_inner());
-    match v.client_error(hex, len) {
-        Some(e) => Err(e),
-        None if v.digest.is_some() => Ok(()),
-        None => Err(StoreError::Interrupted("the body ended early".into())),
-    }
 }
 
 /// Reads and discards up to `cap` bytes of a body.
@@ -200,7 +184,9 @@ async fn put_inner(
     if stored && !owners.is_empty() {
         // Stored for another workflow: this one proves it has the bytes
         // before it may read them.
-        verify_only(body, &hex, len).await.map_err(store_error)?;
+        verify_body(body_stream(body), &hex, len)
+            .await
+            .map_err(store_error)?;
         app.meta
             .record_artifact(&digest, &q.workflow, len, unix_now())
             .map_err(ApiError::internal)?;

@@ -354,6 +354,24 @@ impl Stream for Verifying {
     }
 }
 
+/// Reads `body` to its end through [`Verifying`], storing nothing: whether
+/// it is exactly the announced bytes.
+pub async fn verify_body(body: ByteStream, hex: &str, len: u64) -> Result<(), StoreError> {
+    use futures_util::StreamExt as _;
+    let (mut s, verdict) = Verifying::new(body, hex, len);
+    while let Some(c) = s.next().await {
+        if c.is_err() {
+            break;
+        }
+    }
+    let v = verdict.lock().unwrap_or_else(|p| p.into_inner());
+    match v.client_error(hex, len) {
+        Some(e) => Err(e),
+        None if v.digest.is_some() => Ok(()),
+        None => Err(StoreError::Interrupted("the body ended early".into())),
+    }
+}
+
 impl Verdict {
     /// The error an unsuccessful upload reports, if the client's bytes
     /// (rather than the backend) were the reason.
