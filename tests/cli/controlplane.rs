@@ -28,7 +28,7 @@ impl ControlPlane {
         Self::start_in(dir, contracts, extra)
     }
 
-    fn start_in(dir: tempfile::TempDir, contracts: &Path, extra: &[&str]) -> ControlPlane {
+    pub fn start_in(dir: tempfile::TempDir, contracts: &Path, extra: &[&str]) -> ControlPlane {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))

@@ -727,3 +727,51 @@ fn login_registry(dir: &Path, user: &str, password: &str) -> Option<Registry> {
         htpasswd.display()
     ))
 }
+
+#[test]
+fn knowing_a_digest_never_grants_reading_it() {
+    // Filesystem store; workflow A stores a file.
+    let d = tempfile::tempdir().unwrap();
+    let contracts = contracts_repo(d.path());
+    let mut cp = ControlPlane::start(&contracts, &[]);
+    let secret = b"payments signing material\n".repeat(1000);
+    let digest = format!("sha256:{}", sha256(&secret));
+    let (s, v) = put(&cp, &digest, "workflow=payments-release", secret.clone());
+    assert_eq!(s, 201, "{v}");
+    // A token of another workflow that only knows the digest gets nothing,
+    // even when the server lost its record of who stored what.
+    let ws = d.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let other = crate::controlplane::operator(&cp, &ws, "payments-quality").token;
+    let try_claim = |cp: &ControlPlane, token: &str| {
+        let r = cp
+            .http()
+            .put(format!(
+                "{}/api/v1/artifacts/{digest}?workflow=payments-quality",
+                cp.url
+            ))
+            .bearer_auth(token)
+            .body(vec![0u8; secret.len()])
+            .send()
+            .unwrap();
+        let s = r.status().as_u16();
+        let read = cp
+            .http()
+            .get(format!("{}/api/v1/artifacts/{digest}", cp.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16();
+        (s, read)
+    };
+    assert_eq!(try_claim(&cp, &other), (422, 404));
+    assert!(cp.stop().success());
+    {
+        let db = rusqlite::Connection::open(cp.dir.path().join("data/meta.db")).unwrap();
+        db.execute_batch("DELETE FROM artifacts;").unwrap();
+    }
+    let dir = std::mem::replace(&mut cp.dir, tempfile::tempdir().unwrap());
+    let cp2 = ControlPlane::start_in(dir, &contracts, &[]);
+    assert_eq!(try_claim(&cp2, &other), (422, 404));
+}
