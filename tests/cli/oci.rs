@@ -421,16 +421,40 @@ print(json.dumps({"subject": m["subject"]["digest"], "files": files}))
         ],
     );
     assert_eq!(v["subject"], image_digest.as_str());
-    let envelope: Value =
-        serde_json::from_slice(&std::fs::read(v["files"][0].as_str().unwrap()).unwrap()).unwrap();
+    let files: Vec<String> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_owned())
+        .collect();
+    let env_file = files.iter().find(|f| f.ends_with(".dsse.json")).unwrap();
+    let bundle_file = files.iter().find(|f| f.ends_with(".bundle.json")).unwrap();
+    let envelope: Value = serde_json::from_slice(&std::fs::read(env_file).unwrap()).unwrap();
     assert_eq!(envelope["payloadType"], "application/vnd.in-toto+json");
     assert_eq!(
-        format!(
-            "sha256:{}",
-            sha256(&std::fs::read(v["files"][0].as_str().unwrap()).unwrap())
-        ),
+        format!("sha256:{}", sha256(&std::fs::read(env_file).unwrap())),
         env_digest
     );
+    // What oras pulled verifies offline: inclusion under the signed
+    // checkpoint, the envelope's digest, its signature, the entry's fields.
+    let o = cp.tally(
+        &ws,
+        &[],
+        &[
+            "verify",
+            "--bundle",
+            bundle_file,
+            "--log-key",
+            &cp.vkey,
+            "--key",
+            "cosign.pub",
+            "--output",
+            "json",
+        ],
+    );
+    let verified = ok(&o);
+    assert_eq!(verified["index"], index);
+    assert_eq!(verified["signature_checked"], true);
 }
 
 /// Sends a PUT by hand: the headers and `first` bytes, then calls `between`,

@@ -106,6 +106,8 @@ pub struct AttestationArtifact {
     pub log_index: u64,
     /// The DSSE envelope's bytes.
     pub envelope: Vec<u8>,
+    /// Its offline bundle (entry, tlog-proof, envelope; SPEC.md §6.2).
+    pub bundle: Vec<u8>,
     /// Manifest annotations (workflow, run, contract, log index).
     pub annotations: std::collections::BTreeMap<String, String>,
 }

@@ -504,8 +504,8 @@ impl OciStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(repo.clone());
         }
-        // Envelopes are unique: upload without asking first (a repeat, after
-        // a crash, stores the same bytes again, which is harmless).
+        // Envelopes and bundles are unique: upload without asking first (a
+        // repeat, after a crash, stores the same bytes again, which is harmless).
         self.client
             .push_blob(
                 &self.reference(&repo, env_digest),
@@ -514,6 +514,15 @@ impl OciStore {
             )
             .await
             .map_err(|e| self.unavailable(&format!("storing an envelope in {repo}"), e))?;
+        let bundle_digest = format!("sha256:{}", sha256_hex(&att.bundle));
+        self.client
+            .push_blob(
+                &self.reference(&repo, &bundle_digest),
+                att.bundle.clone(),
+                &bundle_digest,
+            )
+            .await
+            .map_err(|e| self.unavailable(&format!("storing a bundle in {repo}"), e))?;
         let mut manifest = json!({
             "schemaVersion": 2,
             "mediaType": MANIFEST,
@@ -524,6 +533,11 @@ impl OciStore {
                 "digest": env_digest,
                 "size": att.envelope.len(),
                 "annotations": {"org.opencontainers.image.title": format!("attestation-{}.dsse.json", att.log_index)},
+            }, {
+                "mediaType": crate::attest::bundle::BUNDLE_MEDIA_TYPE,
+                "digest": bundle_digest,
+                "size": att.bundle.len(),
+                "annotations": {"org.opencontainers.image.title": format!("attestation-{}.bundle.json", att.log_index)},
             }],
             "annotations": att.annotations,
         });
