@@ -2,7 +2,8 @@
 //! §12.7), behind the acknowledgement: the log is the queue. A watermark in
 //! the metadata (`oci_mirrored_next`) says how far the copy got; it moves
 //! only after an entry was written, so a crash or a registry outage delays
-//! the copy and never loses it (pushing the same manifest twice is a no-op).
+//! the copy and never loses it (a copy repeated after a crash may list a
+//! second referrer, whose bundle is under a newer checkpoint: harmless).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
