@@ -1091,21 +1091,12 @@ async fn push_attestation(
     });
     if published > index {
         app.metrics.publish.observe(received.elapsed().as_secs_f64());
-        let cp = app.ledger.checkpoint();
-        let size = checkpoint_size(&cp).ok_or_else(|| ApiError::internal("the checkpoint does not parse"))?;
-        let ledger = app.ledger.clone();
-        let proof = tokio::task::spawn_blocking(move || ledger.inclusion_proof(index, size))
+        let a = app.clone();
+        out["tlog_proof"] = tokio::task::spawn_blocking(move || a.tlog_proof(index))
             .await
             .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?;
-        out["tlog_proof"] = TlogProof {
-            extra: None,
-            index,
-            proof,
-            checkpoint: cp,
-        }
-        .to_text()
-        .into();
+            .map_err(ApiError::internal)?
+            .into();
         return Ok((StatusCode::OK, Json(out)).into_response());
     }
     out["hint"] = format!("GET /api/v1/proof/inclusion?index={index} once published").into();

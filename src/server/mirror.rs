@@ -79,24 +79,19 @@ async fn step(app: &Arc<App>) -> Result<bool, String> {
 
 /// Entry `i`'s envelope and statement, and the annotations of its artifact.
 fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Value), String> {
-    let (e, envelope, st) = app.logged(i)?;
+    let crate::server::Logged {
+        entry: e,
+        text,
+        envelope,
+        statement: st,
+    } = app.logged(i)?;
     // The offline bundle (SPEC.md §6.2) at the current checkpoint: whoever
     // pulls the attestation from the registry can check its inclusion with
     // `tally verify --bundle`, without asking this server.
-    let checkpoint = app.ledger.checkpoint();
-    let size = crate::server::api::checkpoint_size(&checkpoint)
-        .ok_or_else(|| "the published checkpoint does not parse".to_owned())?;
-    let proof = app.ledger.inclusion_proof(i, size).map_err(|e| e.to_string())?;
     let bundle = crate::attest::bundle::Bundle {
         log_index: i,
-        entry: String::from_utf8_lossy(&app.ledger.entry(i).map_err(|e| e.to_string())?).into_owned(),
-        tlog_proof: ledger_format::tlog_proof::TlogProof {
-            extra: None,
-            index: i,
-            proof,
-            checkpoint,
-        }
-        .to_text(),
+        entry: String::from_utf8_lossy(&text).into_owned(),
+        tlog_proof: app.tlog_proof(i)?,
         envelope: envelope.clone(),
     }
     .to_json()

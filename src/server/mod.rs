@@ -209,6 +209,19 @@ pub struct App {
 /// envelope digest), by run id.
 pub type Pending = Arc<Mutex<HashMap<String, Option<(i64, String)>>>>;
 
+/// A log entry read back from the ledger ([`App::logged`]).
+#[derive(Debug)]
+pub struct Logged {
+    /// The entry, parsed.
+    pub entry: ledger_format::entry::Entry,
+    /// Its text as logged.
+    pub text: Vec<u8>,
+    /// Its envelope's bytes.
+    pub envelope: Vec<u8>,
+    /// The envelope's statement, `null` when it does not decode.
+    pub statement: serde_json::Value,
+}
+
 /// One accepted attestation for the index writer.
 pub type IndexJob = (meta::AttestationRow, Vec<meta::DigestRow>);
 
@@ -502,7 +515,9 @@ impl App {
             if self.meta.is_indexed(i as i64).map_err(|e| e.to_string())? {
                 continue;
             }
-            let (e, _, statement) = self.logged(i)?;
+            let Logged {
+                entry: e, statement, ..
+            } = self.logged(i)?;
             let digests = intake::digests(&statement);
             let row = meta::AttestationRow {
                 log_index: i as i64,
@@ -523,17 +538,14 @@ impl App {
         Ok(n)
     }
 
-    /// Log entry `i` read back from the ledger: the entry, its envelope, and
-    /// the envelope's statement (`null` when it does not decode).
-    pub fn logged(
-        &self,
-        i: u64,
-    ) -> Result<(ledger_format::entry::Entry, Vec<u8>, serde_json::Value), String> {
-        let bytes = self.ledger.entry(i).map_err(|e| e.to_string())?;
-        let e = ledger_format::entry::Entry::parse(&bytes).map_err(|e| format!("entry {i}: {e}"))?;
+    /// Log entry `i` read back from the ledger: the entry, its text, its
+    /// envelope, and the envelope's statement (`null` when it does not decode).
+    pub fn logged(&self, i: u64) -> Result<Logged, String> {
+        let text = self.ledger.entry(i).map_err(|e| e.to_string())?;
+        let entry = ledger_format::entry::Entry::parse(&text).map_err(|e| format!("entry {i}: {e}"))?;
         let envelope = self
             .ledger
-            .body(&e.envelope_digest)
+            .body(&entry.envelope_digest)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("entry {i}: its envelope is not stored"))?;
         let statement = crate::attest::dsse::Envelope::parse(&envelope)
@@ -541,7 +553,31 @@ impl App {
             .and_then(|env| crate::attest::dsse::decode_b64(&env.payload))
             .and_then(|p| serde_json::from_slice(&p).ok())
             .unwrap_or(serde_json::Value::Null);
-        Ok((e, envelope, statement))
+        Ok(Logged {
+            entry,
+            text,
+            envelope,
+            statement,
+        })
+    }
+
+    /// The tlog-proof text (SPEC.md §6) of entry `index` under the checkpoint
+    /// published now. Blocking.
+    pub fn tlog_proof(&self, index: u64) -> Result<String, String> {
+        let checkpoint = self.ledger.checkpoint();
+        let size = api::checkpoint_size(&checkpoint)
+            .ok_or_else(|| "the published checkpoint does not parse".to_owned())?;
+        let proof = self
+            .ledger
+            .inclusion_proof(index, size)
+            .map_err(|e| e.to_string())?;
+        Ok(ledger_format::tlog_proof::TlogProof {
+            extra: None,
+            index,
+            proof,
+            checkpoint,
+        }
+        .to_text())
     }
 
     /// Queues an accepted attestation for the search index.

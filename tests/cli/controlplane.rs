@@ -240,6 +240,17 @@ fn image() -> String {
 
 /// The developer's flow up to a ready run.
 fn craft_release(cp: &ControlPlane, ws: &Path, env: &[(&str, &str)]) -> Value {
+    craft_release_with(cp, ws, env, &image()).0
+}
+
+/// The developer's flow up to a ready run with `image` as the released
+/// image: `init`'s answer and the recorded image, SBOM and test materials.
+pub(crate) fn craft_release_with(
+    cp: &ControlPlane,
+    ws: &Path,
+    env: &[(&str, &str)],
+    image: &str,
+) -> (Value, Vec<Value>) {
     let init = ok(&cp.tally(
         ws,
         env,
@@ -254,12 +265,27 @@ fn craft_release(cp: &ControlPlane, ws: &Path, env: &[(&str, &str)]) -> Value {
             "json",
         ],
     ));
+    let mut materials = Vec::new();
     for (n, v) in [
-        ("image", image()),
+        ("image", image.to_owned()),
         ("sbom-spdx", valid("sbom-spdx-container.json")),
         ("unit-tests", valid("junit.xml")),
     ] {
-        ok(&cp.tally(ws, env, &["attestation", "add", "--name", n, "--value", &v]));
+        let a = ok(&cp.tally(
+            ws,
+            env,
+            &[
+                "attestation",
+                "add",
+                "--name",
+                n,
+                "--value",
+                &v,
+                "--output",
+                "json",
+            ],
+        ));
+        materials.push(a["material"].clone());
     }
     ok(&cp.tally(
         ws,
@@ -275,7 +301,7 @@ fn craft_release(cp: &ControlPlane, ws: &Path, env: &[(&str, &str)]) -> Value {
             "scanner=tfsec",
         ],
     ));
-    init
+    (init, materials)
 }
 
 #[test]

@@ -13,7 +13,7 @@ use serde_json::Value;
 use sha2::Digest as _;
 
 use crate::common::{code, contracts_repo, registry, registry_with, stderr, stdout, Registry};
-use crate::controlplane::{gh_env, ok, operator, push, valid, ControlPlane};
+use crate::controlplane::{craft_release_with, gh_env, ok, operator, push, valid, ControlPlane};
 
 /// Every file material kind (SPEC.md §11.3).
 const FILE_KINDS: &[&str] = &[
@@ -250,55 +250,8 @@ fn oras_reads_what_tally_wrote_and_finds_the_attestation_of_an_image() {
     let op = operator(&cp, &ws, "payments-release");
     let mut env = gh_env();
     env.push(("TALLY_TOKEN", &op.token));
-    ok(&cp.tally(
-        &ws,
-        &env,
-        &[
-            "attestation",
-            "init",
-            "--workflow",
-            "payments-release",
-            "--version",
-            "1.4.2",
-        ],
-    ));
     let image = format!("{}/acme/payments:1.4.2", reg.addr);
-    let mut stored = Vec::new();
-    for (n, v) in [
-        ("image", image.clone()),
-        ("sbom-spdx", valid("sbom-spdx-container.json")),
-        ("unit-tests", valid("junit.xml")),
-    ] {
-        let a = ok(&cp.tally(
-            ws.as_path(),
-            &env,
-            &[
-                "attestation",
-                "add",
-                "--name",
-                n,
-                "--value",
-                &v,
-                "--output",
-                "json",
-            ],
-        ));
-        stored.push(a["material"].clone());
-    }
-    ok(&cp.tally(
-        &ws,
-        &env,
-        &[
-            "attestation",
-            "add",
-            "--name",
-            "code-scan",
-            "--value",
-            &valid("report.sarif"),
-            "--annotation",
-            "scanner=tfsec",
-        ],
-    ));
+    let (_, stored) = craft_release_with(&cp, &ws, &env, &image);
     assert_eq!(stored[0]["digest"], image_digest.as_str(), "{}", stored[0]);
     let pushed = ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
     let index = pushed["log_index"].as_u64().unwrap();
