@@ -10,6 +10,9 @@ use tally::cli::{
 use tally::cmd::{self, Report};
 use tally::exit::{Failure, OK};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (output, result): (Output, Result<Report, Failure>) = match &cli.command {

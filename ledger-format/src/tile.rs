@@ -262,6 +262,15 @@ fn parse_index_width(s: &str) -> Result<(u64, u16), &'static str> {
     Ok((n, width))
 }
 
+/// Parses a full tile or bundle index `<N>` (canonical 3-digit groups, no
+/// partial suffix), as used in `tile/…` paths and the ledger's `bodies/<N>/`.
+pub fn parse_index(s: &str) -> Result<u64, &'static str> {
+    if s.contains(".p") {
+        return Err("an index has no partial suffix here");
+    }
+    parse_index_width(s).map(|(n, _)| n)
+}
+
 /// Parses a `tile/…` path (without a leading slash or URL prefix).
 pub fn parse_path(path: &str) -> Result<TilePath, TileError> {
     let bad = |why| TileError::BadPath {

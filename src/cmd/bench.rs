@@ -421,8 +421,14 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
         .pool_max_idle_per_host(args.clients)
         .build()
         .map_err(|e| Failure::Unavailable(e.into()))?;
+    let crt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Unavailable(e.into()))?;
     let t0 = Instant::now();
-    let results: Vec<(Vec<f64>, u64)> = rt.block_on(async {
+    let results: Vec<(Vec<f64>, u64)> = crt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..args.clients {
             let (work, next, http, url, token) = (

@@ -12,7 +12,7 @@ use ledger_format::hash::{sha256, Hash};
 use ledger_format::merkle::tree_root;
 use ledger_format::note::VerifierKey;
 use ledger_format::tile::{
-    decode_bundle, decode_tile, BundleId, TileId, TileReader, TiledHashes, TILE_WIDTH,
+    decode_bundle, decode_tile, parse_index, BundleId, TileId, TileReader, TiledHashes, TILE_WIDTH,
 };
 
 use crate::ledger::git::{list_blobs, GitStore, Head};
@@ -153,9 +153,11 @@ pub fn check_repository(git_dir: &Path, key: &VerifierKey) -> Result<FsckReport,
         commit = parents.first().copied();
     }
 
-    // 3. Bodies: each is stored under its own digest, and each tally entry's
-    //    envelope is present with the size the entry names.
+    // 3. Bodies: each is stored under its own digest in the directory of an
+    //    existing entry bundle, and each tally entry's envelope is present,
+    //    beside its entry, with the size the entry names.
     let repo = git.local();
+    let bundles = size.div_ceil(TILE_WIDTH);
     for (path, id) in list_blobs(&repo, head.tree, "bodies/")? {
         let data = repo
             .find_object(id)
@@ -163,7 +165,17 @@ pub fn check_repository(git_dir: &Path, key: &VerifierKey) -> Result<FsckReport,
             .detach()
             .data;
         let digest = sha256(&data);
-        if body_path(&digest) != path {
+        let (dir, name) = path
+            .strip_prefix("bodies/")
+            .and_then(|p| p.rsplit_once('/'))
+            .ok_or_else(|| problem(format!("{path} is not bodies/<bundle>/<sha256>")))?;
+        let bundle = parse_index(dir).map_err(|why| problem(format!("{path}: {why}")))?;
+        if bundle >= bundles {
+            return Err(problem(format!(
+                "{path} is stored with entry bundle {bundle}, but the log has {bundles} bundle(s)"
+            )));
+        }
+        if name != digest.to_hex() {
             return Err(problem(format!("{path} holds bytes whose SHA-256 is {digest}")));
         }
         report.bodies += 1;
@@ -178,12 +190,12 @@ pub fn check_repository(git_dir: &Path, key: &VerifierKey) -> Result<FsckReport,
             let Ok(entry) = Entry::parse(e) else { continue };
             let index = b * TILE_WIDTH + i as u64;
             let body = git
-                .read(head.tree, &body_path(&entry.envelope_digest))?
+                .read(head.tree, &body_path(index, &entry.envelope_digest))?
                 .ok_or_else(|| {
                     problem(format!(
                         "entry {index} names envelope sha256:{} but {} is missing",
                         entry.envelope_digest,
-                        body_path(&entry.envelope_digest)
+                        body_path(index, &entry.envelope_digest)
                     ))
                 })?;
             if body.len() as u64 != entry.envelope_size {

@@ -38,8 +38,8 @@ use ledger_format::merkle::{
 };
 use ledger_format::note::SignerKey;
 use ledger_format::tile::{
-    decode_bundle, decode_tile, encode_bundle, encode_tile, BundleId, ExpandedTile, TileId, TileNodes,
-    TileReader, TiledHashes, TILE_HEIGHT, TILE_WIDTH,
+    decode_bundle, decode_tile, encode_bundle, encode_index, encode_tile, BundleId, ExpandedTile, TileId,
+    TileNodes, TileReader, TiledHashes, TILE_HEIGHT, TILE_WIDTH,
 };
 
 use self::git::{GitStore, Head};
@@ -130,6 +130,9 @@ pub struct LedgerConfig {
     /// (and appends queue) beyond it, which bounds memory and the time from
     /// sequenced to published under overload.
     pub max_backlog: u64,
+    /// Least time between the starts of two publications: entries sequenced
+    /// meanwhile are published together (an idle ledger publishes at once).
+    pub publish_interval: std::time::Duration,
 }
 
 impl LedgerConfig {
@@ -143,6 +146,7 @@ impl LedgerConfig {
             max_batch: 8192,
             repack_every: 32,
             max_backlog: 32_768,
+            publish_interval: std::time::Duration::from_millis(100),
         }
     }
 }
@@ -229,10 +233,15 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Path of a stored body: `bodies/sha256/<2 hex>/<2 hex>/<64 hex>`.
-pub fn body_path(digest: &Hash) -> String {
-    let h = digest.to_hex();
-    format!("bodies/sha256/{}/{}/{}", &h[..2], &h[2..4], h)
+/// Path of a body stored with the entry at `index`: `bodies/<N>/<64 hex>`,
+/// where `<N>` names the entry bundle holding the entry (`tile/entries/<N>`,
+/// encoded the same way) and the file name is the SHA-256 of the body.
+///
+/// Grouped by bundle, a publication adds files to the last one or two
+/// directories only; the earlier layout by digest prefix rewrote hundreds of
+/// trees in every publication (BENCHMARKS.md, intake).
+pub fn body_path(index: u64, digest: &Hash) -> String {
+    format!("bodies/{}/{}", encode_index(index / TILE_WIDTH), digest.to_hex())
 }
 
 /// Decoded tiles by (level, index): the latest version of each (full, or the
@@ -654,11 +663,14 @@ impl Ledger {
         Ok(entries[(index % TILE_WIDTH) as usize].to_vec())
     }
 
-    /// A published body by its SHA-256 digest.
-    pub fn body(&self, digest: &Hash) -> Result<Option<Vec<u8>>, LedgerError> {
+    /// A published body of the entry at `index`, by its SHA-256 digest.
+    pub fn body(&self, index: u64, digest: &Hash) -> Result<Option<Vec<u8>>, LedgerError> {
         let p = self.published();
         let Some(head) = p.head else { return Ok(None) };
-        self.inner.git.read(head.tree, &body_path(digest))
+        if index >= p.size {
+            return Ok(None);
+        }
+        self.inner.git.read(head.tree, &body_path(index, digest))
     }
 
     /// A file of the latest published tree (`tile/…`, `bodies/…`), if present.
@@ -907,12 +919,28 @@ impl Inner {
     fn run_publisher(&self, mut edge: Edge, recover_to: Option<(u64, Hash, String)>) {
         let mut recover_to = recover_to;
         let mut publications = 0u64;
+        let interval = self.cfg.publish_interval;
+        let mut last: Option<std::time::Instant> = None;
         loop {
             let (records, base) = {
                 let mut st = lock(&self.state);
                 while st.pending.is_empty() && !st.closing && st.failed.is_none() {
                     st = self.work.wait(st).unwrap_or_else(|p| p.into_inner());
                 }
+                // Under load, entries arriving within the interval share one
+                // publication (one commit, one pack, one set of tree writes);
+                // an idle ledger publishes at once. Closing does not wait.
+                while let Some(left) = last
+                    .map(|t| interval.saturating_sub(t.elapsed()))
+                    .filter(|d| !d.is_zero() && !st.closing && st.failed.is_none())
+                {
+                    st = self
+                        .work
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                last = Some(std::time::Instant::now());
                 if st.failed.is_some() || (st.pending.is_empty() && st.closing) {
                     return;
                 }
@@ -951,6 +979,7 @@ impl Inner {
         let mut overlay: TileMap = HashMap::new();
         let mut bodies_seen = std::collections::HashSet::new();
         for rec in &records {
+            let index = edge.range.size();
             let leaf = leaf_hash(&rec.entry);
             edge.bundle.push(rec.entry.clone());
             if edge.bundle.len() as u64 == TILE_WIDTH {
@@ -977,9 +1006,9 @@ impl Inner {
                 }
             });
             for b in &rec.bodies {
-                let d = sha256(b);
-                if bodies_seen.insert(d) {
-                    upserts.push((body_path(&d), b.clone()));
+                let path = body_path(index, &sha256(b));
+                if bodies_seen.insert(path.clone()) {
+                    upserts.push((path, b.clone()));
                 }
             }
         }

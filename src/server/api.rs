@@ -571,18 +571,26 @@ async fn entry(State(app): State<Arc<App>>, Path(index): Path<String>) -> ApiRes
 
 async fn envelope(State(app): State<Arc<App>>, Path(digest): Path<String>) -> ApiResult<Response> {
     let h = hash_param(&digest)?;
+    // Bodies are stored beside their entry; the index finds the entry.
+    let index = app
+        .meta
+        .envelope_index(&format!("sha256:{}", h.to_hex()))
+        .map_err(ApiError::internal)?;
     let ledger = app.ledger.clone();
-    let body = tokio::task::spawn_blocking(move || ledger.body(&h))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no published envelope {digest}"),
-            )
-        })?;
+    let body = tokio::task::spawn_blocking(move || match index {
+        Some(i) => ledger.body(i as u64, &h),
+        None => Ok(None),
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no published envelope {digest}"),
+        )
+    })?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -613,7 +621,13 @@ async fn search(
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(|e| bad(e.body_text()))?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let published = app.ledger.sizes().published as i64;
+    // Complete up to where both the log is published and the index is
+    // written (the index follows the acknowledgement by a few milliseconds;
+    // wait for it briefly rather than answer short).
+    let published = app
+        .indexed
+        .reach(app.ledger.sizes().published, Duration::from_secs(2))
+        .await as i64;
     let results: Vec<Value> = if let Some(d) = &q.digest {
         let (alg, hex) = d
             .split_once(':')

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS attestations (
   contract_commit TEXT NOT NULL, contract_blob TEXT NOT NULL, created_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS attestations_by_workflow ON attestations (workflow);
 CREATE INDEX IF NOT EXISTS attestations_by_commit ON attestations (contract_commit);
+CREATE INDEX IF NOT EXISTS attestations_by_envelope ON attestations (envelope_digest);
 CREATE TABLE IF NOT EXISTS artifacts (
   digest TEXT NOT NULL, workflow TEXT NOT NULL, size INTEGER NOT NULL, created_at INTEGER NOT NULL,
   PRIMARY KEY (digest, workflow));
@@ -426,18 +427,25 @@ impl Meta {
         digests: &[DigestRow],
         now: i64,
     ) -> Result<()> {
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE runs SET status = 'SUCCEEDED', finished_at = ?2, log_index = ?3, envelope_digest = ?4 \
              WHERE id = ?1",
-            params![a.run_id, now, a.log_index, a.envelope_digest],
-        )?;
-        tx.execute(
-            &format!("INSERT OR REPLACE INTO attestations ({ATT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-            params![
-                a.log_index, a.envelope_digest, a.workflow, a.project, a.run_id, a.contract_name,
-                a.contract_commit, a.contract_blob, a.created_at
-            ],
-        )?;
+        )?
+        .execute(params![a.run_id, now, a.log_index, a.envelope_digest])?;
+        tx.prepare_cached(&format!(
+            "INSERT OR REPLACE INTO attestations ({ATT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ))?
+        .execute(params![
+            a.log_index,
+            a.envelope_digest,
+            a.workflow,
+            a.project,
+            a.run_id,
+            a.contract_name,
+            a.contract_commit,
+            a.contract_blob,
+            a.created_at
+        ])?;
         {
             let mut st = tx.prepare_cached(
                 "INSERT OR IGNORE INTO digests (digest, log_index, role, name) VALUES (?1, ?2, ?3, ?4)",
@@ -555,6 +563,14 @@ impl Meta {
             })
             .optional()?
             .is_some())
+    }
+
+    /// The log index of the attestation whose envelope has `digest` (`sha256:…`).
+    pub fn envelope_index(&self, digest: &str) -> Result<Option<i64>> {
+        Ok(self
+            .r()
+            .prepare_cached("SELECT MIN(log_index) FROM attestations WHERE envelope_digest = ?1")?
+            .query_row([digest], |r| r.get(0))?)
     }
 
     /// Attestations naming `digest` as a subject or material, with the role.

@@ -203,6 +203,64 @@ pub struct App {
     /// The search-index writer (batches rows into transactions).
     index_tx: Mutex<Option<std::sync::mpsc::Sender<IndexJob>>>,
     index_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// How far the search index is complete (see [`Indexed`]).
+    pub indexed: Arc<Indexed>,
+}
+
+/// The search index's watermark: every log index below `below()` has its
+/// rows. Entries are indexed out of order (concurrent pushes), so indices
+/// above the watermark wait in `above` until the gap below them closes.
+#[derive(Debug)]
+pub struct Indexed {
+    state: Mutex<(u64, std::collections::BTreeSet<u64>)>,
+    below: tokio::sync::watch::Sender<u64>,
+}
+
+impl Indexed {
+    fn new() -> Self {
+        Indexed {
+            state: Mutex::new((0, Default::default())),
+            below: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Records that `indices` are indexed.
+    fn add(&self, indices: impl IntoIterator<Item = u64>) {
+        self.update(|st| st.1.extend(indices));
+    }
+
+    /// Records that every index below `size` is indexed (the start-up
+    /// reindex covered them).
+    fn all_below(&self, size: u64) {
+        self.update(|st| st.0 = st.0.max(size));
+    }
+
+    fn update(&self, f: impl FnOnce(&mut (u64, std::collections::BTreeSet<u64>))) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut st);
+        let (next, above) = &mut *st;
+        while let Some(&first) = above.first() {
+            if first > *next {
+                break;
+            }
+            above.pop_first();
+            *next = (*next).max(first + 1);
+        }
+        self.below.send_replace(*next);
+    }
+
+    /// Every log index below this has its search rows.
+    pub fn below(&self) -> u64 {
+        *self.below.borrow()
+    }
+
+    /// Waits up to `timeout` for the index to cover every index below
+    /// `size`; returns how far it does.
+    pub async fn reach(&self, size: u64, timeout: Duration) -> u64 {
+        let mut rx = self.below.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|b| *b >= size)).await;
+        self.below().min(size)
+    }
 }
 
 /// Runs being pushed (`None`) or appended and not yet indexed (log index,
@@ -222,23 +280,47 @@ pub struct Logged {
     pub statement: serde_json::Value,
 }
 
+/// Least time between two search-index transactions under load.
+const INDEX_INTERVAL: Duration = Duration::from_millis(50);
+
 /// One accepted attestation for the index writer.
 pub type IndexJob = (meta::AttestationRow, Vec<meta::DigestRow>);
 
 /// Writes accepted attestations to the metadata in batches, then forgets
 /// them from `pending` (whose overlay answered for them meanwhile).
-fn index_writer(meta: Arc<Meta>, pending: Pending, rx: std::sync::mpsc::Receiver<IndexJob>) {
+///
+/// Under load a transaction starts at most every [`INDEX_INTERVAL`] and takes
+/// what arrived meanwhile: each commit rewrites every page it touched (the
+/// runs, the attestations and their indexes, the digests' random keys), so
+/// fewer, larger transactions write far less (BENCHMARKS.md, intake). An idle
+/// server indexes at once.
+fn index_writer(
+    meta: Arc<Meta>,
+    pending: Pending,
+    indexed: Arc<Indexed>,
+    rx: std::sync::mpsc::Receiver<IndexJob>,
+) {
+    let mut last: Option<std::time::Instant> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
-        while batch.len() < 1024 {
-            match rx.try_recv() {
+        let until = last.map(|t| t + INDEX_INTERVAL);
+        while batch.len() < 8192 {
+            let left = until.map_or(Duration::ZERO, |u| {
+                u.saturating_duration_since(std::time::Instant::now())
+            });
+            match rx.recv_timeout(left) {
                 Ok(j) => batch.push(j),
-                Err(_) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if left.is_zero() => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        if let Err(e) = meta.record_attestations(&batch, unix_now()) {
-            // The rows are rebuilt from the log at the next start.
-            eprintln!("indexing {} attestation(s) failed: {e}", batch.len());
+        last = Some(std::time::Instant::now());
+        match meta.record_attestations(&batch, unix_now()) {
+            Ok(()) => indexed.add(batch.iter().map(|(row, _)| row.log_index as u64)),
+            // The rows are rebuilt from the log at the next start; until
+            // then the watermark stays below them, and search says so.
+            Err(e) => eprintln!("indexing {} attestation(s) failed: {e}", batch.len()),
         }
         let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
         for (row, _) in &batch {
@@ -421,11 +503,12 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
     .map_err(|e| e.to_string())?;
     let pending = Arc::new(Mutex::new(HashMap::new()));
     let (index_tx, index_rx) = std::sync::mpsc::channel();
+    let indexed = Arc::new(Indexed::new());
     let index_thread = {
-        let (meta, pending) = (meta.clone(), pending.clone());
+        let (meta, pending, indexed) = (meta.clone(), pending.clone(), indexed.clone());
         std::thread::Builder::new()
             .name("tally-indexer".into())
-            .spawn(move || index_writer(meta, pending, index_rx))
+            .spawn(move || index_writer(meta, pending, indexed, index_rx))
             .map_err(|e| e.to_string())?
     };
     let app = Arc::new(App {
@@ -444,6 +527,7 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         pending,
         index_tx: Mutex::new(Some(index_tx)),
         index_thread: Mutex::new(Some(index_thread)),
+        indexed,
     });
     Ok(Started {
         app,
@@ -499,8 +583,9 @@ impl App {
 
     /// Indexes published entries the search index lacks (after a crash
     /// between sequencing and indexing, or a lost `meta.db`): every entry
-    /// and its envelope are read back from the log itself. Returns how many.
-    pub fn reindex(&self) -> Result<u64, String> {
+    /// and its envelope are read back from the log itself. Returns how many,
+    /// and the log size below which every entry is now indexed.
+    pub fn reindex(&self) -> Result<(u64, u64), String> {
         let published = self.ledger.sizes().published;
         let next = self
             .meta
@@ -535,7 +620,7 @@ impl App {
                 .map_err(|e| e.to_string())?;
             n += 1;
         }
-        Ok(n)
+        Ok((n, published))
     }
 
     /// Log entry `i` read back from the ledger: the entry, its text, its
@@ -545,7 +630,7 @@ impl App {
         let entry = ledger_format::entry::Entry::parse(&text).map_err(|e| format!("entry {i}: {e}"))?;
         let envelope = self
             .ledger
-            .body(&entry.envelope_digest)
+            .body(i, &entry.envelope_digest)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("entry {i}: its envelope is not stored"))?;
         let statement = crate::attest::dsse::Envelope::parse(&envelope)
@@ -639,9 +724,15 @@ pub async fn run(
                 let _ = app.ledger.wait_published(target - 1, Duration::from_secs(120));
             }
             match app.reindex() {
-                Ok(0) => {}
-                Ok(n) => eprintln!("indexed {n} log entries the search index lacked"),
-                Err(e) => eprintln!("reindexing the log failed: {e}"),
+                Ok((n, covered)) => {
+                    if n > 0 {
+                        eprintln!("indexed {n} log entries the search index lacked");
+                    }
+                    app.indexed.all_below(covered);
+                }
+                Err(e) => eprintln!(
+                    "reindexing the log failed: {e}; search answers cover only what was indexed since"
+                ),
             }
         });
     }

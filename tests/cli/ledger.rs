@@ -1,5 +1,6 @@
 //! The ledger in-process: appends, dedup, reads, restart, fsck, git.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,7 +63,10 @@ fn appends_concurrently_publishes_and_survives_restart() {
         let p = ledger.inclusion_proof(a.index, 600).unwrap();
         verify_inclusion(&leaf_hash(&e), a.index, 600, &p, &v.root()).unwrap();
         assert_eq!(
-            ledger.body(&sha256(envelope(i).as_bytes())).unwrap().unwrap(),
+            ledger
+                .body(a.index, &sha256(envelope(i).as_bytes()))
+                .unwrap()
+                .unwrap(),
             envelope(i).into_bytes()
         );
     }
@@ -365,28 +369,7 @@ fn garbage_tile_is_refused() {
     ledger.close().unwrap();
     drop(ledger);
     let git_dir = dir.join("ledger.git");
-    let g = |args: &[&str], input: Option<&[u8]>| -> String {
-        use std::io::Write as _;
-        let mut c = std::process::Command::new("git");
-        c.arg("-C")
-            .arg(&git_dir)
-            .args(args)
-            .env("GIT_INDEX_FILE", d.path().join("index"));
-        c.env("GIT_AUTHOR_NAME", "x")
-            .env("GIT_AUTHOR_EMAIL", "x@x")
-            .env("GIT_COMMITTER_NAME", "x")
-            .env("GIT_COMMITTER_EMAIL", "x@x");
-        c.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        if let Some(i) = input {
-            child.stdin.take().unwrap().write_all(i).unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "git {args:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
+    let g = git_at(&git_dir, &d.path().join("index"));
     let blob = g(
         &["hash-object", "-w", "--stdin"],
         Some(b"garbage bytes, not 20 hashes"),
@@ -411,6 +394,94 @@ fn garbage_tile_is_refused() {
     let o = tally(&["ledger", "fsck", dir.to_str().unwrap()]);
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("tile/0/000.p/20"), "{}", stderr(&o));
+}
+
+/// Runs git on a bare ledger repository (with its own index file, to build
+/// tampered trees), returning trimmed stdout; panics when git fails.
+fn git_at(git_dir: &Path, index: &Path) -> impl Fn(&[&str], Option<&[u8]>) -> String {
+    let (git_dir, index) = (git_dir.to_owned(), index.to_owned());
+    move |args: &[&str], input: Option<&[u8]>| -> String {
+        use std::io::Write as _;
+        let mut c = std::process::Command::new("git");
+        c.arg("-C").arg(&git_dir).args(args).env("GIT_INDEX_FILE", &index);
+        c.env("GIT_AUTHOR_NAME", "x")
+            .env("GIT_AUTHOR_EMAIL", "x@x")
+            .env("GIT_COMMITTER_NAME", "x")
+            .env("GIT_COMMITTER_EMAIL", "x@x");
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        if let Some(i) = input {
+            child.stdin.take().unwrap().write_all(i).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+/// Bodies live beside their entry's bundle (`bodies/<N>/<sha256>`); fsck
+/// refuses one under a wrong name, one in a bundle the log does not have,
+/// and an entry whose envelope is not beside it.
+#[test]
+fn bodies_are_stored_beside_their_bundle() {
+    let d = tmp();
+    let dir = d.path().join("ledger");
+    let ledger = open_dir(&dir, Some("bodies.tally.test/log")).unwrap();
+    let mut digests = Vec::new();
+    for i in 0..20 {
+        let (e, b) = tally_entry_with_body(i);
+        digests.push(sha256(&b).to_hex());
+        let a = ledger.append(e, vec![b.clone()]).unwrap();
+        assert_eq!(a.index, i);
+    }
+    ledger.wait_published(19, Duration::from_secs(30)).unwrap();
+    ledger.close().unwrap();
+    drop(ledger);
+    let git_dir = dir.join("ledger.git");
+    let g = git_at(&git_dir, &d.path().join("index"));
+    let listed = g(&["ls-tree", "-r", "--name-only", "main", "bodies/"], None);
+    let mut want: Vec<String> = digests.iter().map(|h| format!("bodies/000/{h}")).collect();
+    want.sort();
+    assert_eq!(listed.lines().collect::<Vec<_>>(), want);
+    let fsck = || tally(&["ledger", "fsck", dir.to_str().unwrap()]);
+    assert_eq!(code(&fsck()), 0, "{}", stderr(&fsck()));
+    let tip = g(&["rev-parse", "main"], None);
+    let msg = g(&["log", "-1", "--format=%B", "main"], None);
+    let body0 = g(&["rev-parse", &format!("main:bodies/000/{}", digests[0])], None);
+    // Each edit is an `update-index --index-info` line: `<mode> <blob>\t<path>`
+    // (mode 0 removes the path).
+    let tamper = |edits: &[String], expect: &str| {
+        g(&["read-tree", &tip], None);
+        g(
+            &["update-index", "--index-info"],
+            Some(edits.join("\n").as_bytes()),
+        );
+        let tree = g(&["write-tree"], None);
+        let commit = g(&["commit-tree", &tree, "-p", &tip, "-m", &msg], None);
+        g(&["update-ref", "refs/heads/main", &commit], None);
+        let o = fsck();
+        assert_eq!(code(&o), 1, "{expect}: {}", stderr(&o));
+        assert!(stderr(&o).contains(expect), "want {expect:?}: {}", stderr(&o));
+        g(&["update-ref", "refs/heads/main", &tip], None);
+    };
+    let removed = |i: usize| format!("0 {}\tbodies/000/{}", "0".repeat(40), digests[i]);
+    let moved = |to: &str| vec![removed(0), format!("100644 {body0}\t{to}")];
+    tamper(
+        &moved(&format!("bodies/000/{}", "ab".repeat(32))),
+        "holds bytes whose SHA-256 is",
+    );
+    tamper(
+        &moved(&format!("bodies/x001/000/{}", digests[0])),
+        "stored with entry bundle 1000, but the log has 1 bundle(s)",
+    );
+    tamper(&moved(&format!("bodies/00/{}", digests[0])), "bodies/00/");
+    tamper(
+        &[removed(3)],
+        &format!("entry 3 names envelope sha256:{}", digests[3]),
+    );
+    assert_eq!(code(&fsck()), 0);
 }
 
 /// Packing is automatic: at a steady append rate loose objects do not pile up.
