@@ -22,6 +22,21 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// CPU seconds (user + system) used so far by this process and its waited-for
+/// children (`git` maintenance), from `/proc/self/stat` (Linux; 0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesized command name; utime is the 14th field.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    // `rest` starts at field 3 (the state letter); utime, stime, cutime and
+    // cstime are fields 14 to 17, in clock ticks (USER_HZ, 100 on Linux).
+    let f: Vec<i64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    let ticks: i64 = f.get(11..15).map_or(0, |x| x.iter().sum());
+    ticks as f64 / 100.0
+}
+
 fn dir_bytes(path: &std::path::Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![path.to_owned()];
@@ -243,6 +258,74 @@ pub fn ledger(args: &BenchLedgerArgs) -> Result<Report, Failure> {
     })
 }
 
+/// One load-generating client of `tally bench intake`: its own HTTP/1.1
+/// connection (hyper's connection API, as a load generator needs no pool,
+/// redirects or URL parsing), pushing the next pre-signed attestation until
+/// none is left. Returns the acknowledgement latencies and the error count;
+/// a broken connection is counted and replaced.
+async fn push_client(
+    addr: std::net::SocketAddr,
+    work: Arc<Vec<(String, hyper::body::Bytes)>>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
+    token: String,
+) -> (Vec<f64>, u64) {
+    use http_body_util::{BodyExt as _, Full};
+    let mut lat = Vec::new();
+    let mut errors = 0u64;
+    let auth = format!("Bearer {token}");
+    let host = addr.to_string();
+    let mut sender: Option<hyper::client::conn::http1::SendRequest<Full<hyper::body::Bytes>>> = None;
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some((id, env)) = work.get(i) else { break };
+        if sender.as_ref().is_none_or(|s| s.is_closed()) {
+            sender = connect(addr).await;
+        }
+        let Some(s) = sender.as_mut() else {
+            errors += 1;
+            continue;
+        };
+        let req = hyper::Request::post(format!("/api/v1/runs/{id}/attestation?wait=0"))
+            .header(hyper::header::HOST, &host)
+            .header(hyper::header::AUTHORIZATION, &auth)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(env.clone()));
+        let Ok(req) = req else {
+            errors += 1;
+            continue;
+        };
+        let t = Instant::now();
+        let ok = match s.send_request(req).await {
+            Ok(resp) => {
+                let status = resp.status();
+                resp.into_body().collect().await.is_ok() && status.is_success()
+            }
+            Err(_) => {
+                sender = None;
+                false
+            }
+        };
+        if ok {
+            lat.push(t.elapsed().as_secs_f64());
+        } else {
+            errors += 1;
+        }
+    }
+    (lat, errors)
+}
+
+async fn connect(
+    addr: std::net::SocketAddr,
+) -> Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.set_nodelay(true).ok()?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    Some(sender)
+}
+
 /// Runs the control plane benchmark (`tally bench intake`).
 pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
     use crate::attest::signing::{Algorithm, SigningKey};
@@ -277,6 +360,7 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
         .map_err(|e| Failure::Unavailable(anyhow!(e)))?;
     let app = started.app.clone();
     let url = format!("http://{}", started.addr);
+    let started_addr = started.addr;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = rt.spawn(server::run(started, async move {
         let _ = stop_rx.await;
@@ -390,7 +474,11 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
             .collect();
         hs.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
-    let work: Vec<(String, Vec<u8>)> = chunks.into_iter().flatten().collect();
+    let work: Vec<(String, hyper::body::Bytes)> = chunks
+        .into_iter()
+        .flatten()
+        .map(|(id, env)| (id, hyper::body::Bytes::from(env)))
+        .collect();
     for (id, _) in &work {
         app.meta
             .insert_run(&Run {
@@ -427,41 +515,13 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Unavailable(e.into()))?;
+    let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let results: Vec<(Vec<f64>, u64)> = crt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..args.clients {
-            let (work, next, http, url, token) = (
-                work.clone(),
-                next.clone(),
-                http.clone(),
-                url.clone(),
-                token.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut errors = 0u64;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((id, env)) = work.get(i) else { break };
-                    let t = Instant::now();
-                    let r = http
-                        .post(format!("{url}/api/v1/runs/{id}/attestation?wait=0"))
-                        .bearer_auth(&token)
-                        .header("content-type", "application/json")
-                        .body(env.clone())
-                        .send()
-                        .await;
-                    match r {
-                        Ok(resp) if resp.status().is_success() => {
-                            let _ = resp.bytes().await;
-                            lat.push(t.elapsed().as_secs_f64());
-                        }
-                        _ => errors += 1,
-                    }
-                }
-                (lat, errors)
-            }));
+            let (work, next, token) = (work.clone(), next.clone(), token.clone());
+            tasks.push(tokio::spawn(push_client(started_addr, work, next, token)));
         }
         let mut out = Vec::new();
         for t in tasks {
@@ -470,6 +530,7 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
         out
     });
     let push_s = t0.elapsed().as_secs_f64();
+    let push_cpu_s = cpu_seconds() - cpu0;
     let errors: u64 = results.iter().map(|r| r.1).sum();
     let mut lat: Vec<f64> = results.into_iter().flat_map(|r| r.0).collect();
     lat.sort_by(f64::total_cmp);
@@ -550,6 +611,8 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
         "errors": errors,
         "push_s": push_s,
         "attestations_per_s": accepted as f64 / push_s,
+        "cpu_s": push_cpu_s,
+        "cpu_us_per_attestation": push_cpu_s * 1e6 / accepted.max(1) as f64,
         "ack_ms": {"p50": percentile(&lat, 0.5) * 1e3, "p90": percentile(&lat, 0.9) * 1e3, "p99": percentile(&lat, 0.99) * 1e3, "max": lat.last().copied().unwrap_or(f64::NAN) * 1e3},
         "publish_tail_s": publish_tail_s,
         "published": size,

@@ -900,6 +900,10 @@ impl Inner {
                     continue;
                 }
                 let mut st = lock(&self.state);
+                // The publisher waits on `work` only when it has nothing to
+                // do; while it works or waits out its interval, a wake-up per
+                // batch would be a context switch for nothing.
+                let idle = st.pending.is_empty();
                 for (k, (leaf, rec)) in fresh.into_iter().enumerate() {
                     st.by_hash.insert(leaf, start + k as u64);
                     st.pending.push_back(rec);
@@ -907,7 +911,9 @@ impl Inner {
                 st.sequenced = next;
                 self.sequenced_counter.store(next, Ordering::Release);
                 drop(st);
-                self.work.notify_one();
+                if idle {
+                    self.work.notify_one();
+                }
             }
             for (reply, a) in answers {
                 let _ = reply.send(Ok(a));

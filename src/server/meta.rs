@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS oci_attestations (
   log_index INTEGER NOT NULL, reference TEXT NOT NULL, PRIMARY KEY (log_index, reference));
 CREATE TABLE IF NOT EXISTS digests (
   digest TEXT NOT NULL, log_index INTEGER NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
-  PRIMARY KEY (digest, log_index, name));
+  PRIMARY KEY (digest, log_index, name)) WITHOUT ROWID;
 ";
 
 /// A service token as listed (never its secret).

@@ -302,19 +302,13 @@ fn index_writer(
 ) {
     let mut last: Option<std::time::Instant> = None;
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        let until = last.map(|t| t + INDEX_INTERVAL);
-        while batch.len() < 8192 {
-            let left = until.map_or(Duration::ZERO, |u| {
-                u.saturating_duration_since(std::time::Instant::now())
-            });
-            match rx.recv_timeout(left) {
-                Ok(j) => batch.push(j),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if left.is_zero() => break,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            }
+        // Sleep out the interval rather than wait on the channel: a waiting
+        // receiver is woken by every send (a context switch per push).
+        if let Some(left) = last.map(|t| INDEX_INTERVAL.saturating_sub(t.elapsed())) {
+            std::thread::sleep(left);
         }
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter().take(1 << 16));
         last = Some(std::time::Instant::now());
         match meta.record_attestations(&batch, unix_now()) {
             Ok(()) => indexed.add(batch.iter().map(|(row, _)| row.log_index as u64)),
@@ -746,7 +740,12 @@ pub async fn run(
         .stores_attestations()
         .then(|| tokio::spawn(mirror::run(app.clone())));
     let router = api::router(app.clone());
-    let served = axum::serve(started.listener, router)
+    // Answers are small and written whole: no Nagle delay behind them.
+    use axum::serve::ListenerExt as _;
+    let listener = started.listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await;
     expirer.abort();
