@@ -10,9 +10,6 @@ use tally::cli::{
 use tally::cmd::{self, Report};
 use tally::exit::{Failure, OK};
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (output, result): (Output, Result<Report, Failure>) = match &cli.command {
