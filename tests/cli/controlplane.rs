@@ -509,12 +509,19 @@ fn operator_developer_and_auditor_flows_end_to_end() {
     let mut found = Value::Null;
     for _ in 0..100 {
         found = cp2.get(&q, None).1;
+        // An answer is complete below the size it states, even while the
+        // index is being rebuilt: never "published_size 1, no results".
+        assert!(
+            found["published_size"] == 0 || found["results"].as_array().is_some_and(|r| !r.is_empty()),
+            "{found}"
+        );
         if found["results"].as_array().is_some_and(|r| !r.is_empty()) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(found["results"][0]["log_index"], 0, "{found}");
+    assert_eq!(found["published_size"], 1, "{found}");
 }
 
 #[test]
