@@ -209,44 +209,84 @@ pub struct App {
 
 /// The search index's watermark: every log index below `below()` has its
 /// rows. Entries are indexed out of order (concurrent pushes), so indices
-/// above the watermark wait in `above` until the gap below them closes.
+/// above the watermark wait in [`Ranges`] until the gap below them closes.
 #[derive(Debug)]
 pub struct Indexed {
-    state: Mutex<(u64, std::collections::BTreeSet<u64>)>,
+    state: Mutex<Ranges>,
     below: tokio::sync::watch::Sender<u64>,
+}
+
+/// Indexed log indices: all below `next`, plus disjoint half-open ranges
+/// above it (keyed by start). Consecutive indices merge into one range, so
+/// memory stays bounded by the number of gaps — also when a gap never closes
+/// (a failed index write or start-up reindex, until the next start).
+#[derive(Debug, Default)]
+struct Ranges {
+    next: u64,
+    above: std::collections::BTreeMap<u64, u64>,
+}
+
+impl Ranges {
+    fn insert(&mut self, i: u64) {
+        if i < self.next {
+            return;
+        }
+        let mut start = i;
+        let mut end = i + 1;
+        if let Some((&s, &e)) = self.above.range(..=i).next_back() {
+            if i < e {
+                return;
+            }
+            if i == e {
+                start = s;
+            }
+        }
+        if let Some(e2) = self.above.remove(&end) {
+            end = e2;
+        }
+        self.above.insert(start, end);
+        self.advance();
+    }
+
+    fn all_below(&mut self, size: u64) {
+        self.next = self.next.max(size);
+        self.advance();
+    }
+
+    fn advance(&mut self) {
+        while let Some((&s, &e)) = self.above.first_key_value() {
+            if s > self.next {
+                break;
+            }
+            self.above.pop_first();
+            self.next = self.next.max(e);
+        }
+    }
 }
 
 impl Indexed {
     fn new() -> Self {
         Indexed {
-            state: Mutex::new((0, Default::default())),
+            state: Mutex::new(Ranges::default()),
             below: tokio::sync::watch::Sender::new(0),
         }
     }
 
     /// Records that `indices` are indexed.
     fn add(&self, indices: impl IntoIterator<Item = u64>) {
-        self.update(|st| st.1.extend(indices));
+        self.update(|r| indices.into_iter().for_each(|i| r.insert(i)));
     }
 
     /// Records that every index below `size` is indexed (the start-up
     /// reindex covered them).
     fn all_below(&self, size: u64) {
-        self.update(|st| st.0 = st.0.max(size));
+        self.update(|r| r.all_below(size));
     }
 
-    fn update(&self, f: impl FnOnce(&mut (u64, std::collections::BTreeSet<u64>))) {
+    fn update(&self, f: impl FnOnce(&mut Ranges)) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut st);
-        let (next, above) = &mut *st;
-        while let Some(&first) = above.first() {
-            if first > *next {
-                break;
-            }
-            above.pop_first();
-            *next = (*next).max(first + 1);
-        }
-        self.below.send_replace(*next);
+        self.below.send_replace(st.next);
     }
 
     /// Every log index below this has its search rows.
@@ -260,6 +300,61 @@ impl Indexed {
         let mut rx = self.below.subscribe();
         let _ = tokio::time::timeout(timeout, rx.wait_for(|b| *b >= size)).await;
         self.below().min(size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ranges;
+
+    #[test]
+    fn watermark_advances_only_over_closed_gaps() {
+        let mut r = Ranges::default();
+        for i in [2, 4, 3, 7] {
+            r.insert(i);
+        }
+        assert_eq!(r.next, 0);
+        assert_eq!(
+            r.above.iter().map(|(&s, &e)| (s, e)).collect::<Vec<_>>(),
+            vec![(2, 5), (7, 8)]
+        );
+        r.insert(0);
+        assert_eq!(r.next, 1);
+        r.insert(1);
+        assert_eq!(r.next, 5, "0..5 all indexed");
+        r.insert(6);
+        assert_eq!(
+            r.above.iter().map(|(&s, &e)| (s, e)).collect::<Vec<_>>(),
+            vec![(6, 8)]
+        );
+        r.insert(5);
+        assert_eq!((r.next, r.above.len()), (8, 0));
+        // Duplicates and indices already below change nothing.
+        r.insert(3);
+        r.insert(7);
+        assert_eq!((r.next, r.above.len()), (8, 0));
+        // The start-up reindex covers a prefix; what was indexed above it joins.
+        let mut r = Ranges::default();
+        r.insert(10);
+        r.insert(11);
+        r.all_below(10);
+        assert_eq!((r.next, r.above.len()), (12, 0));
+    }
+
+    #[test]
+    fn a_gap_that_never_closes_keeps_one_range() {
+        let mut r = Ranges::default();
+        r.all_below(5);
+        // Index 5 was never written; everything after it arrives, out of order.
+        for chunk in (6..100_000u64).collect::<Vec<_>>().chunks(64) {
+            for &i in chunk.iter().rev() {
+                r.insert(i);
+            }
+        }
+        assert_eq!(r.next, 5);
+        assert_eq!(r.above.len(), 1);
+        r.insert(5);
+        assert_eq!((r.next, r.above.len()), (100_000, 0));
     }
 }
 
