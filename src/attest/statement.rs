@@ -139,3 +139,424 @@ pub fn build(state: &State, annotations: &BTreeMap<String, String>, finished_on:
         },
     })
 }
+
+/// A string as the payload has it: borrowed unless it holds escapes.
+pub type Text<'a> = std::borrow::Cow<'a, str>;
+
+/// The parts of a statement tally checks (server intake, `tally verify`,
+/// `tally attestation verify`), borrowed from the payload.
+///
+/// Parsing a whole `serde_json::Value` allocated a string per key and a map
+/// per object: ~4 µs a statement, and more under the allocator contention
+/// of a busy server (BENCHMARKS.md, intake). Fields a statement leaves out
+/// are empty. Objects and arrays must have their JSON type (a parse error
+/// names the line and column); leaf values of another type than tally
+/// reads (a number as an annotation, say) read as absent, as the in-toto
+/// resource descriptor allows any JSON value there.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct View<'a> {
+    /// `_type`.
+    #[serde(rename = "_type", borrow)]
+    pub statement_type: Leaf<'a>,
+    /// `predicateType`.
+    #[serde(rename = "predicateType", borrow)]
+    pub predicate_type: Leaf<'a>,
+    /// `subject`.
+    #[serde(borrow)]
+    pub subject: Vec<Descriptor<'a>>,
+    /// `predicate`.
+    #[serde(borrow)]
+    pub predicate: Predicate<'a>,
+}
+
+/// An in-toto resource descriptor, as far as tally reads it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct Descriptor<'a> {
+    /// `name`.
+    #[serde(borrow)]
+    pub name: Leaf<'a>,
+    /// `digest`: algorithm → hex.
+    #[serde(borrow)]
+    pub digest: Pairs<'a>,
+    /// `annotations`.
+    #[serde(borrow)]
+    pub annotations: Pairs<'a>,
+}
+
+/// SLSA Provenance v1, as far as tally reads it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Predicate<'a> {
+    /// `buildDefinition`.
+    #[serde(borrow)]
+    pub build_definition: BuildDefinition<'a>,
+    /// `runDetails`.
+    #[serde(borrow)]
+    pub run_details: RunDetails<'a>,
+}
+
+/// `predicate.buildDefinition`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct BuildDefinition<'a> {
+    /// `buildType`.
+    #[serde(borrow)]
+    pub build_type: Leaf<'a>,
+    /// `externalParameters`.
+    #[serde(borrow)]
+    pub external_parameters: External<'a>,
+    /// `internalParameters`.
+    #[serde(borrow)]
+    pub internal_parameters: Internal<'a>,
+}
+
+/// tally's `externalParameters` (SPEC.md §11.5).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct External<'a> {
+    /// The workflow.
+    #[serde(borrow)]
+    pub workflow: Leaf<'a>,
+    /// The project.
+    #[serde(borrow)]
+    pub project: Leaf<'a>,
+    /// The contract revision it was crafted against.
+    #[serde(borrow)]
+    pub contract: ContractParams<'a>,
+    /// Attestation-level annotations.
+    #[serde(borrow)]
+    pub annotations: Pairs<'a>,
+}
+
+/// `externalParameters.contract`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ContractParams<'a> {
+    /// Its name.
+    #[serde(borrow)]
+    pub name: Leaf<'a>,
+    /// The commit.
+    #[serde(borrow)]
+    pub commit: Leaf<'a>,
+    /// The blob.
+    #[serde(borrow)]
+    pub blob: Leaf<'a>,
+}
+
+/// tally's `internalParameters` (SPEC.md §11.5).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Internal<'a> {
+    /// Crafted without a server.
+    pub dry_run: Flag,
+    /// The runner.
+    #[serde(borrow)]
+    pub runner: RunnerParams<'a>,
+    /// The recorded environment.
+    #[serde(borrow)]
+    pub env: Pairs<'a>,
+}
+
+/// `internalParameters.runner`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct RunnerParams<'a> {
+    /// The runner type.
+    #[serde(rename = "type", borrow)]
+    pub kind: Leaf<'a>,
+}
+
+/// `predicate.runDetails`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct RunDetails<'a> {
+    /// `metadata`.
+    #[serde(borrow)]
+    pub metadata: Metadata<'a>,
+    /// `byproducts`: the materials that are not subjects.
+    #[serde(borrow)]
+    pub byproducts: Vec<Descriptor<'a>>,
+}
+
+/// `predicate.runDetails.metadata`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Metadata<'a> {
+    /// The run id.
+    #[serde(borrow)]
+    pub invocation_id: Leaf<'a>,
+}
+
+impl<'a> View<'a> {
+    /// Reads the parts tally checks from a statement's JSON.
+    pub fn parse(payload: &'a [u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(payload)
+    }
+
+    /// Subjects, then byproducts, with their role in the search index.
+    pub fn descriptors(&self) -> impl Iterator<Item = (&Descriptor<'a>, &'static str)> {
+        let subjects = self.subject.iter().map(|d| (d, "subject"));
+        let by = self
+            .predicate
+            .run_details
+            .byproducts
+            .iter()
+            .map(|d| (d, "material"));
+        subjects.chain(by)
+    }
+
+    /// `externalParameters`.
+    pub fn external(&self) -> &External<'a> {
+        &self.predicate.build_definition.external_parameters
+    }
+
+    /// `internalParameters`.
+    pub fn internal(&self) -> &Internal<'a> {
+        &self.predicate.build_definition.internal_parameters
+    }
+
+    /// The run id (`runDetails.metadata.invocationId`).
+    pub fn invocation_id(&self) -> &str {
+        self.predicate.run_details.metadata.invocation_id.as_str()
+    }
+}
+
+/// A JSON object's members in document order, values read as [`Leaf`]s.
+#[derive(Debug, Default)]
+pub struct Pairs<'a>(Vec<(Text<'a>, Leaf<'a>)>);
+
+impl<'a> Pairs<'a> {
+    /// The string value of `key` (the last, as JSON objects read).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.get())
+    }
+    /// Every member whose value is a string, each key once (its last value).
+    pub fn strings(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(i, (k, _))| !self.0[i + 1..].iter().any(|(later, _)| later == k))
+            .filter_map(|(_, (k, v))| Some((k.as_ref(), v.get()?)))
+    }
+    /// Whether the object has no members.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Pairs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(PairsVisitor(std::marker::PhantomData))
+    }
+}
+
+struct PairsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for PairsVisitor<'a> {
+    type Value = Pairs<'a>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Pairs<'a>, A::Error> {
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
+        while let Some((k, v)) = map.next_entry::<Leaf<'a>, Leaf<'a>>()? {
+            out.push((k.0.unwrap_or_default(), v));
+        }
+        Ok(Pairs(out))
+    }
+}
+
+/// A JSON value read as a string when it is one, and as absent otherwise
+/// (the other value is skipped without being stored).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Leaf<'a>(Option<Text<'a>>);
+
+impl<'a> Leaf<'a> {
+    /// The string, if the value was one.
+    pub fn get(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+    /// The string, or "" when absent or not a string.
+    pub fn as_str(&self) -> &str {
+        self.get().unwrap_or_default()
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Leaf<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LeafVisitor(std::marker::PhantomData)).map(Leaf)
+    }
+}
+
+struct LeafVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for LeafVisitor<'a> {
+    type Value = Option<Text<'a>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Text::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Text::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(Text::Owned(v)))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(None)
+    }
+}
+
+/// `true` only for the JSON value `true`; any other value reads as false.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+impl<'de> serde::Deserialize<'de> for Flag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FlagVisitor)
+    }
+}
+
+struct FlagVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FlagVisitor {
+    type Value = Flag;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Flag, E> {
+        Ok(Flag(v))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Flag, E> {
+        Ok(Flag(false))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Flag, E> {
+        Ok(Flag(false))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Flag, E> {
+        Ok(Flag(false))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Flag, E> {
+        Ok(Flag(false))
+    }
+    fn visit_unit<E>(self) -> Result<Flag, E> {
+        Ok(Flag(false))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Flag, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Flag(false))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Flag, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Flag(false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_reads_what_tally_checks_and_skips_the_rest() {
+        let json = br#"{
+            "_type": "https://in-toto.io/Statement/v1",
+            "predicateType": "https://slsa.dev/provenance/v1",
+            "subject": [
+                {"name": "app", "digest": {"sha256": "AB", "sha512": 7, "sha256": "cd"},
+                 "annotations": {"tally.material.kind": "ARTIFACT", "n": 1, "o": {"x": [1]}}},
+                {"name": 5, "digest": {}}
+            ],
+            "predicate": {
+                "buildDefinition": {
+                    "buildType": "https://tally.dev/attestation/v1",
+                    "externalParameters": {"workflow": "w\u00e9", "contract": {"name": "c"},
+                                           "annotations": {"team": "x"}},
+                    "internalParameters": {"dryRun": "yes", "runner": {"type": "github-action"},
+                                           "env": {"CI": "true", "CI": null}},
+                    "resolvedDependencies": [{"uri": "git+x"}]
+                },
+                "runDetails": {"metadata": {"invocationId": "run-1"}, "byproducts": [{"name": "sbom"}]}
+            }
+        }"#;
+        let v = View::parse(json).unwrap();
+        assert_eq!(v.statement_type.get(), Some(STATEMENT_TYPE));
+        assert_eq!(v.subject.len(), 2);
+        let app = &v.subject[0];
+        // Duplicate members: the last one counts, as with any JSON object reader.
+        assert_eq!(app.digest.get("sha256"), Some("cd"));
+        assert_eq!(app.digest.strings().collect::<Vec<_>>(), vec![("sha256", "cd")]);
+        assert_eq!(app.annotations.get("n"), None);
+        assert_eq!(app.annotations.get("tally.material.kind"), Some("ARTIFACT"));
+        assert_eq!(v.subject[1].name.get(), None);
+        // An escaped string is decoded (owned, not borrowed).
+        assert_eq!(v.external().workflow.as_str(), "wé");
+        assert_eq!(v.external().contract.name.as_str(), "c");
+        assert_eq!(v.external().contract.commit.get(), None);
+        assert_eq!(v.external().annotations.get("team"), Some("x"));
+        // Only the JSON value `true` is a dry run.
+        assert!(!v.internal().dry_run.0);
+        assert_eq!(v.internal().runner.kind.as_str(), "github-action");
+        assert_eq!(v.internal().env.get("CI"), None);
+        assert_eq!(v.invocation_id(), "run-1");
+        let roles: Vec<_> = v.descriptors().map(|(d, r)| (d.name.as_str(), r)).collect();
+        assert_eq!(roles, vec![("app", "subject"), ("", "subject"), ("sbom", "material")]);
+    }
+
+    #[test]
+    fn view_rejects_containers_of_the_wrong_type() {
+        for bad in [
+            &br#"{"subject": {"name": "x"}}"#[..],
+            br#"{"subject": [{"digest": ["sha256", "ab"]}]}"#,
+            br#"{"predicate": "yes"}"#,
+            br#"{"predicate": {"runDetails": {"byproducts": 3}}}"#,
+            br#"{"_type": "x""#,
+            br#"{"subject": [], "subject": []}"#,
+        ] {
+            let e = View::parse(bad).unwrap_err();
+            assert!(e.to_string().contains("line 1"), "{e}");
+        }
+        // serde reads a struct from an array too; such a "statement" has no
+        // `_type`, so the checks above it reject it.
+        assert_eq!(View::parse(b"[1, 2]").unwrap().statement_type.get(), None);
+        // An empty object is a statement with nothing in it.
+        let v = View::parse(b"{}").unwrap();
+        assert!(v.subject.is_empty() && v.invocation_id().is_empty());
+    }
+}

@@ -1212,7 +1212,9 @@ pub fn verify(args: &AttVerifyArgs) -> Result<Report, Failure> {
     }
     let st: serde_json::Value = serde_json::from_slice(verified.payload())
         .map_err(|e| Failure::Invalid(anyhow!("the signed payload is not JSON: {e}")))?;
-    let problems = statement_problems(&st);
+    let view = statement::View::parse(verified.payload())
+        .map_err(|e| Failure::Invalid(anyhow!("the signed payload is not an in-toto statement: {e}")))?;
+    let problems = statement_problems(&view);
     if !problems.is_empty() {
         return Err(Failure::Invalid(anyhow!(
             "the signature is valid but the statement is not a tally attestation: {}",
@@ -1253,34 +1255,36 @@ pub fn verify(args: &AttVerifyArgs) -> Result<Report, Failure> {
 }
 
 /// What makes `st` not a tally attestation (empty: it is one).
-pub fn statement_problems(st: &serde_json::Value) -> Vec<String> {
+pub fn statement_problems(st: &statement::View<'_>) -> Vec<String> {
     let mut p = Vec::new();
-    if st["_type"] != statement::STATEMENT_TYPE {
+    let shown = |l: &statement::Leaf<'_>| match l.get() {
+        Some(t) => format!("{t:?}"),
+        None => "missing (or not a string)".to_owned(),
+    };
+    if st.statement_type.get() != Some(statement::STATEMENT_TYPE) {
         p.push(format!(
             "_type is {}, not {}",
-            st["_type"],
+            shown(&st.statement_type),
             statement::STATEMENT_TYPE
         ));
     }
-    if st["predicateType"] != statement::PREDICATE_TYPE {
+    if st.predicate_type.get() != Some(statement::PREDICATE_TYPE) {
         p.push(format!(
             "predicateType is {}, not {}",
-            st["predicateType"],
+            shown(&st.predicate_type),
             statement::PREDICATE_TYPE
         ));
     }
-    if st["predicate"]["buildDefinition"]["buildType"] != statement::BUILD_TYPE {
+    if st.predicate.build_definition.build_type.get() != Some(statement::BUILD_TYPE) {
         p.push(format!("buildType is not {}", statement::BUILD_TYPE));
     }
-    match st["subject"].as_array() {
-        Some(s) if !s.is_empty() => {
-            for x in s {
-                if x["digest"].as_object().is_none_or(|d| d.is_empty()) {
-                    p.push(format!("subject {} has no digest", x["name"]));
-                }
-            }
+    if st.subject.is_empty() {
+        p.push("no subjects".into());
+    }
+    for x in &st.subject {
+        if x.digest.is_empty() {
+            p.push(format!("subject {} has no digest", shown(&x.name)));
         }
-        _ => p.push("no subjects".into()),
     }
     p
 }

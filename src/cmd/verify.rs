@@ -176,20 +176,21 @@ fn check_signature(key: &std::path::Path, env: &[u8], entry: Option<&Entry>) -> 
     let key = PublicKey::from_pem(&pem).usage()?;
     let envelope = Envelope::parse(env).invalid()?;
     let verified = envelope.verify(&[key]).invalid()?;
-    let st: serde_json::Value = serde_json::from_slice(verified.payload())
-        .context("the signed payload is not JSON")
+    let st = crate::attest::statement::View::parse(verified.payload())
+        .context("the signed payload is not an in-toto statement")
         .invalid()?;
     let mut problems = crate::cmd::attestation::statement_problems(&st);
     if let Some(e) = entry {
-        let ext = &st["predicate"]["buildDefinition"]["externalParameters"];
-        let inv = &st["predicate"]["runDetails"]["metadata"]["invocationId"];
-        if ext["workflow"] != e.workflow.as_str() || *inv != e.run.as_str() {
+        let ext = st.external();
+        if ext.workflow.get() != Some(e.workflow.as_str())
+            || st.predicate.run_details.metadata.invocation_id.get() != Some(e.run.as_str())
+        {
             problems.push("the statement's workflow or run differs from the entry's".into());
         }
-        let c = &ext["contract"];
-        if c["name"] != e.contract.name.as_str()
-            || c["commit"] != e.contract.commit.as_str()
-            || c["blob"] != e.contract.blob.as_str()
+        let c = &ext.contract;
+        if c.name.get() != Some(e.contract.name.as_str())
+            || c.commit.get() != Some(e.contract.commit.as_str())
+            || c.blob.get() != Some(e.contract.blob.as_str())
         {
             problems.push("the statement's contract revision differs from the entry's".into());
         }

@@ -14,7 +14,7 @@ use ledger_format::entry::{ContractRevision, Entry};
 use ledger_format::hash::{sha256, Hash};
 use ledger_format::tile::{self, BundleId, TilePath, TILE_WIDTH};
 use ledger_format::tlog_proof::TlogProof;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq as _;
 
@@ -989,8 +989,12 @@ async fn push_attestation(
             ),
         ));
     }
-    let st: Value = serde_json::from_slice(verified.payload())
-        .map_err(|e| unprocessable("statement", format!("the payload is not JSON: {e}")))?;
+    let st = crate::attest::statement::View::parse(verified.payload()).map_err(|e| {
+        unprocessable(
+            "statement",
+            format!("the payload is not an in-toto statement: {e}"),
+        )
+    })?;
     let mut problems = crate::cmd::attestation::statement_problems(&st);
     let contract = app
         .contract_by_blob(&run.contract_name, &run.contract_blob)
@@ -1096,25 +1100,67 @@ async fn push_attestation(
             .map_err(ApiError::internal)?
             .unwrap_or(0)
     };
-    let mut out = json!({
-        "run_id": run.id,
-        "log_index": index,
-        "envelope_digest": row.envelope_digest,
-        "entry": String::from_utf8_lossy(&entry_bytes),
-        "published": published > index,
-    });
+    let entry = String::from_utf8_lossy(&entry_bytes);
+    let mut answer = PushAnswer {
+        run_id: &run.id,
+        log_index: index,
+        envelope_digest: &row.envelope_digest,
+        entry: &entry,
+        published: published > index,
+        tlog_proof: None,
+        hint: None,
+    };
     if published > index {
         app.metrics.publish.observe(received.elapsed().as_secs_f64());
         let a = app.clone();
-        out["tlog_proof"] = tokio::task::spawn_blocking(move || a.tlog_proof(index))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?
-            .into();
-        return Ok((StatusCode::OK, Json(out)).into_response());
+        answer.tlog_proof = Some(
+            tokio::task::spawn_blocking(move || a.tlog_proof(index))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?,
+        );
+        return Ok(answer.respond(StatusCode::OK));
     }
-    out["hint"] = format!("GET /api/v1/proof/inclusion?index={index} once published").into();
-    Ok((StatusCode::ACCEPTED, Json(out)).into_response())
+    answer.hint = Some(format!(
+        "GET /api/v1/proof/inclusion?index={index} once published"
+    ));
+    Ok(answer.respond(StatusCode::ACCEPTED))
+}
+
+/// The answer to an accepted push (SPEC.md §12.4).
+#[derive(Serialize)]
+struct PushAnswer<'a> {
+    run_id: &'a str,
+    log_index: u64,
+    envelope_digest: &'a str,
+    entry: &'a str,
+    published: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tlog_proof: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+}
+
+impl PushAnswer<'_> {
+    /// Serialized straight into one right-sized buffer: the answer is on the
+    /// path of every push, and growing axum's default buffer cost more than
+    /// building it (BENCHMARKS.md, intake).
+    fn respond(&self, status: StatusCode) -> Response {
+        let cap = 256
+            + self.entry.len()
+            + self.tlog_proof.as_ref().map_or(0, |p| p.len() * 2)
+            + self.hint.as_ref().map_or(0, String::len);
+        let mut body = Vec::with_capacity(cap);
+        match serde_json::to_writer(&mut body, self) {
+            Ok(()) => (
+                status,
+                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                body,
+            )
+                .into_response(),
+            Err(e) => ApiError::internal(e).into_response(),
+        }
+    }
 }
 
 // -------------------------------------------------------------------- admin

@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
+use crate::attest::statement::View;
 use crate::contract::Contract;
 use crate::server::meta::{DigestRow, Run};
 
@@ -16,60 +15,39 @@ struct Described<'a> {
     annotations: BTreeMap<&'a str, &'a str>,
 }
 
-fn descriptors(st: &Value) -> impl Iterator<Item = (&Value, &'static str)> {
-    let subjects = st["subject"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| (d, "subject"));
-    let by = st["predicate"]["runDetails"]["byproducts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| (d, "material"));
-    subjects.chain(by)
-}
-
 /// Every way the statement breaks the contract or does not belong to the run.
-pub fn violations(contract: &Contract, run: &Run, st: &Value) -> Vec<String> {
+pub fn violations(contract: &Contract, run: &Run, st: &View<'_>) -> Vec<String> {
     let mut v = Vec::new();
-    let ext = &st["predicate"]["buildDefinition"]["externalParameters"];
-    let int = &st["predicate"]["buildDefinition"]["internalParameters"];
-    let s = |x: &Value| x.as_str().unwrap_or_default().to_owned();
-    if s(&ext["workflow"]) != run.workflow {
+    let ext = st.external();
+    let int = st.internal();
+    let workflow = ext.workflow.as_str();
+    if workflow != run.workflow {
         v.push(format!(
-            "the attestation is for workflow `{}`, but run {} is of workflow `{}`",
-            s(&ext["workflow"]),
-            run.id,
-            run.workflow
+            "the attestation is for workflow `{workflow}`, but run {} is of workflow `{}`",
+            run.id, run.workflow
         ));
     }
-    let inv = s(&st["predicate"]["runDetails"]["metadata"]["invocationId"]);
+    let inv = st.invocation_id();
     if inv != run.id {
         v.push(format!(
             "the attestation names run `{inv}`, but it was pushed to run {}",
             run.id
         ));
     }
-    let c = &ext["contract"];
-    if s(&c["name"]) != run.contract_name
-        || s(&c["commit"]) != run.contract_commit
-        || s(&c["blob"]) != run.contract_blob
-    {
+    let c = &ext.contract;
+    let (name, commit, blob) = (c.name.as_str(), c.commit.as_str(), c.blob.as_str());
+    if name != run.contract_name || commit != run.contract_commit || blob != run.contract_blob {
         v.push(format!(
-            "the attestation says it was crafted against contract {} @ {} (blob {}), but the run was started against {} @ {} (blob {})",
-            s(&c["name"]),
-            s(&c["commit"]),
-            s(&c["blob"]),
+            "the attestation says it was crafted against contract {name} @ {commit} (blob {blob}), but the run was started against {} @ {} (blob {})",
             run.contract_name,
             run.contract_commit,
             run.contract_blob
         ));
     }
-    if int["dryRun"].as_bool() == Some(true) {
+    if int.dry_run.0 {
         v.push("the attestation was crafted in a dry run; start the run with `tally attestation init` against this server".into());
     }
-    let runner = s(&int["runner"]["type"]);
+    let runner = int.runner.kind.as_str();
     if contract.runner != "any" && runner != contract.runner {
         v.push(format!(
             "contract `{}` requires runner `{}`; the attestation was crafted on `{}`",
@@ -78,12 +56,12 @@ pub fn violations(contract: &Contract, run: &Run, st: &Value) -> Vec<String> {
             if runner.is_empty() {
                 "an unknown runner"
             } else {
-                &runner
+                runner
             }
         ));
     }
     for k in &contract.env {
-        if int["env"][k].as_str().is_none_or(str::is_empty) {
+        if int.env.get(k).is_none_or(str::is_empty) {
             v.push(format!(
                 "environment variable `{k}` required by the contract is not recorded"
             ));
@@ -91,14 +69,9 @@ pub fn violations(contract: &Contract, run: &Run, st: &Value) -> Vec<String> {
     }
 
     let mut present: BTreeMap<&str, Described<'_>> = BTreeMap::new();
-    for (d, _) in descriptors(st) {
-        let Some(name) = d["name"].as_str() else { continue };
-        let ann: BTreeMap<&str, &str> = d["annotations"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
-            .collect();
+    for (d, _) in st.descriptors() {
+        let Some(name) = d.name.get() else { continue };
+        let ann: BTreeMap<&str, &str> = d.annotations.strings().collect();
         let kind = ann.get("tally.material.kind").copied().unwrap_or_default();
         present.insert(
             name,
@@ -163,7 +136,7 @@ pub fn violations(contract: &Contract, run: &Run, st: &Value) -> Vec<String> {
         }
     }
     for a in &contract.annotations {
-        match ext["annotations"][&a.name].as_str() {
+        match ext.annotations.get(&a.name) {
             Some(val) if a.value.is_empty() && !val.is_empty() => {}
             Some(val) if !a.value.is_empty() && val == a.value => {}
             Some(val) if !a.value.is_empty() => v.push(format!(
@@ -180,18 +153,16 @@ pub fn violations(contract: &Contract, run: &Run, st: &Value) -> Vec<String> {
 }
 
 /// The digests the statement names, for the search index.
-pub fn digests(st: &Value) -> Vec<DigestRow> {
+pub fn digests(st: &View<'_>) -> Vec<DigestRow> {
     let mut out = Vec::new();
-    for (d, role) in descriptors(st) {
-        let name = d["name"].as_str().unwrap_or_default().to_owned();
-        for (alg, hex) in d["digest"].as_object().into_iter().flatten() {
-            if let Some(h) = hex.as_str() {
-                out.push(DigestRow {
-                    digest: format!("{alg}:{}", h.to_ascii_lowercase()),
-                    role: role.into(),
-                    name: name.clone(),
-                });
-            }
+    for (d, role) in st.descriptors() {
+        let name = d.name.as_str();
+        for (alg, hex) in d.digest.strings() {
+            out.push(DigestRow {
+                digest: format!("{alg}:{}", hex.to_ascii_lowercase()),
+                role: role.into(),
+                name: name.to_owned(),
+            });
         }
     }
     out

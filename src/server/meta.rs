@@ -199,9 +199,16 @@ fn run_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
     })
 }
 
-const RUN_COLS: &str =
-    "id, workflow, project, version, status, contract_name, contract_commit, contract_blob, \
-     runner_type, runner_url, created_at, finished_at, reason, log_index, envelope_digest";
+macro_rules! run_cols {
+    () => {
+        "id, workflow, project, version, status, contract_name, contract_commit, contract_blob, \
+         runner_type, runner_url, created_at, finished_at, reason, log_index, envelope_digest"
+    };
+}
+const RUN_COLS: &str = run_cols!();
+/// Looked up on every push: a literal, so the statement cache is hit without
+/// formatting the query first.
+const RUN_BY_ID: &str = concat!("SELECT ", run_cols!(), " FROM runs WHERE id = ?1");
 
 fn att_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttestationRow> {
     Ok(AttestationRow {
@@ -373,7 +380,7 @@ impl Meta {
     /// A run by id.
     pub fn run(&self, id: &str) -> Result<Option<Run>> {
         let c = self.r();
-        let mut st = c.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"))?;
+        let mut st = c.prepare_cached(RUN_BY_ID)?;
         Ok(st.query_row([id], run_from).optional()?)
     }
 

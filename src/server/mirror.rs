@@ -79,12 +79,14 @@ async fn step(app: &Arc<App>) -> Result<bool, String> {
 
 /// Entry `i`'s envelope and statement, and the annotations of its artifact.
 fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Value), String> {
+    let logged = app.logged(i)?;
+    let st = logged.statement();
     let crate::server::Logged {
         entry: e,
         text,
         envelope,
-        statement: st,
-    } = app.logged(i)?;
+        ..
+    } = logged;
     // The offline bundle (SPEC.md §6.2) at the current checkpoint: whoever
     // pulls the attestation from the registry can check its inclusion with
     // `tally verify --bundle`, without asking this server.

@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
+use crate::attest::statement::View;
 use crate::contract::store::ContractStore;
 use crate::contract::Contract;
 use crate::ledger::Ledger;
@@ -371,8 +372,16 @@ pub struct Logged {
     pub text: Vec<u8>,
     /// Its envelope's bytes.
     pub envelope: Vec<u8>,
-    /// The envelope's statement, `null` when it does not decode.
-    pub statement: serde_json::Value,
+    /// The envelope's payload (the statement's JSON), empty when the
+    /// envelope does not decode.
+    pub payload: Vec<u8>,
+}
+
+impl Logged {
+    /// The statement, `null` when it does not decode.
+    pub fn statement(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).unwrap_or(serde_json::Value::Null)
+    }
 }
 
 /// Least time between two search-index transactions under load.
@@ -690,9 +699,9 @@ impl App {
                 continue;
             }
             let Logged {
-                entry: e, statement, ..
+                entry: e, payload, ..
             } = self.logged(i)?;
-            let digests = intake::digests(&statement);
+            let digests = intake::digests(&View::parse(&payload).unwrap_or_default());
             let row = meta::AttestationRow {
                 log_index: i as i64,
                 envelope_digest: format!("sha256:{}", e.envelope_digest.to_hex()),
@@ -713,7 +722,7 @@ impl App {
     }
 
     /// Log entry `i` read back from the ledger: the entry, its text, its
-    /// envelope, and the envelope's statement (`null` when it does not decode).
+    /// envelope, and the envelope's payload (empty when it does not decode).
     pub fn logged(&self, i: u64) -> Result<Logged, String> {
         let text = self.ledger.entry(i).map_err(|e| e.to_string())?;
         let entry = ledger_format::entry::Entry::parse(&text).map_err(|e| format!("entry {i}: {e}"))?;
@@ -722,16 +731,15 @@ impl App {
             .body(i, &entry.envelope_digest)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("entry {i}: its envelope is not stored"))?;
-        let statement = crate::attest::dsse::Envelope::parse(&envelope)
+        let payload = crate::attest::dsse::Envelope::parse(&envelope)
             .ok()
             .and_then(|env| crate::attest::dsse::decode_b64(&env.payload))
-            .and_then(|p| serde_json::from_slice(&p).ok())
-            .unwrap_or(serde_json::Value::Null);
+            .unwrap_or_default();
         Ok(Logged {
             entry,
             text,
             envelope,
-            statement,
+            payload,
         })
     }
 
