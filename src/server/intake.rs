@@ -152,14 +152,21 @@ pub fn violations(contract: &Contract, run: &Run, st: &View<'_>) -> Vec<String> 
     v
 }
 
-/// The digests the statement names, for the search index.
+/// The digests the statement names, for the search index: subjects first,
+/// then byproducts; a digest a name already carries is listed once (first
+/// role).
 pub fn digests(st: &View<'_>) -> Vec<DigestRow> {
-    let mut out = Vec::new();
+    let mut out: Vec<DigestRow> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (d, role) in st.descriptors() {
         let name = d.name.as_str();
         for (alg, hex) in d.digest.strings() {
+            let digest = format!("{alg}:{}", hex.to_ascii_lowercase());
+            if !seen.insert((digest.clone(), name)) {
+                continue;
+            }
             out.push(DigestRow {
-                digest: format!("{alg}:{}", hex.to_ascii_lowercase()),
+                digest,
                 role: role.into(),
                 name: name.to_owned(),
             });

@@ -39,10 +39,11 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
 CREATE TABLE IF NOT EXISTS attestations (
   log_index INTEGER PRIMARY KEY, envelope_digest TEXT NOT NULL, workflow TEXT NOT NULL,
   project TEXT NOT NULL, run_id TEXT NOT NULL, contract_name TEXT NOT NULL,
-  contract_commit TEXT NOT NULL, contract_blob TEXT NOT NULL, created_at INTEGER NOT NULL);
+  contract_commit TEXT NOT NULL, contract_blob TEXT NOT NULL, created_at INTEGER NOT NULL,
+  envelope_key INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS attestations_by_workflow ON attestations (workflow);
 CREATE INDEX IF NOT EXISTS attestations_by_commit ON attestations (contract_commit);
-CREATE INDEX IF NOT EXISTS attestations_by_envelope ON attestations (envelope_digest);
+CREATE INDEX IF NOT EXISTS attestations_by_envelope_key ON attestations (envelope_key);
 CREATE TABLE IF NOT EXISTS artifacts (
   digest TEXT NOT NULL, workflow TEXT NOT NULL, size INTEGER NOT NULL, created_at INTEGER NOT NULL,
   PRIMARY KEY (digest, workflow));
@@ -52,9 +53,44 @@ CREATE TABLE IF NOT EXISTS oci_manifests (
 CREATE TABLE IF NOT EXISTS oci_attestations (
   log_index INTEGER NOT NULL, reference TEXT NOT NULL, PRIMARY KEY (log_index, reference));
 CREATE TABLE IF NOT EXISTS digests (
-  digest TEXT NOT NULL, log_index INTEGER NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
-  PRIMARY KEY (digest, log_index, name)) WITHOUT ROWID;
+  id INTEGER PRIMARY KEY, key INTEGER NOT NULL, digest TEXT NOT NULL, log_index INTEGER NOT NULL,
+  role TEXT NOT NULL, name TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS digests_by_key ON digests (key);
 ";
+
+/// The search index as tables and indexes before its compact keys (dropped
+/// at open, then rebuilt from the log by `App::reindex`).
+const OLD_SEARCH: &str = "
+DROP INDEX IF EXISTS attestations_by_workflow;
+DROP INDEX IF EXISTS attestations_by_commit;
+DROP INDEX IF EXISTS attestations_by_envelope;
+DROP TABLE IF EXISTS attestations;
+DROP TABLE IF EXISTS digests;
+";
+
+/// The search key of a digest string (`sha256:<hex>`): the first 8 bytes of
+/// its SHA-256, as a signed integer.
+///
+/// The random-order lookups of the search index (by envelope, by subject or
+/// material digest) go through an index of these keys rather than of the
+/// 71-character strings: each insert into a random place of a B-tree
+/// dirties a page, and smaller entries mean far fewer pages — the index
+/// writer's cost per attestation roughly halved (BENCHMARKS.md, intake).
+/// Lookups compare the full string too, so a key collision costs a row
+/// read, never a wrong answer.
+pub fn search_key(digest: &str) -> i64 {
+    use sha2::Digest as _;
+    let h = sha2::Sha256::digest(digest.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[..8]);
+    i64::from_be_bytes(b)
+}
+
+/// Digest rows of one attestation get ids `log_index << DIGEST_ID_BITS`
+/// onward, in the statement's order: appended in log order (no random
+/// placement), and re-indexing an entry replaces its rows instead of adding
+/// more.
+const DIGEST_ID_BITS: u32 = 20;
 
 /// A service token as listed (never its secret).
 #[derive(Debug, Clone, Serialize)]
@@ -235,6 +271,20 @@ impl Meta {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let compact: bool = conn.query_row(
+            "SELECT NOT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'attestations') \
+             OR EXISTS (SELECT 1 FROM pragma_table_info('attestations') WHERE name = 'envelope_key')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !compact {
+            // A database of an earlier release: its search index is rebuilt
+            // from the log at start (the rest is kept).
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(OLD_SEARCH)?;
+            tx.execute_batch(SCHEMA)?;
+            tx.commit()?;
+        }
         conn.execute_batch(SCHEMA)?;
         let read = Connection::open(path)?;
         read.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -440,7 +490,8 @@ impl Meta {
         )?
         .execute(params![a.run_id, now, a.log_index, a.envelope_digest])?;
         tx.prepare_cached(&format!(
-            "INSERT OR REPLACE INTO attestations ({ATT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            "INSERT OR REPLACE INTO attestations ({ATT_COLS}, envelope_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
         ))?
         .execute(params![
             a.log_index,
@@ -451,14 +502,38 @@ impl Meta {
             a.contract_name,
             a.contract_commit,
             a.contract_blob,
-            a.created_at
+            a.created_at,
+            search_key(&a.envelope_digest),
         ])?;
+        let first = u64::try_from(a.log_index)
+            .ok()
+            .filter(|i| *i < 1 << (63 - DIGEST_ID_BITS))
+            .ok_or_else(|| MetaError(rusqlite::Error::IntegralValueOutOfRange(0, a.log_index)))?
+            << DIGEST_ID_BITS;
+        if digests.len() >= 1 << DIGEST_ID_BITS {
+            return Err(MetaError(rusqlite::Error::ToSqlConversionFailure(
+                format!(
+                    "entry {} names {} digests; the search index takes at most {}",
+                    a.log_index,
+                    digests.len(),
+                    (1u64 << DIGEST_ID_BITS) - 1
+                )
+                .into(),
+            )));
+        }
         {
             let mut st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO digests (digest, log_index, role, name) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO digests (id, key, digest, log_index, role, name) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for d in digests {
-                st.execute(params![d.digest, a.log_index, d.role, d.name])?;
+            for (i, d) in digests.iter().enumerate() {
+                st.execute(params![
+                    (first + i as u64) as i64,
+                    search_key(&d.digest),
+                    d.digest,
+                    a.log_index,
+                    d.role,
+                    d.name
+                ])?;
             }
         }
         Ok(())
@@ -576,8 +651,10 @@ impl Meta {
     pub fn envelope_index(&self, digest: &str) -> Result<Option<i64>> {
         Ok(self
             .r()
-            .prepare_cached("SELECT MIN(log_index) FROM attestations WHERE envelope_digest = ?1")?
-            .query_row([digest], |r| r.get(0))?)
+            .prepare_cached(
+                "SELECT MIN(log_index) FROM attestations WHERE envelope_key = ?1 AND envelope_digest = ?2",
+            )?
+            .query_row(params![search_key(digest), digest], |r| r.get(0))?)
     }
 
     /// Attestations naming `digest` as a subject or material, with the role.
@@ -585,10 +662,10 @@ impl Meta {
         let c = self.c();
         let mut st = c.prepare(&format!(
             "SELECT {}, d.digest, d.role, d.name FROM digests d JOIN attestations a ON a.log_index = d.log_index \
-             WHERE d.digest = ?1 ORDER BY a.log_index",
+             WHERE d.key = ?1 AND d.digest = ?2 ORDER BY a.log_index, d.id",
             ATT_COLS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ")
         ))?;
-        let rows = st.query_map([digest], |r| {
+        let rows = st.query_map(params![search_key(digest), digest], |r| {
             Ok((
                 att_from(r)?,
                 DigestRow {
@@ -659,5 +736,102 @@ impl Meta {
         let mut st = c.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: i64, envelope: &str) -> AttestationRow {
+        AttestationRow {
+            log_index: i,
+            envelope_digest: envelope.into(),
+            workflow: "wf".into(),
+            project: "p".into(),
+            run_id: format!("run-{i}"),
+            contract_name: "c".into(),
+            contract_commit: "0".repeat(40),
+            contract_blob: "1".repeat(40),
+            created_at: 1,
+        }
+    }
+
+    fn digest(d: &str, role: &str, name: &str) -> DigestRow {
+        DigestRow {
+            digest: d.into(),
+            role: role.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn search_by_digest_and_envelope_through_compact_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Meta::open(&dir.path().join("meta.db")).unwrap();
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        m.record_attestations(
+            &[
+                (row(0, "sha256:e0"), vec![digest(&a, "subject", "app"), digest(&b, "material", "sbom")]),
+                (row(1, "sha256:e1"), vec![digest(&a, "material", "dep")]),
+            ],
+            2,
+        )
+        .unwrap();
+        // Indexing an entry again (a reindex after a crash) replaces its rows.
+        m.record_attestation(&row(1, "sha256:e1"), &[digest(&a, "material", "dep")], 3)
+            .unwrap();
+        let found: Vec<_> = m
+            .search_digest(&a)
+            .unwrap()
+            .into_iter()
+            .map(|(r, d)| (r.log_index, d.role, d.name))
+            .collect();
+        assert_eq!(
+            found,
+            vec![(0, "subject".into(), "app".into()), (1, "material".into(), "dep".into())]
+        );
+        assert_eq!(m.search_digest(&b).unwrap().len(), 1);
+        assert!(m.search_digest("sha256:cc").unwrap().is_empty());
+        assert_eq!(m.envelope_index("sha256:e1").unwrap(), Some(1));
+        assert_eq!(m.envelope_index("sha256:e2").unwrap(), None);
+        assert_eq!(m.indexed_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn an_earlier_search_index_is_dropped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO settings VALUES ('origin', 'kept');
+                 CREATE TABLE attestations (
+                   log_index INTEGER PRIMARY KEY, envelope_digest TEXT NOT NULL, workflow TEXT NOT NULL,
+                   project TEXT NOT NULL, run_id TEXT NOT NULL, contract_name TEXT NOT NULL,
+                   contract_commit TEXT NOT NULL, contract_blob TEXT NOT NULL, created_at INTEGER NOT NULL);
+                 CREATE INDEX attestations_by_envelope ON attestations (envelope_digest);
+                 INSERT INTO attestations VALUES (0, 'sha256:e0', 'wf', 'p', 'r', 'c', 'x', 'y', 1);
+                 CREATE TABLE digests (
+                   digest TEXT NOT NULL, log_index INTEGER NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
+                   PRIMARY KEY (digest, log_index, name)) WITHOUT ROWID;
+                 INSERT INTO digests VALUES ('sha256:aa', 0, 'subject', 'app');",
+            )
+            .unwrap();
+        }
+        let m = Meta::open(&path).unwrap();
+        assert_eq!(m.setting("origin").unwrap().as_deref(), Some("kept"));
+        // Rebuilt from the log by the server's start-up reindex.
+        assert_eq!(m.indexed_count().unwrap(), 0);
+        assert!(m.search_digest("sha256:aa").unwrap().is_empty());
+        m.record_attestation(&row(0, "sha256:e0"), &[digest("sha256:aa", "subject", "app")], 2)
+            .unwrap();
+        assert_eq!(m.search_digest("sha256:aa").unwrap().len(), 1);
+        drop(m);
+        // A database already in the current form is left as it is.
+        let m = Meta::open(&path).unwrap();
+        assert_eq!(m.indexed_count().unwrap(), 1);
     }
 }
