@@ -536,7 +536,10 @@ mod tests {
         assert_eq!(v.internal().env.get("CI"), None);
         assert_eq!(v.invocation_id(), "run-1");
         let roles: Vec<_> = v.descriptors().map(|(d, r)| (d.name.as_str(), r)).collect();
-        assert_eq!(roles, vec![("app", "subject"), ("", "subject"), ("sbom", "material")]);
+        assert_eq!(
+            roles,
+            vec![("app", "subject"), ("", "subject"), ("sbom", "material")]
+        );
     }
 
     #[test]

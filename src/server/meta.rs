@@ -773,7 +773,10 @@ mod tests {
         let b = format!("sha256:{}", "b".repeat(64));
         m.record_attestations(
             &[
-                (row(0, "sha256:e0"), vec![digest(&a, "subject", "app"), digest(&b, "material", "sbom")]),
+                (
+                    row(0, "sha256:e0"),
+                    vec![digest(&a, "subject", "app"), digest(&b, "material", "sbom")],
+                ),
                 (row(1, "sha256:e1"), vec![digest(&a, "material", "dep")]),
             ],
             2,
@@ -790,7 +793,10 @@ mod tests {
             .collect();
         assert_eq!(
             found,
-            vec![(0, "subject".into(), "app".into()), (1, "material".into(), "dep".into())]
+            vec![
+                (0, "subject".into(), "app".into()),
+                (1, "material".into(), "dep".into())
+            ]
         );
         assert_eq!(m.search_digest(&b).unwrap().len(), 1);
         assert!(m.search_digest("sha256:cc").unwrap().is_empty());
