@@ -403,7 +403,9 @@ fn operator_developer_and_auditor_flows_end_to_end() {
         .get(format!("{}/api/v1/envelopes/{digest}", cp.url))
         .send()
         .unwrap();
-    assert_eq!(resp.bytes().unwrap().to_vec(), bundle.envelope);
+    let envelope_bytes = resp.bytes().unwrap().to_vec();
+    assert_eq!(envelope_bytes, bundle.envelope);
+    let envelope_digest = digest.to_owned();
 
     // tally audit of the server URL, and of a git clone of its ledger.
     ok(&cp.tally(
@@ -491,11 +493,27 @@ fn operator_developer_and_auditor_flows_end_to_end() {
 
     // Graceful stop; a restart serves the same log.
     assert!(cp.stop().success());
-    // The search index is rebuilt from the log itself: lose it, restart.
+    // The search index is rebuilt from the log itself: replace it with the
+    // tables of an earlier release (string-keyed, holding a stale row the log
+    // does not have), restart.
     {
         let db = rusqlite::Connection::open(cp.dir.path().join("data/meta.db")).unwrap();
-        db.execute_batch("DELETE FROM attestations; DELETE FROM digests;")
-            .unwrap();
+        db.execute_batch(&format!(
+            "DROP TABLE attestations; DROP TABLE digests;
+             CREATE TABLE attestations (
+               log_index INTEGER PRIMARY KEY, envelope_digest TEXT NOT NULL, workflow TEXT NOT NULL,
+               project TEXT NOT NULL, run_id TEXT NOT NULL, contract_name TEXT NOT NULL,
+               contract_commit TEXT NOT NULL, contract_blob TEXT NOT NULL, created_at INTEGER NOT NULL);
+             CREATE INDEX attestations_by_envelope ON attestations (envelope_digest);
+             INSERT INTO attestations VALUES (7, 'sha256:{stale}', 'w', 'p', 'r', 'c', 'x', 'y', 1);
+             CREATE TABLE digests (
+               digest TEXT NOT NULL, log_index INTEGER NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
+               PRIMARY KEY (digest, log_index, name)) WITHOUT ROWID;
+             INSERT INTO digests VALUES ('sha256:{subject}', 7, 'subject', 'stale');",
+            stale = "ee".repeat(32),
+            subject = "5e".repeat(32),
+        ))
+        .unwrap();
     }
     let dir = std::mem::replace(&mut cp.dir, tempfile::tempdir().unwrap());
     let cp2 = ControlPlane::start_in(dir, &repo, &[]);
@@ -521,7 +539,19 @@ fn operator_developer_and_auditor_flows_end_to_end() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(found["results"][0]["log_index"], 0, "{found}");
+    assert_eq!(found["results"].as_array().map(Vec::len), Some(1), "{found}");
     assert_eq!(found["published_size"], 1, "{found}");
+    // The envelope is found through the rebuilt index; the stale one is gone.
+    let get = |d: &str| {
+        cp2.http()
+            .get(format!("{}/api/v1/envelopes/{d}", cp2.url))
+            .send()
+            .unwrap()
+    };
+    let r = get(&envelope_digest);
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().unwrap().to_vec(), envelope_bytes);
+    assert_eq!(get(&format!("sha256:{}", "ee".repeat(32))).status(), 404);
 }
 
 #[test]
