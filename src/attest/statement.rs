@@ -390,54 +390,12 @@ impl<'a> Leaf<'a> {
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Leaf<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(LeafVisitor(std::marker::PhantomData)).map(Leaf)
-    }
-}
-
-struct LeafVisitor<'a>(std::marker::PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> serde::de::Visitor<'de> for LeafVisitor<'a> {
-    type Value = Option<Text<'a>>;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Some(Text::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(Text::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Some(Text::Owned(v)))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map
-            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-            .is_some()
-        {}
-        Ok(None)
+        Ok(Leaf(
+            match d.deserialize_any(AnyVisitor(std::marker::PhantomData))? {
+                Seen::Str(t) => Some(t),
+                Seen::Bool(_) | Seen::Other => None,
+            },
+        ))
     }
 }
 
@@ -447,45 +405,65 @@ pub struct Flag(pub bool);
 
 impl<'de> serde::Deserialize<'de> for Flag {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(FlagVisitor)
+        Ok(Flag(matches!(
+            d.deserialize_any(AnyVisitor(std::marker::PhantomData))?,
+            Seen::Bool(true)
+        )))
     }
 }
 
-struct FlagVisitor;
+/// What a leaf held: a string, a boolean, or anything else (skipped
+/// without being stored).
+enum Seen<'a> {
+    Str(Text<'a>),
+    Bool(bool),
+    Other,
+}
 
-impl<'de> serde::de::Visitor<'de> for FlagVisitor {
-    type Value = Flag;
+struct AnyVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for AnyVisitor<'a> {
+    type Value = Seen<'a>;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Flag, E> {
-        Ok(Flag(v))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Seen::Str(Text::Borrowed(v)))
     }
-    fn visit_str<E>(self, _: &str) -> Result<Flag, E> {
-        Ok(Flag(false))
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Seen::Str(Text::Owned(v.to_owned())))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Flag, E> {
-        Ok(Flag(false))
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Seen::Str(Text::Owned(v)))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Flag, E> {
-        Ok(Flag(false))
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Seen::Bool(v))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Flag, E> {
-        Ok(Flag(false))
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Seen::Other)
     }
-    fn visit_unit<E>(self) -> Result<Flag, E> {
-        Ok(Flag(false))
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Seen::Other)
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Flag, A::Error> {
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Seen::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Seen::Other)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Seen::Other)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(Flag(false))
+        Ok(Seen::Other)
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Flag, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map
             .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
             .is_some()
         {}
-        Ok(Flag(false))
+        Ok(Seen::Other)
     }
 }
 
@@ -532,6 +510,9 @@ mod tests {
         assert_eq!(v.external().annotations.get("team"), Some("x"));
         // Only the JSON value `true` is a dry run.
         assert!(!v.internal().dry_run.0);
+        let dry =
+            View::parse(br#"{"predicate": {"buildDefinition": {"internalParameters": {"dryRun": true}}}}"#);
+        assert!(dry.unwrap().internal().dry_run.0);
         assert_eq!(v.internal().runner.kind.as_str(), "github-action");
         assert_eq!(v.internal().env.get("CI"), None);
         assert_eq!(v.invocation_id(), "run-1");

@@ -58,8 +58,25 @@ CREATE TABLE IF NOT EXISTS digests (
 CREATE INDEX IF NOT EXISTS digests_by_key ON digests (key);
 ";
 
-/// The search index as tables and indexes before its compact keys (dropped
-/// at open, then rebuilt from the log by `App::reindex`).
+/// The search tables of releases before the compact keys, as they created
+/// them: [`Meta::open`] recognizes them (no `envelope_key` column) and drops
+/// them with [`OLD_SEARCH`]; the upgrade tests create them.
+#[doc(hidden)]
+pub const EARLIER_SEARCH_TABLES: &str = "
+CREATE TABLE attestations (
+  log_index INTEGER PRIMARY KEY, envelope_digest TEXT NOT NULL, workflow TEXT NOT NULL,
+  project TEXT NOT NULL, run_id TEXT NOT NULL, contract_name TEXT NOT NULL,
+  contract_commit TEXT NOT NULL, contract_blob TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE INDEX attestations_by_workflow ON attestations (workflow);
+CREATE INDEX attestations_by_commit ON attestations (contract_commit);
+CREATE INDEX attestations_by_envelope ON attestations (envelope_digest);
+CREATE TABLE digests (
+  digest TEXT NOT NULL, log_index INTEGER NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
+  PRIMARY KEY (digest, log_index, name)) WITHOUT ROWID;
+";
+
+/// Drops the search index of an earlier release (then rebuilt from the log
+/// by `App::reindex`).
 const OLD_SEARCH: &str = "
 DROP INDEX IF EXISTS attestations_by_workflow;
 DROP INDEX IF EXISTS attestations_by_commit;
@@ -811,20 +828,13 @@ mod tests {
         let path = dir.path().join("meta.db");
         {
             let c = Connection::open(&path).unwrap();
-            c.execute_batch(
+            c.execute_batch(&format!(
                 "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                  INSERT INTO settings VALUES ('origin', 'kept');
-                 CREATE TABLE attestations (
-                   log_index INTEGER PRIMARY KEY, envelope_digest TEXT NOT NULL, workflow TEXT NOT NULL,
-                   project TEXT NOT NULL, run_id TEXT NOT NULL, contract_name TEXT NOT NULL,
-                   contract_commit TEXT NOT NULL, contract_blob TEXT NOT NULL, created_at INTEGER NOT NULL);
-                 CREATE INDEX attestations_by_envelope ON attestations (envelope_digest);
+                 {EARLIER_SEARCH_TABLES}
                  INSERT INTO attestations VALUES (0, 'sha256:e0', 'wf', 'p', 'r', 'c', 'x', 'y', 1);
-                 CREATE TABLE digests (
-                   digest TEXT NOT NULL, log_index INTEGER NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
-                   PRIMARY KEY (digest, log_index, name)) WITHOUT ROWID;
-                 INSERT INTO digests VALUES ('sha256:aa', 0, 'subject', 'app');",
-            )
+                 INSERT INTO digests VALUES ('sha256:aa', 0, 'subject', 'app');"
+            ))
             .unwrap();
         }
         let m = Meta::open(&path).unwrap();

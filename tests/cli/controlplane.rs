@@ -500,16 +500,10 @@ fn operator_developer_and_auditor_flows_end_to_end() {
         let db = rusqlite::Connection::open(cp.dir.path().join("data/meta.db")).unwrap();
         db.execute_batch(&format!(
             "DROP TABLE attestations; DROP TABLE digests;
-             CREATE TABLE attestations (
-               log_index INTEGER PRIMARY KEY, envelope_digest TEXT NOT NULL, workflow TEXT NOT NULL,
-               project TEXT NOT NULL, run_id TEXT NOT NULL, contract_name TEXT NOT NULL,
-               contract_commit TEXT NOT NULL, contract_blob TEXT NOT NULL, created_at INTEGER NOT NULL);
-             CREATE INDEX attestations_by_envelope ON attestations (envelope_digest);
+             {}
              INSERT INTO attestations VALUES (7, 'sha256:{stale}', 'w', 'p', 'r', 'c', 'x', 'y', 1);
-             CREATE TABLE digests (
-               digest TEXT NOT NULL, log_index INTEGER NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
-               PRIMARY KEY (digest, log_index, name)) WITHOUT ROWID;
              INSERT INTO digests VALUES ('sha256:{subject}', 7, 'subject', 'stale');",
+            tally::server::meta::EARLIER_SEARCH_TABLES,
             stale = "ee".repeat(32),
             subject = "5e".repeat(32),
         ))
