@@ -762,9 +762,101 @@ pub fn artifacts(args: &crate::cli::BenchArtifactsArgs) -> Result<Report, Failur
         args.clients,
         v["small"]["per_s"].as_f64().unwrap_or(0.0),
         v["small"]["p99_ms"].as_f64().unwrap_or(0.0),
-    );
+    ) + &match v["small_direct"]["per_s"].as_f64() {
+        Some(per_s) => format!(
+            "  the registry's own ceiling (tally's OCI store straight to it, same clients, no server): {per_s:.0}/s, p99 {:.1} ms\n",
+            v["small_direct"]["p99_ms"].as_f64().unwrap_or(0.0)
+        ),
+        None => String::new(),
+    };
     let _ = std::io::stderr().write_all(text.as_bytes());
     Ok(Report { text, json: v })
+}
+
+/// 4 KiB of bytes distinct for each `(seed, i)`.
+fn small_body(seed: u64, i: usize) -> Vec<u8> {
+    let mut body = vec![0u8; 4096];
+    for (j, c) in body.chunks_exact_mut(16).enumerate() {
+        c[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        c[8..].copy_from_slice(&(seed ^ j as u64).to_le_bytes());
+    }
+    body
+}
+
+/// The registry's own ceiling for small artifacts: the same OCI store the
+/// server uses (blob upload and manifest per artifact), driven in this
+/// process by `clients` concurrent tasks, with no server or CLI in the path.
+fn registry_ceiling(
+    registry: &str,
+    n: usize,
+    clients: usize,
+    seed: u64,
+) -> Result<serde_json::Value, Failure> {
+    use crate::server::store::{oci::OciStore, ArtifactStore as _, PlainHttp, Upload};
+    use sha2::{Digest as _, Sha256};
+    let repo = format!("{registry}/tally/bench-direct-{}", crate::server::unix_now());
+    let store =
+        Arc::new(OciStore::new(&repo, PlainHttp::Loopback, None).map_err(|e| Failure::Usage(anyhow!(e)))?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting a runtime")
+        .unavailable()?;
+    rt.block_on(async move {
+        store
+            .check()
+            .await
+            .map_err(|e| Failure::Unavailable(anyhow!(e)))?;
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (store, next) = (store.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return Ok::<_, crate::server::store::StoreError>(lat);
+                    }
+                    let body = small_body(seed, i);
+                    let up = Upload {
+                        hex: hex::encode(Sha256::digest(&body)),
+                        len: body.len() as u64,
+                        workflow: "bench".into(),
+                        kind: "EVIDENCE".into(),
+                        ..Upload::default()
+                    };
+                    let t0 = Instant::now();
+                    let stream: crate::server::store::ByteStream = Box::pin(futures_util::stream::once(
+                        std::future::ready(Ok(tokio_util::bytes::Bytes::from(body))),
+                    ));
+                    store.put(&up, stream).await?;
+                    lat.push(t0.elapsed().as_secs_f64() * 1e3);
+                }
+            }));
+        }
+        let mut lat = Vec::with_capacity(n);
+        for t in tasks {
+            let part = t
+                .await
+                .map_err(|e| Failure::Unavailable(anyhow!(e)))?
+                .map_err(|e| Failure::Unavailable(anyhow!(e)))?;
+            lat.extend(part);
+        }
+        let secs = t.elapsed().as_secs_f64();
+        lat.sort_by(f64::total_cmp);
+        Ok(json!({
+            "count": n,
+            "clients": clients,
+            "repository": repo,
+            "seconds": secs,
+            "per_s": n as f64 / secs,
+            "p50_ms": percentile(&lat, 0.50),
+            "p99_ms": percentile(&lat, 0.99),
+        }))
+    })
 }
 
 fn artifacts_measure(
@@ -862,11 +954,7 @@ fn artifacts_measure(
                     if i >= n {
                         break;
                     }
-                    let mut body = vec![0u8; 4096];
-                    for (j, c) in body.chunks_exact_mut(16).enumerate() {
-                        c[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                        c[8..].copy_from_slice(&(seed ^ j as u64).to_le_bytes());
-                    }
+                    let body = small_body(seed, i);
                     let d = hex::encode(Sha256::digest(&body));
                     let t0 = Instant::now();
                     let ok = http
@@ -895,7 +983,12 @@ fn artifacts_measure(
         return Err(Failure::Unavailable(anyhow!("{failed} small uploads failed")));
     }
     let server_rss = peak_rss(server_pid).unwrap_or(0);
+    let direct = match &args.registry {
+        Some(r) => Some(registry_ceiling(r, n, args.clients, seed ^ 0x5eed)?),
+        None => None,
+    };
     Ok(json!({
+        "small_direct": direct,
         "large": {
             "bytes": size,
             "upload_s": up_s,

@@ -2,7 +2,8 @@
 //! distribution 2.8.2, which has no referrers API): every kind round-trips,
 //! a stock client (oras) reads what tally wrote and finds attestations
 //! through the OCI 1.1 referrers tag schema, a registry that dies mid-upload
-//! is a clear, retryable error, and bad uploads never reach the registry.
+//! is a clear, retryable error, bad uploads never reach the registry, and
+//! the artifacts benchmark runs against it.
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
@@ -731,4 +732,34 @@ fn knowing_a_digest_never_grants_reading_it() {
     let dir = std::mem::replace(&mut cp.dir, tempfile::tempdir().unwrap());
     let cp2 = ControlPlane::start_in(dir, &contracts, &[]);
     assert_eq!(try_claim(&cp2, &other), (422, 404));
+}
+
+#[test]
+fn the_artifacts_benchmark_measures_the_server_and_the_registry_alone() {
+    let Some(reg) = registry() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["bench", "artifacts", "--registry", &reg.addr])
+        .args(["--size-mib", "1", "--small", "24", "--clients", "4", "--dir"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["large"]["bytes"], 1 << 20, "{v}");
+    for phase in ["small", "small_direct"] {
+        assert_eq!(v[phase]["count"], 24, "{v}");
+        assert!(v[phase]["per_s"].as_f64().is_some_and(|r| r > 0.0), "{v}");
+    }
+    // The direct phase wrote to a repository of its own in the same registry.
+    let repo = v["small_direct"]["repository"].as_str().unwrap();
+    let path = repo.split_once('/').unwrap().1;
+    let empty = reqwest::blocking::Client::new()
+        .head(format!(
+            "http://{}/v2/{path}/blobs/sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+            reg.addr
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(empty.status().as_u16(), 200, "the empty config is in {repo}");
 }
