@@ -336,13 +336,15 @@ impl<'a> Pairs<'a> {
             .find(|(k, _)| k == key)
             .and_then(|(_, v)| v.get())
     }
-    /// Every member whose value is a string, each key once (its last value).
+    /// Every member whose value is a string, each key once (its last
+    /// value), in the order of those last members. Linear in the members:
+    /// an object of many members is untrusted input.
     pub fn strings(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
-            .enumerate()
-            .filter(|(i, (k, _))| !self.0[i + 1..].iter().any(|(later, _)| later == k))
-            .filter_map(|(_, (k, v))| Some((k.as_ref(), v.get()?)))
+        let mut seen = std::collections::HashSet::with_capacity(self.0.len());
+        let mut last: Vec<&(Text<'a>, Leaf<'a>)> =
+            self.0.iter().rev().filter(|(k, _)| seen.insert(k)).collect();
+        last.reverse();
+        last.into_iter().filter_map(|(k, v)| Some((k.as_ref(), v.get()?)))
     }
     /// Whether the object has no members.
     pub fn is_empty(&self) -> bool {
@@ -520,6 +522,25 @@ mod tests {
         assert_eq!(
             roles,
             vec![("app", "subject"), ("", "subject"), ("sbom", "material")]
+        );
+    }
+
+    #[test]
+    fn many_members_are_deduplicated_last_value_winning() {
+        let n = 200_000;
+        let mut json = String::from(r#"{"subject": [{"name": "x", "annotations": {"#);
+        for i in 0..n {
+            json.push_str(&format!("\"k{}\": \"v{i}\",", i % (n / 2)));
+        }
+        json.push_str(r#""end": 1}}]}"#);
+        let v = View::parse(json.as_bytes()).unwrap();
+        // (Quadratic deduplication would make this ~10^10 comparisons.)
+        let all: Vec<_> = v.subject[0].annotations.strings().collect();
+        assert_eq!(all.len(), n / 2);
+        assert_eq!(all[0], ("k0", format!("v{}", n / 2).as_str()));
+        assert_eq!(
+            v.subject[0].annotations.get("k7"),
+            Some(format!("v{}", n / 2 + 7).as_str())
         );
     }
 
