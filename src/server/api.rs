@@ -1000,6 +1000,14 @@ async fn push_attestation(
         .contract_by_blob(&run.contract_name, &run.contract_blob)
         .map_err(|e| ApiError::unavailable(format!("reading the run's contract: {e}"), 5))?;
     problems.extend(intake::violations(&contract, &run, &st));
+    let digests = intake::digests(&st);
+    if digests.len() > crate::server::meta::MAX_DIGESTS {
+        problems.push(format!(
+            "the statement names {} digests; the search index takes at most {} per attestation",
+            digests.len(),
+            crate::server::meta::MAX_DIGESTS
+        ));
+    }
     if !problems.is_empty() {
         let n = problems.len();
         return Err(unprocessable(
@@ -1083,7 +1091,7 @@ async fn push_attestation(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(run.id.clone(), Some((row.log_index, row.envelope_digest.clone())));
-    app.index((row.clone(), intake::digests(&st)));
+    app.index((row.clone(), digests));
     app.metrics.accepted(&run.workflow);
 
     let ledger = app.ledger.clone();

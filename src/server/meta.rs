@@ -109,6 +109,9 @@ pub fn search_key(digest: &str) -> i64 {
 /// more.
 const DIGEST_ID_BITS: u32 = 20;
 
+/// The most digests one attestation may name (intake refuses more: 422).
+pub const MAX_DIGESTS: usize = (1 << DIGEST_ID_BITS) - 1;
+
 /// A service token as listed (never its secret).
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenInfo {
@@ -527,13 +530,12 @@ impl Meta {
             .filter(|i| *i < 1 << (63 - DIGEST_ID_BITS))
             .ok_or_else(|| MetaError(rusqlite::Error::IntegralValueOutOfRange(0, a.log_index)))?
             << DIGEST_ID_BITS;
-        if digests.len() >= 1 << DIGEST_ID_BITS {
+        if digests.len() > MAX_DIGESTS {
             return Err(MetaError(rusqlite::Error::ToSqlConversionFailure(
                 format!(
-                    "entry {} names {} digests; the search index takes at most {}",
+                    "entry {} names {} digests; the search index takes at most {MAX_DIGESTS}",
                     a.log_index,
                     digests.len(),
-                    (1u64 << DIGEST_ID_BITS) - 1
                 )
                 .into(),
             )));
