@@ -180,6 +180,9 @@ pub struct Descriptor<'a> {
     /// `digest`: algorithm → hex.
     #[serde(borrow)]
     pub digest: Pairs<'a>,
+    /// `uri` (`oci://…` for a container image).
+    #[serde(borrow)]
+    pub uri: Leaf<'a>,
     /// `annotations`.
     #[serde(borrow)]
     pub annotations: Pairs<'a>,

@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
+use crate::attest::statement::View;
 use crate::server::store::{AttestationArtifact, Subject};
 use crate::server::App;
 
@@ -57,10 +56,11 @@ async fn step(app: &Arc<App>) -> Result<bool, String> {
     let mut work = Vec::new();
     for i in start..end {
         let a = app.clone();
-        let (att, st) = tokio::task::spawn_blocking(move || load(&a, i))
+        let (att, payload) = tokio::task::spawn_blocking(move || load(&a, i))
             .await
             .map_err(|e| e.to_string())??;
-        let subjects = subjects(app, &st).await?;
+        // A payload that does not read as a statement attests to nothing here.
+        let subjects = subjects(app, &View::parse(&payload).unwrap_or_default()).await?;
         work.push((i, att, subjects));
     }
     let results = futures_util::future::join_all(
@@ -77,16 +77,15 @@ async fn step(app: &Arc<App>) -> Result<bool, String> {
     Ok(true)
 }
 
-/// Entry `i`'s envelope and statement, and the annotations of its artifact.
-fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Value), String> {
-    let logged = app.logged(i)?;
-    let st = logged.statement();
+/// Entry `i`'s envelope, its artifact's annotations, and the statement's
+/// bytes.
+fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Vec<u8>), String> {
     let crate::server::Logged {
         entry: e,
         text,
         envelope,
-        ..
-    } = logged;
+        payload,
+    } = app.logged(i)?;
     // The offline bundle (SPEC.md §6.2) at the current checkpoint: whoever
     // pulls the attestation from the registry can check its inclusion with
     // `tally verify --bundle`, without asking this server.
@@ -118,22 +117,17 @@ fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Value), String> {
             bundle,
             annotations,
         },
-        st,
+        payload,
     ))
 }
 
 /// What the attestation attests to, in the registry: its subjects that are
 /// artifacts stored through this server, and every container image (subject
 /// or not) in the store's registry.
-async fn subjects(app: &App, st: &Value) -> Result<Vec<Subject>, String> {
-    let subjects = st["subject"].as_array().into_iter().flatten();
-    let byproducts = st["predicate"]["runDetails"]["byproducts"]
-        .as_array()
-        .into_iter()
-        .flatten();
+async fn subjects(app: &App, st: &View<'_>) -> Result<Vec<Subject>, String> {
     let mut out: Vec<Subject> = Vec::new();
-    for (d, is_subject) in subjects.map(|d| (d, true)).chain(byproducts.map(|d| (d, false))) {
-        let found = if let Some(pinned) = d["uri"].as_str().and_then(|u| u.strip_prefix("oci://")) {
+    for (d, role) in st.descriptors() {
+        let found = if let Some(pinned) = d.uri.get().and_then(|u| u.strip_prefix("oci://")) {
             // An image we may not read is no subject (its attestation still
             // goes into the artifact repository; an outage fails that push too).
             match app.artifacts.image_subject(pinned).await {
@@ -143,7 +137,7 @@ async fn subjects(app: &App, st: &Value) -> Result<Vec<Subject>, String> {
                     None
                 }
             }
-        } else if let (true, Some(hex)) = (is_subject, d["digest"]["sha256"].as_str()) {
+        } else if let (true, Some(hex)) = (role == "subject", d.digest.get("sha256")) {
             app.meta
                 .oci_manifest(&format!("sha256:{}", hex.to_ascii_lowercase()))
                 .map_err(|e| e.to_string())?

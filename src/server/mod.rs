@@ -377,13 +377,6 @@ pub struct Logged {
     pub payload: Vec<u8>,
 }
 
-impl Logged {
-    /// The statement, `null` when it does not decode.
-    pub fn statement(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.payload).unwrap_or(serde_json::Value::Null)
-    }
-}
-
 /// Least time between two search-index transactions under load.
 const INDEX_INTERVAL: Duration = Duration::from_millis(50);
 
