@@ -136,6 +136,20 @@ pub struct ServeArgs {
     /// A file holding the admin token to set at first start (else TALLY_ADMIN_TOKEN, else generated).
     #[arg(long)]
     pub admin_token_file: Option<PathBuf>,
+    /// Log lines on stderr: human text, or one JSON object per line. The
+    /// level comes from TALLY_LOG (a tracing filter, default `info`).
+    #[arg(long, value_enum, env = "TALLY_LOG_FORMAT", default_value_t)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (request id, workflow, run, log index as fields).
+    Json,
 }
 
 /// How admin commands reach the server.

@@ -98,6 +98,36 @@ impl Client {
         self.send(|| self.http.get(self.url(path))).map(|(_, v)| v)
     }
 
+    /// GET an answer of the API (`crate::wire`).
+    pub fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        decode(path, self.get(path)?)
+    }
+
+    /// POST a request of the API and read its answer (`crate::wire`).
+    pub fn post_as<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<(StatusCode, T), Failure> {
+        let bytes = serde_json::to_vec(body).map_err(|e| Failure::Usage(e.into()))?;
+        self.post_bytes_as(path, &bytes)
+    }
+
+    /// POST raw JSON bytes and read the answer (`crate::wire`).
+    pub fn post_bytes_as<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(StatusCode, T), Failure> {
+        let (status, v) = self.post_bytes(path, body)?;
+        Ok((status, decode(path, v)?))
+    }
+
+    /// DELETE and read the answer (`crate::wire`).
+    pub fn delete_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        decode(path, self.delete(path)?)
+    }
+
     /// GET whatever the status; only transport failures are errors.
     pub fn get_any(&self, path: &str) -> Result<(StatusCode, Value), Failure> {
         let resp = self.auth(self.http.get(self.url(path))).send().map_err(|e| {
@@ -190,6 +220,16 @@ impl Client {
     pub fn delete(&self, path: &str) -> Result<Value, Failure> {
         self.send(|| self.http.delete(self.url(path))).map(|(_, v)| v)
     }
+}
+
+/// An answer as its API type; a server that answers another shape is
+/// unavailable (it is not the control plane this CLI speaks to).
+fn decode<T: serde::de::DeserializeOwned>(path: &str, v: Value) -> Result<T, Failure> {
+    serde_json::from_value(v).map_err(|e| {
+        Failure::Unavailable(anyhow!(
+            "the control plane's answer to {path} is not what this tally expects: {e}"
+        ))
+    })
 }
 
 /// Maps a server error to a failure class (SPEC.md §12.6).

@@ -16,3 +16,4 @@ pub mod keys;
 pub mod ledger;
 pub mod server;
 pub mod source;
+pub mod wire;

@@ -5,13 +5,47 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use tally::cli::{
     ArtifactCommand, AttestationCommand, BenchCommand, Cli, Command, ContractCommand, KeyCommand,
-    LedgerCommand, Output, ProofCommand, RunCommand, TokenCommand, WorkflowCommand, WorkflowKeyCommand,
+    LedgerCommand, LogFormat, Output, ProofCommand, RunCommand, TokenCommand, WorkflowCommand,
+    WorkflowKeyCommand,
 };
 use tally::cmd::{self, Report};
 use tally::exit::{Failure, OK};
 
+/// Log lines (tracing) on stderr. `tally serve` logs at `info` (a line per
+/// push, with its request id, workflow, run and log index); every other
+/// command only warnings, without decoration, as notes to the user.
+/// `TALLY_LOG` overrides the level (a tracing filter).
+fn init_logging(command: &Command) {
+    use tracing_subscriber::EnvFilter;
+    let (default, format) = match command {
+        Command::Serve(a) => ("info", Some(a.log_format)),
+        _ => ("warn", None),
+    };
+    let filter = EnvFilter::try_from_env("TALLY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none(),
+        );
+    let _ = match format {
+        Some(LogFormat::Json) => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        Some(LogFormat::Text) => builder.try_init(),
+        None => builder
+            .without_time()
+            .with_target(false)
+            .with_level(false)
+            .try_init(),
+    };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(&cli.command);
     let (output, result): (Output, Result<Report, Failure>) = match &cli.command {
         Command::Key(KeyCommand::Generate(a)) => (a.output, cmd::key::generate(a)),
         Command::Proof(ProofCommand::Inclusion(a)) => (a.output, cmd::proof::inclusion(a)),

@@ -214,12 +214,9 @@ impl<S: TileSource> Checker<'_, S> {
             if hashes.is_empty() {
                 continue;
             }
-            let level = l as u8;
-            let nodes = size >> (8 * u32::from(level));
             let tile = TileId {
-                level,
-                index: nodes / TILE_WIDTH,
                 width: hashes.len() as u16,
+                ..TileId::edge(l as u8, size)
             };
             self.compare(tile, &hashes, true)?;
         }

@@ -46,6 +46,7 @@ pub enum EntryError {
 
 /// The revision of a contract an attestation was checked against.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ContractRevision {
     /// The contract's name.
     pub name: String,

@@ -124,7 +124,42 @@ fn suffix(width: u16) -> String {
     }
 }
 
+/// How many items a tree of `size` leaves has at tile level `level`
+/// (hashes at tree level `8 * level`); 0 beyond the top.
+pub fn level_count(size: u64, level: u8) -> u64 {
+    size.checked_shr(u32::from(level) * u32::from(TILE_HEIGHT))
+        .unwrap_or(0)
+}
+
+/// How many of `count` items tile `index` of their level holds: the full
+/// width, the remainder for the last (partial) tile, 0 beyond. The one place
+/// tile widths are computed (hash tiles and entry bundles alike).
+pub fn width_at(count: u64, index: u64) -> u16 {
+    count
+        .saturating_sub(index.saturating_mul(TILE_WIDTH))
+        .min(TILE_WIDTH) as u16
+}
+
 impl TileId {
+    /// Tile `index` of `level` as the tree of `size` has it (width 0 when
+    /// the tree has nothing there).
+    pub fn at(level: u8, index: u64, size: u64) -> Self {
+        TileId {
+            level,
+            index,
+            width: width_at(level_count(size, level), index),
+        }
+    }
+    /// The right-most tile of `level` in a tree of `size`: the partial tile
+    /// being filled (width 0 when the level ends on a full tile).
+    pub fn edge(level: u8, size: u64) -> Self {
+        let count = level_count(size, level);
+        TileId {
+            level,
+            index: count / TILE_WIDTH,
+            width: (count % TILE_WIDTH) as u16,
+        }
+    }
     /// A full tile.
     pub fn full(level: u8, index: u64) -> Self {
         TileId {
@@ -185,14 +220,9 @@ impl BundleId {
     /// The bundle holding entry `log_index` in a tree of `tree_size`.
     pub fn for_entry(log_index: u64, tree_size: u64) -> Self {
         let index = log_index / TILE_WIDTH;
-        let width = if (index + 1) * TILE_WIDTH <= tree_size {
-            TILE_WIDTH
-        } else {
-            tree_size % TILE_WIDTH
-        };
         BundleId {
             index,
-            width: width as u16,
+            width: width_at(tree_size, index),
         }
     }
 }
@@ -293,21 +323,9 @@ pub fn parse_path(path: &str) -> Result<TilePath, TileError> {
 pub fn tiles_for_size(size: u64) -> Vec<TileId> {
     let mut out = Vec::new();
     let mut level: u8 = 0;
-    let mut count = size; // nodes at this tile level's tree level
-    while count > 0 && level <= MAX_TILE_LEVEL {
-        let full = count / TILE_WIDTH;
-        for i in 0..full {
-            out.push(TileId::full(level, i));
-        }
-        let rem = count % TILE_WIDTH;
-        if rem > 0 {
-            out.push(TileId {
-                level,
-                index: full,
-                width: rem as u16,
-            });
-        }
-        count /= TILE_WIDTH;
+    while level_count(size, level) > 0 && level <= MAX_TILE_LEVEL {
+        let count = level_count(size, level);
+        out.extend((0..count.div_ceil(TILE_WIDTH)).map(|i| TileId::at(level, i, size)));
         level += 1;
     }
     out
@@ -318,23 +336,10 @@ pub fn tiles_for_size(size: u64) -> Vec<TileId> {
 /// (its level is not a multiple of 8) or not complete in that tree.
 pub fn tile_for_node(node: NodeId, size: u64) -> Option<(TileId, u64)> {
     let (level, index, pos) = TileId::containing(node)?;
-    let nodes_at_level = size.checked_shr(u32::from(node.level))?;
-    if node.index >= nodes_at_level {
+    if node.index >= level_count(size, level) {
         return None;
     }
-    let width = if (index + 1) * TILE_WIDTH <= nodes_at_level {
-        TILE_WIDTH
-    } else {
-        nodes_at_level % TILE_WIDTH
-    };
-    Some((
-        TileId {
-            level,
-            index,
-            width: width as u16,
-        },
-        pos,
-    ))
+    Some((TileId::at(level, index, size), pos))
 }
 
 /// Decodes a tile's bytes into its hashes, checking the length.

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use ledger_format::entry::ContractRevision;
+
 use crate::attest::git::GitHead;
 use crate::attest::runner::RunnerContext;
 
@@ -20,13 +22,11 @@ pub const DEFAULT_STATE: &str = ".tally/attestation.json";
 /// The contract a run is checked against, exactly as it was at `init`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContractRef {
-    /// Its name.
-    pub name: String,
-    /// The commit of the contracts repository that last changed it; empty
-    /// for a contract file given with `--contract`.
-    pub commit: String,
-    /// Its git blob id (also computed for a plain file).
-    pub blob: String,
+    /// Its revision: name, the commit of the contracts repository that last
+    /// changed it (empty for a file given with `--contract`), and its git
+    /// blob id (also computed for a plain file).
+    #[serde(flatten)]
+    pub revision: ContractRevision,
     /// Where it came from (a repository and revision, or a file path).
     pub source: String,
     /// The TOML text, so later steps check against the same bytes.

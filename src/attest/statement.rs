@@ -92,8 +92,8 @@ pub fn build(state: &State, annotations: &BTreeMap<String, String>, finished_on:
         // A statement needs a subject; with no outputs and no git checkout,
         // the run is about the contract revision it satisfied.
         subjects.push(json!({
-            "name": format!("tally.contract/{}", state.contract.name),
-            "digest": { "gitBlob": state.contract.blob },
+            "name": format!("tally.contract/{}", state.contract.revision.name),
+            "digest": { "gitBlob": state.contract.revision.blob },
         }));
     }
     // The builder is the kind of CI that ran the pipeline (a stable identity
@@ -110,11 +110,7 @@ pub fn build(state: &State, annotations: &BTreeMap<String, String>, finished_on:
                     "workflow": state.workflow,
                     "project": state.project,
                     "version": state.version,
-                    "contract": {
-                        "name": state.contract.name,
-                        "commit": state.contract.commit,
-                        "blob": state.contract.blob,
-                    },
+                    "contract": state.contract.revision,
                     "annotations": annotations,
                 },
                 "internalParameters": {
@@ -318,6 +314,42 @@ impl<'a> View<'a> {
     /// `internalParameters`.
     pub fn internal(&self) -> &Internal<'a> {
         &self.predicate.build_definition.internal_parameters
+    }
+
+    /// What makes this statement not a tally attestation (empty: it is one).
+    pub fn problems(&self) -> Vec<String> {
+        let st = self;
+        let mut p = Vec::new();
+        let shown = |l: &Leaf<'_>| match l.get() {
+            Some(t) => format!("{t:?}"),
+            None => "missing (or not a string)".to_owned(),
+        };
+        if st.statement_type.get() != Some(STATEMENT_TYPE) {
+            p.push(format!(
+                "_type is {}, not {}",
+                shown(&st.statement_type),
+                STATEMENT_TYPE
+            ));
+        }
+        if st.predicate_type.get() != Some(PREDICATE_TYPE) {
+            p.push(format!(
+                "predicateType is {}, not {}",
+                shown(&st.predicate_type),
+                PREDICATE_TYPE
+            ));
+        }
+        if st.predicate.build_definition.build_type.get() != Some(BUILD_TYPE) {
+            p.push(format!("buildType is not {}", BUILD_TYPE));
+        }
+        if st.subject.is_empty() {
+            p.push("no subjects".into());
+        }
+        for x in &st.subject {
+            if x.digest.is_empty() {
+                p.push(format!("subject {} has no digest", shown(&x.name)));
+            }
+        }
+        p
     }
 
     /// The run id (`runDetails.metadata.invocationId`).

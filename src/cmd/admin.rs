@@ -11,6 +11,7 @@ use crate::cli::{
 use crate::client::Client;
 use crate::cmd::Report;
 use crate::exit::Failure;
+use crate::wire;
 
 fn client(c: &ServerConn) -> Result<Client, Failure> {
     Client::new(&c.server, c.token.as_deref())
@@ -33,115 +34,116 @@ pub fn parse_duration(s: &str) -> Result<u64, Failure> {
         .ok_or_else(|| Failure::Usage(anyhow!("{s:?} is not a duration like 30d, 12h, 90m or 3600s")))
 }
 
-fn ts(v: &Value) -> String {
-    v.as_i64()
-        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+fn ts(secs: Option<i64>) -> String {
+    secs.and_then(|s| jiff::Timestamp::from_second(s).ok())
         .map_or_else(|| "-".into(), |t| t.to_string())
+}
+
+/// The answer as `--output json` prints it: exactly what the server sent.
+fn echo(v: &impl serde::Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 /// `tally token create`
 pub fn token_create(a: &TokenCreateArgs) -> Result<Report, Failure> {
     let expires = a.expires.as_deref().map(parse_duration).transpose()?;
-    let (_, v) = client(&a.conn)?.post(
+    let (_, t): (_, wire::TokenCreated) = client(&a.conn)?.post_as(
         "/api/v1/tokens",
-        &json!({"workflows": a.workflows, "expires_in_secs": expires, "description": a.description}),
+        &wire::CreateToken {
+            workflows: a.workflows.clone(),
+            expires_in_secs: expires,
+            description: a.description.clone(),
+        },
     )?;
     Ok(Report {
         text: format!(
             "token {} for workflow(s) {} (expires {})\n{}\nIt is shown once; store it as the pipeline's TALLY_TOKEN secret.\n",
-            v["id"].as_str().unwrap_or_default(),
+            t.info.id,
             a.workflows.join(", "),
-            ts(&v["expires_at"]),
-            v["token"].as_str().unwrap_or_default()
+            ts(t.info.expires_at),
+            t.token
         ),
-        json: v,
+        json: echo(&t),
     })
 }
 
 /// `tally token list`
 pub fn token_list(a: &ConnArgs) -> Result<Report, Failure> {
-    let v = client(&a.conn)?.get("/api/v1/tokens")?;
+    let list: wire::TokenList = client(&a.conn)?.get_as("/api/v1/tokens")?;
     let mut t = format!(
         "{:<18} {:<30} {:<22} {:<22} STATE\n",
         "ID", "WORKFLOWS", "EXPIRES", "LAST USED"
     );
-    for k in v["tokens"].as_array().into_iter().flatten() {
-        let wf: Vec<&str> = k["workflows"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+    for k in &list.tokens {
         t.push_str(&format!(
             "{:<18} {:<30} {:<22} {:<22} {}\n",
-            k["id"].as_str().unwrap_or_default(),
-            wf.join(","),
-            ts(&k["expires_at"]),
-            ts(&k["last_used_at"]),
-            if k["revoked_at"].is_null() {
+            k.id,
+            k.workflows.join(","),
+            ts(k.expires_at),
+            ts(k.last_used_at),
+            if k.revoked_at.is_none() {
                 "active"
             } else {
                 "revoked"
             }
         ));
     }
-    Ok(Report { text: t, json: v })
+    Ok(Report {
+        text: t,
+        json: echo(&list),
+    })
 }
 
 /// `tally token revoke`
 pub fn token_revoke(a: &TokenRevokeArgs) -> Result<Report, Failure> {
-    let v = client(&a.conn)?.delete(&format!("/api/v1/tokens/{}", a.id))?;
+    let r: wire::TokenRevoked = client(&a.conn)?.delete_as(&format!("/api/v1/tokens/{}", a.id))?;
     Ok(Report {
-        text: format!("token {} revoked\n", a.id),
-        json: v,
+        text: format!("token {} revoked\n", r.id),
+        json: echo(&r),
     })
 }
 
 /// `tally workflow list`
 pub fn workflow_list(a: &ConnArgs) -> Result<Report, Failure> {
-    let v = client(&a.conn)?.get("/api/v1/workflows")?;
+    let list: wire::WorkflowList = client(&a.conn)?.get_as("/api/v1/workflows")?;
     let mut t = String::new();
-    for w in v["workflows"].as_array().into_iter().flatten() {
+    for w in &list.workflows {
         t.push_str(&format!(
             "{} (project {}, contract {}): {} key(s)\n",
-            w["name"].as_str().unwrap_or_default(),
-            w["project"].as_str().unwrap_or_default(),
-            w["contract"].as_str().unwrap_or_default(),
-            w["keys"].as_array().map_or(0, Vec::len)
+            w.name,
+            w.project,
+            w.contract,
+            w.keys.len()
         ));
     }
-    Ok(Report { text: t, json: v })
+    Ok(Report {
+        text: t,
+        json: echo(&list),
+    })
 }
 
 /// `tally workflow key add`
 pub fn workflow_key_add(a: &WorkflowKeyAddArgs) -> Result<Report, Failure> {
     let pem = std::fs::read_to_string(&a.key)
         .map_err(|e| Failure::Usage(anyhow!("cannot read {}: {e}", a.key.display())))?;
-    let (_, v) = client(&a.conn)?.post(
+    let (_, k): (_, wire::KeyAdded) = client(&a.conn)?.post_as(
         &format!("/api/v1/workflows/{}/keys", a.workflow),
-        &json!({"public_key": pem}),
+        &wire::AddKey { public_key: pem },
     )?;
     Ok(Report {
-        text: format!(
-            "key {} now signs workflow {}\n",
-            v["keyid"].as_str().unwrap_or_default(),
-            a.workflow
-        ),
-        json: v,
+        text: format!("key {} now signs workflow {}\n", k.keyid, a.workflow),
+        json: echo(&k),
     })
 }
 
-fn run_line(r: &Value) -> String {
+fn run_line(r: &wire::Run) -> String {
     format!(
         "{:<29} {:<22} {:<12} {:<22} {}\n",
-        r["id"].as_str().unwrap_or_default(),
-        r["workflow"].as_str().unwrap_or_default(),
-        r["status"].as_str().unwrap_or_default(),
-        ts(&r["created_at"]),
-        r["log_index"]
-            .as_i64()
-            .map(|i| format!("log index {i}"))
-            .unwrap_or_default()
+        r.id,
+        r.workflow,
+        r.status,
+        ts(Some(r.created_at)),
+        r.log_index.map(|i| format!("log index {i}")).unwrap_or_default()
     )
 }
 
@@ -154,92 +156,91 @@ pub fn run_list(a: &RunListArgs) -> Result<Report, Failure> {
     if let Some(s) = &a.status {
         q.push_str(&format!("&status={}", s.to_ascii_uppercase()));
     }
-    let v = client(&a.conn)?.get(&q)?;
+    let list: wire::RunList = client(&a.conn)?.get_as(&q)?;
     let mut t = format!(
         "{:<29} {:<22} {:<12} {:<22} \n",
         "RUN", "WORKFLOW", "STATUS", "STARTED"
     );
-    for r in v["runs"].as_array().into_iter().flatten() {
+    for r in &list.runs {
         t.push_str(&run_line(r));
     }
-    Ok(Report { text: t, json: v })
+    Ok(Report {
+        text: t,
+        json: echo(&list),
+    })
 }
 
 /// `tally run describe`
 pub fn run_describe(a: &RunDescribeArgs) -> Result<Report, Failure> {
-    let v = client(&a.conn)?.get(&format!("/api/v1/runs/{}", a.id))?;
+    let r: wire::Run = client(&a.conn)?.get_as(&format!("/api/v1/runs/{}", a.id))?;
+    let log_index = r.log_index.map(|i| i.to_string());
+    let fields: [(&str, Option<&str>); 13] = [
+        ("id", Some(&r.id)),
+        ("workflow", Some(&r.workflow)),
+        ("project", Some(&r.project)),
+        ("version", Some(&r.version)),
+        ("status", Some(&r.status)),
+        ("contract_name", Some(&r.contract_name)),
+        ("contract_commit", Some(&r.contract_commit)),
+        ("contract_blob", Some(&r.contract_blob)),
+        ("runner_type", Some(&r.runner_type)),
+        ("runner_url", Some(&r.runner_url)),
+        ("reason", r.reason.as_deref()),
+        ("log_index", log_index.as_deref()),
+        ("envelope_digest", r.envelope_digest.as_deref()),
+    ];
     let mut t = String::new();
-    for k in [
-        "id",
-        "workflow",
-        "project",
-        "version",
-        "status",
-        "contract_name",
-        "contract_commit",
-        "contract_blob",
-        "runner_type",
-        "runner_url",
-        "reason",
-        "log_index",
-        "envelope_digest",
-    ] {
-        if !v[k].is_null() {
-            t.push_str(&format!(
-                "{k:<16} {}\n",
-                v[k].as_str().map_or_else(|| v[k].to_string(), str::to_owned)
-            ));
+    for (k, v) in fields {
+        if let Some(v) = v {
+            t.push_str(&format!("{k:<16} {v}\n"));
         }
     }
     t.push_str(&format!(
         "{:<16} {}\n{:<16} {}\n",
         "created_at",
-        ts(&v["created_at"]),
+        ts(Some(r.created_at)),
         "finished_at",
-        ts(&v["finished_at"])
+        ts(r.finished_at)
     ));
-    Ok(Report { text: t, json: v })
+    Ok(Report {
+        text: t,
+        json: echo(&r),
+    })
 }
 
 /// `tally stats`
 pub fn stats(a: &StatsArgs) -> Result<Report, Failure> {
-    let v = client(&a.conn)?.get(&format!("/api/v1/stats?days={}", a.days))?;
+    let s: wire::Stats = client(&a.conn)?.get_as(&format!("/api/v1/stats?days={}", a.days))?;
     let mut t = format!("last {} day(s)\n\nruns per day:\n", a.days);
-    for d in v["runs_per_day"].as_array().into_iter().flatten() {
+    for d in &s.runs_per_day {
         t.push_str(&format!(
             "  {}  {:>5} runs, {:>5} succeeded\n",
-            d["day"].as_str().unwrap_or_default(),
-            d["runs"],
-            d["succeeded"]
+            d.day, d.runs, d.succeeded
         ));
     }
     t.push_str("\nper workflow:\n");
-    for w in v["workflows"].as_array().into_iter().flatten() {
+    for w in &s.workflows {
         t.push_str(&format!(
             "  {:<24} {:>5} runs  success {:>5.1}%  failure {:>5.1}%  mean {:>7}\n",
-            w["workflow"].as_str().unwrap_or_default(),
-            w["runs"],
-            w["success_rate"].as_f64().unwrap_or(0.0) * 100.0,
-            w["failure_rate"].as_f64().unwrap_or(0.0) * 100.0,
-            w["mean_duration_s"]
-                .as_f64()
+            w.workflow,
+            w.runs,
+            w.success_rate * 100.0,
+            w.failure_rate * 100.0,
+            w.mean_duration_s
                 .map_or_else(|| "-".into(), |s| format!("{s:.0}s"))
         ));
     }
-    let names = |k: &str| -> String {
-        v[k].as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|w| w["workflow"].as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let slowest: Vec<&str> = s.slowest.iter().map(|w| w.workflow.as_str()).collect();
+    let failing: Vec<&str> = s.most_failing.iter().map(|w| w.workflow.as_str()).collect();
     t.push_str(&format!(
         "\nslowest: {}\nmost failing: {}\n",
-        names("slowest"),
-        names("most_failing")
+        slowest.join(", "),
+        failing.join(", ")
     ));
-    Ok(Report { text: t, json: v })
+    Ok(Report {
+        text: t,
+        json: echo(&s),
+    })
 }
 
 /// `tally artifact upload`: validates the file as its kind, hashes it, and

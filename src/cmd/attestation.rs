@@ -22,8 +22,10 @@ use crate::cli::{
 };
 use crate::client::Client;
 use crate::cmd::Report;
-use crate::contract::{self, Contract};
+use crate::contract::check::{self, Evidence, Violation};
+use crate::contract::{self, Contract, ContractRevision};
 use crate::exit::{Details, Failure};
+use crate::wire;
 
 fn now() -> String {
     jiff::Timestamp::now()
@@ -92,35 +94,23 @@ fn parse_annotations(args: &[String]) -> Result<BTreeMap<String, String>, Failur
 }
 
 /// Merges required annotations (`contract`, empty value = to be supplied)
-/// with the user's; returns the merged set and the keys still missing.
+/// with the user's ([`check::fill_annotations`]); returns the merged set and
+/// the keys still missing.
 fn merge_annotations(
     contract: &[contract::Annotation],
     given: &BTreeMap<String, String>,
     what: &str,
 ) -> Result<(BTreeMap<String, String>, Vec<String>), Failure> {
-    let mut out = given.clone();
-    let mut missing = Vec::new();
-    for a in contract {
-        match (a.value.is_empty(), given.get(&a.name)) {
-            (true, Some(v)) if !v.is_empty() => {}
-            (true, _) => missing.push(a.name.clone()),
-            (false, Some(v)) if *v != a.value => {
-                return Err(Failure::Usage(anyhow!(
-                    "{what}: annotation {:?} is fixed to {:?} by the contract; do not pass another value",
-                    a.name,
-                    a.value
-                )))
-            }
-            (false, _) => {
-                out.insert(a.name.clone(), a.value.clone());
-            }
-        }
-    }
-    Ok((out, missing))
+    check::fill_annotations(contract, given).map_err(|e| Failure::Usage(anyhow!("{what}: {e}")))
 }
 
 fn load_contract(st: &State) -> Result<Contract, Failure> {
-    contract::parse_contract(&format!("{}.toml", st.contract.name), &st.contract.text, None).map_err(|d| {
+    contract::parse_contract(
+        &format!("{}.toml", st.contract.revision.name),
+        &st.contract.text,
+        None,
+    )
+    .map_err(|d| {
         Failure::Usage(anyhow!(
             "the contract recorded in the state no longer parses ({}); reset and init again",
             d.first().map(|x| x.message.clone()).unwrap_or_default()
@@ -155,7 +145,10 @@ pub fn init(args: &AttInitArgs) -> Result<Report, Failure> {
     let runner = runner::detect_here();
     let (contract, cref, project, run_id, server) = if args.dry_run {
         let (contract, cref, project) = dry_run_contract(args, &path)?;
-        if contract.runner != "any" && contract.runner != runner.kind {
+        // The control plane checks the runner when it starts a run; a dry run
+        // checks it here, with the same rule.
+        let v = check::check(&contract, &Evidence::runner(&runner.kind), None);
+        if !v.is_empty() {
             return Err(refused(
                 format!(
                     "contract `{}` requires runner `{}` but this is `{}` (detected in the order {}); \
@@ -185,52 +178,57 @@ pub fn init(args: &AttInitArgs) -> Result<Report, Failure> {
             )));
         }
         let client = server_client(&args.common, "start a run")?;
-        let (_, v) = client.post(
+        let (_, started): (_, wire::RunStarted) = client.post_as(
             "/api/v1/runs",
-            &json!({
-                "workflow": args.workflow,
-                "project": args.project,
-                "version": args.version.clone().unwrap_or_default(),
-                "contract_revision": args.contract_revision,
-                "runner": runner,
-            }),
+            &wire::StartRun {
+                workflow: args.workflow.clone(),
+                project: args.project.clone(),
+                version: args.version.clone().unwrap_or_default(),
+                contract_revision: args.contract_revision.clone(),
+                runner: runner.clone(),
+            },
         )?;
-        let c = &v["contract"];
-        let text = c["text"].as_str().unwrap_or_default().to_owned();
-        let name = c["name"].as_str().unwrap_or_default().to_owned();
-        let contract =
-            contract::parse_contract(&format!("{name}.toml"), &text, Some(&name)).map_err(|d| {
+        let c = started.contract;
+        let contract = contract::parse_contract(&format!("{}.toml", c.name), &c.text, Some(&c.name))
+            .map_err(|d| {
                 Failure::Unavailable(anyhow!(
                     "the control plane sent a contract that does not parse: {}",
                     d.first().map(|x| x.message.clone()).unwrap_or_default()
                 ))
             })?;
         let cref = ContractRef {
-            name,
-            commit: c["commit"].as_str().unwrap_or_default().to_owned(),
-            blob: c["blob"].as_str().unwrap_or_default().to_owned(),
+            revision: ContractRevision {
+                name: c.name,
+                commit: c.commit,
+                blob: c.blob,
+            },
             source: format!(
                 "{}@{}",
                 client.base(),
                 args.contract_revision.as_deref().unwrap_or("main")
             ),
-            text,
+            text: c.text,
         };
-        let run = &v["run"];
-        let id = run["id"].as_str().unwrap_or_default().to_owned();
-        let project = run["project"].as_str().unwrap_or_default().to_owned();
+        let (id, project) = (started.run.id, started.run.project);
         (contract, cref, project, id, Some(client))
     };
-    let mut env = BTreeMap::new();
-    let mut missing_env = Vec::new();
-    for k in &contract.env {
-        match std::env::var(k) {
-            Ok(v) if !v.is_empty() => {
-                env.insert(k.clone(), v);
-            }
-            _ => missing_env.push(k.clone()),
-        }
-    }
+    let env: BTreeMap<String, String> = contract
+        .env
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    let shown = Evidence {
+        env: Some(env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
+        ..Evidence::default()
+    };
+    let missing_env: Vec<String> = check::check(&contract, &shown, None)
+        .into_iter()
+        .filter_map(|v| match v {
+            Violation::Env(k) => Some(k),
+            _ => None,
+        })
+        .collect();
     if !missing_env.is_empty() {
         if let Some(c) = &server {
             // The run cannot succeed: end it now rather than let it expire.
@@ -279,7 +277,7 @@ pub fn init(args: &AttInitArgs) -> Result<Report, Failure> {
             st.run_id,
             if st.dry_run { " (dry run)".to_owned() } else { format!(" on {}", st.server) },
             st.workflow,
-            st.contract.name,
+            st.contract.revision.name,
             revision_text(&st.contract),
             st.runner.kind,
             if st.runner.url.is_empty() { String::new() } else { format!(" ({})", st.runner.url) },
@@ -294,7 +292,7 @@ pub fn init(args: &AttInitArgs) -> Result<Report, Failure> {
             "workflow": st.workflow,
             "project": st.project,
             "version": st.version,
-            "contract": {"name": st.contract.name, "commit": st.contract.commit, "blob": st.contract.blob, "source": st.contract.source},
+            "contract": {"name": st.contract.revision.name, "commit": st.contract.revision.commit, "blob": st.contract.revision.blob, "source": st.contract.source},
             "runner": st.runner,
             "git": st.git,
             "state": path,
@@ -303,10 +301,11 @@ pub fn init(args: &AttInitArgs) -> Result<Report, Failure> {
 }
 
 fn revision_text(c: &ContractRef) -> String {
-    if c.commit.is_empty() {
-        format!("(file {}, blob {})", c.source, c.blob)
+    let r = &c.revision;
+    if r.commit.is_empty() {
+        format!("(file {}, blob {})", c.source, r.blob)
     } else {
-        format!("@ {} (blob {})", c.commit, c.blob)
+        format!("@ {} (blob {})", r.commit, r.blob)
     }
 }
 
@@ -333,9 +332,11 @@ fn dry_run_contract(
             ))
         })?;
         let cref = ContractRef {
-            name: c.name.clone(),
-            commit: String::new(),
-            blob: git_blob_id(&bytes),
+            revision: ContractRevision {
+                name: c.name.clone(),
+                commit: String::new(),
+                blob: git_blob_id(&bytes),
+            },
             source: file.display().to_string(),
             text,
         };
@@ -385,9 +386,7 @@ fn dry_run_contract(
         }
     }
     let cref = ContractRef {
-        name: resolved.revision.name.clone(),
-        commit: resolved.revision.commit.clone(),
-        blob: resolved.revision.blob.clone(),
+        revision: resolved.revision.clone(),
         source: format!(
             "{repo}@{}",
             args.contract_revision
@@ -443,7 +442,7 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
             args.name
         )));
     }
-    let declared_kind = declared.map(|m| parse_kind(&m.kind)).transpose()?;
+    let declared_kind = declared.map(|m| m.kind);
     if let (Some(d), Some(g)) = (declared_kind, given) {
         if d != g {
             return Err(Failure::Usage(anyhow!(
@@ -643,7 +642,7 @@ pub fn upload_file(
     let mut last = None;
     for attempt in 1..=ATTEMPTS {
         if let Some(why) = last.take() {
-            eprintln!("{why}; retrying ({attempt}/{ATTEMPTS})");
+            tracing::warn!("{why}; retrying ({attempt}/{ATTEMPTS})");
             std::thread::sleep(std::time::Duration::from_secs(2));
         }
         // Asking first: content addressing, and a store that is down shows here.
@@ -672,7 +671,12 @@ pub fn upload_file(
             b.finish_and_clear();
         }
         match sent {
-            Ok((_, answer)) => return Ok((url, answer["reference"].as_str().map(str::to_owned))),
+            Ok((_, answer)) => {
+                let stored: wire::ArtifactStored = serde_json::from_value(answer).map_err(|e| {
+                    Failure::Unavailable(anyhow!("the control plane's answer to the upload: {e}"))
+                })?;
+                return Ok((url, stored.reference));
+            }
             // 503 (the store failed) or the connection broke: worth another try.
             Err(Failure::Unavailable(e)) => last = Some(format!("{e:#}")),
             Err(e) => return Err(e),
@@ -720,11 +724,15 @@ fn material_json(m: &MaterialRecord) -> serde_json::Value {
 
 // -------------------------------------------------------------------- status
 
-/// What is present and missing, against the contract.
+/// What is present and missing, against the contract: the rows `status`
+/// shows, and what [`check::check`] says is missing.
 struct Check {
     rows: Vec<Row>,
     missing_materials: Vec<String>,
     missing_groups: Vec<String>,
+    /// Every other violation (a wrong kind, a material annotation, an
+    /// attestation annotation given at push).
+    other: Vec<Violation>,
 }
 
 struct Row {
@@ -734,31 +742,23 @@ struct Row {
     present: Option<MaterialRecord>,
 }
 
-fn check(st: &State, c: &Contract) -> Check {
+fn check_state(st: &State, c: &Contract, annotations: Option<&BTreeMap<String, String>>) -> Check {
     let mut rows = Vec::new();
-    let mut missing_materials = Vec::new();
-    let mut groups: BTreeMap<&str, bool> = BTreeMap::new();
     for m in &c.materials {
-        let present = st.material(&m.name).cloned();
         let requirement = match (&m.group, m.optional) {
             (Some(g), _) => format!("one of group {g}"),
             (None, true) => "optional".into(),
             (None, false) => "required".into(),
         };
-        if let Some(g) = &m.group {
-            *groups.entry(g).or_default() |= present.is_some();
-        } else if !m.optional && present.is_none() {
-            missing_materials.push(m.name.clone());
-        }
         rows.push(Row {
             name: m.name.clone(),
-            kind: m.kind.clone(),
+            kind: m.kind.as_str().into(),
             requirement: if m.output {
                 format!("{requirement}, output")
             } else {
                 requirement
             },
-            present,
+            present: st.material(&m.name).cloned(),
         });
     }
     for m in st.materials.iter().filter(|m| !m.in_contract) {
@@ -769,16 +769,20 @@ fn check(st: &State, c: &Contract) -> Check {
             present: Some(m.clone()),
         });
     }
-    let missing_groups = groups
-        .into_iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(g, _)| g.to_owned())
-        .collect();
-    Check {
+    let mut ck = Check {
         rows,
-        missing_materials,
-        missing_groups,
+        missing_materials: Vec::new(),
+        missing_groups: Vec::new(),
+        other: Vec::new(),
+    };
+    for v in check::check(c, &Evidence::from_state(st, annotations), None) {
+        match v {
+            Violation::MissingMaterial { name, .. } => ck.missing_materials.push(name),
+            Violation::Group { group, .. } => ck.missing_groups.push(group),
+            other => ck.other.push(other),
+        }
     }
+    ck
 }
 
 fn short(s: &str, n: usize) -> String {
@@ -794,14 +798,14 @@ pub fn status(args: &AttStatusArgs) -> Result<Report, Failure> {
     let path = state::state_path(args.common.state.as_deref());
     let st = State::load(&path).map_err(state_failure)?;
     let c = load_contract(&st)?;
-    let ck = check(&st, &c);
+    let ck = check_state(&st, &c, None);
     let pending_ann: Vec<String> = c
         .annotations
         .iter()
         .filter(|a| a.value.is_empty())
         .map(|a| a.name.clone())
         .collect();
-    let ready = ck.missing_materials.is_empty() && ck.missing_groups.is_empty();
+    let ready = ck.missing_materials.is_empty() && ck.missing_groups.is_empty() && ck.other.is_empty();
 
     let mut t = String::new();
     t.push_str(&format!(
@@ -815,7 +819,7 @@ pub fn status(args: &AttStatusArgs) -> Result<Report, Failure> {
         } else {
             format!("  version {}", st.version)
         },
-        st.contract.name,
+        st.contract.revision.name,
         revision_text(&st.contract),
         st.runner.kind,
         if st.runner.url.is_empty() {
@@ -886,7 +890,12 @@ pub fn status(args: &AttStatusArgs) -> Result<Report, Failure> {
                 .join(" ")
         ));
     }
-    t.push_str(if ready {
+    for v in &ck.other {
+        t.push_str(&format!("✗ {v}\n"));
+    }
+    t.push_str(if ready && !pending_ann.is_empty() {
+        "materials complete: push with the annotation(s) above\n"
+    } else if ready {
         "ready to push\n"
     } else {
         "not ready: add the missing materials above\n"
@@ -910,7 +919,7 @@ pub fn status(args: &AttStatusArgs) -> Result<Report, Failure> {
             "workflow": st.workflow,
             "project": st.project,
             "version": st.version,
-            "contract": {"name": st.contract.name, "commit": st.contract.commit, "blob": st.contract.blob},
+            "contract": {"name": st.contract.revision.name, "commit": st.contract.revision.commit, "blob": st.contract.revision.blob},
             "runner": st.runner,
             "env": st.env,
             "git": st.git,
@@ -948,10 +957,17 @@ pub fn push(args: &AttPushArgs) -> Result<Report, Failure> {
         )));
     }
     let c = load_contract(&st)?;
-    let ck = check(&st, &c);
     let user_ann = parse_annotations(&args.annotations)?;
     let (annotations, missing_ann) = merge_annotations(&c.annotations, &user_ann, "the attestation")?;
-    if !ck.missing_materials.is_empty() || !ck.missing_groups.is_empty() || !missing_ann.is_empty() {
+    let mut ck = check_state(&st, &c, Some(&annotations));
+    // Attestation annotations are listed from `missing_ann`, with the flag to pass.
+    ck.other
+        .retain(|v| !matches!(v, Violation::Annotation { material: None, .. }));
+    if !ck.missing_materials.is_empty()
+        || !ck.missing_groups.is_empty()
+        || !missing_ann.is_empty()
+        || !ck.other.is_empty()
+    {
         let mut lines = Vec::new();
         for m in &ck.missing_materials {
             let kind = c
@@ -980,6 +996,9 @@ pub fn push(args: &AttPushArgs) -> Result<Report, Failure> {
                 "  - annotation `{a}`: pass --annotation {a}=<value> to push"
             ));
         }
+        for v in &ck.other {
+            lines.push(format!("  - {v}"));
+        }
         return Err(refused(
             format!(
                 "contract `{}` is not satisfied; nothing was signed or sent. Missing:\n{}",
@@ -991,6 +1010,7 @@ pub fn push(args: &AttPushArgs) -> Result<Report, Failure> {
                 "missing_materials": ck.missing_materials,
                 "missing_groups": ck.missing_groups,
                 "missing_annotations": missing_ann,
+                "violations": ck.other.iter().map(ToString::to_string).collect::<Vec<_>>(),
             }),
         ));
     }
@@ -1051,19 +1071,20 @@ fn push_to_server(
 ) -> Result<Report, Failure> {
     use ledger_format::tlog_proof::TlogProof;
     let client = run_client(st, &args.common, "push the attestation")?;
-    let (status, v) = client.post_bytes(&format!("/api/v1/runs/{}/attestation", st.run_id), env_bytes)?;
-    let index = v["log_index"]
-        .as_u64()
-        .ok_or_else(|| Failure::Unavailable(anyhow!("the control plane's answer has no log_index: {v}")))?;
-    let entry = v["entry"].as_str().unwrap_or_default().to_owned();
+    let (status, answer): (_, wire::PushAnswer<'static>) =
+        client.post_bytes_as(&format!("/api/v1/runs/{}/attestation", st.run_id), env_bytes)?;
+    let index = answer.log_index;
+    let entry = answer.entry.into_owned();
     // Accepted: the run is over whatever happens next.
     state::clear(path).map_err(state_failure)?;
-    let mut tlog = v["tlog_proof"].as_str().map(str::to_owned);
+    let mut tlog = answer.tlog_proof;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait_secs);
     while tlog.is_none() && status.as_u16() == 202 {
         let (s, p) = client.get_any(&format!("/api/v1/proof/inclusion?index={index}"))?;
         if s.is_success() {
-            tlog = p["tlog_proof"].as_str().map(str::to_owned);
+            tlog = serde_json::from_value::<wire::InclusionProof>(p)
+                .map_err(|e| Failure::Unavailable(anyhow!("the control plane's inclusion proof: {e}")))?
+                .tlog_proof;
         } else if std::time::Instant::now() >= deadline {
             return Err(Failure::Unavailable(anyhow!(
                 "the attestation was accepted at log index {index} but not published within {} s; \
@@ -1078,8 +1099,8 @@ fn push_to_server(
     let tlog =
         tlog.ok_or_else(|| Failure::Unavailable(anyhow!("the control plane sent no inclusion proof")))?;
     // Check what we were given before handing it to anyone.
-    let log = client.get("/api/v1/log")?;
-    let vkey_text = log["verifier_key"].as_str().unwrap_or_default().to_owned();
+    let log: wire::LogInfo = client.get_as("/api/v1/log")?;
+    let vkey_text = log.verifier_key;
     let vkey = ledger_format::note::VerifierKey::parse(&vkey_text)
         .map_err(|e| Failure::Unavailable(anyhow!("the log's verifier key does not parse: {e}")))?;
     let proof = TlogProof::parse(tlog.as_bytes()).map_err(|e| Failure::Invalid(e.into()))?;
@@ -1210,81 +1231,39 @@ pub fn verify(args: &AttVerifyArgs) -> Result<Report, Failure> {
             verified.payload_type()
         )));
     }
-    let st: serde_json::Value = serde_json::from_slice(verified.payload())
-        .map_err(|e| Failure::Invalid(anyhow!("the signed payload is not JSON: {e}")))?;
     let view = statement::View::parse(verified.payload())
         .map_err(|e| Failure::Invalid(anyhow!("the signed payload is not an in-toto statement: {e}")))?;
-    let problems = statement_problems(&view);
+    let problems = view.problems();
     if !problems.is_empty() {
         return Err(Failure::Invalid(anyhow!(
             "the signature is valid but the statement is not a tally attestation: {}",
             problems.join("; ")
         )));
     }
-    let ext = &st["predicate"]["buildDefinition"]["externalParameters"];
-    let subjects: Vec<String> = st["subject"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s| {
-                    let d = s["digest"]
-                        .as_object()
-                        .and_then(|m| m.iter().next())
-                        .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or_default()));
-                    format!("{} {}", s["name"].as_str().unwrap_or("?"), d.unwrap_or_default())
-                })
-                .collect()
+    let ext = view.external();
+    let subjects: Vec<String> = view
+        .subject
+        .iter()
+        .map(|s| {
+            let d = s.digest.strings().next().map(|(k, v)| format!("{k}:{v}"));
+            format!("{} {}", s.name.get().unwrap_or("?"), d.unwrap_or_default())
         })
-        .unwrap_or_default();
-    let byproducts = st["predicate"]["runDetails"]["byproducts"]
-        .as_array()
-        .map_or(0, Vec::len);
+        .collect();
+    let byproducts = view.predicate.run_details.byproducts.len();
+    // The statement as signed, echoed for --output json (not read further).
+    let echoed: serde_json::Value = serde_json::from_slice(verified.payload())
+        .map_err(|e| Failure::Invalid(anyhow!("the signed payload is not JSON: {e}")))?;
     Ok(Report {
         text: format!(
             "OK: signature valid; in-toto Statement v1 with SLSA Provenance v1\n  workflow {} (project {})\n  contract {} @ {} (blob {})\n  run      {}\n  subjects\n{}\n  {byproducts} other material(s)\n",
-            ext["workflow"].as_str().unwrap_or_default(),
-            ext["project"].as_str().unwrap_or_default(),
-            ext["contract"]["name"].as_str().unwrap_or_default(),
-            ext["contract"]["commit"].as_str().filter(|c| !c.is_empty()).unwrap_or("(uncommitted file)"),
-            ext["contract"]["blob"].as_str().unwrap_or_default(),
-            st["predicate"]["runDetails"]["metadata"]["invocationId"].as_str().unwrap_or_default(),
+            ext.workflow.as_str(),
+            ext.project.as_str(),
+            ext.contract.name.as_str(),
+            ext.contract.commit.get().filter(|c| !c.is_empty()).unwrap_or("(uncommitted file)"),
+            ext.contract.blob.as_str(),
+            view.invocation_id(),
             subjects.iter().map(|s| format!("    {s}")).collect::<Vec<_>>().join("\n"),
         ),
-        json: json!({"valid": true, "statement": st}),
+        json: json!({"valid": true, "statement": echoed}),
     })
-}
-
-/// What makes `st` not a tally attestation (empty: it is one).
-pub fn statement_problems(st: &statement::View<'_>) -> Vec<String> {
-    let mut p = Vec::new();
-    let shown = |l: &statement::Leaf<'_>| match l.get() {
-        Some(t) => format!("{t:?}"),
-        None => "missing (or not a string)".to_owned(),
-    };
-    if st.statement_type.get() != Some(statement::STATEMENT_TYPE) {
-        p.push(format!(
-            "_type is {}, not {}",
-            shown(&st.statement_type),
-            statement::STATEMENT_TYPE
-        ));
-    }
-    if st.predicate_type.get() != Some(statement::PREDICATE_TYPE) {
-        p.push(format!(
-            "predicateType is {}, not {}",
-            shown(&st.predicate_type),
-            statement::PREDICATE_TYPE
-        ));
-    }
-    if st.predicate.build_definition.build_type.get() != Some(statement::BUILD_TYPE) {
-        p.push(format!("buildType is not {}", statement::BUILD_TYPE));
-    }
-    if st.subject.is_empty() {
-        p.push("no subjects".into());
-    }
-    for x in &st.subject {
-        if x.digest.is_empty() {
-            p.push(format!("subject {} has no digest", shown(&x.name)));
-        }
-    }
-    p
 }

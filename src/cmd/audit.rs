@@ -111,7 +111,7 @@ fn audit_git(
         let old = ledger_format::checkpoint::verify_checkpoint(&bytes, key, &[], None)
             .context("the older checkpoint")
             .invalid()?;
-        let git = crate::ledger::git::GitStore::open_existing(&git_dir).usage()?;
+        let git = crate::ledger::git::LedgerRepo::open_existing(&git_dir).usage()?;
         let head = git
             .head()
             .unavailable()?

@@ -368,7 +368,7 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
     };
     let mut cfg = cfg;
     if let Some(r) = &args.registry {
-        cfg.artifacts.backend = crate::server::store::Backend::Oci;
+        cfg.artifacts.backend = crate::server::artifact_store::Backend::Oci;
         cfg.artifacts.repository = format!("{r}/tally/intake-{}", server::unix_now());
     }
     let started = rt
@@ -409,11 +409,11 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
         )
         .map_err(|e| Failure::Unavailable(e.into()))?;
     let resolved = app
-        .store
+        .contracts
         .resolve(workflow, None)
         .map_err(|e| Failure::Unavailable(e.into()))?;
     let text = String::from_utf8_lossy(
-        &app.store
+        &app.contracts
             .blob(&resolved.revision.blob)
             .map_err(|e| Failure::Unavailable(e.into()))?,
     )
@@ -434,9 +434,7 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
         project: resolved.workflow.project.clone(),
         version: "1.0.0".into(),
         contract: ContractRef {
-            name: resolved.revision.name.clone(),
-            commit: resolved.revision.commit.clone(),
-            blob: resolved.revision.blob.clone(),
+            revision: resolved.revision.clone(),
             source: String::new(),
             text,
         },
@@ -503,9 +501,7 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
                 project: template.project.clone(),
                 version: "1.0.0".into(),
                 status: "INITIALIZED".into(),
-                contract_name: template.contract.name.clone(),
-                contract_commit: template.contract.commit.clone(),
-                contract_blob: template.contract.blob.clone(),
+                contract: template.contract.revision.clone(),
                 runner_type: runner.kind.clone(),
                 runner_url: String::new(),
                 created_at: server::unix_now(),
@@ -792,7 +788,7 @@ fn registry_ceiling(
     clients: usize,
     seed: u64,
 ) -> Result<serde_json::Value, Failure> {
-    use crate::server::store::{oci::OciStore, ArtifactStore as _, PlainHttp, Upload};
+    use crate::server::artifact_store::{oci::OciStore, ArtifactStore as _, PlainHttp, Upload};
     use sha2::{Digest as _, Sha256};
     let repo = format!("{registry}/tally/bench-direct-{}", crate::server::unix_now());
     let store =
@@ -818,7 +814,7 @@ fn registry_ceiling(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= n {
-                        return Ok::<_, crate::server::store::StoreError>(lat);
+                        return Ok::<_, crate::server::artifact_store::ArtifactError>(lat);
                     }
                     let body = small_body(seed, i);
                     let up = Upload {
@@ -829,9 +825,10 @@ fn registry_ceiling(
                         ..Upload::default()
                     };
                     let t0 = Instant::now();
-                    let stream: crate::server::store::ByteStream = Box::pin(futures_util::stream::once(
-                        std::future::ready(Ok(tokio_util::bytes::Bytes::from(body))),
-                    ));
+                    let stream: crate::server::artifact_store::ByteStream =
+                        Box::pin(futures_util::stream::once(std::future::ready(Ok(
+                            tokio_util::bytes::Bytes::from(body),
+                        ))));
                     store.put(&up, stream).await?;
                     lat.push(t0.elapsed().as_secs_f64() * 1e3);
                 }

@@ -35,7 +35,7 @@ pub fn config(args: &ServeArgs) -> Result<ServerConfig, Failure> {
         cfg.run_ttl_secs = v;
     }
     if let Some(v) = &args.oci_repository {
-        cfg.artifacts.backend = server::store::Backend::Oci;
+        cfg.artifacts.backend = server::artifact_store::Backend::Oci;
         cfg.artifacts.repository = v.clone();
     }
     cfg.validate().map_err(|e| Failure::Usage(e.into()))?;

@@ -179,7 +179,7 @@ fn check_signature(key: &std::path::Path, env: &[u8], entry: Option<&Entry>) -> 
     let st = crate::attest::statement::View::parse(verified.payload())
         .context("the signed payload is not an in-toto statement")
         .invalid()?;
-    let mut problems = crate::cmd::attestation::statement_problems(&st);
+    let mut problems = st.problems();
     if let Some(e) = entry {
         let ext = st.external();
         if ext.workflow.get() != Some(e.workflow.as_str())

@@ -3,6 +3,7 @@
 //!
 //! Not here: git (revisions, history) or enforcement against attestations.
 
+pub mod check;
 pub mod diag;
 pub mod diff;
 pub mod lint;
@@ -16,35 +17,13 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use self::diag::{did_you_mean, Diagnostic};
+pub use crate::attest::material::Kind;
+pub use ledger_format::entry::ContractRevision;
 
 /// The `schema` value of this version of the format.
 pub const SCHEMA_V1: &str = "tally.dev/contract/v1";
 /// Largest contract or workflows file accepted.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
-
-/// The material types a contract may require (SPEC.md §10.3).
-pub const MATERIAL_TYPES: &[&str] = &[
-    "STRING",
-    "ARTIFACT",
-    "EVIDENCE",
-    "CONTAINER_IMAGE",
-    "HELM_CHART",
-    "SBOM_CYCLONEDX_JSON",
-    "SBOM_SPDX_JSON",
-    "JUNIT_XML",
-    "JACOCO_XML",
-    "COBERTURA_XML",
-    "SARIF",
-    "OPENVEX",
-    "CSAF_VEX",
-    "CSAF_SECURITY_ADVISORY",
-    "CSAF_INFORMATIONAL_ADVISORY",
-    "CSAF_SECURITY_INCIDENT_RESPONSE",
-    "SLSA_PROVENANCE",
-    "ATTESTATION",
-    "OPENAPI_SPEC",
-    "GITLAB_SECURITY_REPORT",
-];
 
 /// The runner types a contract may require; `any` accepts every runner.
 pub const RUNNER_TYPES: &[&str] = &[
@@ -97,8 +76,8 @@ pub struct Annotation {
 pub struct Material {
     /// Lowercase DNS label, unique in the contract.
     pub name: String,
-    /// One of [`MATERIAL_TYPES`].
-    pub kind: String,
+    /// Its kind.
+    pub kind: Kind,
     /// Whether the pipeline may omit it.
     pub optional: bool,
     /// Whether it becomes a subject of the attestation.
@@ -475,18 +454,19 @@ pub fn parse_contract(
                 Some("material names must be unique".into()),
             );
         }
+        // An unknown or missing type is a diagnostic, so the placeholder
+        // never reaches a `Contract` (none is built for a file with any).
         let kind = match ctx.string(t, "type", &what_named, true, span.clone()) {
-            Some((k, kspan)) => {
-                if !MATERIAL_TYPES.contains(&k.as_str()) {
-                    let hint = match did_you_mean(&k, MATERIAL_TYPES) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => format!("types: {}", MATERIAL_TYPES.join(", ")),
-                    };
-                    ctx.err(kspan, format!("unknown material type `{k}`"), Some(hint));
-                }
-                k
-            }
-            None => String::new(),
+            Some((k, kspan)) => Kind::parse(&k).unwrap_or_else(|| {
+                let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+                let hint = match did_you_mean(&k, &names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("types: {}", names.join(", ")),
+                };
+                ctx.err(kspan, format!("unknown material type `{k}`"), Some(hint));
+                Kind::String
+            }),
+            None => Kind::String,
         };
         let group = match ctx.string(t, "group", &what_named, false, span.clone()) {
             Some((g, gspan)) => {

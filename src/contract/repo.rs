@@ -37,7 +37,7 @@ fn git_err(what: &str, e: impl std::fmt::Display) -> RepoError {
 
 /// One revision of a contract file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Revision {
+pub struct FileChange {
     /// The commit at which the file changed.
     pub commit: String,
     /// The blob id of the file's bytes; `None` when this commit deleted it.
@@ -162,7 +162,7 @@ impl ContractsRepo {
 
     /// The revision of contract `name` in effect at `commit`: the commit at
     /// which `<name>.toml` last changed, and its blob.
-    pub fn revision_at(&self, name: &str, commit: ObjectId) -> Result<(Revision, Vec<u8>), RepoError> {
+    pub fn revision_at(&self, name: &str, commit: ObjectId) -> Result<(FileChange, Vec<u8>), RepoError> {
         let path = format!("{name}.toml");
         let Some(blob) = self.blob_at(commit, &path)? else {
             return Err(RepoError::NoContract {
@@ -191,7 +191,7 @@ impl ContractsRepo {
         name: &str,
         from: ObjectId,
         limit: Option<usize>,
-    ) -> Result<Vec<Revision>, RepoError> {
+    ) -> Result<Vec<FileChange>, RepoError> {
         let path = format!("{name}.toml");
         let walk = self
             .repo
@@ -226,7 +226,7 @@ impl ContractsRepo {
                 .map_err(|e| git_err("reading the message", e))?
                 .summary()
                 .to_string();
-            out.push(Revision {
+            out.push(FileChange {
                 commit: id.to_string(),
                 blob: here.map(|b| b.to_string()),
                 time,

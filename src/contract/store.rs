@@ -72,16 +72,7 @@ pub enum StoreError {
     },
 }
 
-/// The exact contract revision a run is checked against.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ContractRevision {
-    /// The contract's name.
-    pub name: String,
-    /// The commit at which its file last changed.
-    pub commit: String,
-    /// The blob id of its bytes.
-    pub blob: String,
-}
+pub use crate::contract::ContractRevision;
 
 /// A workflow with its contract resolved.
 #[derive(Debug, Clone)]
@@ -173,7 +164,7 @@ impl ContractStore {
             std::thread::sleep(interval);
             let Some(store) = weak.upgrade() else { return };
             if let Err(e) = store.sync() {
-                eprintln!("tally contracts: sync failed: {e}");
+                tracing::warn!(error = %e, "contracts repository: sync failed");
             }
         })
     }
@@ -270,29 +261,9 @@ impl ContractStore {
         let (rev, bytes) = repo.revision_at(&wf.contract, at)?;
         let blob_hex = rev.blob.clone().unwrap_or_default();
         let blob = ObjectId::from_hex(blob_hex.as_bytes()).map_err(|e| RepoError::Git(e.to_string()))?;
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&blob)
-            .cloned();
-        let contract = match cached {
+        let contract = match self.cached_contract(&blob_hex) {
             Some(c) => c,
-            None => {
-                let file = format!("{}.toml", wf.contract);
-                let src = String::from_utf8_lossy(&bytes);
-                let c = parse_contract(&file, &src, Some(&wf.contract)).map_err(|d| StoreError::Invalid {
-                    file,
-                    commit: at.to_string(),
-                    first: d.first().map(|x| x.message.clone()).unwrap_or_default(),
-                })?;
-                let c = Arc::new(c);
-                self.cache
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(blob, c.clone());
-                c
-            }
+            None => self.parse_cached(blob, &wf.contract, &at.to_string(), &bytes)?,
         };
         Ok(Resolved {
             revision: ContractRevision {
@@ -303,6 +274,50 @@ impl ContractStore {
             workflow: wf,
             contract,
         })
+    }
+
+    /// The parsed contract of a revision, if it is cached (no git read).
+    pub fn cached_contract(&self, blob: &str) -> Option<Arc<Contract>> {
+        let id = ObjectId::from_hex(blob.as_bytes()).ok()?;
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// The parsed contract of a revision: cached, or read from git (a
+    /// blocking read: call it off the async workers) and cached by blob id.
+    /// This cache is the only one: the control plane asks here.
+    pub fn contract(&self, rev: &ContractRevision) -> Result<Arc<Contract>, StoreError> {
+        if let Some(c) = self.cached_contract(&rev.blob) {
+            return Ok(c);
+        }
+        let id = ObjectId::from_hex(rev.blob.as_bytes()).map_err(|e| RepoError::Git(e.to_string()))?;
+        let bytes = self.local().read_blob(id)?;
+        self.parse_cached(id, &rev.name, &rev.commit, &bytes)
+    }
+
+    fn parse_cached(
+        &self,
+        blob: ObjectId,
+        name: &str,
+        commit: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<Contract>, StoreError> {
+        let file = format!("{name}.toml");
+        let src = String::from_utf8_lossy(bytes);
+        let c = parse_contract(&file, &src, Some(name)).map_err(|d| StoreError::Invalid {
+            file,
+            commit: commit.to_owned(),
+            first: d.first().map(|x| x.message.clone()).unwrap_or_default(),
+        })?;
+        let c = Arc::new(c);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(blob, c.clone());
+        Ok(c)
     }
 
     /// How many parsed contracts are cached (by blob id).

@@ -15,7 +15,7 @@ use ledger_format::tile::{
     decode_bundle, decode_tile, parse_index, BundleId, TileId, TileReader, TiledHashes, TILE_WIDTH,
 };
 
-use crate::ledger::git::{list_blobs, GitStore, Head};
+use crate::ledger::git::{list_blobs, Head, LedgerRepo};
 use crate::ledger::{body_path, LedgerError};
 
 /// What a clean check saw.
@@ -54,7 +54,7 @@ fn problem(s: impl Into<String>) -> FsckError {
 #[derive(Debug)]
 pub struct TreeSource<'a> {
     /// The repository.
-    pub git: &'a GitStore,
+    pub git: &'a LedgerRepo,
     /// The tree (a commit's root tree).
     pub tree: gix::ObjectId,
 }
@@ -80,7 +80,7 @@ impl TileReader for TreeSource<'_> {
 
 /// Checks the git repository at `git_dir` (bare, or a clone's `.git`).
 pub fn check_repository(git_dir: &Path, key: &VerifierKey) -> Result<FsckReport, FsckError> {
-    let git = GitStore::open_existing(git_dir)?;
+    let git = LedgerRepo::open_existing(git_dir)?;
     let head: Head = git
         .head()?
         .ok_or_else(|| problem(format!("{} has no commit on main", git_dir.display())))?;

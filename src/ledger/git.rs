@@ -13,7 +13,7 @@ pub const BRANCH: &str = "refs/heads/main";
 
 /// The ledger's git repository.
 #[derive(Debug)]
-pub struct GitStore {
+pub struct LedgerRepo {
     repo: gix::ThreadSafeRepository,
     path: PathBuf,
     /// Set while this repository's background packing runs.
@@ -38,7 +38,7 @@ fn git_err(what: &str, e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Git(format!("{what}: {e}"))
 }
 
-impl GitStore {
+impl LedgerRepo {
     /// Opens the bare repository at `path`, creating it if absent.
     pub fn open_or_init(path: &Path) -> Result<Self, LedgerError> {
         if !path.join("HEAD").exists() {
@@ -76,7 +76,7 @@ impl GitStore {
         let opts = gix::open::Options::isolated()
             .object_store_slots(gix::odb::store::init::Slots::Given(PACK_SLOTS));
         let repo = gix::open_opts(path, opts).map_err(|e| git_err("opening the ledger repository", e))?;
-        let store = GitStore {
+        let store = LedgerRepo {
             repo: repo.into_sync(),
             path: path.to_owned(),
             packing: Default::default(),
@@ -98,7 +98,7 @@ impl GitStore {
             .object_store_slots(gix::odb::store::init::Slots::Given(PACK_SLOTS));
         let repo =
             gix::open_opts(path, opts).map_err(|e| git_err(&format!("opening {}", path.display()), e))?;
-        Ok(GitStore {
+        Ok(LedgerRepo {
             repo: repo.into_sync(),
             path: path.to_owned(),
             packing: Default::default(),
@@ -307,8 +307,9 @@ impl GitStore {
                             *base_slot.lock().unwrap_or_else(|p| p.into_inner()) = tip;
                         }
                     }
-                    Err(e) => eprintln!(
-                        "tally ledger: packing {} failed (will retry later): {e}",
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "ledger: packing {} failed (will retry later)",
                         path.display()
                     ),
                 }

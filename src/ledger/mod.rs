@@ -38,11 +38,11 @@ use ledger_format::merkle::{
 };
 use ledger_format::note::SignerKey;
 use ledger_format::tile::{
-    decode_bundle, decode_tile, encode_bundle, encode_index, encode_tile, BundleId, ExpandedTile, TileId,
-    TileNodes, TileReader, TiledHashes, TILE_HEIGHT, TILE_WIDTH,
+    decode_bundle, decode_tile, encode_bundle, encode_index, encode_tile, level_count, BundleId,
+    ExpandedTile, TileId, TileNodes, TileReader, TiledHashes, TILE_HEIGHT, TILE_WIDTH,
 };
 
-use self::git::{GitStore, Head};
+use self::git::{Head, LedgerRepo};
 use self::wal::Record;
 
 /// A batch of fewer appends than this waits [`LedgerConfig::group_commit_delay`]
@@ -212,7 +212,7 @@ struct Request {
 
 struct Inner {
     cfg: LedgerConfig,
-    git: GitStore,
+    git: LedgerRepo,
     state: Mutex<State>,
     /// Signalled when entries are sequenced or closing starts.
     work: Condvar,
@@ -323,16 +323,7 @@ impl TileReader for StoreTiles<'_> {
             return Ok(h);
         }
         // The version stored at the published head.
-        let nodes = self.size >> (u32::from(tile.level) * u32::from(TILE_HEIGHT));
-        let stored = TileId {
-            level: tile.level,
-            index: tile.index,
-            width: if (tile.index + 1) * TILE_WIDTH <= nodes {
-                TILE_WIDTH as u16
-            } else {
-                (nodes % TILE_WIDTH) as u16
-            },
-        };
+        let stored = TileId::at(tile.level, tile.index, self.size);
         if stored.width == 0 || stored.width < tile.width {
             return Err(LedgerError::Corrupt(format!(
                 "{} is not in the published tree",
@@ -383,7 +374,7 @@ impl Ledger {
         let lock_file = File::create(&lock_path).map_err(LedgerError::io("creating the ledger lock"))?;
         rustix::fs::flock(&lock_file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| LedgerError::Locked(lock_path.clone()))?;
-        let git = GitStore::open_or_init(&cfg.dir.join("ledger.git"))?;
+        let git = LedgerRepo::open_or_init(&cfg.dir.join("ledger.git"))?;
         let verifier = cfg.signer.verifier();
         let origin = cfg.signer.name().to_owned();
 
@@ -473,10 +464,10 @@ impl Ledger {
             )));
         }
         if replay.truncated_bytes > 0 {
-            tracing_note(&format!(
-                "recovery: cut a torn, unacknowledged {}-byte tail from the sequencing log",
-                replay.truncated_bytes
-            ));
+            tracing::warn!(
+                bytes = replay.truncated_bytes,
+                "ledger recovery: cut a torn, unacknowledged tail from the sequencing log"
+            );
         }
         {
             let mut st = lock(&inner.state);
@@ -743,14 +734,9 @@ impl Drop for Ledger {
     }
 }
 
-/// Prints an operational note on stderr (the server adds structured logging).
-fn tracing_note(msg: &str) {
-    eprintln!("tally ledger: {msg}");
-}
-
 impl Inner {
     fn fail(&self, msg: String) {
-        tracing_note(&format!("stopped: {msg}"));
+        tracing::error!(reason = %msg, "ledger stopped");
         let mut st = lock(&self.state);
         if st.failed.is_none() {
             st.failed = Some(msg);
@@ -778,21 +764,13 @@ impl Inner {
         }
         let mut edge_tiles = Vec::new();
         let mut level = 0u8;
-        loop {
-            let nodes = p.size >> (u32::from(level) * u32::from(TILE_HEIGHT));
-            if nodes == 0 {
-                break;
-            }
-            let width = (nodes % TILE_WIDTH) as u16;
-            if width == 0 {
+        while level_count(p.size, level) > 0 {
+            let edge = TileId::edge(level, p.size);
+            if edge.width == 0 {
                 edge_tiles.push(Vec::new());
             } else {
-                let t = tiles.read_tile(TileId {
-                    level,
-                    index: nodes / TILE_WIDTH,
-                    width,
-                })?;
-                edge_tiles.push(t.hashes()[..usize::from(width)].to_vec());
+                let t = tiles.read_tile(edge)?;
+                edge_tiles.push(t.hashes()[..usize::from(edge.width)].to_vec());
             }
             level += 1;
         }
@@ -824,11 +802,7 @@ impl Inner {
     fn index_published(&self, p: &Published, by_hash: &mut HashMap<Hash, u64>) -> Result<(), LedgerError> {
         let tiles = StoreTiles::at(self, p);
         for n in 0..p.size.div_ceil(TILE_WIDTH) {
-            let t = TileId {
-                level: 0,
-                index: n,
-                width: (p.size - n * TILE_WIDTH).min(TILE_WIDTH) as u16,
-            };
+            let t = TileId::at(0, n, p.size);
             let hashes = tiles.read_tile(t)?;
             for (i, h) in hashes.hashes()[..usize::from(t.width)].iter().enumerate() {
                 by_hash.entry(*h).or_insert(n * TILE_WIDTH + i as u64);
@@ -996,6 +970,10 @@ impl Inner {
         }
     }
 
+    /// One publication, in the three steps Tessera also keeps apart:
+    /// [`Inner::integrate`] the records into the tree, [`Inner::sign`] a
+    /// checkpoint consistent with the last one, [`Inner::publish`] both to
+    /// git.
     fn publish_round(
         &self,
         edge: &mut Edge,
@@ -1003,11 +981,20 @@ impl Inner {
         records: Vec<Record>,
         recover_to: Option<(u64, Hash, String)>,
     ) -> Result<(), LedgerError> {
+        let integrated = self.integrate(edge, &records)?;
+        let checkpoint = self.sign(edge, base, &integrated, recover_to)?;
+        self.publish(base, integrated, checkpoint)
+    }
+
+    /// Appends `records` to the right edge of the tree: the Merkle work and
+    /// every tile, bundle and body file it completes or changes. Touches
+    /// neither git nor the signed checkpoint; moves `integrated`.
+    fn integrate(&self, edge: &mut Edge, records: &[Record]) -> Result<Integrated, LedgerError> {
         let old_size = edge.range.size();
         let mut upserts: Vec<(String, Vec<u8>)> = Vec::new();
         let mut overlay: TileMap = HashMap::new();
         let mut bodies_seen = std::collections::HashSet::new();
-        for rec in &records {
+        for rec in records {
             let index = edge.range.size();
             let leaf = leaf_hash(&rec.entry);
             edge.bundle.push(rec.entry.clone());
@@ -1046,25 +1033,12 @@ impl Inner {
         let mut removes = Vec::new();
         for (l, hashes) in edge.tiles.iter().enumerate() {
             let level = l as u8;
-            let shift = u32::from(level) * u32::from(TILE_HEIGHT);
-            let old_nodes = old_size >> shift;
-            let old_w = old_nodes % TILE_WIDTH;
-            let new_nodes = size >> shift;
-            let new_w = new_nodes % TILE_WIDTH;
-            let old_t = TileId {
-                level,
-                index: old_nodes / TILE_WIDTH,
-                width: old_w as u16,
-            };
-            let new_t = TileId {
-                level,
-                index: new_nodes / TILE_WIDTH,
-                width: new_w as u16,
-            };
-            if old_w != 0 && old_t != new_t {
+            let old_t = TileId::edge(level, old_size);
+            let new_t = TileId::edge(level, size);
+            if old_t.width != 0 && old_t != new_t {
                 removes.push(old_t.path());
             }
-            if new_w != 0 && old_t != new_t {
+            if new_t.width != 0 && old_t != new_t {
                 upserts.push((new_t.path(), encode_tile(hashes)));
                 overlay.insert((level, new_t.index), Arc::new(ExpandedTile::new(hashes.clone())));
             }
@@ -1078,13 +1052,29 @@ impl Inner {
             let bytes = encode_bundle(&edge.bundle).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
             upserts.push((new_b.path(), bytes));
         }
-        {
-            let mut st = lock(&self.state);
-            st.integrated = size;
-        }
+        lock(&self.state).integrated = size;
+        Ok(Integrated {
+            size,
+            root: edge.range.root(),
+            upserts,
+            removes,
+            overlay,
+        })
+    }
 
-        let root = edge.range.root();
-        let checkpoint_text = match recover_to {
+    /// The signed checkpoint for the integrated tree: signed only after a
+    /// consistency proof from the last signed checkpoint verifies, and
+    /// persisted (atomically) before it is returned. Recovering after a
+    /// crash, the checkpoint signed before it is reused — never re-signed.
+    fn sign(
+        &self,
+        edge: &mut Edge,
+        base: &Published,
+        t: &Integrated,
+        recover_to: Option<(u64, Hash, String)>,
+    ) -> Result<String, LedgerError> {
+        let (size, root) = (t.size, t.root);
+        let text = match recover_to {
             Some((signed_size, signed_root, text)) => {
                 // Re-publishing what was signed before a crash: same entries,
                 // same indices, so the same root; never re-sign.
@@ -1102,7 +1092,7 @@ impl Inner {
                         inner: self,
                         head: base.head,
                         size: base.size,
-                        overlay: Some(&overlay),
+                        overlay: Some(&t.overlay),
                     };
                     let proof = consistency_proof(signed_size, size, &TiledHashes::new(&tiles, size))?;
                     verify_consistency(signed_size, size, &signed_root, &root, &proof).map_err(|e| {
@@ -1123,10 +1113,22 @@ impl Inner {
             }
         };
         edge.signed = (size, root);
-        upserts.push(("checkpoint".into(), checkpoint_text.clone().into_bytes()));
-        let head = self
-            .git
-            .publish(base.head, &upserts, &removes, &checkpoint_text)?;
+        Ok(text)
+    }
+
+    /// Commits the integrated files and the signed checkpoint to git, syncs,
+    /// then makes them visible: the tile cache, `published`, waiters; and
+    /// deletes the sequencing-log segments git now holds.
+    fn publish(&self, base: &Published, t: Integrated, checkpoint: String) -> Result<(), LedgerError> {
+        let Integrated {
+            size,
+            root,
+            mut upserts,
+            removes,
+            overlay,
+        } = t;
+        upserts.push(("checkpoint".into(), checkpoint.clone().into_bytes()));
+        let head = self.git.publish(base.head, &upserts, &removes, &checkpoint)?;
         self.git.sync()?;
         for ((l, i), h) in overlay {
             self.tiles.put(l, i, h);
@@ -1136,7 +1138,7 @@ impl Inner {
             st.published = Published {
                 size,
                 root,
-                checkpoint: Arc::from(checkpoint_text.as_str()),
+                checkpoint: Arc::from(checkpoint.as_str()),
                 head: Some(head),
                 count: st.published.count + 1,
             };
@@ -1145,6 +1147,18 @@ impl Inner {
         wal::delete_published(&self.seq_dir, size)?;
         Ok(())
     }
+}
+
+/// What integrating a batch produced, not yet signed or published.
+struct Integrated {
+    size: u64,
+    root: Hash,
+    /// Files to write (tiles, bundles, bodies) at their repository paths.
+    upserts: Vec<(String, Vec<u8>)>,
+    /// Partial tiles and bundles the new size replaces.
+    removes: Vec<String>,
+    /// The tiles written, for the tile cache once published.
+    overlay: TileMap,
 }
 
 /// Opens the ledger in `dir`, whose signing key is `dir/log.key` (and

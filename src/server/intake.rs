@@ -1,155 +1,44 @@
-//! Checking a pushed attestation against the exact contract revision its
-//! run was started with (SPEC.md §12.4). A pure function of the contract, the
-//! run and the verified statement: every violation is reported, in words a
-//! developer understands.
+//! Judging a pushed attestation against the exact contract revision its
+//! run was started with (SPEC.md §12.4), and the digests it names for the
+//! search index. Pure functions of the contract, the run and the verified
+//! statement: every problem is reported, in words a developer understands.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use ledger_format::entry::Entry;
+use ledger_format::hash::sha256;
+
+use crate::attest::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::attest::statement::View;
-use crate::contract::Contract;
-use crate::server::meta::{DigestRow, Run};
+use crate::contract::check::{self, Binding, Evidence};
+use crate::contract::{Contract, ContractRevision};
+use crate::server::meta::{AttestationRow, DigestRow, Run, MAX_DIGESTS};
+use crate::server::{unix_now, App};
 
-/// A material as the statement describes it.
-struct Described<'a> {
-    kind: &'a str,
-    annotations: BTreeMap<&'a str, &'a str>,
-}
-
-/// Every way the statement breaks the contract or does not belong to the run.
-pub fn violations(contract: &Contract, run: &Run, st: &View<'_>) -> Vec<String> {
-    let mut v = Vec::new();
-    let ext = st.external();
-    let int = st.internal();
-    let workflow = ext.workflow.as_str();
-    if workflow != run.workflow {
-        v.push(format!(
-            "the attestation is for workflow `{workflow}`, but run {} is of workflow `{}`",
-            run.id, run.workflow
+/// Every reason to refuse `st` pushed to `run` (empty: accept it): the
+/// statement's shape, the contract check ([`check::check`]) bound to the
+/// run, and the search index's bound on digests per attestation.
+pub fn problems(contract: &Contract, run: &Run, st: &View<'_>, digests: &[DigestRow]) -> Vec<String> {
+    let mut p = st.problems();
+    let claimed = check::claimed_revision(st);
+    let evidence = Evidence::from_statement(st, &claimed);
+    let bound = Binding {
+        workflow: &run.workflow,
+        run: &run.id,
+        contract: &run.contract,
+    };
+    p.extend(
+        check::check(contract, &evidence, Some(bound))
+            .iter()
+            .map(ToString::to_string),
+    );
+    if digests.len() > MAX_DIGESTS {
+        p.push(format!(
+            "the statement names {} digests; the search index takes at most {MAX_DIGESTS} per attestation",
+            digests.len(),
         ));
     }
-    let inv = st.invocation_id();
-    if inv != run.id {
-        v.push(format!(
-            "the attestation names run `{inv}`, but it was pushed to run {}",
-            run.id
-        ));
-    }
-    let c = &ext.contract;
-    let (name, commit, blob) = (c.name.as_str(), c.commit.as_str(), c.blob.as_str());
-    if name != run.contract_name || commit != run.contract_commit || blob != run.contract_blob {
-        v.push(format!(
-            "the attestation says it was crafted against contract {name} @ {commit} (blob {blob}), but the run was started against {} @ {} (blob {})",
-            run.contract_name,
-            run.contract_commit,
-            run.contract_blob
-        ));
-    }
-    if int.dry_run.0 {
-        v.push("the attestation was crafted in a dry run; start the run with `tally attestation init` against this server".into());
-    }
-    let runner = int.runner.kind.as_str();
-    if contract.runner != "any" && runner != contract.runner {
-        v.push(format!(
-            "contract `{}` requires runner `{}`; the attestation was crafted on `{}`",
-            contract.name,
-            contract.runner,
-            if runner.is_empty() {
-                "an unknown runner"
-            } else {
-                runner
-            }
-        ));
-    }
-    for k in &contract.env {
-        if int.env.get(k).is_none_or(str::is_empty) {
-            v.push(format!(
-                "environment variable `{k}` required by the contract is not recorded"
-            ));
-        }
-    }
-
-    let mut present: BTreeMap<&str, Described<'_>> = BTreeMap::new();
-    for (d, _) in st.descriptors() {
-        let Some(name) = d.name.get() else { continue };
-        let ann: BTreeMap<&str, &str> = d.annotations.strings().collect();
-        let kind = ann.get("tally.material.kind").copied().unwrap_or_default();
-        present.insert(
-            name,
-            Described {
-                kind,
-                annotations: ann,
-            },
-        );
-    }
-    let mut groups: BTreeMap<&str, bool> = BTreeMap::new();
-    for m in &contract.materials {
-        match present.get(m.name.as_str()) {
-            None => {
-                if let Some(g) = &m.group {
-                    groups.entry(g).or_default();
-                } else if !m.optional {
-                    v.push(format!("required material `{}` ({}) is missing", m.name, m.kind));
-                }
-            }
-            Some(d) => {
-                if let Some(g) = &m.group {
-                    groups.insert(g, true);
-                }
-                if d.kind != m.kind {
-                    v.push(format!(
-                        "material `{}` must be {} but is {}",
-                        m.name,
-                        m.kind,
-                        if d.kind.is_empty() {
-                            "of no declared kind"
-                        } else {
-                            d.kind
-                        }
-                    ));
-                }
-                for a in &m.annotations {
-                    match d.annotations.get(a.name.as_str()) {
-                        Some(val) if a.value.is_empty() && !val.is_empty() => {}
-                        Some(val) if !a.value.is_empty() && *val == a.value => {}
-                        Some(val) if !a.value.is_empty() => v.push(format!(
-                            "material `{}` has annotation `{}` = {val:?}; the contract fixes it to {:?}",
-                            m.name, a.name, a.value
-                        )),
-                        _ => v.push(format!(
-                            "material `{}` lacks the annotation `{}` the contract requires",
-                            m.name, a.name
-                        )),
-                    }
-                }
-            }
-        }
-    }
-    for (g, ok) in groups {
-        if !ok {
-            let members: Vec<&str> = contract
-                .materials
-                .iter()
-                .filter(|m| m.group.as_deref() == Some(g))
-                .map(|m| m.name.as_str())
-                .collect();
-            v.push(format!("group `{g}` needs one of: {}", members.join(", ")));
-        }
-    }
-    for a in &contract.annotations {
-        match ext.annotations.get(&a.name) {
-            Some(val) if a.value.is_empty() && !val.is_empty() => {}
-            Some(val) if !a.value.is_empty() && val == a.value => {}
-            Some(val) if !a.value.is_empty() => v.push(format!(
-                "annotation `{}` = {val:?}; the contract fixes it to {:?}",
-                a.name, a.value
-            )),
-            _ => v.push(format!(
-                "annotation `{}` required by the contract is missing",
-                a.name
-            )),
-        }
-    }
-    v
+    p
 }
 
 /// The digests the statement names, for the search index: subjects first,
@@ -173,4 +62,176 @@ pub fn digests(st: &View<'_>) -> Vec<DigestRow> {
         }
     }
     out
+}
+
+/// Why a push is refused. The log is unchanged whatever the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The workflow has no key to verify with.
+    #[error("no public key is registered for workflow `{0}`")]
+    NoKey(String),
+    /// No signature verifies with the workflow's keys.
+    #[error("the envelope's signature does not verify: {0}")]
+    Signature(String),
+    /// Not an in-toto payload.
+    #[error("payloadType is {0:?}, not {IN_TOTO_PAYLOAD_TYPE}")]
+    PayloadType(String),
+    /// The payload is not a statement.
+    #[error("the payload is not an in-toto statement: {0}")]
+    Statement(String),
+    /// The statement breaks the run's contract.
+    #[error(
+        "the attestation does not satisfy contract `{}` @ {} ({} problem(s)): {}",
+        .contract.name, .contract.commit, .problems.len(), .problems.join("; ")
+    )]
+    Violations {
+        /// The run's pinned revision.
+        contract: ContractRevision,
+        /// Every problem.
+        problems: Vec<String>,
+    },
+    /// The publication backlog is nearly full.
+    #[error("the log is catching up; try again")]
+    Overload,
+    /// Another push to the same run is in flight or was just accepted.
+    #[error("run {0} is already being pushed")]
+    Busy(String),
+    /// Something the push needs is unavailable (logged; not the client's fault).
+    #[error("{what}: {cause}")]
+    Unavailable {
+        /// What.
+        what: &'static str,
+        /// Why (internal: logged, not sent).
+        cause: String,
+    },
+}
+
+impl Refusal {
+    /// The machine code (SPEC.md §12.4), also the metrics' reason label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NoKey(_) => "no_key",
+            Refusal::Signature(_) => "signature",
+            Refusal::PayloadType(_) => "payload_type",
+            Refusal::Statement(_) => "statement",
+            Refusal::Violations { .. } => "contract_violation",
+            Refusal::Overload => "overload",
+            Refusal::Busy(_) => "run_finished",
+            Refusal::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+/// An accepted attestation: durably sequenced at `index`.
+#[derive(Debug)]
+pub struct Accepted {
+    /// Its log index.
+    pub index: u64,
+    /// The entry's bytes (tally.dev/entry/v1).
+    pub entry: Vec<u8>,
+    /// Its search-index row.
+    pub row: AttestationRow,
+}
+
+/// The run's contract: from the store's cache, or read from git off the
+/// async workers on a miss.
+async fn run_contract(app: &App, rev: &ContractRevision) -> Result<Arc<Contract>, Refusal> {
+    if let Some(c) = app.contracts.cached_contract(&rev.blob) {
+        return Ok(c);
+    }
+    let (store, rev) = (app.contracts.clone(), rev.clone());
+    let unavailable = |cause: String| Refusal::Unavailable {
+        what: "reading the run's contract",
+        cause,
+    };
+    tokio::task::spawn_blocking(move || store.contract(&rev))
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+        .map_err(|e| unavailable(e.to_string()))
+}
+
+/// Verifies, checks and appends an attestation pushed to `run` (SPEC.md
+/// §12.4): the envelope's signature against the workflow's keys, the
+/// statement against the run's pinned contract ([`problems`]), then one
+/// claim per run and the append. Returns once the entry is durable.
+pub async fn accept(app: &App, run: &Run, env: Envelope, bytes: Vec<u8>) -> Result<Accepted, Refusal> {
+    let keys = app
+        .workflow_keys(&run.workflow)
+        .map_err(|cause| Refusal::Unavailable {
+            what: "reading the workflow's keys",
+            cause: cause.to_string(),
+        })?;
+    if keys.is_empty() {
+        return Err(Refusal::NoKey(run.workflow.clone()));
+    }
+    let verified = env.verify(&keys).map_err(|e| Refusal::Signature(e.to_string()))?;
+    if verified.payload_type() != IN_TOTO_PAYLOAD_TYPE {
+        return Err(Refusal::PayloadType(verified.payload_type().to_owned()));
+    }
+    let st = View::parse(verified.payload()).map_err(|e| Refusal::Statement(e.to_string()))?;
+    let contract = run_contract(app, &run.contract).await?;
+    let digests = digests(&st);
+    let found = problems(&contract, run, &st, &digests);
+    if !found.is_empty() {
+        return Err(Refusal::Violations {
+            contract: run.contract.clone(),
+            problems: found,
+        });
+    }
+    let s = app.ledger.sizes();
+    if s.sequenced.saturating_sub(s.published) > app.ledger.max_backlog() * 9 / 10 {
+        return Err(Refusal::Overload);
+    }
+    // Claim the run: one attestation per run, even under concurrent pushes.
+    {
+        let mut p = app.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if p.contains_key(&run.id) {
+            return Err(Refusal::Busy(run.id.clone()));
+        }
+        p.insert(run.id.clone(), None);
+    }
+    let digest = sha256(&bytes);
+    let entry = Entry {
+        envelope_digest: digest,
+        envelope_size: bytes.len() as u64,
+        contract: run.contract.clone(),
+        project: run.project.clone(),
+        workflow: run.workflow.clone(),
+        run: run.id.clone(),
+    }
+    .to_bytes();
+    let appended = match app.ledger.submit(entry.clone(), vec![bytes]) {
+        Ok(rx) => match rx.await {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the log stopped".to_owned()),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    let appended = appended.map_err(|cause| {
+        app.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&run.id);
+        Refusal::Unavailable {
+            what: "appending to the log",
+            cause,
+        }
+    })?;
+    let index = appended.index;
+    let row = AttestationRow {
+        log_index: index as i64,
+        envelope_digest: format!("sha256:{}", digest.to_hex()),
+        workflow: run.workflow.clone(),
+        project: run.project.clone(),
+        run_id: run.id.clone(),
+        contract: run.contract.clone(),
+        created_at: unix_now(),
+    };
+    app.pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(run.id.clone(), Some((row.log_index, row.envelope_digest.clone())));
+    app.index((row.clone(), digests));
+    Ok(Accepted { index, entry, row })
 }

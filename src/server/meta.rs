@@ -12,6 +12,8 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use crate::contract::ContractRevision;
+
 /// A metadata error.
 #[derive(Debug, thiserror::Error)]
 #[error("metadata database: {0}")]
@@ -112,27 +114,10 @@ const DIGEST_ID_BITS: u32 = 20;
 /// The most digests one attestation may name (intake refuses more: 422).
 pub const MAX_DIGESTS: usize = (1 << DIGEST_ID_BITS) - 1;
 
-/// A service token as listed (never its secret).
-#[derive(Debug, Clone, Serialize)]
-pub struct TokenInfo {
-    /// Its id.
-    pub id: String,
-    /// The workflows it may act for.
-    pub workflows: Vec<String>,
-    /// What it is for.
-    pub description: String,
-    /// Unix seconds.
-    pub created_at: i64,
-    /// Unix seconds, or none.
-    pub expires_at: Option<i64>,
-    /// Unix seconds, or never used.
-    pub last_used_at: Option<i64>,
-    /// Unix seconds, or not revoked.
-    pub revoked_at: Option<i64>,
-}
+pub use crate::wire::TokenInfo;
 
 /// A workflow run.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
     /// Its id.
     pub id: String,
@@ -144,12 +129,8 @@ pub struct Run {
     pub version: String,
     /// INITIALIZED, SUCCEEDED, FAILED, CANCELLED or EXPIRED.
     pub status: String,
-    /// The contract's name.
-    pub contract_name: String,
-    /// The pinned revision's commit.
-    pub contract_commit: String,
-    /// The pinned revision's blob.
-    pub contract_blob: String,
+    /// The contract revision pinned when it started.
+    pub contract: ContractRevision,
     /// The runner type.
     pub runner_type: String,
     /// The runner's link.
@@ -167,7 +148,7 @@ pub struct Run {
 }
 
 /// One attestation in the search index.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttestationRow {
     /// Log index.
     pub log_index: i64,
@@ -179,12 +160,8 @@ pub struct AttestationRow {
     pub project: String,
     /// Run.
     pub run_id: String,
-    /// Contract name.
-    pub contract_name: String,
-    /// Contract commit.
-    pub contract_commit: String,
-    /// Contract blob.
-    pub contract_blob: String,
+    /// The contract revision it was checked against.
+    pub contract: ContractRevision,
     /// Unix seconds.
     pub created_at: i64,
 }
@@ -242,9 +219,11 @@ fn run_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         project: r.get(2)?,
         version: r.get(3)?,
         status: r.get(4)?,
-        contract_name: r.get(5)?,
-        contract_commit: r.get(6)?,
-        contract_blob: r.get(7)?,
+        contract: ContractRevision {
+            name: r.get(5)?,
+            commit: r.get(6)?,
+            blob: r.get(7)?,
+        },
         runner_type: r.get(8)?,
         runner_url: r.get(9)?,
         created_at: r.get(10)?,
@@ -273,9 +252,11 @@ fn att_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttestationRow> {
         workflow: r.get(2)?,
         project: r.get(3)?,
         run_id: r.get(4)?,
-        contract_name: r.get(5)?,
-        contract_commit: r.get(6)?,
-        contract_blob: r.get(7)?,
+        contract: ContractRevision {
+            name: r.get(5)?,
+            commit: r.get(6)?,
+            blob: r.get(7)?,
+        },
         created_at: r.get(8)?,
     })
 }
@@ -439,8 +420,8 @@ impl Meta {
         self.c().execute(
             &format!("INSERT INTO runs ({RUN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
             params![
-                r.id, r.workflow, r.project, r.version, r.status, r.contract_name, r.contract_commit,
-                r.contract_blob, r.runner_type, r.runner_url, r.created_at, r.finished_at, r.reason,
+                r.id, r.workflow, r.project, r.version, r.status, r.contract.name, r.contract.commit,
+                r.contract.blob, r.runner_type, r.runner_url, r.created_at, r.finished_at, r.reason,
                 r.log_index, r.envelope_digest
             ],
         )?;
@@ -519,9 +500,9 @@ impl Meta {
             a.workflow,
             a.project,
             a.run_id,
-            a.contract_name,
-            a.contract_commit,
-            a.contract_blob,
+            a.contract.name,
+            a.contract.commit,
+            a.contract.blob,
             a.created_at,
             search_key(&a.envelope_digest),
         ])?;
@@ -579,7 +560,7 @@ impl Meta {
         &self,
         digest: &str,
         repository: &str,
-        d: &crate::server::store::Descriptor,
+        d: &crate::server::artifact_store::Descriptor,
     ) -> Result<()> {
         self.c().execute(
             "INSERT OR IGNORE INTO oci_manifests (digest, repository, manifest, media_type, size) \
@@ -590,7 +571,10 @@ impl Meta {
     }
 
     /// The OCI manifest of the blob `digest`: its repository and descriptor.
-    pub fn oci_manifest(&self, digest: &str) -> Result<Option<(String, crate::server::store::Descriptor)>> {
+    pub fn oci_manifest(
+        &self,
+        digest: &str,
+    ) -> Result<Option<(String, crate::server::artifact_store::Descriptor)>> {
         let c = self.r();
         let mut st = c.prepare_cached(
             "SELECT repository, manifest, media_type, size FROM oci_manifests WHERE digest = ?1",
@@ -599,7 +583,7 @@ impl Meta {
             .query_row([digest], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
-                    crate::server::store::Descriptor {
+                    crate::server::artifact_store::Descriptor {
                         digest: r.get(1)?,
                         media_type: r.get(2)?,
                         size: r.get::<_, i64>(3)? as u64,
@@ -769,9 +753,11 @@ mod tests {
             workflow: "wf".into(),
             project: "p".into(),
             run_id: format!("run-{i}"),
-            contract_name: "c".into(),
-            contract_commit: "0".repeat(40),
-            contract_blob: "1".repeat(40),
+            contract: ContractRevision {
+                name: "c".into(),
+                commit: "0".repeat(40),
+                blob: "1".repeat(40),
+            },
             created_at: 1,
         }
     }

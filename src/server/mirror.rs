@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::attest::statement::View;
-use crate::server::store::{AttestationArtifact, Subject};
-use crate::server::App;
+use crate::server::artifact_store::{AttestationArtifact, Subject};
+use crate::server::{App, ServerError};
 
 /// The mirror's loop: forever, every published entry past the watermark.
 pub async fn run(app: Arc<App>) {
@@ -21,8 +21,9 @@ pub async fn run(app: Arc<App>) {
             Ok(true) => backoff = Duration::from_millis(500),
             Ok(false) => tokio::time::sleep(Duration::from_millis(200)).await,
             Err(e) => {
-                eprintln!(
-                    "copying attestations to {}: {e}; retrying in {backoff:?}",
+                tracing::warn!(
+                    error = %e,
+                    "copying attestations to {}; retrying in {backoff:?}",
                     app.artifacts.describe()
                 );
                 tokio::time::sleep(backoff).await;
@@ -33,18 +34,17 @@ pub async fn run(app: Arc<App>) {
 }
 
 /// The next entry to copy.
-pub fn next(app: &App) -> Result<u64, String> {
+pub fn next(app: &App) -> Result<u64, ServerError> {
     Ok(app
         .meta
-        .setting("oci_mirrored_next")
-        .map_err(|e| e.to_string())?
+        .setting("oci_mirrored_next")?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0))
 }
 
 /// Copies the entries published past the watermark; `Ok(false)` when there
 /// was nothing to do.
-async fn step(app: &Arc<App>) -> Result<bool, String> {
+async fn step(app: &Arc<App>) -> Result<bool, ServerError> {
     let start = next(app)?;
     let published = app.ledger.sizes().published;
     if start >= published {
@@ -58,7 +58,7 @@ async fn step(app: &Arc<App>) -> Result<bool, String> {
         let a = app.clone();
         let (att, payload) = tokio::task::spawn_blocking(move || load(&a, i))
             .await
-            .map_err(|e| e.to_string())??;
+            .map_err(|e| ServerError::Task(e.to_string()))??;
         // A payload that does not read as a statement attests to nothing here.
         let subjects = subjects(app, &View::parse(&payload).unwrap_or_default()).await?;
         work.push((i, att, subjects));
@@ -69,17 +69,15 @@ async fn step(app: &Arc<App>) -> Result<bool, String> {
     )
     .await;
     for ((i, _, _), r) in work.iter().zip(results) {
-        let refs = r.map_err(|e| e.to_string())?;
-        app.meta
-            .record_oci_attestation(*i as i64, &refs)
-            .map_err(|e| e.to_string())?;
+        let refs = r.map_err(|e| ServerError::Artifacts(e.to_string()))?;
+        app.meta.record_oci_attestation(*i as i64, &refs)?;
     }
     Ok(true)
 }
 
 /// Entry `i`'s envelope, its artifact's annotations, and the statement's
 /// bytes.
-fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Vec<u8>), String> {
+fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Vec<u8>), ServerError> {
     let crate::server::Logged {
         entry: e,
         text,
@@ -124,7 +122,7 @@ fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Vec<u8>), String> {
 /// What the attestation attests to, in the registry: its subjects that are
 /// artifacts stored through this server, and every container image (subject
 /// or not) in the store's registry.
-async fn subjects(app: &App, st: &View<'_>) -> Result<Vec<Subject>, String> {
+async fn subjects(app: &App, st: &View<'_>) -> Result<Vec<Subject>, ServerError> {
     let mut out: Vec<Subject> = Vec::new();
     for (d, role) in st.descriptors() {
         let found = if let Some(pinned) = d.uri.get().and_then(|u| u.strip_prefix("oci://")) {
@@ -133,14 +131,13 @@ async fn subjects(app: &App, st: &View<'_>) -> Result<Vec<Subject>, String> {
             match app.artifacts.image_subject(pinned).await {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("cannot read the image {pinned} in the artifact registry: {e}");
+                    tracing::warn!(error = %e, "cannot read the image {pinned} in the artifact registry");
                     None
                 }
             }
         } else if let (true, Some(hex)) = (role == "subject", d.digest.get("sha256")) {
             app.meta
-                .oci_manifest(&format!("sha256:{}", hex.to_ascii_lowercase()))
-                .map_err(|e| e.to_string())?
+                .oci_manifest(&format!("sha256:{}", hex.to_ascii_lowercase()))?
                 .map(|(repository, descriptor)| Subject {
                     repository,
                     descriptor,

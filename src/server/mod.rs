@@ -4,13 +4,11 @@
 //! (`store`: filesystem or an OCI registry).
 
 pub mod api;
-pub mod artifacts;
+pub mod artifact_store;
 pub mod intake;
 pub mod meta;
 pub mod metrics;
 pub mod mirror;
-pub mod openapi;
-pub mod store;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,7 +21,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::attest::statement::View;
 use crate::contract::store::ContractStore;
-use crate::contract::Contract;
+
 use crate::ledger::Ledger;
 
 use self::meta::Meta;
@@ -54,7 +52,7 @@ pub struct ServerConfig {
     /// How often a remote contracts repository is fetched, seconds.
     pub contracts_sync_secs: u64,
     /// Where artifacts are stored (`[artifacts]`).
-    pub artifacts: store::ArtifactsConfig,
+    pub artifacts: artifact_store::ArtifactsConfig,
 }
 
 impl Default for ServerConfig {
@@ -69,7 +67,7 @@ impl Default for ServerConfig {
             run_ttl_secs: 3600,
             publish_wait_secs: 10,
             contracts_sync_secs: 30,
-            artifacts: store::ArtifactsConfig::default(),
+            artifacts: artifact_store::ArtifactsConfig::default(),
         }
     }
 }
@@ -120,8 +118,8 @@ impl ServerConfig {
         }
         if let Some(v) = get("TALLY_ARTIFACTS_BACKEND") {
             self.artifacts.backend = match v.as_str() {
-                "filesystem" => store::Backend::Filesystem,
-                "oci" => store::Backend::Oci,
+                "filesystem" => artifact_store::Backend::Filesystem,
+                "oci" => artifact_store::Backend::Oci,
                 _ => {
                     return Err(ConfigError(format!(
                         "TALLY_ARTIFACTS_BACKEND={v:?} is not filesystem or oci"
@@ -134,9 +132,9 @@ impl ServerConfig {
         }
         if let Some(v) = get("TALLY_OCI_PLAIN_HTTP") {
             self.artifacts.plain_http = match v.as_str() {
-                "loopback" => store::PlainHttp::Loopback,
-                "always" => store::PlainHttp::Always,
-                "never" => store::PlainHttp::Never,
+                "loopback" => artifact_store::PlainHttp::Loopback,
+                "always" => artifact_store::PlainHttp::Always,
+                "never" => artifact_store::PlainHttp::Never,
                 _ => {
                     return Err(ConfigError(format!(
                         "TALLY_OCI_PLAIN_HTTP={v:?} is not loopback, always or never"
@@ -179,19 +177,17 @@ pub struct App {
     /// The log.
     pub ledger: Arc<Ledger>,
     /// Contracts.
-    pub store: Arc<ContractStore>,
+    pub contracts: Arc<ContractStore>,
     /// Metadata.
     pub meta: Arc<Meta>,
     /// Metrics.
     pub metrics: Metrics,
     /// Artifact storage.
-    pub artifacts: Arc<dyn store::ArtifactStore>,
+    pub artifacts: Arc<dyn artifact_store::ArtifactStore>,
     /// What the store's start-up check said.
     pub artifacts_checked: String,
     /// The log's verifier key text.
     pub verifier_key: String,
-    /// Parsed contracts by blob id (a blob's text never changes).
-    contracts: Mutex<HashMap<String, Arc<Contract>>>,
     /// Verification keys by workflow, cached from `meta`.
     keys: Mutex<HashMap<String, Arc<Vec<crate::attest::dsse::PublicKey>>>>,
     /// SHA-256 of the admin token (fixed at first start).
@@ -411,7 +407,7 @@ fn index_writer(
             Ok(()) => indexed.add(batch.iter().map(|(row, _)| row.log_index as u64)),
             // The rows are rebuilt from the log at the next start; until
             // then the watermark stays below them, and search says so.
-            Err(e) => eprintln!("indexing {} attestation(s) failed: {e}", batch.len()),
+            Err(e) => tracing::error!(count = batch.len(), error = %e, "indexing attestations failed"),
         }
         let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
         for (row, _) in &batch {
@@ -426,6 +422,67 @@ impl std::fmt::Debug for App {
             .field("cfg", &self.cfg)
             .finish_non_exhaustive()
     }
+}
+
+/// What goes wrong in the control plane below HTTP. The HTTP layer logs
+/// these with the request id and answers 500 or 503; `tally serve` prints
+/// them when it cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The metadata database failed.
+    #[error(transparent)]
+    Meta(#[from] meta::MetaError),
+    /// The ledger failed.
+    #[error("the ledger: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
+    /// The contracts repository cannot be read.
+    #[error("the contracts repository: {0}")]
+    Contracts(#[from] crate::contract::store::StoreError),
+    /// The artifact store cannot be opened or used.
+    #[error("the artifact store: {0}")]
+    Artifacts(String),
+    /// A file or socket operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing the seeded contracts repository failed.
+    #[error("seeding the contracts repository: {0}")]
+    Seed(String),
+    /// A log entry the server reads back is not what it wrote.
+    #[error("log entry {index}: {reason}")]
+    Entry {
+        /// Its index.
+        index: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Starting would contradict the data directory.
+    #[error("{0}")]
+    Refused(String),
+    /// A task could not be run or joined.
+    #[error("{0}")]
+    Task(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let what = what.into();
+    move |source| ServerError::Io { what, source }
+}
+
+/// The tree size of a signed checkpoint's text.
+pub fn checkpoint_size(signed: &str) -> Option<u64> {
+    let body = signed.split_once("\n\n")?.0;
+    ledger_format::checkpoint::Checkpoint::parse(&format!("{body}\n"))
+        .ok()
+        .map(|c| c.size())
 }
 
 /// Seconds since the Unix epoch.
@@ -473,18 +530,24 @@ const SEED: &[(&str, &str)] = &[
 ];
 
 /// Creates the bare repository `path` with the example contracts as its first commit on `main`.
-pub fn seed_contracts(path: &Path) -> Result<(), String> {
-    let repo = gix::init_bare(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+pub fn seed_contracts(path: &Path) -> Result<(), ServerError> {
+    let repo =
+        gix::init_bare(path).map_err(|e| ServerError::Seed(format!("creating {}: {e}", path.display())))?;
     let mut editor = repo
         .edit_tree(gix::ObjectId::empty_tree(repo.object_hash()))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ServerError::Seed(e.to_string()))?;
     for (name, text) in SEED {
-        let id = repo.write_blob(text.as_bytes()).map_err(|e| e.to_string())?;
+        let id = repo
+            .write_blob(text.as_bytes())
+            .map_err(|e| ServerError::Seed(e.to_string()))?;
         editor
             .upsert(*name, gix::object::tree::EntryKind::Blob, id.detach())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ServerError::Seed(e.to_string()))?;
     }
-    let tree = editor.write().map_err(|e| e.to_string())?.detach();
+    let tree = editor
+        .write()
+        .map_err(|e| ServerError::Seed(e.to_string()))?
+        .detach();
     let sig = gix::actor::Signature {
         name: "tally".into(),
         email: "tally@localhost".into(),
@@ -500,8 +563,8 @@ pub fn seed_contracts(path: &Path) -> Result<(), String> {
         tree,
         Vec::<gix::ObjectId>::new(),
     )
-    .map_err(|e| e.to_string())?;
-    std::fs::write(path.join("HEAD"), "ref: refs/heads/main\n").map_err(|e| e.to_string())?;
+    .map_err(|e| ServerError::Seed(e.to_string()))?;
+    std::fs::write(path.join("HEAD"), "ref: refs/heads/main\n").map_err(io("writing the seeded HEAD"))?;
     Ok(())
 }
 
@@ -519,36 +582,36 @@ pub struct Started {
 }
 
 /// Opens (creating on first start) everything in the data directory and binds.
-pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Started, String> {
-    let addr = cfg.validate().map_err(|e| e.to_string())?;
+pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Started, ServerError> {
+    let addr = cfg.validate()?;
     let dir = cfg.data_dir.clone();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let meta = Arc::new(Meta::open(&dir.join("meta.db")).map_err(|e| e.to_string())?);
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let meta = Arc::new(Meta::open(&dir.join("meta.db"))?);
     let mut shown_token = None;
-    match (
-        meta.setting("admin_token_sha256").map_err(|e| e.to_string())?,
-        admin_token,
-    ) {
+    match (meta.setting("admin_token_sha256")?, admin_token) {
         (None, given) => {
             let token = given.clone().unwrap_or_else(|| new_secret("tly_admin_"));
-            meta.set_setting("admin_token_sha256", &hex::encode(token_hash(&token)))
-                .map_err(|e| e.to_string())?;
+            meta.set_setting("admin_token_sha256", &hex::encode(token_hash(&token)))?;
             if given.is_none() {
                 shown_token = Some(token);
             }
         }
-        (Some(_), Some(_)) => {
-            return Err("an admin token is already set in this data directory; \
-                 TALLY_ADMIN_TOKEN / --admin-token-file only apply at first start"
-                .into())
+        // The same token given again (a container or a unit that sets it
+        // at every start) is fine; another one is refused.
+        (Some(stored), Some(given)) if stored != hex::encode(token_hash(&given)) => {
+            return Err(ServerError::Refused(
+                "another admin token is already set in this data directory; \
+                 TALLY_ADMIN_TOKEN / --admin-token-file only set it at first start"
+                    .into(),
+            ))
         }
+        (Some(_), Some(_)) => {}
         (Some(_), None) => {}
     }
     let ledger_dir = dir.join("ledger");
-    let ledger =
-        crate::ledger::open_dir(&ledger_dir, Some(&cfg.origin)).map_err(|e| format!("the ledger: {e}"))?;
+    let ledger = crate::ledger::open_dir(&ledger_dir, Some(&cfg.origin))?;
     let verifier_key = std::fs::read_to_string(ledger_dir.join("log.pub"))
-        .map_err(|e| format!("reading the log's verifier key: {e}"))?
+        .map_err(io("reading the log's verifier key"))?
         .trim()
         .to_owned();
     let store = if cfg.contracts.is_empty() {
@@ -574,24 +637,20 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
             crate::contract::store::DEFAULT_BRANCH,
             Some(dir.join("contracts.head")),
         )
-    }
-    .map_err(|e| format!("the contracts repository: {e}"))?;
+    }?;
     let store = Arc::new(store);
-    let artifacts = store::open(&cfg.artifacts, &dir)?;
+    let artifacts = artifact_store::open(&cfg.artifacts, &dir).map_err(ServerError::Artifacts)?;
     let artifacts_checked = artifacts
         .check()
         .await
-        .map_err(|e| format!("the artifact store ({}): {e}", artifacts.describe()))?;
+        .map_err(|e| ServerError::Artifacts(format!("{}: {e}", artifacts.describe())))?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let admin_hash = hex::decode(
-        meta.setting("admin_token_sha256")
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default(),
-    )
-    .map_err(|e| e.to_string())?;
+        .map_err(io(format!("cannot listen on {addr}")))?;
+    let addr = listener.local_addr().map_err(io("reading the bound address"))?;
+    let stored = meta.setting("admin_token_sha256")?.unwrap_or_default();
+    let admin_hash = hex::decode(&stored)
+        .map_err(|e| ServerError::Refused(format!("the stored admin token hash is not hex: {e}")))?;
     let pending = Arc::new(Mutex::new(HashMap::new()));
     let (index_tx, index_rx) = std::sync::mpsc::channel();
     let indexed = Arc::new(Indexed::new());
@@ -600,18 +659,17 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         std::thread::Builder::new()
             .name("tally-indexer".into())
             .spawn(move || index_writer(meta, pending, indexed, index_rx))
-            .map_err(|e| e.to_string())?
+            .map_err(io("starting the indexer"))?
     };
     let app = Arc::new(App {
         cfg,
         ledger: Arc::new(ledger),
-        store,
+        contracts: store,
         meta,
         metrics: Metrics::default(),
         artifacts,
         artifacts_checked,
         verifier_key,
-        contracts: Mutex::new(HashMap::new()),
         keys: Mutex::new(HashMap::new()),
         admin_hash,
         tokens: Mutex::new(HashMap::new()),
@@ -629,37 +687,15 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
 }
 
 impl App {
-    /// The contract with blob id `blob` (cached; read from the store on a miss).
-    pub fn contract_by_blob(&self, name: &str, blob: &str) -> Result<Arc<Contract>, String> {
-        if let Some(c) = self.contracts.lock().unwrap_or_else(|p| p.into_inner()).get(blob) {
-            return Ok(c.clone());
-        }
-        let bytes = self.store.blob(blob).map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&bytes);
-        let c = crate::contract::parse_contract(&format!("{name}.toml"), &text, Some(name))
-            .map_err(|d| d.first().map(|x| x.message.clone()).unwrap_or_default())?;
-        let c = Arc::new(c);
-        self.contracts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(blob.to_owned(), c.clone());
-        Ok(c)
-    }
-
-    /// Caches a parsed contract.
-    pub fn remember_contract(&self, blob: &str, c: Arc<Contract>) {
-        self.contracts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(blob.to_owned(), c);
-    }
-
     /// A workflow's verification keys (cached until a key is added).
-    pub fn workflow_keys(&self, workflow: &str) -> Result<Arc<Vec<crate::attest::dsse::PublicKey>>, String> {
+    pub fn workflow_keys(
+        &self,
+        workflow: &str,
+    ) -> Result<Arc<Vec<crate::attest::dsse::PublicKey>>, ServerError> {
         if let Some(k) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(workflow) {
             return Ok(k.clone());
         }
-        let rows = self.meta.workflow_keys(workflow).map_err(|e| e.to_string())?;
+        let rows = self.meta.workflow_keys(workflow)?;
         let keys: Vec<_> = rows
             .iter()
             .filter_map(|(_, pem)| crate::attest::dsse::PublicKey::from_pem(pem).ok())
@@ -676,19 +712,15 @@ impl App {
     /// between sequencing and indexing, or a lost `meta.db`): every entry
     /// and its envelope are read back from the log itself. Returns how many,
     /// and the log size below which every entry is now indexed.
-    pub fn reindex(&self) -> Result<(u64, u64), String> {
+    pub fn reindex(&self) -> Result<(u64, u64), ServerError> {
         let published = self.ledger.sizes().published;
-        let next = self
-            .meta
-            .max_indexed()
-            .map_err(|e| e.to_string())?
-            .map_or(0, |m| m as u64 + 1);
-        let count = self.meta.indexed_count().map_err(|e| e.to_string())?;
+        let next = self.meta.max_indexed()?.map_or(0, |m| m as u64 + 1);
+        let count = self.meta.indexed_count()?;
         // No gap below the highest indexed entry: start after it; else look at every entry.
         let start = if count == next { next } else { 0 };
         let mut n = 0;
         for i in start..published {
-            if self.meta.is_indexed(i as i64).map_err(|e| e.to_string())? {
+            if self.meta.is_indexed(i as i64)? {
                 continue;
             }
             let Logged {
@@ -701,14 +733,10 @@ impl App {
                 workflow: e.workflow.clone(),
                 project: e.project.clone(),
                 run_id: e.run.clone(),
-                contract_name: e.contract.name.clone(),
-                contract_commit: e.contract.commit.clone(),
-                contract_blob: e.contract.blob.clone(),
+                contract: e.contract.clone(),
                 created_at: unix_now(),
             };
-            self.meta
-                .record_attestation(&row, &digests, unix_now())
-                .map_err(|e| e.to_string())?;
+            self.meta.record_attestation(&row, &digests, unix_now())?;
             n += 1;
         }
         Ok((n, published))
@@ -716,14 +744,19 @@ impl App {
 
     /// Log entry `i` read back from the ledger: the entry, its text, its
     /// envelope, and the envelope's payload (empty when it does not decode).
-    pub fn logged(&self, i: u64) -> Result<Logged, String> {
-        let text = self.ledger.entry(i).map_err(|e| e.to_string())?;
-        let entry = ledger_format::entry::Entry::parse(&text).map_err(|e| format!("entry {i}: {e}"))?;
+    pub fn logged(&self, i: u64) -> Result<Logged, ServerError> {
+        let text = self.ledger.entry(i)?;
+        let entry = ledger_format::entry::Entry::parse(&text).map_err(|e| ServerError::Entry {
+            index: i,
+            reason: e.to_string(),
+        })?;
         let envelope = self
             .ledger
-            .body(i, &entry.envelope_digest)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("entry {i}: its envelope is not stored"))?;
+            .body(i, &entry.envelope_digest)?
+            .ok_or_else(|| ServerError::Entry {
+                index: i,
+                reason: "its envelope is not stored".into(),
+            })?;
         let payload = crate::attest::dsse::Envelope::parse(&envelope)
             .ok()
             .and_then(|env| crate::attest::dsse::decode_b64(&env.payload))
@@ -738,14 +771,13 @@ impl App {
 
     /// The tlog-proof text (SPEC.md §6) of entry `index` under the checkpoint
     /// published now. Blocking.
-    pub fn tlog_proof(&self, index: u64) -> Result<String, String> {
+    pub fn tlog_proof(&self, index: u64) -> Result<String, ServerError> {
         let checkpoint = self.ledger.checkpoint();
-        let size = api::checkpoint_size(&checkpoint)
-            .ok_or_else(|| "the published checkpoint does not parse".to_owned())?;
-        let proof = self
-            .ledger
-            .inclusion_proof(index, size)
-            .map_err(|e| e.to_string())?;
+        let size = checkpoint_size(&checkpoint).ok_or_else(|| ServerError::Entry {
+            index,
+            reason: "the published checkpoint does not parse".into(),
+        })?;
+        let proof = self.ledger.inclusion_proof(index, size)?;
         Ok(ledger_format::tlog_proof::TlogProof {
             extra: None,
             index,
@@ -764,7 +796,7 @@ impl App {
             .as_ref()
             .is_some_and(|tx| tx.send(job).is_ok());
         if !sent {
-            eprintln!("the indexer has stopped; the entry is indexed from the log at the next start");
+            tracing::warn!("the indexer has stopped; the entry is indexed from the log at the next start");
         }
     }
 
@@ -790,7 +822,7 @@ impl App {
 pub async fn run(
     started: Started,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), ServerError> {
     let app = started.app.clone();
     // Runs left unfinished expire.
     let expirer = {
@@ -816,18 +848,19 @@ pub async fn run(
             match app.reindex() {
                 Ok((n, covered)) => {
                     if n > 0 {
-                        eprintln!("indexed {n} log entries the search index lacked");
+                        tracing::info!(entries = n, "indexed log entries the search index lacked");
                     }
                     app.indexed.all_below(covered);
                 }
-                Err(e) => eprintln!(
-                    "reindexing the log failed: {e}; search answers cover only what was indexed since"
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "reindexing the log failed; search answers cover only what was indexed since"
                 ),
             }
         });
     }
     if !app.cfg.contracts.is_empty() && app.cfg.contracts.contains("://") {
-        app.store
+        app.contracts
             .clone()
             .sync_every(Duration::from_secs(app.cfg.contracts_sync_secs.max(1)));
     }
@@ -854,9 +887,9 @@ pub async fn run(
     let ledger = app.ledger.clone();
     let closed = tokio::task::spawn_blocking(move || ledger.close())
         .await
-        .map_err(|e| e.to_string())?;
-    served.map_err(|e| format!("serving: {e}"))?;
-    closed.map_err(|e| format!("closing the ledger: {e}"))
+        .map_err(|e| ServerError::Task(format!("closing the ledger: {e}")))?;
+    served.map_err(io("serving"))?;
+    Ok(closed?)
 }
 
 /// The data directory's path of a file, for messages.

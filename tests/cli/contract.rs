@@ -27,7 +27,7 @@ fn example_contracts_are_valid_and_cover_every_material_type() {
     ]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     let report = tally::contract::lint::lint_paths(&[contracts_dir()]);
-    for kind in tally::contract::MATERIAL_TYPES {
+    for kind in tally::contract::Kind::ALL {
         assert!(
             report
                 .contracts

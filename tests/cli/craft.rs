@@ -969,9 +969,11 @@ fn statement_shape_is_stable() {
         project: "payments".into(),
         version: "1.4.2".into(),
         contract: ContractRef {
-            name: "build-and-release".into(),
-            commit: "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into(),
-            blob: "ea2fa1b6c257a958d4988b8bf857d881c8c42e24".into(),
+            revision: tally::contract::ContractRevision {
+                name: "build-and-release".into(),
+                commit: "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into(),
+                blob: "ea2fa1b6c257a958d4988b8bf857d881c8c42e24".into(),
+            },
             source: "contracts@main".into(),
             text: String::new(),
         },

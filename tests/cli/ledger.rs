@@ -264,7 +264,7 @@ mod props {
             ledger.close().unwrap();
             drop(ledger);
             // Every tile and bundle in the published tree equals the one-by-one log's.
-            let git = tally::ledger::git::GitStore::open_existing(&git_dir).unwrap();
+            let git = tally::ledger::git::LedgerRepo::open_existing(&git_dir).unwrap();
             let head = git.head().unwrap().unwrap();
             for (path, bytes) in &expected.files {
                 if path == "checkpoint" {

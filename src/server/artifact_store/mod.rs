@@ -67,7 +67,7 @@ pub struct Descriptor {
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum ArtifactError {
     /// The bytes hash to something else than announced.
     #[error(
         "the uploaded bytes ({size} bytes) have digest sha256:{got}, not sha256:{want}; nothing was stored"
@@ -117,13 +117,13 @@ pub trait ArtifactStore: Send + Sync + std::fmt::Debug {
     /// `filesystem <dir>` or `oci <repository>`, for the banner and errors.
     fn describe(&self) -> String;
     /// Proves the store is writable (at start).
-    fn check(&self) -> BoxFuture<'_, Result<String, StoreError>>;
+    fn check(&self) -> BoxFuture<'_, Result<String, ArtifactError>>;
     /// Whether the blob `hex` is stored.
-    fn contains<'a>(&'a self, hex: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn contains<'a>(&'a self, hex: &'a str) -> BoxFuture<'a, Result<bool, ArtifactError>>;
     /// Streams `body` in, verifying `up.hex` and `up.len` before committing.
-    fn put<'a>(&'a self, up: &'a Upload, body: ByteStream) -> BoxFuture<'a, Result<Stored, StoreError>>;
+    fn put<'a>(&'a self, up: &'a Upload, body: ByteStream) -> BoxFuture<'a, Result<Stored, ArtifactError>>;
     /// The blob `hex` as a stream and its length; `None` when absent.
-    fn get<'a>(&'a self, hex: &'a str) -> BoxFuture<'a, Result<Option<(u64, ByteStream)>, StoreError>>;
+    fn get<'a>(&'a self, hex: &'a str) -> BoxFuture<'a, Result<Option<(u64, ByteStream)>, ArtifactError>>;
     /// Stores an accepted attestation as a referrer of each of `subjects`
     /// (`[]`: stored without a subject); returns the references written.
     /// The filesystem store keeps attestations in the ledger only.
@@ -131,12 +131,12 @@ pub trait ArtifactStore: Send + Sync + std::fmt::Debug {
         &'a self,
         att: &'a AttestationArtifact,
         subjects: &'a [Subject],
-    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Vec<String>, ArtifactError>>;
     /// Whether attestations are copied into this store.
     fn stores_attestations(&self) -> bool;
     /// The manifest of a pinned container image (`host/repo@sha256:…`) when
     /// it is in this store's registry, as a referrer's subject.
-    fn image_subject<'a>(&'a self, pinned: &'a str) -> BoxFuture<'a, Result<Option<Subject>, StoreError>>;
+    fn image_subject<'a>(&'a self, pinned: &'a str) -> BoxFuture<'a, Result<Option<Subject>, ArtifactError>>;
 }
 
 /// What an attestation refers to in the registry.
@@ -358,7 +358,7 @@ impl Stream for Verifying {
 
 /// Reads `body` to its end through [`Verifying`], storing nothing: whether
 /// it is exactly the announced bytes.
-pub async fn verify_body(body: ByteStream, hex: &str, len: u64) -> Result<(), StoreError> {
+pub async fn verify_body(body: ByteStream, hex: &str, len: u64) -> Result<(), ArtifactError> {
     use futures_util::StreamExt as _;
     let (mut s, verdict) = Verifying::new(body, hex, len);
     while let Some(c) = s.next().await {
@@ -370,29 +370,29 @@ pub async fn verify_body(body: ByteStream, hex: &str, len: u64) -> Result<(), St
     match v.client_error(hex, len) {
         Some(e) => Err(e),
         None if v.digest.is_some() => Ok(()),
-        None => Err(StoreError::Interrupted("the body ended early".into())),
+        None => Err(ArtifactError::Interrupted("the body ended early".into())),
     }
 }
 
 impl Verdict {
     /// The error an unsuccessful upload reports, if the client's bytes
     /// (rather than the backend) were the reason.
-    pub fn client_error(&self, want_hex: &str, want_len: u64) -> Option<StoreError> {
+    pub fn client_error(&self, want_hex: &str, want_len: u64) -> Option<ArtifactError> {
         if let Some(b) = &self.broke {
-            return Some(StoreError::Interrupted(b.clone()));
+            return Some(ArtifactError::Interrupted(b.clone()));
         }
         if self.size > want_len {
-            return Some(StoreError::Truncated {
+            return Some(ArtifactError::Truncated {
                 want: want_len,
                 got: self.size,
             });
         }
         match &self.digest {
-            Some(_) if self.size != want_len => Some(StoreError::Truncated {
+            Some(_) if self.size != want_len => Some(ArtifactError::Truncated {
                 want: want_len,
                 got: self.size,
             }),
-            Some(d) if d != want_hex => Some(StoreError::Mismatch {
+            Some(d) if d != want_hex => Some(ArtifactError::Mismatch {
                 want: want_hex.to_owned(),
                 got: d.clone(),
                 size: self.size,

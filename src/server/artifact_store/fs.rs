@@ -8,7 +8,9 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt as _, StreamExt as _};
 use tokio::io::AsyncWriteExt as _;
 
-use super::{ArtifactStore, AttestationArtifact, ByteStream, StoreError, Stored, Subject, Upload, Verifying};
+use super::{
+    ArtifactError, ArtifactStore, AttestationArtifact, ByteStream, Stored, Subject, Upload, Verifying,
+};
 
 /// Blobs under a directory.
 #[derive(Debug)]
@@ -33,7 +35,7 @@ impl FsStore {
         self.root.join("tmp").join(format!("{hex}.{}", hex::encode(rnd)))
     }
 
-    async fn put_inner(&self, up: &Upload, body: ByteStream) -> Result<Stored, StoreError> {
+    async fn put_inner(&self, up: &Upload, body: ByteStream) -> Result<Stored, ArtifactError> {
         let dest = self.blob_path(&up.hex);
         if tokio::fs::metadata(&dest).await.is_ok() {
             // Stored already: the caller still proves it has these bytes.
@@ -54,7 +56,7 @@ impl FsStore {
         };
         commit
             .await
-            .map_err(|e| StoreError::Internal(format!("storing {}: {e}", dest.display())))?;
+            .map_err(|e| ArtifactError::Internal(format!("storing {}: {e}", dest.display())))?;
         Ok(Stored {
             new: true,
             ..Stored::default()
@@ -70,8 +72,8 @@ async fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Streams the verified body into `tmp`, fsync'd.
-async fn receive(tmp: &Path, up: &Upload, body: ByteStream) -> Result<(), StoreError> {
-    let internal = |e: std::io::Error| StoreError::Internal(format!("writing {}: {e}", tmp.display()));
+async fn receive(tmp: &Path, up: &Upload, body: ByteStream) -> Result<(), ArtifactError> {
+    let internal = |e: std::io::Error| ArtifactError::Internal(format!("writing {}: {e}", tmp.display()));
     if let Some(d) = tmp.parent() {
         tokio::fs::create_dir_all(d).await.map_err(internal)?;
     }
@@ -91,7 +93,7 @@ async fn receive(tmp: &Path, up: &Upload, body: ByteStream) -> Result<(), StoreE
         let v = verdict.lock().unwrap_or_else(|p| p.into_inner());
         return Err(v
             .client_error(&up.hex, up.len)
-            .unwrap_or_else(|| StoreError::Interrupted("the body ended early".into())));
+            .unwrap_or_else(|| ArtifactError::Interrupted("the body ended early".into())));
     }
     f.sync_all().await.map_err(internal)
 }
@@ -101,7 +103,7 @@ impl ArtifactStore for FsStore {
         format!("filesystem {}", self.root.display())
     }
 
-    fn check(&self) -> BoxFuture<'_, Result<String, StoreError>> {
+    fn check(&self) -> BoxFuture<'_, Result<String, ArtifactError>> {
         async move {
             let probe = self.root.join("tmp").join(".write-check");
             let r = async {
@@ -110,7 +112,7 @@ impl ArtifactStore for FsStore {
                 tokio::fs::remove_file(&probe).await
             };
             r.await.map_err(|e| {
-                StoreError::Unavailable(format!("cannot write to {}: {e}", self.root.display()))
+                ArtifactError::Unavailable(format!("cannot write to {}: {e}", self.root.display()))
             })?;
             // Leftovers of uploads cut short by a crash.
             if let Ok(mut rd) = tokio::fs::read_dir(self.root.join("tmp")).await {
@@ -123,15 +125,15 @@ impl ArtifactStore for FsStore {
         .boxed()
     }
 
-    fn contains<'a>(&'a self, hex: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn contains<'a>(&'a self, hex: &'a str) -> BoxFuture<'a, Result<bool, ArtifactError>> {
         async move { Ok(tokio::fs::metadata(self.blob_path(hex)).await.is_ok()) }.boxed()
     }
 
-    fn put<'a>(&'a self, up: &'a Upload, body: ByteStream) -> BoxFuture<'a, Result<Stored, StoreError>> {
+    fn put<'a>(&'a self, up: &'a Upload, body: ByteStream) -> BoxFuture<'a, Result<Stored, ArtifactError>> {
         self.put_inner(up, body).boxed()
     }
 
-    fn get<'a>(&'a self, hex: &'a str) -> BoxFuture<'a, Result<Option<(u64, ByteStream)>, StoreError>> {
+    fn get<'a>(&'a self, hex: &'a str) -> BoxFuture<'a, Result<Option<(u64, ByteStream)>, ArtifactError>> {
         async move {
             let Ok(f) = tokio::fs::File::open(self.blob_path(hex)).await else {
                 return Ok(None);
@@ -139,7 +141,7 @@ impl ArtifactStore for FsStore {
             let len = f
                 .metadata()
                 .await
-                .map_err(|e| StoreError::Internal(e.to_string()))?
+                .map_err(|e| ArtifactError::Internal(e.to_string()))?
                 .len();
             let s: ByteStream = Box::pin(tokio_util::io::ReaderStream::with_capacity(f, 256 << 10));
             Ok(Some((len, s)))
@@ -151,7 +153,7 @@ impl ArtifactStore for FsStore {
         &'a self,
         _att: &'a AttestationArtifact,
         _subjects: &'a [Subject],
-    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<String>, ArtifactError>> {
         async { Ok(Vec::new()) }.boxed()
     }
 
@@ -159,7 +161,10 @@ impl ArtifactStore for FsStore {
         false
     }
 
-    fn image_subject<'a>(&'a self, _pinned: &'a str) -> BoxFuture<'a, Result<Option<Subject>, StoreError>> {
+    fn image_subject<'a>(
+        &'a self,
+        _pinned: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Subject>, ArtifactError>> {
         async { Ok(None) }.boxed()
     }
 }

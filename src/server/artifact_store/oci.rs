@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    ArtifactStore, AttestationArtifact, ByteStream, Descriptor, PlainHttp, StoreError, Stored, Subject,
+    ArtifactError, ArtifactStore, AttestationArtifact, ByteStream, Descriptor, PlainHttp, Stored, Subject,
     Upload, Verifying,
 };
 
@@ -191,15 +191,15 @@ impl OciStore {
         Reference::with_digest(self.registry.clone(), repo.to_owned(), digest.to_owned())
     }
 
-    fn unavailable(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Unavailable(format!(
+    fn unavailable(&self, what: &str, e: impl std::fmt::Display) -> ArtifactError {
+        ArtifactError::Unavailable(format!(
             "the artifact registry {} failed {what}: {e}",
             self.registry
         ))
     }
 
     /// Authenticates for `repo` (again after a minute: tokens expire).
-    async fn ensure_auth(&self, repo: &str, push: bool) -> Result<(), StoreError> {
+    async fn ensure_auth(&self, repo: &str, push: bool) -> Result<(), ArtifactError> {
         if matches!(self.auth, RegistryAuth::Anonymous) {
             return Ok(());
         }
@@ -219,7 +219,7 @@ impl OciStore {
                 continue;
             }
             self.client.auth(&r, &self.auth, op).await.map_err(|e| {
-                StoreError::Unavailable(format!(
+                ArtifactError::Unavailable(format!(
                     "the artifact registry {} refused the credentials for {repo}: {e}",
                     self.registry
                 ))
@@ -233,7 +233,7 @@ impl OciStore {
     }
 
     /// Pushes a small blob unless `repo` has it.
-    async fn ensure_blob(&self, repo: &str, bytes: &[u8], digest: &str) -> Result<(), StoreError> {
+    async fn ensure_blob(&self, repo: &str, bytes: &[u8], digest: &str) -> Result<(), ArtifactError> {
         let r = self.reference(repo, digest);
         let have = self
             .client
@@ -255,13 +255,13 @@ impl OciStore {
         repo: &str,
         manifest: &Value,
         tag: Option<&str>,
-    ) -> Result<Descriptor, StoreError> {
-        let body = serde_json::to_vec(manifest).map_err(|e| StoreError::Internal(e.to_string()))?;
+    ) -> Result<Descriptor, ArtifactError> {
+        let body = serde_json::to_vec(manifest).map_err(|e| ArtifactError::Internal(e.to_string()))?;
         let digest = format!("sha256:{}", sha256_hex(&body));
         let media_type = manifest["mediaType"].as_str().unwrap_or(MANIFEST).to_owned();
         let ct = media_type
             .parse()
-            .map_err(|e: axum::http::header::InvalidHeaderValue| StoreError::Internal(e.to_string()))?;
+            .map_err(|e: axum::http::header::InvalidHeaderValue| ArtifactError::Internal(e.to_string()))?;
         let r = match tag {
             Some(t) => Reference::with_tag(self.registry.clone(), repo.to_owned(), t.to_owned()),
             None => self.reference(repo, &digest),
@@ -312,20 +312,20 @@ impl OciStore {
         repo: &str,
         subject: &Descriptor,
         referrer: Value,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ArtifactError> {
         let _guard = self.tag_lock.lock().await;
         let tag = subject.digest.replace(':', "-");
         let r = Reference::with_tag(self.registry.clone(), repo.to_owned(), tag.clone());
         let mut index = match self.client.pull_manifest_raw(&r, &self.auth, &[INDEX]).await {
             Ok((bytes, _)) => serde_json::from_slice::<Value>(&bytes).map_err(|e| {
-                StoreError::Internal(format!("the referrers index {repo}:{tag} is not JSON: {e}"))
+                ArtifactError::Internal(format!("the referrers index {repo}:{tag} is not JSON: {e}"))
             })?,
             Err(e) if not_found(&e) => json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": []}),
             Err(e) => return Err(self.unavailable(&format!("reading {repo}:{tag}"), e)),
         };
         let list = index["manifests"]
             .as_array_mut()
-            .ok_or_else(|| StoreError::Internal(format!("{repo}:{tag} is not an image index")))?;
+            .ok_or_else(|| ArtifactError::Internal(format!("{repo}:{tag} is not an image index")))?;
         if list.iter().any(|m| m["digest"] == referrer["digest"]) {
             return Ok(());
         }
@@ -338,13 +338,13 @@ impl OciStore {
         &self,
         repo: &str,
         digest: &str,
-    ) -> Result<Option<Descriptor>, StoreError> {
+    ) -> Result<Option<Descriptor>, ArtifactError> {
         self.ensure_auth(repo, false).await?;
         let r = self.reference(repo, digest);
         match self.client.pull_manifest_raw(&r, &self.auth, ANY_MANIFEST).await {
             Ok((bytes, _)) => {
                 if format!("sha256:{}", sha256_hex(&bytes)) != digest {
-                    return Err(StoreError::Internal(format!(
+                    return Err(ArtifactError::Internal(format!(
                         "the registry sent a manifest for {repo}@{digest} with another digest"
                     )));
                 }
@@ -365,7 +365,7 @@ impl OciStore {
         }
     }
 
-    async fn put_inner(&self, up: &Upload, body: ByteStream) -> Result<Stored, StoreError> {
+    async fn put_inner(&self, up: &Upload, body: ByteStream) -> Result<Stored, ArtifactError> {
         let repo = self.repository.clone();
         self.ensure_auth(&repo, true).await?;
         let digest = format!("sha256:{}", up.hex);
@@ -376,7 +376,7 @@ impl OciStore {
         if up.len == 0 {
             const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
             if up.hex != EMPTY_SHA256 {
-                return Err(StoreError::Mismatch {
+                return Err(ArtifactError::Mismatch {
                     want: up.hex.clone(),
                     got: EMPTY_SHA256.to_owned(),
                     size: 0,
@@ -437,7 +437,7 @@ impl OciStore {
         &self,
         att: &AttestationArtifact,
         subjects: &[Subject],
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<String>, ArtifactError> {
         let env_digest = format!("sha256:{}", sha256_hex(&att.envelope));
         let own = Subject {
             repository: format!("{}/{}", self.registry, self.repository),
@@ -461,9 +461,13 @@ impl OciStore {
                 // Another repository (an image's) may refuse us: the
                 // attestation then goes into the artifact repository alone.
                 Err(e) if has_subject && s.repository != own.repository => {
-                    eprintln!(
-                        "attestation {}: cannot refer to {}@{} ({e}); storing it in {} instead",
-                        att.log_index, s.repository, s.descriptor.digest, own.repository
+                    tracing::warn!(
+                        log_index = att.log_index,
+                        error = %e,
+                        "cannot refer to {}@{}; storing the attestation in {} instead",
+                        s.repository,
+                        s.descriptor.digest,
+                        own.repository
                     );
                     own_copy_needed = true;
                 }
@@ -485,11 +489,11 @@ impl OciStore {
         s: &Subject,
         has_subject: bool,
         api: Option<bool>,
-    ) -> Result<String, StoreError> {
+    ) -> Result<String, ArtifactError> {
         let repo = s
             .repository
             .strip_prefix(&format!("{}/", self.registry))
-            .ok_or_else(|| StoreError::Internal(format!("{} is not in {}", s.repository, self.registry)))?
+            .ok_or_else(|| ArtifactError::Internal(format!("{} is not in {}", s.repository, self.registry)))?
             .to_owned();
         self.ensure_auth(&repo, true).await?;
         let known = self
@@ -579,11 +583,11 @@ impl ArtifactStore for OciStore {
         format!("oci {}/{}", self.registry, self.repository)
     }
 
-    fn check(&self) -> BoxFuture<'_, Result<String, StoreError>> {
+    fn check(&self) -> BoxFuture<'_, Result<String, ArtifactError>> {
         async move {
             let repo = self.repository.clone();
-            let cannot = |e: StoreError| {
-                StoreError::Unavailable(format!(
+            let cannot = |e: ArtifactError| {
+                ArtifactError::Unavailable(format!(
                     "cannot write to the artifact repository {}/{repo}: {e}",
                     self.registry
                 ))
@@ -614,7 +618,7 @@ impl ArtifactStore for OciStore {
         .boxed()
     }
 
-    fn contains<'a>(&'a self, hex: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn contains<'a>(&'a self, hex: &'a str) -> BoxFuture<'a, Result<bool, ArtifactError>> {
         async move {
             self.ensure_auth(&self.repository, false).await?;
             let d = format!("sha256:{hex}");
@@ -626,11 +630,11 @@ impl ArtifactStore for OciStore {
         .boxed()
     }
 
-    fn put<'a>(&'a self, up: &'a Upload, body: ByteStream) -> BoxFuture<'a, Result<Stored, StoreError>> {
+    fn put<'a>(&'a self, up: &'a Upload, body: ByteStream) -> BoxFuture<'a, Result<Stored, ArtifactError>> {
         self.put_inner(up, body).boxed()
     }
 
-    fn get<'a>(&'a self, hex: &'a str) -> BoxFuture<'a, Result<Option<(u64, ByteStream)>, StoreError>> {
+    fn get<'a>(&'a self, hex: &'a str) -> BoxFuture<'a, Result<Option<(u64, ByteStream)>, ArtifactError>> {
         async move {
             self.ensure_auth(&self.repository, false).await?;
             let d = format!("sha256:{hex}");
@@ -652,7 +656,7 @@ impl ArtifactStore for OciStore {
         &'a self,
         att: &'a AttestationArtifact,
         subjects: &'a [Subject],
-    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<String>, ArtifactError>> {
         self.put_attestation_inner(att, subjects).boxed()
     }
 
@@ -660,7 +664,7 @@ impl ArtifactStore for OciStore {
         true
     }
 
-    fn image_subject<'a>(&'a self, pinned: &'a str) -> BoxFuture<'a, Result<Option<Subject>, StoreError>> {
+    fn image_subject<'a>(&'a self, pinned: &'a str) -> BoxFuture<'a, Result<Option<Subject>, ArtifactError>> {
         async move {
             let Some((name, digest)) = pinned.split_once('@') else {
                 return Ok(None);

@@ -1,6 +1,6 @@
 //! Artifacts through the control plane (SPEC.md §12.7): the HTTP side. The
 //! bytes stream from the client through a digest check into the configured
-//! store ([`crate::server::store`]); nothing is held whole in memory.
+//! store ([`crate::server::artifact_store`]); nothing is held whole in memory.
 
 use std::sync::Arc;
 
@@ -10,11 +10,11 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::Deserialize;
-use serde_json::json;
 
+use super::auth::{authenticate, Principal};
+use super::error::ApiError;
 use crate::attest::material::Kind;
-use crate::server::api::{authenticate, ApiError, Principal};
-use crate::server::store::{verify_body, ByteStream, StoreError, Upload};
+use crate::server::artifact_store::{verify_body, ArtifactError, ByteStream, Upload};
 use crate::server::{unix_now, App};
 
 /// Parses `sha256:<64 lowercase hex>`.
@@ -49,20 +49,20 @@ pub struct PutQuery {
 }
 
 /// A store failure as the client sees it.
-pub fn store_error(e: StoreError) -> ApiError {
+pub fn store_error(e: ArtifactError) -> ApiError {
     match e {
-        StoreError::Mismatch { .. } => {
+        ArtifactError::Mismatch { .. } => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "digest_mismatch", e.to_string())
                 .hint("upload the file again; it may have changed or been truncated")
         }
-        StoreError::Truncated { .. } | StoreError::Interrupted(_) => {
+        ArtifactError::Truncated { .. } | ArtifactError::Interrupted(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, "upload_interrupted", e.to_string())
                 .hint("retry the upload: nothing was stored")
         }
-        StoreError::Unavailable(m) => {
+        ArtifactError::Unavailable(m) => {
             ApiError::unavailable(format!("the artifact store is unavailable: {m}"), 2)
         }
-        StoreError::Internal(m) => ApiError::internal(m),
+        ArtifactError::Internal(m) => ApiError::internal(m),
     }
 }
 
@@ -119,7 +119,7 @@ async fn put_inner(
 ) -> Result<(Response, &'static str, u64), ApiError> {
     let who = authenticate(app, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
-    who.may_act(&q.workflow)?;
+    who.may(&q.workflow)?;
     let hex = parse_digest(&digest)?;
     let kind = q.kind.as_deref().unwrap_or("ARTIFACT");
     if !Kind::parse(kind).is_some_and(Kind::is_file) {
@@ -234,11 +234,13 @@ async fn put_inner(
 }
 
 fn answer(status: StatusCode, digest: &str, size: u64, stored: &str, reference: Option<String>) -> Response {
-    (
-        status,
-        axum::Json(json!({"digest": digest, "size": size, "stored": stored, "reference": reference})),
-    )
-        .into_response()
+    let a = crate::wire::ArtifactStored {
+        digest: digest.to_owned(),
+        size,
+        stored: stored.to_owned(),
+        reference,
+    };
+    (status, axum::Json(a)).into_response()
 }
 
 fn too_large(limit: u64) -> ApiError {

@@ -1,0 +1,226 @@
+//! The operator's endpoints (SPEC.md §12.5): service tokens, workflows and
+//! their keys, statistics. Admin token only, except listing workflows.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::auth::authenticate;
+use super::body::{query, read_json};
+use super::error::{ApiError, ApiResult};
+use crate::attest::dsse::PublicKey;
+use crate::server::{new_secret, token_hash, unix_now, App};
+use crate::wire;
+
+fn known_workflows(app: &App) -> ApiResult<Vec<crate::contract::Workflow>> {
+    app.contracts
+        .workflows()
+        .map_err(|e| ApiError::unavailable_because("the contracts repository", e, 5))
+}
+
+pub(super) async fn create_token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    authenticate(&app, &headers)?.admin()?;
+    let (req, _): (wire::CreateToken, _) = read_json(&app, &headers, body).await?;
+    if req.workflows.is_empty() {
+        return Err(ApiError::bad("a token needs at least one workflow"));
+    }
+    let known = known_workflows(&app)?;
+    for w in &req.workflows {
+        if !known.iter().any(|k| &k.name == w) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_workflow",
+                format!("workflow `{w}` is not declared in workflows.toml"),
+            ));
+        }
+    }
+    let now = unix_now();
+    let mut rnd = [0u8; 6];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
+    let secret = new_secret("tly_wf_");
+    let info = wire::TokenInfo {
+        id: format!("tok-{}", hex::encode(rnd)),
+        workflows: req.workflows.clone(),
+        description: req.description.clone(),
+        created_at: now,
+        expires_at: req.expires_in_secs.map(|s| now + s as i64),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    app.meta
+        .create_token(&info, &token_hash(&secret))
+        .map_err(ApiError::internal)?;
+    let created = wire::TokenCreated { info, token: secret };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+pub(super) async fn list_tokens(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<wire::TokenList>> {
+    authenticate(&app, &headers)?.admin()?;
+    let tokens = app.meta.list_tokens().map_err(ApiError::internal)?;
+    Ok(Json(wire::TokenList { tokens }))
+}
+
+pub(super) async fn revoke_token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<wire::TokenRevoked>> {
+    authenticate(&app, &headers)?.admin()?;
+    let revoked = app
+        .meta
+        .revoke_token(&id, unix_now())
+        .map_err(ApiError::internal)?;
+    app.tokens.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    if !revoked {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_token",
+            format!("no token {id}"),
+        ));
+    }
+    Ok(Json(wire::TokenRevoked { id, revoked: true }))
+}
+
+pub(super) async fn list_workflows(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<wire::WorkflowList>> {
+    let who = authenticate(&app, &headers)?;
+    let mut out = Vec::new();
+    for w in known_workflows(&app)? {
+        if who.may(&w.name).is_err() {
+            continue;
+        }
+        let keys: Vec<String> = app
+            .meta
+            .workflow_keys(&w.name)
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        out.push(wire::WorkflowInfo {
+            name: w.name,
+            project: w.project,
+            contract: w.contract,
+            owners: w.owners,
+            keys,
+        });
+    }
+    Ok(Json(wire::WorkflowList { workflows: out }))
+}
+
+pub(super) async fn add_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    authenticate(&app, &headers)?.admin()?;
+    let (req, _): (wire::AddKey, _) = read_json(&app, &headers, body).await?;
+    if !known_workflows(&app)?.iter().any(|w| w.name == name) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_workflow",
+            format!("workflow `{name}` is not declared in workflows.toml"),
+        ));
+    }
+    PublicKey::from_pem(&req.public_key).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_key", e.to_string())
+            .hint("a PEM P-256 or Ed25519 public key")
+    })?;
+    let keyid = crate::attest::signing::keyid_of_pem(&req.public_key)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_key", e))?;
+    app.meta
+        .add_workflow_key(&name, &keyid, &req.public_key, unix_now())
+        .map_err(ApiError::internal)?;
+    app.forget_keys(&name);
+    let added = wire::KeyAdded {
+        workflow: name,
+        keyid,
+    };
+    Ok((StatusCode::CREATED, Json(added)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StatsQuery {
+    days: Option<i64>,
+}
+
+pub(super) async fn stats(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    q: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<wire::Stats>> {
+    authenticate(&app, &headers)?.admin()?;
+    let q = query(q)?;
+    let days = q.days.unwrap_or(30).clamp(1, 3650);
+    let since = unix_now() - days * 86_400;
+    let per_day = app.meta.runs_per_day(since).map_err(ApiError::internal)?;
+    let wf = app.meta.workflow_stats(since).map_err(ApiError::internal)?;
+    let rate = |n: i64, d: i64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
+    let workflows = wf
+        .iter()
+        .map(|w| {
+            let finished = w.succeeded + w.failed + w.cancelled + w.expired;
+            wire::WorkflowStat {
+                workflow: w.workflow.clone(),
+                runs: w.runs,
+                succeeded: w.succeeded,
+                failed: w.failed,
+                cancelled: w.cancelled,
+                expired: w.expired,
+                in_progress: w.initialized,
+                success_rate: rate(w.succeeded, finished),
+                failure_rate: rate(w.failed + w.expired, finished),
+                mean_duration_s: w.mean_duration_s,
+            }
+        })
+        .collect();
+    let mut slowest = wf.clone();
+    slowest.sort_by(|a, b| {
+        b.mean_duration_s
+            .unwrap_or(0.0)
+            .total_cmp(&a.mean_duration_s.unwrap_or(0.0))
+    });
+    let mut failing = wf.clone();
+    failing.sort_by_key(|w| std::cmp::Reverse(w.failed + w.expired));
+    Ok(Json(wire::Stats {
+        days,
+        runs_per_day: per_day
+            .into_iter()
+            .map(|(day, runs, succeeded)| wire::DayCount { day, runs, succeeded })
+            .collect(),
+        workflows,
+        slowest: slowest
+            .into_iter()
+            .filter(|w| w.mean_duration_s.is_some())
+            .take(5)
+            .map(|w| wire::Slowest {
+                workflow: w.workflow,
+                mean_duration_s: w.mean_duration_s,
+            })
+            .collect(),
+        most_failing: failing
+            .into_iter()
+            .filter(|w| w.failed + w.expired > 0)
+            .take(5)
+            .map(|w| wire::Failing {
+                failed: w.failed + w.expired,
+                workflow: w.workflow,
+            })
+            .collect(),
+    }))
+}

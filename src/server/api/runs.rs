@@ -1,0 +1,420 @@
+//! Runs (SPEC.md §12.4): start one against the contracts repository's
+//! pinned revision, describe, list, end one, and push its attestation. The
+//! decisions are below this layer (`contract::check`, `server::intake`);
+//! here they meet HTTP.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{authenticate, Principal};
+use super::body::{query, read_json};
+use super::error::{ApiError, ApiResult};
+use crate::attest::dsse::Envelope;
+use crate::contract::check::{self, Evidence};
+use crate::contract::store::StoreError;
+use crate::server::intake::{self, Refusal};
+use crate::server::meta::Run;
+use crate::server::{unix_now, App};
+use crate::wire;
+
+fn store_error(workflow: &str, e: StoreError) -> ApiError {
+    match e {
+        StoreError::UnknownWorkflow(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_workflow",
+            format!("workflow `{workflow}` is not declared in the contracts repository's workflows.toml"),
+        )
+        .hint("ask SecOps to declare it by pull request"),
+        StoreError::NotOnBranch { .. }
+        | StoreError::Repo(crate::contract::repo::RepoError::UnknownRevision(_)) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "contract_revision",
+            e.to_string(),
+        )
+        .hint("pin a commit of the contracts repository's main branch, or pin none"),
+        other => ApiError::unavailable_because("the contracts repository", other, 5),
+    }
+}
+
+/// A run as the API shows it.
+pub fn run_wire(r: &Run) -> wire::Run {
+    wire::Run {
+        id: r.id.clone(),
+        workflow: r.workflow.clone(),
+        project: r.project.clone(),
+        version: r.version.clone(),
+        status: r.status.clone(),
+        contract_name: r.contract.name.clone(),
+        contract_commit: r.contract.commit.clone(),
+        contract_blob: r.contract.blob.clone(),
+        runner_type: r.runner_type.clone(),
+        runner_url: r.runner_url.clone(),
+        created_at: r.created_at,
+        finished_at: r.finished_at,
+        reason: r.reason.clone(),
+        log_index: r.log_index,
+        envelope_digest: r.envelope_digest.clone(),
+        oci_attestations: None,
+    }
+}
+
+pub(super) async fn create_run(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let who = authenticate(&app, &headers)?;
+    let (req, _): (wire::StartRun, _) = read_json(&app, &headers, body).await?;
+    who.may(&req.workflow)?;
+    let store = app.contracts.clone();
+    let (wf, pinned) = (req.workflow.clone(), req.contract_revision.clone());
+    let resolved = tokio::task::spawn_blocking(move || {
+        let _ = store.refresh();
+        let r = store.resolve(&wf, pinned.as_deref())?;
+        let text = store.blob(&r.revision.blob)?;
+        Ok::<_, StoreError>((r, text))
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let (resolved, text) = resolved.map_err(|e| store_error(&req.workflow, e))?;
+    if let Some(p) = &req.project {
+        if *p != resolved.workflow.project {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "project",
+                format!(
+                    "workflow `{}` belongs to project `{}`, not `{p}`",
+                    req.workflow, resolved.workflow.project
+                ),
+            ));
+        }
+    }
+    let c = &resolved.contract;
+    if !check::check(c, &Evidence::runner(&req.runner.kind), None).is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "runner_mismatch",
+            format!(
+                "contract `{}` requires runner `{}` but this is `{}`",
+                c.name, c.runner, req.runner.kind
+            ),
+        ));
+    }
+    let now = unix_now();
+    let mut rnd = [0u8; 12];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
+    let run = Run {
+        id: format!("run-{}", hex::encode(rnd)),
+        workflow: req.workflow.clone(),
+        project: resolved.workflow.project.clone(),
+        version: req.version.clone(),
+        status: "INITIALIZED".into(),
+        contract: resolved.revision.clone(),
+        runner_type: req.runner.kind.clone(),
+        runner_url: req.runner.url.clone(),
+        created_at: now,
+        finished_at: None,
+        reason: None,
+        log_index: None,
+        envelope_digest: None,
+    };
+    app.meta.insert_run(&run).map_err(ApiError::internal)?;
+    let answer = wire::RunStarted {
+        run: run_wire(&run),
+        expires_at: now + app.cfg.run_ttl_secs as i64,
+        contract: wire::RunContract {
+            name: run.contract.name.clone(),
+            commit: run.contract.commit.clone(),
+            blob: run.contract.blob.clone(),
+            text: String::from_utf8_lossy(&text).into_owned(),
+        },
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+fn find_run(app: &App, who: &Principal, id: &str) -> ApiResult<Run> {
+    let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_run", format!("no run {id}"));
+    let run = app
+        .meta
+        .run(id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(unknown)?;
+    // A token of another workflow learns nothing, not even that the run exists.
+    if who.may(&run.workflow).is_err() {
+        return Err(unknown());
+    }
+    let mut run = run;
+    overlay_pending(app, &mut run);
+    Ok(run)
+}
+
+/// A run appended whose row the index writer has not written yet is SUCCEEDED.
+fn overlay_pending(app: &App, run: &mut Run) {
+    if let Some(Some((index, digest))) = app.pending.lock().unwrap_or_else(|p| p.into_inner()).get(&run.id) {
+        run.status = "SUCCEEDED".into();
+        run.log_index = Some(*index);
+        run.envelope_digest = Some(digest.clone());
+    }
+}
+
+pub(super) async fn describe_run(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<wire::Run>> {
+    let who = authenticate(&app, &headers)?;
+    let run = find_run(&app, &who, &id)?;
+    let mut v = run_wire(&run);
+    // Where the mirror put its attestation in the OCI store (SPEC.md §12.7).
+    if let Some(i) = run.log_index {
+        v.oci_attestations = Some(app.meta.oci_attestations(i).map_err(ApiError::internal)?);
+    }
+    Ok(Json(v))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunsQuery {
+    workflow: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(super) async fn list_runs(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<wire::RunList>> {
+    let who = authenticate(&app, &headers)?;
+    let q = query(q)?;
+    if let Some(w) = &q.workflow {
+        who.may(w)?;
+    }
+    let status = q.status.as_deref().map(str::to_ascii_uppercase);
+    let runs = app
+        .meta
+        .list_runs(
+            q.workflow.as_deref(),
+            status.as_deref(),
+            q.limit.unwrap_or(100).clamp(1, 10_000),
+        )
+        .map_err(ApiError::internal)?;
+    let runs = runs
+        .into_iter()
+        .filter(|r| who.may(&r.workflow).is_ok())
+        .map(|mut r| {
+            overlay_pending(&app, &mut r);
+            run_wire(&r)
+        })
+        .collect();
+    Ok(Json(wire::RunList { runs }))
+}
+
+pub(super) async fn reset_run(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Json<wire::Run>> {
+    let who = authenticate(&app, &headers)?;
+    let (req, _): (wire::ResetRun, _) = read_json(&app, &headers, body).await?;
+    let run = find_run(&app, &who, &id)?;
+    if app
+        .pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains_key(&run.id)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_finished",
+            format!("run {id} is being pushed or was just accepted"),
+        ));
+    }
+    let status = match req.trigger.as_str() {
+        "failure" => "FAILED",
+        "cancellation" => "CANCELLED",
+        other => {
+            return Err(ApiError::bad(format!(
+                "trigger {other:?} is not failure or cancellation"
+            )))
+        }
+    };
+    if !app
+        .meta
+        .finish_run(&run.id, status, req.reason.as_deref(), unix_now())
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_finished",
+            format!("run {id} is {}, not in progress", run.status),
+        ));
+    }
+    let run = find_run(&app, &who, &id)?;
+    Ok(Json(run_wire(&run)))
+}
+
+fn reject(app: &App, run: &Run, reason: &str, e: ApiError) -> ApiError {
+    app.metrics.rejected(&run.workflow, reason);
+    tracing::info!(
+        workflow = %run.workflow,
+        run = %run.id,
+        reason,
+        status = e.status().as_u16(),
+        "push refused"
+    );
+    e
+}
+
+/// A refusal as the client reads it.
+fn refusal(e: Refusal) -> ApiError {
+    let code = e.code();
+    match e {
+        Refusal::NoKey(ref w) => {
+            let hint = format!("an operator runs `tally workflow key add --workflow {w} --key <public key>`");
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()).hint(hint)
+        }
+        Refusal::Signature(_) | Refusal::PayloadType(_) | Refusal::Statement(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+        }
+        Refusal::Violations { ref problems, .. } => {
+            let details = json!({ "violations": problems });
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+                .details(details)
+                .hint("tally attestation status shows what the contract requires")
+        }
+        Refusal::Overload => ApiError::unavailable(e.to_string(), 1),
+        Refusal::Busy(_) => ApiError::new(StatusCode::CONFLICT, code, e.to_string()),
+        Refusal::Unavailable { what, cause } => ApiError::unavailable_because(what, cause, 5),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PushQuery {
+    /// Seconds to wait for publication before answering 202 (0: answer as
+    /// soon as the entry is durably sequenced); capped by the server's setting.
+    wait: Option<u64>,
+}
+
+pub(super) async fn push_attestation(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<PushQuery>, axum::extract::rejection::QueryRejection>,
+    body: Body,
+) -> ApiResult<Response> {
+    let received = Instant::now();
+    let q = query(q)?;
+    let who = authenticate(&app, &headers)?;
+    let mut run = find_run(&app, &who, &id)?;
+    let now = unix_now();
+    if run.status == "INITIALIZED" && run.created_at + app.cfg.run_ttl_secs as i64 <= now {
+        let _ = app.meta.expire_runs(run.created_at + 1, now);
+        run = find_run(&app, &who, &id)?;
+    }
+    if run.status != "INITIALIZED" {
+        return Err(reject(
+            &app,
+            &run,
+            "run_finished",
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "run_finished",
+                format!("run {id} is {}; start a new run", run.status),
+            ),
+        ));
+    }
+    let (env, bytes): (Envelope, Vec<u8>) = match read_json(&app, &headers, body).await {
+        Ok(x) => x,
+        Err(e) => return Err(reject(&app, &run, e.code(), e)),
+    };
+    let accepted = match intake::accept(&app, &run, env, bytes).await {
+        Ok(a) => a,
+        // A concurrent push won the run: not counted as a refusal of this workflow.
+        Err(e @ Refusal::Busy(_)) => return Err(refusal(e)),
+        Err(e) => {
+            let code = e.code();
+            return Err(reject(&app, &run, code, refusal(e)));
+        }
+    };
+    app.metrics.append.observe(received.elapsed().as_secs_f64());
+    app.metrics.accepted(&run.workflow);
+    let index = accepted.index;
+    tracing::info!(
+        workflow = %run.workflow,
+        run = %run.id,
+        log_index = index,
+        envelope = %accepted.row.envelope_digest,
+        "attestation accepted"
+    );
+
+    let ledger = app.ledger.clone();
+    let wait = Duration::from_secs(
+        q.wait
+            .unwrap_or(app.cfg.publish_wait_secs)
+            .min(app.cfg.publish_wait_secs),
+    );
+    let published = if wait.is_zero() {
+        app.ledger.sizes().published
+    } else {
+        tokio::task::spawn_blocking(move || ledger.wait_published(index, wait))
+            .await
+            .map_err(ApiError::internal)?
+            .unwrap_or(0)
+    };
+    let entry = String::from_utf8_lossy(&accepted.entry);
+    let mut answer = wire::PushAnswer {
+        run_id: run.id.as_str().into(),
+        log_index: index,
+        envelope_digest: accepted.row.envelope_digest.as_str().into(),
+        entry,
+        published: published > index,
+        tlog_proof: None,
+        hint: None,
+    };
+    if published > index {
+        app.metrics.publish.observe(received.elapsed().as_secs_f64());
+        let a = app.clone();
+        answer.tlog_proof = Some(
+            tokio::task::spawn_blocking(move || a.tlog_proof(index))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?,
+        );
+        return Ok(respond(&answer, StatusCode::OK));
+    }
+    answer.hint = Some(format!(
+        "GET /api/v1/proof/inclusion?index={index} once published"
+    ));
+    Ok(respond(&answer, StatusCode::ACCEPTED))
+}
+
+/// Serialized straight into one right-sized buffer: the answer is on the
+/// path of every push, and growing axum's default buffer cost more than
+/// building it (BENCHMARKS.md, intake).
+fn respond(a: &wire::PushAnswer<'_>, status: StatusCode) -> Response {
+    let cap = 256
+        + a.entry.len()
+        + a.tlog_proof.as_ref().map_or(0, |p| p.len() * 2)
+        + a.hint.as_ref().map_or(0, String::len);
+    let mut body = Vec::with_capacity(cap);
+    match serde_json::to_writer(&mut body, a) {
+        Ok(()) => (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            body,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
