@@ -1,111 +1,169 @@
-//! Prometheus text-format metrics, kept with atomics and small maps (the
-//! label sets are workflows and rejection reasons: few and bounded).
+//! The server's metrics, kept and rendered by `prometheus-client` (the
+//! OpenMetrics text format Prometheus scrapes). Label sets are workflows,
+//! rejection reasons, stages and statuses: few and bounded.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds (seconds) of the latency histograms.
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A fixed-bucket histogram.
-#[derive(Debug)]
-pub struct Histogram {
-    counts: Vec<AtomicU64>,
-    sum_micros: AtomicU64,
-    total: AtomicU64,
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The run statuses `tally_runs` reports (absent ones as 0).
+const RUN_STATUSES: &[&str] = &["INITIALIZED", "SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkflowLabel {
+    workflow: String,
 }
 
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            counts: BUCKETS.iter().map(|_| AtomicU64::new(0)).collect(),
-            sum_micros: AtomicU64::new(0),
-            total: AtomicU64::new(0),
-        }
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Rejection {
+    workflow: String,
+    reason: String,
 }
 
-impl Histogram {
-    /// Records one observation.
-    pub fn observe(&self, seconds: f64) {
-        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.sum_micros
-            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
-        self.total.fetch_add(1, Ordering::Relaxed);
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
 
-    fn render(&self, name: &str, help: &str, out: &mut String) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cum = 0;
-        for (b, c) in BUCKETS.iter().zip(&self.counts) {
-            cum += c.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cum}");
-        }
-        let total = self.total.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count {total}");
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Stage {
+    stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Status {
+    status: String,
 }
 
 /// The server's metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    accepted: Mutex<BTreeMap<String, u64>>,
-    rejected: Mutex<BTreeMap<(String, String), u64>>,
+    registry: Registry,
+    accepted: Family<WorkflowLabel, Counter>,
+    rejected: Family<Rejection, Counter>,
     /// Time from receiving an attestation to its durable index.
     pub append: Histogram,
     /// Time from receiving an attestation to its publication.
     pub publish: Histogram,
-    uploads: Mutex<BTreeMap<&'static str, u64>>,
-    upload_bytes: AtomicU64,
-}
-
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    uploads: Family<Outcome, Counter>,
+    upload_bytes: Counter,
+    tree_size: Family<Stage, Gauge>,
+    runs: Family<Status, Gauge>,
+    mirrored: Gauge,
+    mirrors: bool,
 }
 
 impl Metrics {
+    /// The metrics of a server; `mirrors`: whether its artifact store copies
+    /// attestations (then `tally_attestations_in_artifact_store` is reported).
+    pub fn new(mirrors: bool) -> Self {
+        let mut registry = Registry::default();
+        let accepted = Family::<WorkflowLabel, Counter>::default();
+        registry.register(
+            "tally_attestations_accepted",
+            "Attestations accepted and appended to the log",
+            accepted.clone(),
+        );
+        let rejected = Family::<Rejection, Counter>::default();
+        registry.register(
+            "tally_attestations_rejected",
+            "Attestations refused, by reason",
+            rejected.clone(),
+        );
+        let append = Histogram::new(BUCKETS.iter().copied());
+        registry.register(
+            "tally_append_seconds",
+            "Time from receiving an attestation to its durable log index",
+            append.clone(),
+        );
+        let publish = Histogram::new(BUCKETS.iter().copied());
+        registry.register(
+            "tally_publish_seconds",
+            "Time from receiving an attestation to a signed checkpoint covering it",
+            publish.clone(),
+        );
+        let tree_size = Family::<Stage, Gauge>::default();
+        registry.register(
+            "tally_tree_size",
+            "Entries in the log by stage",
+            tree_size.clone(),
+        );
+        let uploads = Family::<Outcome, Counter>::default();
+        registry.register(
+            "tally_artifact_uploads",
+            "Artifact uploads by outcome",
+            uploads.clone(),
+        );
+        let upload_bytes = Counter::default();
+        registry.register(
+            "tally_artifact_stored_bytes",
+            "Bytes of artifacts newly stored",
+            upload_bytes.clone(),
+        );
+        let mirrored = Gauge::default();
+        if mirrors {
+            registry.register(
+                "tally_attestations_in_artifact_store",
+                "Log entries copied into the OCI store (the rest of tally_tree_size{stage=\"published\"} is its lag)",
+                mirrored.clone(),
+            );
+        }
+        let runs = Family::<Status, Gauge>::default();
+        registry.register("tally_runs", "Workflow runs by status", runs.clone());
+        Metrics {
+            registry,
+            accepted,
+            rejected,
+            append,
+            publish,
+            uploads,
+            upload_bytes,
+            tree_size,
+            runs,
+            mirrored,
+            mirrors,
+        }
+    }
+
     /// Counts an accepted attestation.
     pub fn accepted(&self, workflow: &str) {
-        *self
-            .accepted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(workflow.to_owned())
-            .or_default() += 1;
+        self.accepted
+            .get_or_create(&WorkflowLabel {
+                workflow: workflow.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a rejected attestation.
     pub fn rejected(&self, workflow: &str, reason: &str) {
-        *self
-            .rejected
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((workflow.to_owned(), reason.to_owned()))
-            .or_default() += 1;
+        self.rejected
+            .get_or_create(&Rejection {
+                workflow: workflow.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts an artifact upload by outcome (`new`, `already`, or the error code);
     /// `bytes` stored for a new one.
-    pub fn upload(&self, outcome: &'static str, bytes: u64) {
-        *self
-            .uploads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(outcome)
-            .or_default() += 1;
-        self.upload_bytes.fetch_add(bytes, Ordering::Relaxed);
+    pub fn upload(&self, outcome: &str, bytes: u64) {
+        self.uploads
+            .get_or_create(&Outcome {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.upload_bytes.inc_by(bytes);
     }
 
     /// Renders everything, with the gauges given by the caller (`mirrored`:
@@ -116,60 +174,70 @@ impl Metrics {
         runs: &[(String, i64)],
         mirrored: Option<u64>,
     ) -> String {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for (stage, n) in [
+            ("sequenced", sizes.sequenced),
+            ("integrated", sizes.integrated),
+            ("published", sizes.published),
+        ] {
+            self.tree_size.get_or_create(&Stage { stage }).set(gauge(n));
+        }
+        for status in RUN_STATUSES {
+            let n = runs.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            self.runs
+                .get_or_create(&Status {
+                    status: (*status).to_owned(),
+                })
+                .set(n);
+        }
+        for (status, n) in runs.iter().filter(|(s, _)| !RUN_STATUSES.contains(&s.as_str())) {
+            self.runs
+                .get_or_create(&Status {
+                    status: status.clone(),
+                })
+                .set(*n);
+        }
+        if let (true, Some(m)) = (self.mirrors, mirrored) {
+            self.mirrored.set(gauge(m));
+        }
         let mut out = String::new();
-        out.push_str("# HELP tally_attestations_accepted_total Attestations accepted and appended to the log.\n# TYPE tally_attestations_accepted_total counter\n");
-        for (w, n) in self.accepted.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(
-                out,
-                "tally_attestations_accepted_total{{workflow=\"{}\"}} {n}",
-                esc(w)
-            );
-        }
-        out.push_str("# HELP tally_attestations_rejected_total Attestations refused, by reason.\n# TYPE tally_attestations_rejected_total counter\n");
-        for ((w, r), n) in self.rejected.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(
-                out,
-                "tally_attestations_rejected_total{{workflow=\"{}\",reason=\"{}\"}} {n}",
-                esc(w),
-                esc(r)
-            );
-        }
-        self.append.render(
-            "tally_append_seconds",
-            "Time from receiving an attestation to its durable log index.",
-            &mut out,
-        );
-        self.publish.render(
-            "tally_publish_seconds",
-            "Time from receiving an attestation to a signed checkpoint covering it.",
-            &mut out,
-        );
-        out.push_str("# HELP tally_tree_size Entries in the log by stage.\n# TYPE tally_tree_size gauge\n");
-        let _ = writeln!(out, "tally_tree_size{{stage=\"sequenced\"}} {}", sizes.sequenced);
-        let _ = writeln!(
-            out,
-            "tally_tree_size{{stage=\"integrated\"}} {}",
-            sizes.integrated
-        );
-        let _ = writeln!(out, "tally_tree_size{{stage=\"published\"}} {}", sizes.published);
-        out.push_str("# HELP tally_artifact_uploads_total Artifact uploads by outcome.\n# TYPE tally_artifact_uploads_total counter\n");
-        for (o, n) in self.uploads.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "tally_artifact_uploads_total{{outcome=\"{o}\"}} {n}");
-        }
-        out.push_str("# HELP tally_artifact_stored_bytes_total Bytes of artifacts newly stored.\n# TYPE tally_artifact_stored_bytes_total counter\n");
-        let _ = writeln!(
-            out,
-            "tally_artifact_stored_bytes_total {}",
-            self.upload_bytes.load(Ordering::Relaxed)
-        );
-        if let Some(m) = mirrored {
-            out.push_str("# HELP tally_attestations_in_artifact_store Log entries copied into the OCI store (the rest of tally_tree_size{stage=\"published\"} is its lag).\n# TYPE tally_attestations_in_artifact_store gauge\n");
-            let _ = writeln!(out, "tally_attestations_in_artifact_store {m}");
-        }
-        out.push_str("# HELP tally_runs Workflow runs by status.\n# TYPE tally_runs gauge\n");
-        for (s, n) in runs {
-            let _ = writeln!(out, "tally_runs{{status=\"{}\"}} {n}", esc(s));
-        }
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_openmetrics_with_the_documented_names() {
+        let m = Metrics::new(true);
+        m.accepted("wf");
+        m.rejected("wf", "signature");
+        m.append.observe(0.003);
+        m.upload("new", 10);
+        let sizes = crate::ledger::Sizes {
+            sequenced: 3,
+            integrated: 2,
+            published: 1,
+        };
+        let text = m.render(sizes, &[("SUCCEEDED".into(), 1)], Some(1));
+        for line in [
+            "tally_attestations_accepted_total{workflow=\"wf\"} 1",
+            "tally_attestations_rejected_total{workflow=\"wf\",reason=\"signature\"} 1",
+            "tally_append_seconds_bucket{le=\"0.005\"} 1",
+            "tally_append_seconds_count 1",
+            "tally_tree_size{stage=\"published\"} 1",
+            "tally_runs{status=\"SUCCEEDED\"} 1",
+            "tally_runs{status=\"FAILED\"} 0",
+            "tally_artifact_uploads_total{outcome=\"new\"} 1",
+            "tally_artifact_stored_bytes_total 10",
+            "tally_attestations_in_artifact_store 1",
+            "# EOF",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
     }
 }

@@ -666,7 +666,7 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         ledger: Arc::new(ledger),
         contracts: store,
         meta,
-        metrics: Metrics::default(),
+        metrics: Metrics::new(artifacts.stores_attestations()),
         artifacts,
         artifacts_checked,
         verifier_key,

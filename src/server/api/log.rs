@@ -170,7 +170,11 @@ pub(super) async fn metrics(State(app): State<Arc<App>>) -> ApiResult<Response> 
         None
     };
     let text = app.metrics.render(app.ledger.sizes(), &runs, mirrored);
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, crate::server::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -384,13 +384,13 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/metrics",
-        summary: "Prometheus metrics",
+        summary: "Prometheus metrics (OpenMetrics text)",
         access: Access::Public,
         query: &[],
-        statuses: &[(200, "text format 0.0.4")],
+        statuses: &[(200, "OpenMetrics 1.0 text")],
         request: None,
         answer: None,
-        produces: "text/plain",
+        produces: "application/openmetrics-text",
     },
     Route {
         method: "get",
