@@ -43,9 +43,7 @@ pub enum Command {
     /// Work with workflow contracts.
     #[command(subcommand)]
     Contract(ContractCommand),
-    /// Run a benchmark and print its result as JSON.
-    #[command(subcommand)]
-    Bench(BenchCommand),
+
     /// Craft an attestation in a CI pipeline: init, add, status, push, reset.
     #[command(subcommand)]
     Attestation(AttestationCommand),
@@ -640,88 +638,6 @@ pub struct LedgerStressArgs {
     /// Entry size in bytes.
     #[arg(long, default_value_t = 200)]
     pub entry_size: usize,
-}
-
-/// `tally bench …`
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Durable appends from concurrent writers, proofs from storage, storage per entry.
-    Ledger(BenchLedgerArgs),
-    /// The control plane: pre-signed attestations pushed over HTTP by
-    /// concurrent clients, then public inclusion-proof reads.
-    Intake(BenchIntakeArgs),
-    /// Artifacts through the control plane into an OCI registry: a large
-    /// file up and down with the real CLI (time, peak memory of CLI and
-    /// server), then many small uploads.
-    Artifacts(BenchArtifactsArgs),
-}
-
-/// `tally bench artifacts`
-#[derive(Debug, Args)]
-pub struct BenchArtifactsArgs {
-    /// The registry (`host:port`; started by you, e.g. `docker-registry serve`);
-    /// without it the server stores artifacts in its data directory.
-    #[arg(long)]
-    pub registry: Option<String>,
-    /// Size of the large artifact, MiB.
-    #[arg(long, default_value_t = 1024)]
-    pub size_mib: u64,
-    /// How many 4 KiB artifacts to upload.
-    #[arg(long, default_value_t = 4000)]
-    pub small: usize,
-    /// Concurrent clients for the small uploads.
-    #[arg(long, default_value_t = 16)]
-    pub clients: usize,
-    /// Where to put the files and the server's data (default: a fresh temporary directory).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-}
-
-/// `tally bench intake`
-#[derive(Debug, Args)]
-pub struct BenchIntakeArgs {
-    /// How many attestations to push (one run each).
-    #[arg(long, default_value_t = 50_000)]
-    pub attestations: usize,
-    /// Concurrent HTTP clients.
-    #[arg(long, default_value_t = 64)]
-    pub clients: usize,
-    /// How many inclusion proofs to read afterwards.
-    #[arg(long, default_value_t = 100_000)]
-    pub proof_reads: usize,
-    /// Signature algorithm of the workflow's key.
-    #[arg(long, value_enum, default_value_t = SigningAlgorithm::EcdsaP256)]
-    pub algorithm: SigningAlgorithm,
-    /// Store artifacts in this OCI registry (`host:port`) and time how fast
-    /// the accepted attestations are copied into it after the pushes.
-    #[arg(long)]
-    pub registry: Option<String>,
-    /// Where to put the data directory (default: a fresh temporary directory).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-}
-
-/// `tally bench ledger`
-#[derive(Debug, Args)]
-pub struct BenchLedgerArgs {
-    /// Where to put the ledger (default: a fresh temporary directory).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Entry size in bytes.
-    #[arg(long, default_value_t = 1024)]
-    pub entry_size: usize,
-    /// Concurrent writers.
-    #[arg(long, default_value_t = 64)]
-    pub writers: usize,
-    /// How long to append, in seconds.
-    #[arg(long, default_value_t = 60.0)]
-    pub duration: f64,
-    /// Offered load in entries per second over all writers (0: as fast as acknowledged).
-    #[arg(long, default_value_t = 0.0)]
-    pub rate: f64,
-    /// How many inclusion proofs to generate from storage.
-    #[arg(long, default_value_t = 200_000)]
-    pub proofs: u64,
 }
 
 /// `tally key …`

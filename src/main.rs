@@ -4,9 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use tally::cli::{
-    ArtifactCommand, AttestationCommand, BenchCommand, Cli, Command, ContractCommand, KeyCommand,
-    LedgerCommand, LogFormat, Output, ProofCommand, RunCommand, TokenCommand, WorkflowCommand,
-    WorkflowKeyCommand,
+    ArtifactCommand, AttestationCommand, Cli, Command, ContractCommand, KeyCommand, LedgerCommand, LogFormat,
+    Output, ProofCommand, RunCommand, TokenCommand, WorkflowCommand, WorkflowKeyCommand,
 };
 use tally::cmd::{self, Report};
 use tally::exit::{Failure, OK};
@@ -58,9 +57,6 @@ fn main() -> ExitCode {
         Command::Ledger(LedgerCommand::Proof(a)) => (Output::Text, cmd::ledger::proof(a)),
         Command::Ledger(LedgerCommand::Pack(a)) => (Output::Text, cmd::ledger::pack(a)),
         Command::Ledger(LedgerCommand::Stress(a)) => (Output::Text, cmd::ledger::stress(a)),
-        Command::Bench(BenchCommand::Ledger(a)) => (Output::Json, cmd::bench::ledger(a)),
-        Command::Bench(BenchCommand::Intake(a)) => (Output::Json, cmd::bench::intake(a)),
-        Command::Bench(BenchCommand::Artifacts(a)) => (Output::Json, cmd::bench::artifacts(a)),
         Command::Attestation(AttestationCommand::Init(a)) => (a.common.output, cmd::attestation::init(a)),
         Command::Attestation(AttestationCommand::Add(a)) => (a.common.output, cmd::attestation::add(a)),
         Command::Attestation(AttestationCommand::Status(a)) => (a.common.output, cmd::attestation::status(a)),

@@ -4,7 +4,6 @@
 pub mod admin;
 pub mod attestation;
 pub mod audit;
-pub mod bench;
 pub mod contract;
 pub mod key;
 pub mod ledger;

@@ -47,7 +47,7 @@ use self::wal::Record;
 
 /// A batch of fewer appends than this waits [`LedgerConfig::group_commit_delay`]
 /// for more when the ledger is busy; 64 concurrent writers blocked on their
-/// appends already arrive together (measured: 32 keeps `tally bench ledger`
+/// appends already arrive together (measured: 32 keeps `tally-bench ledger`
 /// at its rate and gives intake its largest gain).
 const GROUP_COMMIT_SMALL_BATCH: usize = 32;
 

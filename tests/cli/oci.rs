@@ -738,8 +738,8 @@ fn knowing_a_digest_never_grants_reading_it() {
 fn the_artifacts_benchmark_measures_the_server_and_the_registry_alone() {
     let Some(reg) = registry() else { return };
     let d = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["bench", "artifacts", "--registry", &reg.addr])
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally-bench"))
+        .args(["artifacts", "--registry", &reg.addr])
         .args(["--size-mib", "1", "--small", "24", "--clients", "4", "--dir"])
         .arg(d.path())
         .output()

@@ -1,5 +1,8 @@
-//! `tally bench ledger`: durable appends from concurrent writers, proof
-//! generation from storage, and storage per entry after packing. Prints JSON.
+//! The benchmarks (BENCHMARKS.md): `ledger` — durable appends from
+//! concurrent writers, proof generation from storage, and storage per entry
+//! after packing; `intake` — the control plane in this process, loaded over
+//! loopback HTTP by its own load generator; `artifacts` — the real server and
+//! CLI as child processes against an OCI registry. Each prints JSON.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,10 +12,10 @@ use anyhow::{anyhow, Context as _};
 use ledger_format::hash::leaf_hash;
 use serde_json::json;
 
-use crate::cli::BenchLedgerArgs;
-use crate::cmd::Report;
-use crate::exit::{Classify, Failure};
-use crate::ledger::open_dir;
+use crate::args::BenchLedgerArgs;
+use tally::cmd::Report;
+use tally::exit::{Classify, Failure};
+use tally::ledger::open_dir;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -54,8 +57,8 @@ fn dir_bytes(path: &std::path::Path) -> u64 {
 }
 
 /// Runs the ledger benchmark.
-pub fn ledger(args: &BenchLedgerArgs) -> Result<Report, Failure> {
-    if args.writers == 0 || args.entry_size < 32 || args.entry_size > crate::ledger::MAX_ENTRY_BYTES {
+pub(crate) fn ledger(args: &BenchLedgerArgs) -> Result<Report, Failure> {
+    if args.writers == 0 || args.entry_size < 32 || args.entry_size > tally::ledger::MAX_ENTRY_BYTES {
         return Err(Failure::Usage(anyhow!(
             "need ≥ 1 writer and an entry size of 32..=65535 bytes"
         )));
@@ -207,7 +210,7 @@ pub fn ledger(args: &BenchLedgerArgs) -> Result<Report, Failure> {
     let git_dir = dir.join("ledger.git");
     let before_pack = dir_bytes(&dir);
     let tpack = Instant::now();
-    crate::ledger::git::repack(&git_dir, true)
+    tally::ledger::git::repack(&git_dir, true)
         .context("packing")
         .unavailable()?;
     let pack_secs = tpack.elapsed().as_secs_f64();
@@ -343,10 +346,10 @@ async fn push_client(
 }
 
 /// Runs the control plane benchmark (`tally bench intake`).
-pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
-    use crate::attest::signing::{Algorithm, SigningKey};
-    use crate::attest::state::{ContractRef, MaterialRecord, State, STATE_SCHEMA};
-    use crate::server::{self, meta::Run, ServerConfig};
+pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Failure> {
+    use tally::attest::signing::{Algorithm, SigningKey};
+    use tally::attest::state::{ContractRef, MaterialRecord, State, STATE_SCHEMA};
+    use tally::server::{self, meta::Run, ServerConfig};
 
     if args.attestations == 0 || args.clients == 0 {
         return Err(Failure::Usage(anyhow!("need ≥ 1 attestation and ≥ 1 client")));
@@ -359,7 +362,7 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Unavailable(e.into()))?;
-    let admin = crate::server::new_secret("tly_admin_");
+    let admin = tally::server::new_secret("tly_admin_");
     let cfg = ServerConfig {
         listen: "127.0.0.1:0".into(),
         data_dir: data.clone(),
@@ -368,7 +371,7 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
     };
     let mut cfg = cfg;
     if let Some(r) = &args.registry {
-        cfg.artifacts.backend = crate::server::artifact_store::Backend::Oci;
+        cfg.artifacts.backend = tally::server::artifact_store::Backend::Oci;
         cfg.artifacts.repository = format!("{r}/tally/intake-{}", server::unix_now());
     }
     let started = rt
@@ -386,17 +389,17 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
     // attestation per push. The workflow's contract asks for one VEX document.
     let workflow = "psirt-advisories";
     let algorithm = match args.algorithm {
-        crate::cli::SigningAlgorithm::EcdsaP256 => Algorithm::EcdsaP256,
-        crate::cli::SigningAlgorithm::Ed25519 => Algorithm::Ed25519,
+        tally::cli::SigningAlgorithm::EcdsaP256 => Algorithm::EcdsaP256,
+        tally::cli::SigningAlgorithm::Ed25519 => Algorithm::Ed25519,
     };
     let key = SigningKey::generate(algorithm).usage()?;
     app.meta
         .add_workflow_key(workflow, key.keyid(), key.public_pem(), server::unix_now())
         .map_err(|e| Failure::Unavailable(e.into()))?;
-    let token = crate::server::new_secret("tly_wf_");
+    let token = tally::server::new_secret("tly_wf_");
     app.meta
         .create_token(
-            &crate::server::meta::TokenInfo {
+            &tally::server::meta::TokenInfo {
                 id: "tok-bench".into(),
                 workflows: vec![workflow.into()],
                 description: "bench".into(),
@@ -405,7 +408,7 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
                 last_used_at: None,
                 revoked_at: None,
             },
-            &crate::server::token_hash(&token),
+            &tally::server::token_hash(&token),
         )
         .map_err(|e| Failure::Unavailable(e.into()))?;
     let resolved = app
@@ -420,7 +423,7 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
     .into_owned();
     let setup = Instant::now();
     let n = args.attestations;
-    let runner = crate::attest::runner::detect(|k| match k {
+    let runner = tally::attest::runner::detect(|k| match k {
         "GITHUB_ACTIONS" => Some("true".into()),
         "GITHUB_RUN_ID" => Some("1".into()),
         _ => None,
@@ -470,14 +473,14 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
                             stored: String::new(),
                             added_at: String::new(),
                         }];
-                        let payload = serde_json::to_vec(&crate::attest::statement::build(
+                        let payload = serde_json::to_vec(&tally::attest::statement::build(
                             &st,
                             &Default::default(),
                             "2026-11-25T00:01:00Z",
                         ))
                         .unwrap_or_default();
                         let env = key
-                            .sign_envelope(crate::attest::dsse::IN_TOTO_PAYLOAD_TYPE, &payload)
+                            .sign_envelope(tally::attest::dsse::IN_TOTO_PAYLOAD_TYPE, &payload)
                             .map(|e| serde_json::to_vec(&e).unwrap_or_default())
                             .unwrap_or_default();
                         out.push((st.run_id, env));
@@ -557,7 +560,7 @@ pub fn intake(args: &crate::cli::BenchIntakeArgs) -> Result<Report, Failure> {
         let t = Instant::now();
         let mut copied = 0;
         while t.elapsed() < Duration::from_secs(3600) {
-            copied = crate::server::mirror::next(&app).map_err(|e| Failure::Unavailable(anyhow!(e)))?;
+            copied = tally::server::mirror::next(&app).map_err(|e| Failure::Unavailable(anyhow!(e)))?;
             if copied >= size {
                 break;
             }
@@ -679,7 +682,7 @@ fn run_measured(cmd: &mut std::process::Command) -> Result<(f64, u64, std::proce
 
 /// `tally bench artifacts`: the real server (a child process, OCI backend)
 /// and the real CLI (child processes), so each one's memory is its own.
-pub fn artifacts(args: &crate::cli::BenchArtifactsArgs) -> Result<Report, Failure> {
+pub(crate) fn artifacts(args: &crate::args::BenchArtifactsArgs) -> Result<Report, Failure> {
     use std::io::{BufRead as _, Write as _};
     if args.size_mib == 0 || args.clients == 0 {
         return Err(Failure::Usage(anyhow!("need --size-mib ≥ 1 and --clients ≥ 1")));
@@ -691,18 +694,20 @@ pub fn artifacts(args: &crate::cli::BenchArtifactsArgs) -> Result<Report, Failur
     std::fs::create_dir_all(&dir)
         .context("creating the bench directory")
         .unavailable()?;
+    // The `tally` binary built beside this one (the real server and CLI).
     let exe = std::env::current_exe()
         .context("finding the tally binary")
-        .unavailable()?;
+        .unavailable()?
+        .with_file_name(format!("tally{}", std::env::consts::EXE_SUFFIX));
     let repo = match &args.registry {
-        Some(r) => format!("{r}/tally/bench-{}", crate::server::unix_now()),
+        Some(r) => format!("{r}/tally/bench-{}", tally::server::unix_now()),
         None => "the data directory (filesystem backend)".to_owned(),
     };
     let log = std::fs::File::create(dir.join("server.log"))
         .context("creating server.log")
         .unavailable()?;
     // A fresh data directory each time: the admin token is shown only at first start.
-    let data = dir.join(format!("data-{}", crate::server::unix_now()));
+    let data = dir.join(format!("data-{}", tally::server::unix_now()));
     let mut server = std::process::Command::new(&exe);
     server
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -788,9 +793,9 @@ fn registry_ceiling(
     clients: usize,
     seed: u64,
 ) -> Result<serde_json::Value, Failure> {
-    use crate::server::artifact_store::{oci::OciStore, ArtifactStore as _, PlainHttp, Upload};
     use sha2::{Digest as _, Sha256};
-    let repo = format!("{registry}/tally/bench-direct-{}", crate::server::unix_now());
+    use tally::server::artifact_store::{oci::OciStore, ArtifactStore as _, PlainHttp, Upload};
+    let repo = format!("{registry}/tally/bench-direct-{}", tally::server::unix_now());
     let store =
         Arc::new(OciStore::new(&repo, PlainHttp::Loopback, None).map_err(|e| Failure::Usage(anyhow!(e)))?);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -814,7 +819,7 @@ fn registry_ceiling(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= n {
-                        return Ok::<_, crate::server::artifact_store::ArtifactError>(lat);
+                        return Ok::<_, tally::server::artifact_store::ArtifactError>(lat);
                     }
                     let body = small_body(seed, i);
                     let up = Upload {
@@ -825,7 +830,7 @@ fn registry_ceiling(
                         ..Upload::default()
                     };
                     let t0 = Instant::now();
-                    let stream: crate::server::artifact_store::ByteStream =
+                    let stream: tally::server::artifact_store::ByteStream =
                         Box::pin(futures_util::stream::once(std::future::ready(Ok(
                             tokio_util::bytes::Bytes::from(body),
                         ))));
@@ -857,7 +862,7 @@ fn registry_ceiling(
 }
 
 fn artifacts_measure(
-    args: &crate::cli::BenchArtifactsArgs,
+    args: &crate::args::BenchArtifactsArgs,
     exe: &std::path::Path,
     dir: &std::path::Path,
     url: &str,
@@ -877,7 +882,7 @@ fn artifacts_measure(
                 .context("writing the large file")
                 .unavailable()?,
         );
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ crate::server::unix_now() as u64;
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ tally::server::unix_now() as u64;
         let mut buf = vec![0u8; 1 << 20];
         for _ in 0..args.size_mib {
             for c in buf.chunks_exact_mut(8) {
@@ -940,7 +945,7 @@ fn artifacts_measure(
     let next = std::sync::atomic::AtomicUsize::new(0);
     let lat = std::sync::Mutex::new(Vec::with_capacity(n));
     let failed = std::sync::atomic::AtomicUsize::new(0);
-    let seed = crate::server::unix_now() as u64;
+    let seed = tally::server::unix_now() as u64;
     let t = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..args.clients {

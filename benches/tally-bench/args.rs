@@ -1,0 +1,97 @@
+//! `tally-bench`'s flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use tally::cli::SigningAlgorithm;
+
+/// tally's benchmarks (BENCHMARKS.md); each prints one JSON document.
+#[derive(Debug, Parser)]
+#[command(name = "tally-bench", version)]
+pub(crate) struct Cli {
+    /// Which benchmark.
+    #[command(subcommand)]
+    pub(crate) command: BenchCommand,
+}
+
+/// `tally-bench …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Durable appends from concurrent writers, proofs from storage, storage per entry.
+    Ledger(BenchLedgerArgs),
+    /// The control plane: pre-signed attestations pushed over HTTP by
+    /// concurrent clients, then public inclusion-proof reads.
+    Intake(BenchIntakeArgs),
+    /// Artifacts through the control plane into an OCI registry: a large
+    /// file up and down with the real CLI (time, peak memory of CLI and
+    /// server), then many small uploads.
+    Artifacts(BenchArtifactsArgs),
+}
+
+/// `tally-bench artifacts`
+#[derive(Debug, Args)]
+pub(crate) struct BenchArtifactsArgs {
+    /// The registry (`host:port`; started by you, e.g. `docker-registry serve`);
+    /// without it the server stores artifacts in its data directory.
+    #[arg(long)]
+    pub(crate) registry: Option<String>,
+    /// Size of the large artifact, MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) size_mib: u64,
+    /// How many 4 KiB artifacts to upload.
+    #[arg(long, default_value_t = 4000)]
+    pub(crate) small: usize,
+    /// Concurrent clients for the small uploads.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) clients: usize,
+    /// Where to put the files and the server's data (default: a fresh temporary directory).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+}
+
+/// `tally-bench intake`
+#[derive(Debug, Args)]
+pub(crate) struct BenchIntakeArgs {
+    /// How many attestations to push (one run each).
+    #[arg(long, default_value_t = 50_000)]
+    pub(crate) attestations: usize,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) clients: usize,
+    /// How many inclusion proofs to read afterwards.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) proof_reads: usize,
+    /// Signature algorithm of the workflow's key.
+    #[arg(long, value_enum, default_value_t = SigningAlgorithm::EcdsaP256)]
+    pub(crate) algorithm: SigningAlgorithm,
+    /// Store artifacts in this OCI registry (`host:port`) and time how fast
+    /// the accepted attestations are copied into it after the pushes.
+    #[arg(long)]
+    pub(crate) registry: Option<String>,
+    /// Where to put the data directory (default: a fresh temporary directory).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+}
+
+/// `tally-bench ledger`
+#[derive(Debug, Args)]
+pub(crate) struct BenchLedgerArgs {
+    /// Where to put the ledger (default: a fresh temporary directory).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+    /// Entry size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) entry_size: usize,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) writers: usize,
+    /// How long to append, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub(crate) duration: f64,
+    /// Offered load in entries per second over all writers (0: as fast as acknowledged).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) rate: f64,
+    /// How many inclusion proofs to generate from storage.
+    #[arg(long, default_value_t = 200_000)]
+    pub(crate) proofs: u64,
+}

@@ -1,0 +1,35 @@
+//! `tally-bench`: the benchmarks of BENCHMARKS.md, a binary of its own so the
+//! load generator (a hyper HTTP client) and the harnesses are not in the
+//! `tally` binary the server runs.
+//!
+//! ```sh
+//! cargo build --release && ./target/release/tally-bench intake
+//! ./target/release/tally-bench ledger --duration 60
+//! ./target/release/tally-bench artifacts --registry 127.0.0.1:5000
+//! ```
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+mod args;
+mod harness;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    let result = match &cli.command {
+        args::BenchCommand::Ledger(a) => harness::ledger(a),
+        args::BenchCommand::Intake(a) => harness::intake(a),
+        args::BenchCommand::Artifacts(a) => harness::artifacts(a),
+    };
+    match result {
+        Ok(r) => {
+            println!("{}", r.json);
+            ExitCode::SUCCESS
+        }
+        Err(f) => {
+            eprintln!("error: {f}");
+            ExitCode::from(f.code())
+        }
+    }
+}
