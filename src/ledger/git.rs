@@ -585,13 +585,28 @@ pub fn list_blobs(
         .collect())
 }
 
-/// Writes `objects` as one version-2 pack (whole objects, zlib level 1) and
-/// its version-2 index into `objects/pack`: temporary files, fsync, the pack
-/// renamed into place before the index (git and gix find packs by their
-/// index), the directory fsync'd; then `objects/info/packs` is rewritten so
-/// dumb-HTTP clients see the pack. Returns the pack's path.
-pub fn write_pack(repo: &Path, objects: &gix::odb::memory::Storage) -> Result<PathBuf, LedgerError> {
-    use std::io::Write as _;
+/// A pack and its index, encoded.
+#[derive(Debug)]
+pub struct EncodedPack {
+    /// The pack's checksum (its name).
+    pub id: ObjectId,
+    /// The version-2 pack.
+    pub pack: Vec<u8>,
+    /// Its version-2 index.
+    pub idx: Vec<u8>,
+}
+
+/// Encodes `objects` as one version-2 pack (whole objects, zlib level 1)
+/// and its version-2 index.
+///
+/// Our own writer rather than gix-pack's, by measurement (`cargo bench
+/// --bench pack`, BENCHMARKS.md): gix-pack builds each entry with a fresh
+/// deflate stream (`output::Entry::from_data`), and its index writer
+/// (`index::File::write_data_iter_to_stream`) re-reads the pack it was given,
+/// inflating and hashing every object again to learn ids, offsets and CRCs
+/// that the writer of the pack already knows. Here one compressor is reset
+/// per object and the index is built from what was just written.
+pub fn encode_pack(objects: &gix::odb::memory::Storage) -> Result<EncodedPack, LedgerError> {
     let mut sorted: Vec<(&ObjectId, &(gix::object::Kind, Vec<u8>))> = objects.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
     let mut pack = Vec::with_capacity(objects.values().map(|o| o.1.len() / 2 + 32).sum::<usize>() + 32);
@@ -680,6 +695,25 @@ pub fn write_pack(repo: &Path, objects: &gix::odb::memory::Storage) -> Result<Pa
     let idx_sum = sha1(&idx)?;
     idx.extend_from_slice(idx_sum.as_bytes());
 
+    Ok(EncodedPack {
+        id: pack_sum,
+        pack,
+        idx,
+    })
+}
+
+/// Writes `objects` as one pack ([`encode_pack`]) and its index into
+/// `objects/pack`: temporary files, fsync, the pack renamed into place before
+/// the index (git and gix find packs by their index), the directory fsync'd;
+/// then `objects/info/packs` is rewritten so dumb-HTTP clients see the pack.
+/// Returns the pack's path.
+pub fn write_pack(repo: &Path, objects: &gix::odb::memory::Storage) -> Result<PathBuf, LedgerError> {
+    use std::io::Write as _;
+    let EncodedPack {
+        id: pack_sum,
+        pack,
+        idx,
+    } = encode_pack(objects)?;
     let dir = repo.join("objects/pack");
     std::fs::create_dir_all(&dir).map_err(LedgerError::io("creating objects/pack"))?;
     let name = format!("pack-{}", pack_sum.to_hex());
