@@ -138,6 +138,55 @@ impl VerifiedConsistency {
     }
 }
 
+/// The walk up the tree that RFC 9162 §2.1.3.2 (inclusion) and §2.1.4.2
+/// (consistency) verification share: `step(hash, true)` for a proof hash that
+/// is the left sibling of the running node, `step(hash, false)` for a right
+/// one. The proof's length must match the tree (`got`: its length, for the
+/// error).
+fn walk(
+    mut fnode: u64,
+    mut snode: u64,
+    path: &[Hash],
+    got: usize,
+    mut step: impl FnMut(&Hash, bool),
+) -> Result<(), ProofError> {
+    for p in path {
+        if snode == 0 {
+            return Err(ProofError::WrongLength { got });
+        }
+        if fnode & 1 == 1 || fnode == snode {
+            step(p, true);
+            while fnode & 1 == 0 && fnode != 0 {
+                fnode >>= 1;
+                snode >>= 1;
+            }
+        } else {
+            step(p, false);
+        }
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    if snode != 0 {
+        return Err(ProofError::WrongLength { got });
+    }
+    Ok(())
+}
+
+/// The sizes a consistency proof can exist between: a non-empty older tree
+/// no larger than the newer one.
+fn check_sizes(old_size: u64, new_size: u64) -> Result<(), ProofError> {
+    if old_size > new_size {
+        return Err(ProofError::SizesReversed {
+            old: old_size,
+            new: new_size,
+        });
+    }
+    if old_size == 0 {
+        return Err(ProofError::EmptyOldTree);
+    }
+    Ok(())
+}
+
 /// Verifies an RFC 9162 §2.1.3.2 inclusion proof.
 pub fn verify_inclusion(
     leaf_hash: &Hash,
@@ -149,30 +198,10 @@ pub fn verify_inclusion(
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
-    let mut fnode = index;
-    let mut snode = size - 1;
     let mut r = *leaf_hash;
-    for p in proof {
-        if snode == 0 {
-            return Err(ProofError::WrongLength { got: proof.len() });
-        }
-        if fnode & 1 == 1 || fnode == snode {
-            r = node_hash(p, &r);
-            if fnode & 1 == 0 {
-                while fnode & 1 == 0 && fnode != 0 {
-                    fnode >>= 1;
-                    snode >>= 1;
-                }
-            }
-        } else {
-            r = node_hash(&r, p);
-        }
-        fnode >>= 1;
-        snode >>= 1;
-    }
-    if snode != 0 {
-        return Err(ProofError::WrongLength { got: proof.len() });
-    }
+    walk(index, size - 1, proof, proof.len(), |p, left| {
+        r = if left { node_hash(p, &r) } else { node_hash(&r, p) };
+    })?;
     if r != *root {
         return Err(ProofError::RootMismatch {
             computed: r,
@@ -199,15 +228,7 @@ pub fn verify_consistency(
     new_root: &Hash,
     proof: &[Hash],
 ) -> Result<VerifiedConsistency, ProofError> {
-    if old_size > new_size {
-        return Err(ProofError::SizesReversed {
-            old: old_size,
-            new: new_size,
-        });
-    }
-    if old_size == 0 {
-        return Err(ProofError::EmptyOldTree);
-    }
+    check_sizes(old_size, new_size)?;
     let verified = VerifiedConsistency {
         old_size,
         old_root: *old_root,
@@ -241,28 +262,14 @@ pub fn verify_consistency(
     }
     let mut fr = path[0];
     let mut sr = path[0];
-    for c in &path[1..] {
-        if snode == 0 {
-            return Err(ProofError::WrongLength { got: proof.len() });
-        }
-        if fnode & 1 == 1 || fnode == snode {
+    walk(fnode, snode, &path[1..], proof.len(), |c, left| {
+        if left {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            if fnode & 1 == 0 {
-                while fnode & 1 == 0 && fnode != 0 {
-                    fnode >>= 1;
-                    snode >>= 1;
-                }
-            }
         } else {
             sr = node_hash(&sr, c);
         }
-        fnode >>= 1;
-        snode >>= 1;
-    }
-    if snode != 0 {
-        return Err(ProofError::WrongLength { got: proof.len() });
-    }
+    })?;
     if fr != *old_root {
         return Err(ProofError::RootMismatch {
             computed: fr,
@@ -394,15 +401,7 @@ pub fn consistency_proof<S: HashSource>(
     new_size: u64,
     source: &S,
 ) -> Result<Vec<Hash>, ProofError> {
-    if old_size > new_size {
-        return Err(ProofError::SizesReversed {
-            old: old_size,
-            new: new_size,
-        });
-    }
-    if old_size == 0 {
-        return Err(ProofError::EmptyOldTree);
-    }
+    check_sizes(old_size, new_size)?;
     let mut ranges = Vec::with_capacity(64);
     if old_size < new_size {
         consistency_ranges(old_size, 0, new_size, true, &mut ranges);

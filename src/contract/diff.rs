@@ -281,35 +281,32 @@ pub fn diff_workflows(old: &[Workflow], new: &[Workflow]) -> Vec<Change> {
                 false,
             ),
             Some(o) => {
-                if o.contract != w.contract {
-                    push(
-                        &mut out,
-                        s,
+                // (changed, what, breaking)
+                let changes = [
+                    (
+                        o.contract != w.contract,
                         format!(
                             "workflow `{}` now uses contract `{}` instead of `{}`",
                             w.name, w.contract, o.contract
                         ),
                         true,
-                    );
-                }
-                if o.project != w.project {
-                    push(
-                        &mut out,
-                        s,
+                    ),
+                    (
+                        o.project != w.project,
                         format!(
                             "workflow `{}` moved from project `{}` to `{}`",
                             w.name, o.project, w.project
                         ),
                         false,
-                    );
-                }
-                if o.owners != w.owners {
-                    push(
-                        &mut out,
-                        s,
+                    ),
+                    (
+                        o.owners != w.owners,
                         format!("workflow `{}` owners changed to {}", w.name, w.owners.join(", ")),
                         false,
-                    );
+                    ),
+                ];
+                for (_, what, breaking) in changes.into_iter().filter(|c| c.0) {
+                    push(&mut out, s, what, breaking);
                 }
             }
         }

@@ -212,6 +212,15 @@ impl std::fmt::Debug for Meta {
     }
 }
 
+/// A contract revision from three columns (name, commit, blob) from `first`.
+fn revision_from(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<ContractRevision> {
+    Ok(ContractRevision {
+        name: r.get(first)?,
+        commit: r.get(first + 1)?,
+        blob: r.get(first + 2)?,
+    })
+}
+
 fn run_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
     Ok(Run {
         id: r.get(0)?,
@@ -219,11 +228,7 @@ fn run_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         project: r.get(2)?,
         version: r.get(3)?,
         status: r.get(4)?,
-        contract: ContractRevision {
-            name: r.get(5)?,
-            commit: r.get(6)?,
-            blob: r.get(7)?,
-        },
+        contract: revision_from(r, 5)?,
         runner_type: r.get(8)?,
         runner_url: r.get(9)?,
         created_at: r.get(10)?,
@@ -252,11 +257,7 @@ fn att_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttestationRow> {
         workflow: r.get(2)?,
         project: r.get(3)?,
         run_id: r.get(4)?,
-        contract: ContractRevision {
-            name: r.get(5)?,
-            commit: r.get(6)?,
-            blob: r.get(7)?,
-        },
+        contract: revision_from(r, 5)?,
         created_at: r.get(8)?,
     })
 }

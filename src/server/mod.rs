@@ -678,6 +678,15 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         index_thread: Mutex::new(Some(index_thread)),
         indexed,
     });
+    // One attestation per run, also across a crash: before the first request,
+    // every run the log holds an entry for reads as taken.
+    let claimer = app.clone();
+    let claimed = tokio::task::spawn_blocking(move || claimer.claim_logged_runs())
+        .await
+        .map_err(|e| ServerError::Task(e.to_string()))??;
+    if claimed > 0 {
+        tracing::info!(runs = claimed, "runs the log holds but the index lacks are taken");
+    }
     Ok(Started {
         app,
         addr,
@@ -708,19 +717,60 @@ impl App {
         Ok(keys)
     }
 
+    /// Marks, in the pending overlay, the run of every log entry the search
+    /// index lacks, so a run whose attestation is in the log reads SUCCEEDED
+    /// (and refuses a second push) from the first request after a start,
+    /// not only once the background reindex reaches it. The sequencing log
+    /// is the durable claim: whatever it holds is published by the ledger's
+    /// recovery, which this waits for. Returns how many runs it marked.
+    pub fn claim_logged_runs(&self) -> Result<u64, ServerError> {
+        let sequenced = self.ledger.sizes().sequenced;
+        if sequenced == 0 {
+            return Ok(0);
+        }
+        let published = self
+            .ledger
+            .wait_published(sequenced - 1, Duration::from_secs(600))?;
+        let (start, gaps) = self.unindexed_from()?;
+        let mut n = 0;
+        for i in start..published {
+            if gaps && self.meta.is_indexed(i as i64)? {
+                continue;
+            }
+            let text = self.ledger.entry(i)?;
+            let e = ledger_format::entry::Entry::parse(&text).map_err(|e| ServerError::Entry {
+                index: i,
+                reason: e.to_string(),
+            })?;
+            let digest = format!("sha256:{}", e.envelope_digest.to_hex());
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(e.run, Some((i as i64, digest)));
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Where entries the index lacks may start, and whether there are gaps
+    /// below the highest indexed entry (then every index must be checked).
+    fn unindexed_from(&self) -> Result<(u64, bool), ServerError> {
+        let next = self.meta.max_indexed()?.map_or(0, |m| m as u64 + 1);
+        let count = self.meta.indexed_count()?;
+        Ok(if count == next { (next, false) } else { (0, true) })
+    }
+
     /// Indexes published entries the search index lacks (after a crash
     /// between sequencing and indexing, or a lost `meta.db`): every entry
     /// and its envelope are read back from the log itself. Returns how many,
     /// and the log size below which every entry is now indexed.
     pub fn reindex(&self) -> Result<(u64, u64), ServerError> {
         let published = self.ledger.sizes().published;
-        let next = self.meta.max_indexed()?.map_or(0, |m| m as u64 + 1);
-        let count = self.meta.indexed_count()?;
         // No gap below the highest indexed entry: start after it; else look at every entry.
-        let start = if count == next { next } else { 0 };
+        let (start, gaps) = self.unindexed_from()?;
         let mut n = 0;
         for i in start..published {
-            if self.meta.is_indexed(i as i64)? {
+            if gaps && self.meta.is_indexed(i as i64)? {
                 continue;
             }
             let Logged {
@@ -737,6 +787,11 @@ impl App {
                 created_at: unix_now(),
             };
             self.meta.record_attestation(&row, &digests, unix_now())?;
+            // The run's row now says SUCCEEDED: the overlay is no longer needed.
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&row.run_id);
             n += 1;
         }
         Ok((n, published))

@@ -20,6 +20,11 @@ impl TileSource for MapSource<'_> {
     }
 }
 
+/// `tally audit <source> --log-key <key> <rest>`.
+fn audit(source: &str, key: &str, rest: &[&str]) -> std::process::Output {
+    tally(&[&["audit", source, "--log-key", key][..], rest].concat())
+}
+
 #[test]
 fn audits_a_directory_and_checks_consistency_with_an_older_checkpoint() {
     let key = log_key();
@@ -27,23 +32,18 @@ fn audits_a_directory_and_checks_consistency_with_an_older_checkpoint() {
     let d = tmp();
     log.write(d.path());
     let pubkey = key.verifier().to_string();
-    let o = tally(&["audit", d.path().to_str().unwrap(), "--log-key", &pubkey]);
+    let o = audit(d.path().to_str().unwrap(), &pubkey, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("700 entries"), "{}", stdout(&o));
 
     // An older checkpoint of the same history: consistent.
     let older = TestLog::build(tally_entries(300), &key);
     let old_cp = write(d.path(), "old-checkpoint", &older.files["checkpoint"]);
-    let o = tally(&[
-        "audit",
+    let o = audit(
         d.path().to_str().unwrap(),
-        "--log-key",
         &pubkey,
-        "--since",
-        old_cp.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+        &["--since", old_cp.to_str().unwrap(), "--output", "json"],
+    );
     assert_eq!(code(&o), 0, "{}", stdout(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["consistent_with"], 300);
@@ -53,28 +53,22 @@ fn audits_a_directory_and_checks_consistency_with_an_older_checkpoint() {
     forked[10] = entry(10_000).to_bytes();
     let fork = TestLog::build(forked, &key);
     let fork_cp = write(d.path(), "fork-checkpoint", &fork.files["checkpoint"]);
-    let o = tally(&[
-        "audit",
+    let o = audit(
         d.path().to_str().unwrap(),
-        "--log-key",
         &pubkey,
-        "--since",
-        fork_cp.to_str().unwrap(),
-    ]);
+        &["--since", fork_cp.to_str().unwrap()],
+    );
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("rewritten"), "{}", stderr(&o));
 
     // A newer checkpoint than the log: the log shrank.
     let bigger = TestLog::build(tally_entries(701), &key);
     let big_cp = write(d.path(), "big-checkpoint", &bigger.files["checkpoint"]);
-    let o = tally(&[
-        "audit",
+    let o = audit(
         d.path().to_str().unwrap(),
-        "--log-key",
         &pubkey,
-        "--since",
-        big_cp.to_str().unwrap(),
-    ]);
+        &["--since", big_cp.to_str().unwrap()],
+    );
     assert_eq!(code(&o), 1);
 
     // Wrong key: invalid. Missing directory: usage.
@@ -82,19 +76,8 @@ fn audits_a_directory_and_checks_consistency_with_an_older_checkpoint() {
         .unwrap()
         .verifier()
         .to_string();
-    assert_eq!(
-        code(&tally(&[
-            "audit",
-            d.path().to_str().unwrap(),
-            "--log-key",
-            &other
-        ])),
-        1
-    );
-    assert_eq!(
-        code(&tally(&["audit", "/nonexistent/log", "--log-key", &pubkey])),
-        2
-    );
+    assert_eq!(code(&audit(d.path().to_str().unwrap(), &other, &[])), 1);
+    assert_eq!(code(&audit("/nonexistent/log", &pubkey, &[])), 2);
 }
 
 #[test]
@@ -129,12 +112,7 @@ fn every_flipped_byte_in_any_tile_bundle_or_checkpoint_is_rejected() {
         let mut b = std::fs::read(&f).unwrap();
         b[at] ^= 0xff;
         std::fs::write(&f, b).unwrap();
-        let o = tally(&[
-            "audit",
-            d.path().to_str().unwrap(),
-            "--log-key",
-            &vkey.to_string(),
-        ]);
+        let o = audit(d.path().to_str().unwrap(), &vkey.to_string(), &[]);
         assert_eq!(code(&o), 1, "{path}: {}", stderr(&o));
         let err = stderr(&o);
         if path.starts_with("tile/0") || path.starts_with("tile/1") {
@@ -150,12 +128,7 @@ fn missing_tile_is_reported() {
     let d = tmp();
     log.write(d.path());
     std::fs::remove_file(d.path().join("tile/0/000.p/20")).unwrap();
-    let o = tally(&[
-        "audit",
-        d.path().to_str().unwrap(),
-        "--log-key",
-        &key.verifier().to_string(),
-    ]);
+    let o = audit(d.path().to_str().unwrap(), &key.verifier().to_string(), &[]);
     assert_eq!(code(&o), 1);
     assert!(
         stderr(&o).contains("tile/0/000.p/20 is missing"),
@@ -202,26 +175,20 @@ fn audits_a_log_written_by_an_independent_implementation() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let vkey = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let o = tally(&[
-        "audit",
+    let o = audit(
         d.path().to_str().unwrap(),
-        "--log-key",
         &vkey,
-        "--since",
-        d.path().join("checkpoint.300").to_str().unwrap(),
-    ]);
+        &["--since", d.path().join("checkpoint.300").to_str().unwrap()],
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("70000 entries"));
     assert!(stdout(&o).contains("extends the older checkpoint of size 300"));
     let cp = d.path().join("checkpoint.65537");
-    let o = tally(&[
-        "audit",
+    let o = audit(
         d.path().to_str().unwrap(),
-        "--log-key",
         &vkey,
-        "--since",
-        cp.to_str().unwrap(),
-    ]);
+        &["--since", cp.to_str().unwrap()],
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
 
@@ -236,7 +203,7 @@ fn audits_over_http_and_reports_unreachable_servers() {
     log.write(d.path());
     let (_server, url) = serve(d.path());
     let vkey = key.verifier().to_string();
-    let o = tally(&["audit", &url, "--log-key", &vkey]);
+    let o = audit(&url, &vkey, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("600 entries"));
 
@@ -244,12 +211,12 @@ fn audits_over_http_and_reports_unreachable_servers() {
     let mut b = std::fs::read(&f).unwrap();
     b[40] ^= 0x01;
     std::fs::write(&f, b).unwrap();
-    let o = tally(&["audit", &url, "--log-key", &vkey]);
+    let o = audit(&url, &vkey, &[]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("tile/0/001"), "{}", stderr(&o));
 
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let o = tally(&["audit", &dead, "--log-key", &vkey]);
+    let o = audit(&dead, &vkey, &[]);
     assert_eq!(code(&o), 3, "{}", stderr(&o));
 }
 
@@ -261,14 +228,11 @@ fn golden() -> std::path::PathBuf {
 #[test]
 fn golden_log_audits() {
     let g = golden();
-    let o = tally(&[
-        "audit",
+    let o = audit(
         g.join("log").to_str().unwrap(),
-        "--log-key",
         g.join("log.pub").to_str().unwrap(),
-        "--since",
-        g.join("log/checkpoint.300").to_str().unwrap(),
-    ]);
+        &["--since", g.join("log/checkpoint.300").to_str().unwrap()],
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("1000 entries"));
 }

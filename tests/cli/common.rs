@@ -115,23 +115,9 @@ pub fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
     p
 }
 
-/// The shared vectors directory, as in ledger-format's tests.
-pub fn vectors_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("TALLY_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "shared vectors missing at {} (required under CI=true)",
-            dir.display()
-        );
-    }
-    println!("skipping: shared vectors not found at {}", dir.display());
-    None
-}
+#[path = "../support/vectors.rs"]
+mod support_vectors;
+pub use support_vectors::vectors_dir;
 
 /// A static file server (Python's http.server) on loopback; killed on drop.
 pub struct Server(std::process::Child);
@@ -329,18 +315,24 @@ impl Registry {
     }
 }
 
-/// Runs git in `dir` (asserting success) and returns its trimmed stdout.
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .arg("-C")
+/// git in `dir` as SecOps (author and committer set), with `$TALLY` naming
+/// the binary under test (for the hooks).
+pub fn git_command(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("git");
+    c.arg("-C")
         .arg(dir)
         .args(args)
         .env("GIT_AUTHOR_NAME", "SecOps")
         .env("GIT_AUTHOR_EMAIL", "secops@example.com")
         .env("GIT_COMMITTER_NAME", "SecOps")
         .env("GIT_COMMITTER_EMAIL", "secops@example.com")
-        .output()
-        .unwrap();
+        .env("TALLY", env!("CARGO_BIN_EXE_tally"));
+    c
+}
+
+/// Runs git in `dir` (asserting success) and returns its trimmed stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let o = git_command(dir, args).output().unwrap();
     assert!(
         o.status.success(),
         "git {args:?}: {}",

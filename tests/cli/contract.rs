@@ -146,17 +146,7 @@ fn bad_files_are_clear_errors() {
 }
 
 fn git(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "SecOps")
-        .env("GIT_AUTHOR_EMAIL", "secops@example.com")
-        .env("GIT_COMMITTER_NAME", "SecOps")
-        .env("GIT_COMMITTER_EMAIL", "secops@example.com")
-        .env("TALLY", env!("CARGO_BIN_EXE_tally"))
-        .output()
-        .unwrap()
+    crate::common::git_command(dir, args).output().unwrap()
 }
 
 fn copy_examples(to: &Path) {

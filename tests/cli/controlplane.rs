@@ -22,6 +22,27 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
+    /// `tally verify --bundle <bundle> --log-key <this log's key> --key
+    /// cosign.pub --output json`, run in `dir` (an auditor's, offline).
+    pub fn verify_bundle(&self, dir: &Path, bundle: &str) -> Output {
+        let args = ["verify", "--bundle", bundle, "--log-key", &self.vkey];
+        self.tally(
+            dir,
+            &[],
+            &[&args[..], &["--key", "cosign.pub", "--output", "json"]].concat(),
+        )
+    }
+
+    /// `GET /metrics`, as text.
+    pub fn metrics(&self) -> String {
+        self.http()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
     /// Starts `tally serve` on a free port with a contracts repository at `contracts`.
     pub fn start(contracts: &Path, extra: &[&str]) -> ControlPlane {
         let dir = tempfile::tempdir().unwrap();
@@ -69,6 +90,13 @@ impl ControlPlane {
             vkey: v["verifier_key"].as_str().unwrap().to_owned(),
             dir,
         }
+    }
+
+    /// SIGKILL: no shutdown, no flush beyond what was made durable.
+    pub fn crash(&mut self) {
+        let mut c = self.child.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
     }
 
     /// SIGTERM, and the exit status.
@@ -175,6 +203,23 @@ pub(crate) fn gh_env() -> Vec<(&'static str, &'static str)> {
 
 pub(crate) struct Operator {
     pub token: String,
+}
+
+impl Operator {
+    /// A GitHub Actions pipeline's environment with this workflow's token.
+    pub(crate) fn env(&self) -> Vec<(&'static str, &str)> {
+        let mut env: Vec<(&'static str, &str)> = gh_env();
+        env.push(("TALLY_TOKEN", &self.token));
+        env
+    }
+}
+
+/// A pipeline's workspace (`<dir>/ws`) and the operator's set-up for `workflow`.
+pub(crate) fn workspace(cp: &ControlPlane, dir: &Path, workflow: &str) -> (std::path::PathBuf, Operator) {
+    let ws = dir.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let op = operator(cp, &ws, workflow);
+    (ws, op)
 }
 
 /// The operator's flow: a token for the workflow, its signing key registered.
@@ -309,11 +354,8 @@ fn operator_developer_and_auditor_flows_end_to_end() {
     let d = tempfile::tempdir().unwrap();
     let repo = contracts_repo(d.path());
     let mut cp = ControlPlane::start(&repo, &[]);
-    let ws = d.path().join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
-    let op = operator(&cp, &ws, "payments-release");
-    let mut env = gh_env();
-    env.push(("TALLY_TOKEN", &op.token));
+    let (ws, op) = workspace(&cp, d.path(), "payments-release");
+    let env = op.env();
 
     let init = craft_release(&cp, &ws, &env);
     let run_id = init["run_id"].as_str().unwrap().to_owned();
@@ -335,21 +377,7 @@ fn operator_developer_and_auditor_flows_end_to_end() {
     std::fs::create_dir_all(&auditor).unwrap();
     std::fs::copy(ws.join("attestation.bundle.json"), auditor.join("b.json")).unwrap();
     std::fs::copy(ws.join("cosign.pub"), auditor.join("cosign.pub")).unwrap();
-    let v = ok(&cp.tally(
-        &auditor,
-        &[],
-        &[
-            "verify",
-            "--bundle",
-            "b.json",
-            "--log-key",
-            &cp.vkey,
-            "--key",
-            "cosign.pub",
-            "--output",
-            "json",
-        ],
-    ));
+    let v = ok(&cp.verify_bundle(&auditor, "b.json"));
     assert_eq!(v["index"], 0);
     assert_eq!(v["signature_checked"], true);
     assert_eq!(v["entry"]["run"], run_id.as_str());
@@ -477,13 +505,7 @@ fn operator_developer_and_auditor_flows_end_to_end() {
     // Stats and metrics.
     let st = ok(&cp.tally(&ws, &[("TALLY_TOKEN", &cp.admin)], &["stats", "--output", "json"]));
     assert_eq!(st["workflows"][0]["succeeded"], 1);
-    let m = cp
-        .http()
-        .get(format!("{}/metrics", cp.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let m = cp.metrics();
     assert!(
         m.contains("tally_attestations_accepted_total{workflow=\"payments-release\"} 1"),
         "{m}"
@@ -689,22 +711,18 @@ fn failures_are_refused_clearly_and_leave_the_log_unchanged() {
     assert_eq!((s, e["error"].as_str()), (400, Some("malformed")));
     let (s, e) = cp.post(&path, Some(&op.token), "text/plain", b"{}".to_vec());
     assert_eq!((s, e["error"].as_str()), (415, Some("unsupported_media_type")));
-    let (s, e) = cp.post(
-        "/api/v1/runs",
-        Some(&op.token),
-        "application/json",
+    // A run of an undeclared workflow: the workflow token may not act for
+    // it; the admin learns it does not exist.
+    let ghost =
         serde_json::to_vec(&json!({"workflow": "ghost", "runner": {"type": "github-actions", "env": {}}}))
-            .unwrap(),
-    );
-    assert_eq!((s, e["error"].as_str()), (403, Some("forbidden")));
-    let (s, e) = cp.post(
-        "/api/v1/runs",
-        Some(&cp.admin),
-        "application/json",
-        serde_json::to_vec(&json!({"workflow": "ghost", "runner": {"type": "github-actions", "env": {}}}))
-            .unwrap(),
-    );
-    assert_eq!((s, e["error"].as_str()), (404, Some("unknown_workflow")));
+            .unwrap();
+    for (token, status, error) in [
+        (&op.token, 403, "forbidden"),
+        (&cp.admin, 404, "unknown_workflow"),
+    ] {
+        let (s, e) = cp.post("/api/v1/runs", Some(token), "application/json", ghost.clone());
+        assert_eq!((s, e["error"].as_str()), (status, Some(error)));
+    }
     assert_eq!(cp.published(), 0, "no failure appended anything");
 
     // A contract changed between init and push: the pinned revision counts.
@@ -1074,11 +1092,8 @@ fn unfinished_runs_expire_and_cannot_be_pushed() {
     let d = tempfile::tempdir().unwrap();
     let repo = contracts_repo(d.path());
     let cp = ControlPlane::start(&repo, &["--run-ttl-secs", "1"]);
-    let ws = d.path().join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
-    let op = operator(&cp, &ws, "payments-release");
-    let mut env = gh_env();
-    env.push(("TALLY_TOKEN", &op.token));
+    let (ws, op) = workspace(&cp, d.path(), "payments-release");
+    let env = op.env();
     let init = craft_release(&cp, &ws, &env);
     let rid = init["run_id"].as_str().unwrap().to_owned();
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -1096,4 +1111,49 @@ fn unfinished_runs_expire_and_cannot_be_pushed() {
         &["run", "list", "--status", "expired", "--output", "json"],
     ));
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
+}
+
+/// One attestation per run holds across a crash (SPEC.md §12.4): a run whose
+/// entry is in the log reads as taken from the first request after a
+/// restart — even when the search index had not recorded it (the window
+/// between the acknowledgement and the index write, forced here by deleting
+/// the index rows while the server is down and blocking their rebuild).
+#[test]
+fn a_run_in_the_log_stays_taken_across_a_crash() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = contracts_repo(d.path());
+    let mut cp = ControlPlane::start(&repo, &[]);
+    let (ws, op) = workspace(&cp, d.path(), "payments-release");
+    let env = op.env();
+    let init = craft_release(&cp, &ws, &env);
+    let run_id = init["run_id"].as_str().unwrap().to_owned();
+    let state = std::fs::read(ws.join(".tally/attestation.json")).unwrap();
+    ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
+    cp.crash();
+    {
+        let db = rusqlite::Connection::open(cp.dir.path().join("data/meta.db")).unwrap();
+        // The index lost the attestation, and cannot get it back: the
+        // start-up reindex fails, so only the log can say the run is taken.
+        db.execute_batch(
+            "DELETE FROM digests; DELETE FROM attestations; \
+             UPDATE runs SET status = 'INITIALIZED', finished_at = NULL, log_index = NULL, envelope_digest = NULL; \
+             CREATE TRIGGER no_index BEFORE INSERT ON attestations BEGIN SELECT RAISE(ABORT, 'index blocked'); END;",
+        )
+        .unwrap();
+    }
+    let dir = std::mem::replace(&mut cp.dir, tempfile::tempdir().unwrap());
+    let cp2 = ControlPlane::start_in(dir, &repo, &[]);
+    // At once, the same run pushed again with a fresh signature: refused.
+    std::fs::write(ws.join(".tally/attestation.json"), &state).unwrap();
+    let o = push(&cp2, &ws, &env, "cosign.key", &[]);
+    assert_eq!(code(&o), 4, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("run_finished") || stderr(&o).contains("SUCCEEDED"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(cp2.published(), 1, "one entry for the run");
+    let (s, run) = cp2.get(&format!("/api/v1/runs/{run_id}"), Some(&op.token));
+    assert_eq!((s, run["status"].as_str()), (200, Some("SUCCEEDED")), "{run}");
+    assert_eq!(run["log_index"], 0);
 }

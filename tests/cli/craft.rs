@@ -22,6 +22,26 @@ fn valid(name: &str) -> PathBuf {
 }
 
 /// Runs tally in `dir` with exactly `env` (plus PATH and HOME).
+/// `attestation init --dry-run <--contract file | --contracts repository>
+/// <source> --workflow <w> <rest>`.
+fn dry_init<'a>(from: &'a str, source: &'a str, workflow: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let head = [
+        "attestation",
+        "init",
+        "--dry-run",
+        from,
+        source,
+        "--workflow",
+        workflow,
+    ];
+    [&head[..], rest].concat()
+}
+
+/// `attestation push --dry-run --key <key> <rest>`.
+fn dry_push<'a>(key: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    [&["attestation", "push", "--dry-run", "--key", key][..], rest].concat()
+}
+
 fn run(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tally"));
     c.current_dir(dir).env_clear();
@@ -182,18 +202,7 @@ fn every_runner_is_detected_in_the_fixed_order_with_its_context() {
         let o = run(
             d.path(),
             env,
-            &[
-                "attestation",
-                "init",
-                "--dry-run",
-                "--contract",
-                c,
-                "--workflow",
-                "w",
-                "--replace",
-                "--output",
-                "json",
-            ],
+            &dry_init("--contract", c, "w", &["--replace", "--output", "json"]),
         );
         assert_eq!(code(&o), 0, "{kind}: {}", stdout(&o));
         let j = json(&o);
@@ -252,6 +261,14 @@ impl Flow {
     fn tally(&self, args: &[&str]) -> Output {
         self.tally_with(&[], args)
     }
+    /// `tally attestation status --output json`.
+    fn status(&self) -> serde_json::Value {
+        json(&self.tally(&["attestation", "status", "--output", "json"]))
+    }
+    /// `tally attestation add <args>`.
+    fn add(&self, args: &[&str]) -> Output {
+        self.tally(&[&["attestation", "add"][..], args].concat())
+    }
     fn tally_with(&self, extra: &[(&str, &str)], args: &[&str]) -> Output {
         let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         env.extend_from_slice(extra);
@@ -270,19 +287,12 @@ fn ok(o: &Output) {
 impl Flow {
     fn init_release(&self) {
         let c = contracts_dir().join("build-and-release.toml");
-        ok(&self.tally(&[
-            "attestation",
-            "init",
-            "--dry-run",
+        ok(&self.tally(&dry_init(
             "--contract",
             c.to_str().unwrap(),
-            "--workflow",
             "payments-release",
-            "--project",
-            "payments",
-            "--version",
-            "1.0.0",
-        ]));
+            &["--project", "payments", "--version", "1.0.0"],
+        )));
     }
 
     /// The image, the CycloneDX SBOM and the unit tests.
@@ -294,16 +304,14 @@ impl Flow {
             ("sbom-cyclonedx", sbom.to_str().unwrap()),
             ("unit-tests", junit.to_str().unwrap()),
         ] {
-            ok(&self.tally(&["attestation", "add", "--name", n, "--value", v]));
+            ok(&self.add(&["--name", n, "--value", v]));
         }
     }
 
     /// The code scan (with the annotation the contract requires) and an
     /// extra material, detected (no --kind, not in the contract).
     fn add_release_rest(&self) {
-        ok(&self.tally(&[
-            "attestation",
-            "add",
+        ok(&self.add(&[
             "--name",
             "code-scan",
             "--value",
@@ -311,9 +319,7 @@ impl Flow {
             "--annotation",
             "scanner=checkmarx",
         ]));
-        ok(&self.tally(&[
-            "attestation",
-            "add",
+        ok(&self.add(&[
             "--name",
             "advisory",
             "--value",
@@ -332,7 +338,7 @@ fn a_release_pipeline_end_to_end_verified_by_python_in_toto() {
     f.add_release_basics(&image);
 
     // Not ready: status says so; push refuses with the full list, and the state is kept.
-    let s = json(&f.tally(&["attestation", "status", "--output", "json"]));
+    let s = f.status();
     assert_eq!(s["ready"], false);
     assert_eq!(s["missing_materials"], serde_json::json!(["code-scan"]));
     let text = stdout(&f.tally(&["attestation", "status"]));
@@ -341,7 +347,7 @@ fn a_release_pipeline_end_to_end_verified_by_python_in_toto() {
         "{text}"
     );
     let before = f.state();
-    let o = f.tally(&["attestation", "push", "--dry-run", "--key", "nokey"]);
+    let o = f.tally(&dry_push("nokey", &[]));
     assert_eq!(code(&o), 4, "{}", stderr(&o));
     let e = stderr(&o);
     assert!(
@@ -351,14 +357,7 @@ fn a_release_pipeline_end_to_end_verified_by_python_in_toto() {
     assert_eq!(f.state(), before);
 
     // A material annotation the contract requires.
-    let o = f.tally(&[
-        "attestation",
-        "add",
-        "--name",
-        "code-scan",
-        "--value",
-        sarif.to_str().unwrap(),
-    ]);
+    let o = f.add(&["--name", "code-scan", "--value", sarif.to_str().unwrap()]);
     assert_eq!(code(&o), 4);
     assert!(
         stderr(&o).contains("--annotation scanner=<value>"),
@@ -366,7 +365,7 @@ fn a_release_pipeline_end_to_end_verified_by_python_in_toto() {
         stderr(&o)
     );
     f.add_release_rest();
-    let s = json(&f.tally(&["attestation", "status", "--output", "json"]));
+    let s = f.status();
     assert_eq!(s["ready"], true, "{s}");
     let extra = s["materials"]
         .as_array()
@@ -409,15 +408,7 @@ fn a_release_pipeline_end_to_end_verified_by_python_in_toto() {
             let before = f.state();
             let o = f.tally_with(
                 &[("TALLY_KEY_PASSWORD", "wrong")],
-                &[
-                    "attestation",
-                    "push",
-                    "--dry-run",
-                    "--key",
-                    &key,
-                    "--annotation",
-                    "change-ticket=CHG-7",
-                ],
+                &dry_push(&key, &["--annotation", "change-ticket=CHG-7"]),
             );
             assert_eq!(code(&o), 2);
             assert!(stderr(&o).contains("does not decrypt"), "{}", stderr(&o));
@@ -427,19 +418,17 @@ fn a_release_pipeline_end_to_end_verified_by_python_in_toto() {
         let env_file = format!("{alg}.dsse.json");
         let o = f.tally_with(
             &extra,
-            &[
-                "attestation",
-                "push",
-                "--dry-run",
-                "--key",
+            &dry_push(
                 &key,
-                "--annotation",
-                "change-ticket=CHG-7",
-                "--envelope",
-                &env_file,
-                "--output",
-                "json",
-            ],
+                &[
+                    "--annotation",
+                    "change-ticket=CHG-7",
+                    "--envelope",
+                    &env_file,
+                    "--output",
+                    "json",
+                ],
+            ),
         );
         ok(&o);
         let p = json(&o);
@@ -600,22 +589,17 @@ fn contract_from_a_repository_at_head_or_pinned() {
     );
     let r = repo.to_str().unwrap();
 
-    let o = f.tally(&[
-        "attestation",
-        "init",
-        "--dry-run",
+    let o = f.tally(&dry_init(
         "--contracts",
         r,
-        "--workflow",
         "psirt-advisories",
-        "--output",
-        "json",
-    ]);
+        &["--output", "json"],
+    ));
     ok(&o);
     let j = json(&o);
     assert_eq!(j["project"], "product-security");
     assert_ne!(j["contract"]["commit"], v1);
-    let s = json(&f.tally(&["attestation", "status", "--output", "json"]));
+    let s = f.status();
     assert!(
         s["missing_materials"]
             .as_array()
@@ -624,23 +608,15 @@ fn contract_from_a_repository_at_head_or_pinned() {
         "{s}"
     );
 
-    let o = f.tally(&[
-        "attestation",
-        "init",
-        "--dry-run",
+    let o = f.tally(&dry_init(
         "--contracts",
         r,
-        "--workflow",
         "psirt-advisories",
-        "--contract-revision",
-        v1,
-        "--replace",
-        "--output",
-        "json",
-    ]);
+        &["--contract-revision", v1, "--replace", "--output", "json"],
+    ));
     ok(&o);
     assert_eq!(json(&o)["contract"]["commit"], v1);
-    let s = json(&f.tally(&["attestation", "status", "--output", "json"]));
+    let s = f.status();
     assert!(
         !s["missing_materials"]
             .as_array()
@@ -649,17 +625,15 @@ fn contract_from_a_repository_at_head_or_pinned() {
         "{s}"
     );
     // Pinned: the materials of v1 are enough.
-    ok(&f.tally(&[
-        "attestation",
-        "add",
+    ok(&f.add(&[
         "--name",
         "vex-disclosure",
         "--value",
         valid("csaf_vex_v0.2.0.json").to_str().unwrap(),
     ]));
-    let s = json(&f.tally(&["attestation", "status", "--output", "json"]));
+    let s = f.status();
     assert_eq!(s["ready"], true, "v1 needs only one of group vex: {s}");
-    let o = f.tally(&["attestation", "push", "--dry-run", "--key", "none.key"]);
+    let o = f.tally(&dry_push("none.key", &[]));
     assert_eq!(
         code(&o),
         2,
@@ -673,42 +647,27 @@ fn contract_from_a_repository_at_head_or_pinned() {
     );
 
     // An unknown workflow and an unknown revision are usage errors; a missing repository is unavailable.
-    let o = f.tally(&[
-        "attestation",
-        "init",
-        "--dry-run",
-        "--contracts",
-        r,
-        "--workflow",
-        "nope",
-        "--replace",
-    ]);
+    let o = f.tally(&dry_init("--contracts", r, "nope", &["--replace"]));
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("not declared"));
-    let o = f.tally(&[
-        "attestation",
-        "init",
-        "--dry-run",
+    let o = f.tally(&dry_init(
         "--contracts",
         r,
-        "--workflow",
         "psirt-advisories",
-        "--contract-revision",
-        "0123456789012345678901234567890123456789",
-        "--replace",
-    ]);
+        &[
+            "--contract-revision",
+            "0123456789012345678901234567890123456789",
+            "--replace",
+        ],
+    ));
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     let missing_repo = f.dir.path().join("no-such-repo");
-    let o = f.tally(&[
-        "attestation",
-        "init",
-        "--dry-run",
+    let o = f.tally(&dry_init(
         "--contracts",
         missing_repo.to_str().unwrap(),
-        "--workflow",
         "psirt-advisories",
-        "--replace",
-    ]);
+        &["--replace"],
+    ));
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(stderr(&o).contains("cannot fetch the contract"), "{}", stderr(&o));
 }
@@ -720,15 +679,7 @@ fn bad_input_is_a_clear_error_with_its_exit_class_and_the_state_untouched() {
     let contract = contracts_dir().join("build-and-release.toml");
     let c = contract.to_str().unwrap();
     // A contract that cannot be fetched: unavailable.
-    let o = f.tally(&[
-        "attestation",
-        "init",
-        "--dry-run",
-        "--contract",
-        "/nonexistent/c.toml",
-        "--workflow",
-        "w",
-    ]);
+    let o = f.tally(&dry_init("--contract", "/nonexistent/c.toml", "w", &[]));
     assert_eq!(code(&o), 3);
     assert!(stderr(&o).contains("cannot read the contract"));
     // An invalid contract: invalid, every problem listed.
@@ -737,29 +688,13 @@ fn bad_input_is_a_clear_error_with_its_exit_class_and_the_state_untouched() {
         "schema = \"tally.dev/contract/v1\"\nname = \"Bad Name\"\nrunner = \"travis\"\n",
     )
     .unwrap();
-    let o = f.tally(&[
-        "attestation",
-        "init",
-        "--dry-run",
-        "--contract",
-        "bad.toml",
-        "--workflow",
-        "w",
-    ]);
+    let o = f.tally(&dry_init("--contract", "bad.toml", "w", &[]));
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     // A runner mismatch: refused.
     let o = run(
         &f.ws(),
         &[("GIT_SHA", "x"), ("RELEASE_VERSION", "y")],
-        &[
-            "attestation",
-            "init",
-            "--dry-run",
-            "--contract",
-            c,
-            "--workflow",
-            "w",
-        ],
+        &dry_init("--contract", c, "w", &[]),
     );
     assert_eq!(code(&o), 4);
     assert!(
@@ -771,17 +706,7 @@ fn bad_input_is_a_clear_error_with_its_exit_class_and_the_state_untouched() {
     let o = run(
         &f.ws(),
         &[("GITHUB_ACTIONS", "true"), ("GIT_SHA", "x")],
-        &[
-            "attestation",
-            "init",
-            "--dry-run",
-            "--contract",
-            c,
-            "--workflow",
-            "w",
-            "--output",
-            "json",
-        ],
+        &dry_init("--contract", c, "w", &["--output", "json"]),
     );
     assert_eq!(code(&o), 4);
     let j = json(&o);
@@ -795,93 +720,50 @@ fn bad_input_is_a_clear_error_with_its_exit_class_and_the_state_untouched() {
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("TALLY_SERVER") && stderr(&o).contains("--dry-run"));
 
-    ok(&f.tally(&[
-        "attestation",
-        "init",
-        "--dry-run",
-        "--contract",
-        c,
-        "--workflow",
-        "w",
-    ]));
+    ok(&f.tally(&dry_init("--contract", c, "w", &[])));
     let state = f.state();
     // A second init does not clobber the run.
-    let o = f.tally(&[
-        "attestation",
-        "init",
-        "--dry-run",
-        "--contract",
-        c,
-        "--workflow",
-        "w",
-    ]);
+    let o = f.tally(&dry_init("--contract", c, "w", &[]));
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("already in progress") && stderr(&o).contains("--replace"));
     assert_eq!(f.state(), state);
-    // A material of the wrong type: invalid, with the reason.
-    let o = f.tally(&[
-        "attestation",
-        "add",
-        "--name",
-        "unit-tests",
-        "--value",
-        valid("report.sarif").to_str().unwrap(),
-    ]);
-    assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("not a valid JUNIT_XML"), "{}", stderr(&o));
-    // A kind that contradicts the contract: usage.
-    let o = f.tally(&[
-        "attestation",
-        "add",
-        "--name",
-        "unit-tests",
-        "--kind",
-        "SARIF",
-        "--value",
-        valid("report.sarif").to_str().unwrap(),
-    ]);
-    assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("is JUNIT_XML in contract"), "{}", stderr(&o));
-    // A file that does not exist: usage.
-    let o = f.tally(&[
-        "attestation",
-        "add",
-        "--name",
-        "unit-tests",
-        "--value",
-        "missing.xml",
-    ]);
-    assert_eq!(code(&o), 2);
-    assert!(
-        stderr(&o).contains("cannot open the material file missing.xml"),
-        "{}",
-        stderr(&o)
-    );
-    // An empty file: invalid.
     std::fs::write(f.ws().join("empty.xml"), "").unwrap();
-    let o = f.tally(&[
-        "attestation",
-        "add",
-        "--name",
-        "unit-tests",
-        "--value",
-        "empty.xml",
-    ]);
-    assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("is empty"));
-    // An unknown kind: usage, listing the kinds.
-    let o = f.tally(&[
-        "attestation",
-        "add",
-        "--name",
-        "x",
-        "--kind",
-        "SBOM",
-        "--value",
-        "a",
-    ]);
-    assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("SBOM_CYCLONEDX_JSON"));
+    let sarif = valid("report.sarif");
+    let sarif = sarif.to_str().unwrap();
+    // (arguments of `add`, exit code, what the error says)
+    let failures: [(&[&str], i32, &str); 5] = [
+        // A material of the wrong type: invalid, with the reason.
+        (
+            &["--name", "unit-tests", "--value", sarif],
+            1,
+            "not a valid JUNIT_XML",
+        ),
+        // A kind that contradicts the contract: usage.
+        (
+            &["--name", "unit-tests", "--kind", "SARIF", "--value", sarif],
+            2,
+            "is JUNIT_XML in contract",
+        ),
+        // A file that does not exist: usage.
+        (
+            &["--name", "unit-tests", "--value", "missing.xml"],
+            2,
+            "cannot open the material file missing.xml",
+        ),
+        // An empty file: invalid.
+        (&["--name", "unit-tests", "--value", "empty.xml"], 1, "is empty"),
+        // An unknown kind: usage, listing the kinds.
+        (
+            &["--name", "x", "--kind", "SBOM", "--value", "a"],
+            2,
+            "SBOM_CYCLONEDX_JSON",
+        ),
+    ];
+    for (args, exit, says) in failures {
+        let o = f.add(args);
+        assert_eq!(code(&o), exit, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
     assert_eq!(f.state(), state, "failed adds leave the state as it was");
 
     // A corrupt state: usage, with the way out; reset clears it.
@@ -918,15 +800,7 @@ fn bad_input_is_a_clear_error_with_its_exit_class_and_the_state_untouched() {
     // TALLY_STATE moves the state.
     let o = f.tally_with(
         &[("TALLY_STATE", "elsewhere/s.json")],
-        &[
-            "attestation",
-            "init",
-            "--dry-run",
-            "--contract",
-            c,
-            "--workflow",
-            "w",
-        ],
+        &dry_init("--contract", c, "w", &[]),
     );
     ok(&o);
     assert!(f.ws().join("elsewhere/s.json").exists());
@@ -1055,18 +929,8 @@ fn container_images_resolve_by_tag_in_a_real_registry() {
     let digest = reg.push_image("acme/app", "1.4.2", b"layer bytes");
     let f = Flow::new();
     let c = contracts_dir().join("build-and-release.toml");
-    ok(&f.tally(&[
-        "attestation",
-        "init",
-        "--dry-run",
-        "--contract",
-        c.to_str().unwrap(),
-        "--workflow",
-        "w",
-    ]));
-    let o = f.tally(&[
-        "attestation",
-        "add",
+    ok(&f.tally(&dry_init("--contract", c.to_str().unwrap(), "w", &[])));
+    let o = f.add(&[
         "--name",
         "image",
         "--value",
@@ -1083,9 +947,7 @@ fn container_images_resolve_by_tag_in_a_real_registry() {
         .unwrap()
         .contains("resolved in its registry"));
     // An unknown tag is not an image (exit 1); a registry that is down is unavailable (exit 3).
-    let o = f.tally(&[
-        "attestation",
-        "add",
+    let o = f.add(&[
         "--name",
         "image",
         "--replace",
@@ -1095,9 +957,7 @@ fn container_images_resolve_by_tag_in_a_real_registry() {
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("has no such image"), "{}", stderr(&o));
     let down = format!("127.0.0.1:{}", crate::common::free_port());
-    let o = f.tally(&[
-        "attestation",
-        "add",
+    let o = f.add(&[
         "--name",
         "image",
         "--replace",

@@ -14,7 +14,7 @@ use serde_json::Value;
 use sha2::Digest as _;
 
 use crate::common::{code, contracts_repo, registry, registry_with, stderr, stdout, Registry};
-use crate::controlplane::{craft_release_with, gh_env, ok, operator, push, valid, ControlPlane};
+use crate::controlplane::{craft_release_with, ok, push, valid, workspace, ControlPlane};
 
 fn sha256(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
@@ -226,11 +226,8 @@ fn oras_reads_what_tally_wrote_and_finds_the_attestation_of_an_image() {
     let cp = oci_server(&reg, &contracts, &[]);
     // The release's image, pushed to the same registry by its build.
     let image_digest = reg.push_image("acme/payments", "1.4.2", b"payments layer");
-    let ws = d.path().join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
-    let op = operator(&cp, &ws, "payments-release");
-    let mut env = gh_env();
-    env.push(("TALLY_TOKEN", &op.token));
+    let (ws, op) = workspace(&cp, d.path(), "payments-release");
+    let env = op.env();
     let image = format!("{}/acme/payments:1.4.2", reg.addr);
     let (_, stored) = craft_release_with(&cp, &ws, &env, &image);
     assert_eq!(stored[0]["digest"], image_digest.as_str(), "{}", stored[0]);
@@ -294,13 +291,7 @@ fn oras_reads_what_tally_wrote_and_finds_the_attestation_of_an_image() {
     );
 
     // The metrics show the copy and the uploads (two files: the SBOM and the tests).
-    let m = cp
-        .http()
-        .get(format!("{}/metrics", cp.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let m = cp.metrics();
     assert!(m.contains("tally_attestations_in_artifact_store 1\n"), "{m}");
     assert!(
         m.contains("tally_artifact_uploads_total{outcome=\"new\"} 3\n"),
@@ -371,21 +362,7 @@ print(json.dumps({"subject": m["subject"]["digest"], "files": files}))
     );
     // What oras pulled verifies offline: inclusion under the signed
     // checkpoint, the envelope's digest, its signature, the entry's fields.
-    let o = cp.tally(
-        &ws,
-        &[],
-        &[
-            "verify",
-            "--bundle",
-            bundle_file,
-            "--log-key",
-            &cp.vkey,
-            "--key",
-            "cosign.pub",
-            "--output",
-            "json",
-        ],
-    );
+    let o = cp.verify_bundle(&ws, bundle_file);
     let verified = ok(&o);
     assert_eq!(verified["index"], index);
     assert_eq!(verified["signature_checked"], true);

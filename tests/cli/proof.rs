@@ -14,14 +14,15 @@ fn tree(n: u64) -> MemoryTree {
     t
 }
 
+/// A proof's hashes as hex.
+fn hexes(proof: &[ledger_format::hash::Hash]) -> Vec<String> {
+    proof.iter().map(|h| h.to_hex()).collect()
+}
+
 #[test]
 fn inclusion_flags_valid_invalid_and_malformed() {
     let t = tree(13);
-    let proof: Vec<String> = inclusion_proof(5, 13, &t)
-        .unwrap()
-        .iter()
-        .map(|h| h.to_hex())
-        .collect();
+    let proof = hexes(&inclusion_proof(5, 13, &t).unwrap());
     let root = t.root().to_hex();
     let leaf = leaf_hash(&5u64.to_be_bytes()).to_hex();
     let joined = proof.join(",");
@@ -49,16 +50,8 @@ fn inclusion_flags_valid_invalid_and_malformed() {
         .iter()
         .map(|h| h.to_base64())
         .collect();
-    let mut args = vec![
-        "proof",
-        "inclusion",
-        "--index",
-        "5",
-        "--size",
-        "13",
-        "--leaf-hash",
-        &leaf,
-    ];
+    let mut args = base[..6].to_vec();
+    args.extend(["--leaf-hash", &leaf]);
     let root_b64 = t.root().to_base64();
     args.extend(["--root", &root_b64]);
     for h in &b64 {
@@ -163,70 +156,32 @@ fn consistency_flags_valid_invalid_and_malformed() {
     let t = tree(100);
     let r1 = tree_root(37, &t).unwrap().to_hex();
     let r2 = t.root().to_hex();
-    let proof: Vec<String> = consistency_proof(37, 100, &t)
-        .unwrap()
-        .iter()
-        .map(|h| h.to_hex())
-        .collect();
+    let proof = hexes(&consistency_proof(37, 100, &t).unwrap());
     let joined = proof.join(",");
-    let args = [
-        "proof",
-        "consistency",
-        "--old-size",
-        "37",
-        "--new-size",
-        "100",
-        "--old-root",
-        &r1,
-        "--new-root",
-        &r2,
-        "--proof",
-        &joined,
-    ];
-    let o = tally(&args);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // (old size, new size, old root, new root, proof) → exit code
+    let consistency = |old: &str, new: &str, r_old: &str, r_new: &str, proof: Option<&str>| {
+        let mut args = vec![
+            "proof",
+            "consistency",
+            "--old-size",
+            old,
+            "--new-size",
+            new,
+            "--old-root",
+            r_old,
+            "--new-root",
+            r_new,
+        ];
+        args.extend(proof.map(|p| ["--proof", p]).into_iter().flatten());
+        let o = tally(&args);
+        (code(&o), stderr(&o))
+    };
+    let (c, e) = consistency("37", "100", &r1, &r2, Some(&joined));
+    assert_eq!(c, 0, "{e}");
     let bad_root = tree_root(38, &t).unwrap().to_hex();
-    let bad = [
-        "proof",
-        "consistency",
-        "--old-size",
-        "37",
-        "--new-size",
-        "100",
-        "--old-root",
-        &bad_root,
-        "--new-root",
-        &r2,
-        "--proof",
-        &joined,
-    ];
-    assert_eq!(code(&tally(&bad)), 1);
-    let reversed = [
-        "proof",
-        "consistency",
-        "--old-size",
-        "100",
-        "--new-size",
-        "37",
-        "--old-root",
-        &r2,
-        "--new-root",
-        &r1,
-    ];
-    assert_eq!(code(&tally(&reversed)), 1);
-    let malformed = [
-        "proof",
-        "consistency",
-        "--old-size",
-        "37",
-        "--new-size",
-        "100",
-        "--old-root",
-        "zz",
-        "--new-root",
-        &r2,
-    ];
-    assert_eq!(code(&tally(&malformed)), 2);
+    assert_eq!(consistency("37", "100", &bad_root, &r2, Some(&joined)).0, 1);
+    assert_eq!(consistency("100", "37", &r2, &r1, None).0, 1, "reversed");
+    assert_eq!(consistency("37", "100", "zz", &r2, None).0, 2, "malformed");
 }
 
 /// Every transparency-dev inclusion and consistency vector, through the CLI's

@@ -37,34 +37,27 @@ fn fixture(index: u64, size: u64) -> Fixture {
     }
 }
 
+/// `tally verify <proof> --entry <entry> --log-key <key> <rest>` on a fixture.
+fn verify(f: &Fixture, key: &str, rest: &[&str]) -> std::process::Output {
+    tally(
+        &[
+            &["verify", &f.proof, "--entry", &f.entry, "--log-key", key][..],
+            rest,
+        ]
+        .concat(),
+    )
+}
+
 #[test]
 fn verifies_an_entry_offline() {
     let f = fixture(300, 517);
-    let o = tally(&[
-        "verify",
-        &f.proof,
-        "--entry",
-        &f.entry,
-        "--log-key",
-        &f.pubkey,
-        "--envelope",
-        &f.envelope,
-    ]);
+    let o = verify(&f, &f.pubkey, &["--envelope", &f.envelope]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("index 300"), "{out}");
     assert!(out.contains("workflow build"), "{out}");
     // The key may be given as text too, with JSON output.
-    let o = tally(&[
-        "verify",
-        &f.proof,
-        "--entry",
-        &f.entry,
-        "--log-key",
-        &log_key().verifier().to_string(),
-        "--output",
-        "json",
-    ]);
+    let o = verify(&f, &log_key().verifier().to_string(), &["--output", "json"]);
     assert_eq!(code(&o), 0);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["index"], 300);
@@ -90,20 +83,11 @@ fn rejects_wrong_entry_key_envelope_and_garbage() {
         .unwrap()
         .verifier()
         .to_string();
-    let o = tally(&["verify", &f.proof, "--entry", &f.entry, "--log-key", &impostor]);
+    let o = verify(&f, &impostor, &[]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
 
     let wrong_env = write(f.dir.path(), "env2", envelope(4));
-    let o = tally(&[
-        "verify",
-        &f.proof,
-        "--entry",
-        &f.entry,
-        "--log-key",
-        &f.pubkey,
-        "--envelope",
-        wrong_env.to_str().unwrap(),
-    ]);
+    let o = verify(&f, &f.pubkey, &["--envelope", wrong_env.to_str().unwrap()]);
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("the entry names"), "{}", stderr(&o));
 
@@ -123,7 +107,7 @@ fn rejects_wrong_entry_key_envelope_and_garbage() {
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("line 2"), "{}", stderr(&o));
 
-    let o = tally(&["verify", &f.proof, "--entry", &f.entry, "--log-key", "not-a-key"]);
+    let o = verify(&f, "not-a-key", &[]);
     assert_eq!(code(&o), 2);
 
     // A flipped proof hash byte is invalid.
@@ -149,18 +133,7 @@ fn witness_policy_is_enforced() {
     let f = fixture(0, 1);
     let witness = SignerKey::from_seed("witness.test", &[5; 32]).unwrap();
     let wkey = witness.cosignature_verifier().to_string();
-    let o = tally(&[
-        "verify",
-        &f.proof,
-        "--entry",
-        &f.entry,
-        "--log-key",
-        &f.pubkey,
-        "--witness-key",
-        &wkey,
-        "--min-witnesses",
-        "1",
-    ]);
+    let o = verify(&f, &f.pubkey, &["--witness-key", &wkey, "--min-witnesses", "1"]);
     assert_eq!(code(&o), 1, "no cosignature yet: {}", stderr(&o));
 
     // Add the witness's cosignature to the checkpoint inside the proof.

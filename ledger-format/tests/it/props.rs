@@ -36,7 +36,12 @@ fn inclusion_trace(index: u64, size: u64, len: usize) -> Option<Vec<bool>> {
     if index >= size {
         return None;
     }
-    let (mut f, mut s) = (index, size - 1);
+    trace_walk(index, size - 1, len)
+}
+
+/// The walk both verifications share: for each of `len` proof hashes,
+/// whether it is hashed on the left; `None` when the length does not fit.
+fn trace_walk(mut f: u64, mut s: u64, len: usize) -> Option<Vec<bool>> {
     let mut ops = Vec::new();
     for _ in 0..len {
         if s == 0 {
@@ -77,26 +82,7 @@ fn consistency_trace(m: u64, n: u64, len: usize) -> Option<(bool, Vec<bool>)> {
         f >>= 1;
         s >>= 1;
     }
-    let mut ops = Vec::new();
-    for _ in 0..steps {
-        if s == 0 {
-            return None;
-        }
-        if f & 1 == 1 || f == s {
-            ops.push(true);
-            if f & 1 == 0 {
-                while f & 1 == 0 && f != 0 {
-                    f >>= 1;
-                    s >>= 1;
-                }
-            }
-        } else {
-            ops.push(false);
-        }
-        f >>= 1;
-        s >>= 1;
-    }
-    (s == 0).then_some((pow2, ops))
+    trace_walk(f, s, steps).map(|ops| (pow2, ops))
 }
 
 fn flip(h: &Hash, bit: usize) -> Hash {
