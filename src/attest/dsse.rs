@@ -25,7 +25,15 @@ pub enum DsseError {
     /// A public key could not be read.
     #[error("public key: {0}")]
     Key(String),
+    /// More signatures than anyone verifies: refused before any is tried.
+    #[error("the envelope carries {0} signatures; at most {MAX_SIGNATURES} are verified")]
+    TooManySignatures(usize),
 }
+
+/// The most signatures [`Envelope::verify`] looks at. Each costs a signature
+/// verification per key (~50 µs for P-256): without a bound, one request
+/// of 4 MiB of bogus signatures cost ~8 s of CPU before it was refused.
+pub const MAX_SIGNATURES: usize = 8;
 
 /// One signature of an envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,7 +196,12 @@ impl Envelope {
     }
 
     /// Verifies that at least one signature is valid under one of `keys`.
+    /// An envelope with more than [`MAX_SIGNATURES`] signatures is refused
+    /// before any is verified.
     pub fn verify(&self, keys: &[PublicKey]) -> Result<VerifiedEnvelope, DsseError> {
+        if self.signatures.len() > MAX_SIGNATURES {
+            return Err(DsseError::TooManySignatures(self.signatures.len()));
+        }
         let payload = decode_b64(&self.payload).ok_or(DsseError::Base64("payload"))?;
         let msg = pae(&self.payload_type, &payload);
         for s in &self.signatures {
@@ -202,5 +215,37 @@ impl Envelope {
             }
         }
         Err(DsseError::NoValidSignature(self.signatures.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(signatures: usize) -> Envelope {
+        Envelope {
+            payload_type: IN_TOTO_PAYLOAD_TYPE.into(),
+            payload: "e30".into(),
+            signatures: (0..signatures)
+                .map(|i| Signature {
+                    keyid: None,
+                    sig: format!("AAAA{i:04}"),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn signatures_beyond_the_bound_are_refused_before_any_is_tried() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]).verifying_key();
+        let keys = [PublicKey::Ed25519(key)];
+        match envelope(MAX_SIGNATURES).verify(&keys) {
+            Err(DsseError::NoValidSignature(n)) => assert_eq!(n, MAX_SIGNATURES),
+            other => panic!("{other:?}"),
+        }
+        match envelope(MAX_SIGNATURES + 1).verify(&keys) {
+            Err(DsseError::TooManySignatures(n)) => assert_eq!(n, MAX_SIGNATURES + 1),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -136,6 +136,41 @@ pub fn build(state: &State, annotations: &BTreeMap<String, String>, finished_on:
     })
 }
 
+/// The deepest nesting of arrays and objects a statement may have. tally's
+/// own statements nest 6 levels; in-toto predicates rarely exceed 20.
+pub const MAX_DEPTH: usize = 64;
+
+/// Refuses JSON text nesting deeper than [`MAX_DEPTH`]: one pass over the
+/// bytes, outside strings (a malformed text is left to the parser).
+fn check_depth(payload: &[u8]) -> Result<(), serde_json::Error> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in payload.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(<serde_json::Error as serde::de::Error>::custom(format!(
+                        "the statement nests arrays and objects deeper than {MAX_DEPTH} levels (at byte {i})"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// A string as the payload has it: borrowed unless it holds escapes.
 pub type Text<'a> = std::borrow::Cow<'a, str>;
 
@@ -290,7 +325,14 @@ pub struct Metadata<'a> {
 
 impl<'a> View<'a> {
     /// Reads the parts tally checks from a statement's JSON.
+    ///
+    /// A payload nesting arrays and objects deeper than [`MAX_DEPTH`]
+    /// anywhere — also inside fields tally does not read — is refused, so
+    /// every reader (intake, `tally verify`, `tally attestation verify`, a
+    /// `serde_json::Value` with its recursion limit of 128) accepts the same
+    /// statements.
     pub fn parse(payload: &'a [u8]) -> Result<Self, serde_json::Error> {
+        check_depth(payload)?;
         serde_json::from_slice(payload)
     }
 
@@ -506,6 +548,25 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for AnyVisitor<'a> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn nesting_is_bounded_for_every_reader() {
+        let nested = |n: usize| {
+            format!(
+                r#"{{"_type":"x","unknown":{}1{},"s":"[[[[{{{{"}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        // The statement object itself is one level.
+        assert!(View::parse(nested(MAX_DEPTH - 1).as_bytes()).is_ok());
+        let e = View::parse(nested(MAX_DEPTH).as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("deeper than 64"), "{e}");
+        assert!(View::parse(nested(100_000).as_bytes()).is_err());
+        // What View accepts, a serde_json::Value reads too.
+        let ok = nested(MAX_DEPTH - 1);
+        assert!(serde_json::from_str::<serde_json::Value>(&ok).is_ok());
+    }
     use super::*;
 
     #[test]

@@ -59,6 +59,10 @@ pub fn serve(args: &ServeArgs) -> Result<Report, Failure> {
             "the admin token must be at least 16 characters"
         )));
     }
+    // Everything the server creates (data directory, database, ledger,
+    // keys, stored artifacts) is its user's alone, whatever the umask was.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

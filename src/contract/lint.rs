@@ -123,6 +123,32 @@ pub fn lint_paths(paths: &[PathBuf]) -> LintReport {
                 .filter(|n| n != WORKFLOWS_FILE)
                 .filter_map(|n| n.strip_suffix(".toml").map(str::to_owned))
                 .collect();
+            if files.is_empty() {
+                // Nothing linted is not "valid": a hook or a CI check pointed
+                // at the wrong folder would pass anything.
+                let below: Vec<String> = std::fs::read_dir(path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|e| e.path().is_dir() && toml_files(&e.path()).is_ok_and(|f| !f.is_empty()))
+                    .map(|e| format!("{}/", e.file_name().to_string_lossy()))
+                    .collect();
+                let hint = if below.is_empty() {
+                    "a contracts repository keeps its contracts (*.toml) and workflows.toml at its root"
+                        .to_owned()
+                } else {
+                    format!(
+                        "contracts sit in {}: lint that folder, or keep them at the repository's root",
+                        below.join(", ")
+                    )
+                };
+                report.diagnostics.push(Diagnostic::file(
+                    &path.display().to_string(),
+                    "no contract or workflows.toml at the root of this directory".into(),
+                    Some(hint),
+                ));
+                continue;
+            }
             for f in &files {
                 let name = f
                     .file_name()

@@ -16,6 +16,28 @@ fn lint_text(dir: &Path, args: &[&str]) -> (i32, String) {
     (code(&o), text)
 }
 
+/// A directory with no contract at its root is an error, not "OK: 0 files"
+/// (a hook or CI check pointed at a repository that keeps its contracts in a
+/// subfolder would pass anything), and the subfolder is named.
+#[test]
+fn linting_a_directory_without_contracts_fails_and_names_the_subfolder() {
+    let d = tmp();
+    std::fs::create_dir_all(d.path().join("contracts")).unwrap();
+    std::fs::copy(
+        contracts_dir().join("workflows.toml"),
+        d.path().join("contracts/workflows.toml"),
+    )
+    .unwrap();
+    let o = tally(&["contract", "lint", d.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("no contract or workflows.toml"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("contracts/"), "{}", stderr(&o));
+}
+
 #[test]
 fn example_contracts_are_valid_and_cover_every_material_type() {
     let o = tally(&[

@@ -801,6 +801,8 @@ fn authorization_of_every_endpoint() {
         ("GET", "/openapi.json".into(), None, [200; 4]),
         ("GET", "/ledger.git/HEAD".into(), None, [200; 4]),
         ("GET", "/ledger.git/config".into(), None, [404; 4]),
+        // A directory of the repository is not a file to serve.
+        ("GET", "/ledger.git/objects/pack".into(), None, [404; 4]),
         ("GET", "/tile/0/000".into(), None, [404; 4]),
         ("GET", "/api/v1/proof/inclusion?index=0".into(), None, [404; 4]),
         (
@@ -1156,4 +1158,28 @@ fn a_run_in_the_log_stays_taken_across_a_crash() {
     let (s, run) = cp2.get(&format!("/api/v1/runs/{run_id}"), Some(&op.token));
     assert_eq!((s, run["status"].as_str()), (200, Some("SUCCEEDED")), "{run}");
     assert_eq!(run["log_index"], 0);
+}
+
+/// A request body that breaks on the wire (a malformed chunk size) is the
+/// client's 400 `malformed`, not 413 `too_large`.
+#[test]
+fn a_malformed_chunked_body_is_a_bad_request() {
+    use std::io::{Read as _, Write as _};
+    let d = tempfile::tempdir().unwrap();
+    let repo = contracts_repo(d.path());
+    let cp = ControlPlane::start(&repo, &[]);
+    let addr = cp.url.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "POST /api/v1/runs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         zz\r\n{{}}\r\n0\r\n\r\n",
+        cp.admin
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(!answer.contains("too_large"), "{answer}");
 }

@@ -701,6 +701,21 @@ fn knowing_a_digest_never_grants_reading_it() {
         (s, read)
     };
     assert_eq!(try_claim(&cp, &other), (422, 404));
+    // The exact bytes from the other workflow: answered as any new upload
+    // (201 `new`), so an upload is no oracle of what another workflow stored.
+    let r = cp
+        .http()
+        .put(format!(
+            "{}/api/v1/artifacts/{digest}?workflow=payments-quality",
+            cp.url
+        ))
+        .bearer_auth(&other)
+        .body(secret.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let v: Value = serde_json::from_slice(&r.bytes().unwrap()).unwrap();
+    assert_eq!(v["stored"], "new", "{v}");
     assert!(cp.stop().success());
     {
         let db = rusqlite::Connection::open(cp.dir.path().join("data/meta.db")).unwrap();

@@ -192,8 +192,10 @@ async fn put_inner(
             .map_err(ApiError::internal)?;
         let reference = app.meta.oci_manifest(&digest).map_err(ApiError::internal)?;
         let reference = reference.map(|(repo, d)| format!("{repo}@{}", d.digest));
+        // New for this workflow, and answered exactly as bytes nobody stored:
+        // an upload must not tell one workflow what another stored.
         return Ok((
-            answer(StatusCode::OK, &digest, len, "already", reference),
+            answer(StatusCode::CREATED, &digest, len, "new", reference),
             "already",
             0,
         ));

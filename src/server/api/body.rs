@@ -59,7 +59,21 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // Over the limit is 413; a body that breaks off or is malformed on
+        // the wire (a bad chunk size) is the client's 400.
+        let over = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if over {
+            too_large()
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("the request body could not be read: {e}"),
+            )
+        }
+    })?;
     let v = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -112,14 +112,14 @@ pub(super) async fn git_file(State(app): State<Arc<App>>, Path(path): Path<Strin
         ));
     }
     let file = app.ledger.git_dir().join(&path);
-    let f = tokio::fs::File::open(&file).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("ledger.git/{path} does not exist"),
-        )
-    })?;
-    let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let missing = || ApiError::not_found(format!("ledger.git/{path} is not a file of the repository"));
+    let f = tokio::fs::File::open(&file).await.map_err(|_| missing())?;
+    // A directory opens too (and reads as an error mid-stream): only files.
+    let meta = f.metadata().await.map_err(|_| missing())?;
+    if !meta.is_file() {
+        return Err(missing());
+    }
+    let len = meta.len();
     let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 << 10);
     let mut r = Response::new(Body::from_stream(stream));
     let h = r.headers_mut();
