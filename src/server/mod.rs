@@ -6,6 +6,7 @@
 pub mod api;
 pub mod artifact_store;
 pub mod intake;
+pub mod listener;
 pub mod meta;
 pub mod metrics;
 pub mod mirror;
@@ -51,6 +52,11 @@ pub struct ServerConfig {
     pub publish_wait_secs: u64,
     /// How often a remote contracts repository is fetched, seconds.
     pub contracts_sync_secs: u64,
+    /// Most connections open at once (more wait in the accept queue).
+    pub max_connections: usize,
+    /// Seconds a connection may send nothing before it is closed (between
+    /// requests, in headers, or mid-body: a stalled upload ends).
+    pub idle_timeout_secs: u64,
     /// Where artifacts are stored (`[artifacts]`).
     pub artifacts: artifact_store::ArtifactsConfig,
 }
@@ -67,6 +73,8 @@ impl Default for ServerConfig {
             run_ttl_secs: 3600,
             publish_wait_secs: 10,
             contracts_sync_secs: 30,
+            max_connections: 4096,
+            idle_timeout_secs: 60,
             artifacts: artifact_store::ArtifactsConfig::default(),
         }
     }
@@ -115,6 +123,12 @@ impl ServerConfig {
         }
         if let Some(v) = get("TALLY_PUBLISH_WAIT_SECS") {
             self.publish_wait_secs = num("TALLY_PUBLISH_WAIT_SECS", v)?;
+        }
+        if let Some(v) = get("TALLY_MAX_CONNECTIONS") {
+            self.max_connections = num("TALLY_MAX_CONNECTIONS", v)? as usize;
+        }
+        if let Some(v) = get("TALLY_IDLE_TIMEOUT_SECS") {
+            self.idle_timeout_secs = num("TALLY_IDLE_TIMEOUT_SECS", v)?;
         }
         if let Some(v) = get("TALLY_ARTIFACTS_BACKEND") {
             self.artifacts.backend = match v.as_str() {
@@ -924,11 +938,11 @@ pub async fn run(
         .stores_attestations()
         .then(|| tokio::spawn(mirror::run(app.clone())));
     let router = api::router(app.clone());
-    // Answers are small and written whole: no Nagle delay behind them.
-    use axum::serve::ListenerExt as _;
-    let listener = started.listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let listener = listener::Bounded::new(
+        started.listener,
+        app.cfg.max_connections,
+        Duration::from_secs(app.cfg.idle_timeout_secs.max(1)),
+    );
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await;
