@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod artifact_store;
+pub mod budget;
 pub mod intake;
 pub mod listener;
 pub mod meta;
@@ -52,6 +53,9 @@ pub struct ServerConfig {
     pub publish_wait_secs: u64,
     /// How often a remote contracts repository is fetched, seconds.
     pub contracts_sync_secs: u64,
+    /// Refused pushes a token may cause per minute (also the burst); past
+    /// it, pushes answer 429 until the budget refills. 0: unlimited.
+    pub refusals_per_minute: u32,
     /// Most connections open at once (more wait in the accept queue).
     pub max_connections: usize,
     /// Seconds a connection may send nothing before it is closed (between
@@ -73,6 +77,7 @@ impl Default for ServerConfig {
             run_ttl_secs: 3600,
             publish_wait_secs: 10,
             contracts_sync_secs: 30,
+            refusals_per_minute: 60,
             max_connections: 4096,
             idle_timeout_secs: 60,
             artifacts: artifact_store::ArtifactsConfig::default(),
@@ -123,6 +128,9 @@ impl ServerConfig {
         }
         if let Some(v) = get("TALLY_PUBLISH_WAIT_SECS") {
             self.publish_wait_secs = num("TALLY_PUBLISH_WAIT_SECS", v)?;
+        }
+        if let Some(v) = get("TALLY_REFUSALS_PER_MINUTE") {
+            self.refusals_per_minute = num("TALLY_REFUSALS_PER_MINUTE", v)? as u32;
         }
         if let Some(v) = get("TALLY_MAX_CONNECTIONS") {
             self.max_connections = num("TALLY_MAX_CONNECTIONS", v)? as usize;
@@ -211,6 +219,8 @@ pub struct App {
     /// Runs being pushed, and those appended whose SUCCEEDED row is not yet
     /// written: run id → (log index, envelope digest) once appended.
     pub pending: Pending,
+    /// Refused pushes per caller (429 past the budget).
+    pub refusals: budget::RefusalBudget,
     /// The search-index writer (batches rows into transactions).
     index_tx: Mutex<Option<std::sync::mpsc::Sender<IndexJob>>>,
     index_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -675,6 +685,7 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
             .spawn(move || index_writer(meta, pending, indexed, index_rx))
             .map_err(io("starting the indexer"))?
     };
+    let refusals = budget::RefusalBudget::new(cfg.refusals_per_minute);
     let app = Arc::new(App {
         cfg,
         ledger: Arc::new(ledger),
@@ -688,6 +699,7 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         admin_hash,
         tokens: Mutex::new(HashMap::new()),
         pending,
+        refusals,
         index_tx: Mutex::new(Some(index_tx)),
         index_thread: Mutex::new(Some(index_thread)),
         indexed,

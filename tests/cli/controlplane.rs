@@ -1233,3 +1233,34 @@ fn idle_and_stalled_connections_are_bounded_and_closed() {
         );
     }
 }
+
+/// Refused pushes are budgeted per token: past `refusals_per_minute`, a push
+/// is answered 429 with Retry-After before its body is read.
+#[test]
+fn refused_pushes_are_rate_limited_per_token() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = contracts_repo(d.path());
+    let cfg = d.path().join("serve.toml");
+    std::fs::write(&cfg, "refusals_per_minute = 3\n").unwrap();
+    let cp = ControlPlane::start(&repo, &["--config", cfg.to_str().unwrap()]);
+    let (ws, op) = workspace(&cp, d.path(), "payments-release");
+    let env = op.env();
+    let init = craft_release(&cp, &ws, &env);
+    let path = format!("/api/v1/runs/{}/attestation", init["run_id"].as_str().unwrap());
+    let bogus = serde_json::to_vec(&json!({
+        "payloadType": "application/vnd.in-toto+json",
+        "payload": "e30",
+        "signatures": [{"sig": "AAAA"}],
+    }))
+    .unwrap();
+    for _ in 0..3 {
+        let (s, e) = cp.post(&path, Some(&op.token), "application/json", bogus.clone());
+        assert_eq!((s, e["error"].as_str()), (422, Some("signature")), "{e}");
+    }
+    let (s, e) = cp.post(&path, Some(&op.token), "application/json", bogus.clone());
+    assert_eq!((s, e["error"].as_str()), (429, Some("rate_limited")), "{e}");
+    // Another token is not affected.
+    let (s, e) = cp.post(&path, Some(&cp.admin), "application/json", bogus);
+    assert_eq!((s, e["error"].as_str()), (422, Some("signature")), "{e}");
+    assert_eq!(cp.published(), 0);
+}

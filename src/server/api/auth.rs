@@ -22,6 +22,14 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// Who, for budgets and logs: the token id, or `admin`.
+    pub fn id(&self) -> &str {
+        match self {
+            Principal::Admin => "admin",
+            Principal::Workflow { id, .. } => id,
+        }
+    }
+
     /// Whether the caller may act for `workflow` (403 otherwise).
     pub fn may(&self, workflow: &str) -> ApiResult<()> {
         match self {

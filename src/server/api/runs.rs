@@ -263,8 +263,12 @@ pub(super) async fn reset_run(
     Ok(Json(run_wire(&run)))
 }
 
-fn reject(app: &App, run: &Run, reason: &str, e: ApiError) -> ApiError {
+fn reject(app: &App, who: &Principal, run: &Run, reason: &str, e: ApiError) -> ApiError {
     app.metrics.rejected(&run.workflow, reason);
+    // The server's own faults (5xx) are not the caller's to pay for.
+    if e.status().is_client_error() {
+        app.refusals.spend(who.id());
+    }
     tracing::info!(
         workflow = %run.workflow,
         run = %run.id,
@@ -325,6 +329,7 @@ pub(super) async fn push_attestation(
     if run.status != "INITIALIZED" {
         return Err(reject(
             &app,
+            &who,
             &run,
             "run_finished",
             ApiError::new(
@@ -334,9 +339,24 @@ pub(super) async fn push_attestation(
             ),
         ));
     }
+    // A caller whose pushes keep being refused waits before its next body
+    // is even read (a refusal does not consume the run).
+    if let Some(wait) = app.refusals.check(who.id()) {
+        let secs = wait.as_secs().max(1);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many refused pushes from token {}; retry in {secs} s",
+                who.id()
+            ),
+        )
+        .hint("fix what the refusals said before pushing again")
+        .retry_after(secs));
+    }
     let (env, bytes): (Envelope, Vec<u8>) = match read_json(&app, &headers, body).await {
         Ok(x) => x,
-        Err(e) => return Err(reject(&app, &run, e.code(), e)),
+        Err(e) => return Err(reject(&app, &who, &run, e.code(), e)),
     };
     let accepted = match intake::accept(&app, &run, env, bytes).await {
         Ok(a) => a,
@@ -344,7 +364,7 @@ pub(super) async fn push_attestation(
         Err(e @ Refusal::Busy(_)) => return Err(refusal(e)),
         Err(e) => {
             let code = e.code();
-            return Err(reject(&app, &run, code, refusal(e)));
+            return Err(reject(&app, &who, &run, code, refusal(e)));
         }
     };
     app.metrics.append.observe(received.elapsed().as_secs_f64());
