@@ -1,7 +1,9 @@
-//! Judging a pushed attestation against the exact contract revision its
-//! run was started with (SPEC.md §12.4), and the digests it names for the
-//! search index. Pure functions of the contract, the run and the verified
-//! statement: every problem is reported, in words a developer understands.
+//! A pushed attestation, below HTTP (SPEC.md §12.4): judged against the
+//! exact contract revision its run was started with (`problems`, a pure
+//! function of the contract, the run and the verified statement: every
+//! problem is reported, in words a developer understands), the digests it
+//! names for the search index (`digests`), and accepted (`accept`: verify,
+//! judge, claim the run, append) or refused with a typed `Refusal`.
 
 use std::sync::Arc;
 
