@@ -49,6 +49,10 @@ pub enum Command {
     Attestation(AttestationCommand),
     /// Run the control plane (HTTP API, ledger, contracts, metadata).
     Serve(ServeArgs),
+    /// The whole loop on a fresh temporary control plane, printed as the
+    /// commands a user would type: serve, a workflow, a refused and an
+    /// accepted push, offline verification, an audit of a git clone.
+    Demo(DemoArgs),
     /// Manage workflow service tokens (admin).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -138,6 +142,17 @@ pub struct ServeArgs {
     /// level comes from TALLY_LOG (a tracing filter, default `info`).
     #[arg(long, value_enum, env = "TALLY_LOG_FORMAT", default_value_t)]
     pub log_format: LogFormat,
+}
+
+/// `tally demo`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to run it (default: a fresh temporary directory, removed after).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Output format (the steps are printed as they run either way).
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 /// How log lines are written.

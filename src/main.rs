@@ -64,6 +64,7 @@ fn main() -> ExitCode {
         Command::Attestation(AttestationCommand::Reset(a)) => (a.common.output, cmd::attestation::reset(a)),
         Command::Attestation(AttestationCommand::Verify(a)) => (a.output, cmd::attestation::verify(a)),
         Command::Serve(a) => (Output::Text, cmd::serve::serve(a)),
+        Command::Demo(a) => (a.output, cmd::demo::demo(a)),
         Command::Token(TokenCommand::Create(a)) => (a.conn.output, cmd::admin::token_create(a)),
         Command::Token(TokenCommand::List(a)) => (a.conn.output, cmd::admin::token_list(a)),
         Command::Token(TokenCommand::Revoke(a)) => (a.conn.output, cmd::admin::token_revoke(a)),

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod attestation;
 pub mod audit;
 pub mod contract;
+pub mod demo;
 pub mod key;
 pub mod ledger;
 pub mod proof;

@@ -9,6 +9,7 @@ mod contract;
 mod controlplane;
 mod craft;
 mod crash;
+mod demo;
 mod key;
 mod ledger;
 mod material;
