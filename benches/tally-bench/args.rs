@@ -71,6 +71,15 @@ pub(crate) struct BenchIntakeArgs {
     /// Where to put the data directory (default: a fresh temporary directory).
     #[arg(long)]
     pub(crate) dir: Option<PathBuf>,
+    /// Load this running control plane (`http://host:port`) instead of one
+    /// started in this process; its admin token in `--admin-token` /
+    /// `TALLY_TOKEN`. Runs, a token and a key for `psirt-advisories` are
+    /// created through its API (setup, not timed).
+    #[arg(long, requires = "admin_token", conflicts_with_all = ["registry", "dir"])]
+    pub(crate) server: Option<String>,
+    /// The admin token of `--server`.
+    #[arg(long, env = "TALLY_TOKEN", hide_env_values = true)]
+    pub(crate) admin_token: Option<String>,
 }
 
 /// `tally-bench ledger`

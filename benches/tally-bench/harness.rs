@@ -345,15 +345,62 @@ async fn push_client(
     (lat, errors)
 }
 
-/// Runs the control plane benchmark (`tally bench intake`).
-pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Failure> {
-    use tally::attest::signing::{Algorithm, SigningKey};
-    use tally::attest::state::{ContractRef, MaterialRecord, State, STATE_SCHEMA};
-    use tally::server::{self, meta::Run, ServerConfig};
+/// The server `intake` loads: started in this process, or a running one.
+enum Target {
+    Local {
+        app: Arc<tally::server::App>,
+        rt: tokio::runtime::Runtime,
+        serving: tokio::task::JoinHandle<Result<(), tally::server::ServerError>>,
+        stop: tokio::sync::oneshot::Sender<()>,
+        _tmp: tempfile::TempDir,
+    },
+    Remote {
+        client: tally::client::Client,
+    },
+}
 
-    if args.attestations == 0 || args.clients == 0 {
-        return Err(Failure::Usage(anyhow!("need ≥ 1 attestation and ≥ 1 client")));
+/// The workflow the intake benchmark pushes for (its contract accepts any
+/// runner and asks for one VEX document).
+const BENCH_WORKFLOW: &str = "psirt-advisories";
+
+impl Target {
+    /// (sequenced, published) now.
+    fn sizes(&self) -> Result<(u64, u64), Failure> {
+        match self {
+            Target::Local { app, .. } => {
+                let s = app.ledger.sizes();
+                Ok((s.sequenced, s.published))
+            }
+            Target::Remote { client } => {
+                let log: tally::wire::LogInfo = client.get_as("/api/v1/log")?;
+                Ok((log.sizes.sequenced, log.sizes.published))
+            }
+        }
     }
+
+    /// Waits (≤ 120 s) until everything sequenced is published.
+    fn wait_published(&self) -> Result<(), Failure> {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(120) {
+            let (seq, publ) = self.sizes()?;
+            if publ >= seq {
+                return Ok(());
+            }
+            if let Target::Local { app, .. } = self {
+                let _ = app.ledger.wait_published(seq - 1, Duration::from_secs(120));
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Starts the control plane in this process (the default target).
+fn local_target(
+    args: &crate::args::BenchIntakeArgs,
+) -> Result<(Target, std::net::SocketAddr, String), Failure> {
+    use tally::server::{self, ServerConfig};
     let tmp = tempfile::tempdir()
         .context("creating a temporary directory")
         .unavailable()?;
@@ -362,44 +409,99 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         .enable_all()
         .build()
         .map_err(|e| Failure::Unavailable(e.into()))?;
-    let admin = tally::server::new_secret("tly_admin_");
-    let cfg = ServerConfig {
+    let admin = server::new_secret("tly_admin_");
+    let mut cfg = ServerConfig {
         listen: "127.0.0.1:0".into(),
-        data_dir: data.clone(),
+        data_dir: data,
         max_body_bytes: 1 << 20,
         ..ServerConfig::default()
     };
-    let mut cfg = cfg;
     if let Some(r) = &args.registry {
-        cfg.artifacts.backend = tally::server::artifact_store::Backend::Oci;
+        cfg.artifacts.backend = server::artifact_store::Backend::Oci;
         cfg.artifacts.repository = format!("{r}/tally/intake-{}", server::unix_now());
     }
     let started = rt
         .block_on(server::start(cfg, Some(admin.clone())))
         .map_err(|e| Failure::Unavailable(anyhow!(e)))?;
     let app = started.app.clone();
-    let url = format!("http://{}", started.addr);
-    let started_addr = started.addr;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(server::run(started, async move {
-        let _ = stop_rx.await;
+    let addr = started.addr;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = rt.spawn(server::run(started, async move {
+        let _ = stopped.await;
     }));
+    let t = Target::Local {
+        app,
+        rt,
+        serving,
+        stop,
+        _tmp: tmp,
+    };
+    Ok((t, addr, admin))
+}
+
+/// A running control plane at `--server`.
+fn remote_target(url: &str, admin: &str) -> Result<(Target, std::net::SocketAddr), Failure> {
+    let hostport = url
+        .strip_prefix("http://")
+        .map(|r| r.trim_end_matches('/'))
+        .ok_or_else(|| {
+            Failure::Usage(anyhow!(
+                "--server must be http://host:port (the load generator speaks plain HTTP/1.1)"
+            ))
+        })?;
+    use std::net::ToSocketAddrs as _;
+    let addr = hostport
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| Failure::Usage(anyhow!("cannot resolve {hostport}")))?;
+    let client = tally::client::Client::new(url, Some(admin))?;
+    Ok((Target::Remote { client }, addr))
+}
+
+/// Runs the control plane benchmark (`tally-bench intake`).
+pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Failure> {
+    use tally::attest::signing::{Algorithm, SigningKey};
+    use tally::attest::state::{ContractRef, MaterialRecord, State, STATE_SCHEMA};
+    use tally::server::{self, meta::Run};
+    use tally::wire;
+
+    if args.attestations == 0 || args.clients == 0 {
+        return Err(Failure::Usage(anyhow!("need ≥ 1 attestation and ≥ 1 client")));
+    }
+    let (target, addr, admin) = match &args.server {
+        Some(url) => {
+            let admin = args.admin_token.clone().unwrap_or_default();
+            let (t, a) = remote_target(url, &admin)?;
+            (t, a, admin)
+        }
+        None => local_target(args)?,
+    };
+    let url = format!("http://{addr}");
 
     // Setup (not measured): a workflow key, a token, one run and one signed
     // attestation per push. The workflow's contract asks for one VEX document.
-    let workflow = "psirt-advisories";
+    let workflow = BENCH_WORKFLOW;
     let algorithm = match args.algorithm {
         tally::cli::SigningAlgorithm::EcdsaP256 => Algorithm::EcdsaP256,
         tally::cli::SigningAlgorithm::Ed25519 => Algorithm::Ed25519,
     };
     let key = SigningKey::generate(algorithm).usage()?;
-    app.meta
-        .add_workflow_key(workflow, key.keyid(), key.public_pem(), server::unix_now())
-        .map_err(|e| Failure::Unavailable(e.into()))?;
-    let token = tally::server::new_secret("tly_wf_");
-    app.meta
-        .create_token(
-            &tally::server::meta::TokenInfo {
+    let runner = tally::attest::runner::detect(|k| match k {
+        "GITHUB_ACTIONS" => Some("true".into()),
+        "GITHUB_RUN_ID" => Some("1".into()),
+        _ => None,
+    });
+    let setup = Instant::now();
+    let n = args.attestations;
+    // The runs (ids), the token, the project and the pinned contract.
+    let (ids, token, project, contract) = match &target {
+        Target::Local { app, .. } => {
+            app.meta
+                .add_workflow_key(workflow, key.keyid(), key.public_pem(), server::unix_now())
+                .map_err(|e| Failure::Unavailable(e.into()))?;
+            let token = server::new_secret("tly_wf_");
+            let info = wire::TokenInfo {
                 id: "tok-bench".into(),
                 workflows: vec![workflow.into()],
                 description: "bench".into(),
@@ -407,40 +509,99 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
                 expires_at: None,
                 last_used_at: None,
                 revoked_at: None,
-            },
-            &tally::server::token_hash(&token),
-        )
-        .map_err(|e| Failure::Unavailable(e.into()))?;
-    let resolved = app
-        .contracts
-        .resolve(workflow, None)
-        .map_err(|e| Failure::Unavailable(e.into()))?;
-    let text = String::from_utf8_lossy(
-        &app.contracts
-            .blob(&resolved.revision.blob)
-            .map_err(|e| Failure::Unavailable(e.into()))?,
-    )
-    .into_owned();
-    let setup = Instant::now();
-    let n = args.attestations;
-    let runner = tally::attest::runner::detect(|k| match k {
-        "GITHUB_ACTIONS" => Some("true".into()),
-        "GITHUB_RUN_ID" => Some("1".into()),
-        _ => None,
-    });
+            };
+            app.meta
+                .create_token(&info, &server::token_hash(&token))
+                .map_err(|e| Failure::Unavailable(e.into()))?;
+            let resolved = app
+                .contracts
+                .resolve(workflow, None)
+                .map_err(|e| Failure::Unavailable(e.into()))?;
+            let blob = app
+                .contracts
+                .blob(&resolved.revision.blob)
+                .map_err(|e| Failure::Unavailable(e.into()))?;
+            let contract = ContractRef {
+                revision: resolved.revision.clone(),
+                source: String::new(),
+                text: String::from_utf8_lossy(&blob).into_owned(),
+            };
+            let ids: Vec<String> = (0..n).map(|i| format!("run-bench-{i:08}")).collect();
+            for id in &ids {
+                app.meta
+                    .insert_run(&Run {
+                        id: id.clone(),
+                        workflow: workflow.into(),
+                        project: resolved.workflow.project.clone(),
+                        version: "1.0.0".into(),
+                        status: "INITIALIZED".into(),
+                        contract: resolved.revision.clone(),
+                        runner_type: runner.kind.clone(),
+                        runner_url: String::new(),
+                        created_at: server::unix_now(),
+                        finished_at: None,
+                        reason: None,
+                        log_index: None,
+                        envelope_digest: None,
+                    })
+                    .map_err(|e| Failure::Unavailable(e.into()))?;
+            }
+            (ids, token, resolved.workflow.project.clone(), contract)
+        }
+        Target::Remote { client } => {
+            let _: (_, wire::KeyAdded) = client.post_as(
+                &format!("/api/v1/workflows/{workflow}/keys"),
+                &wire::AddKey {
+                    public_key: key.public_pem().to_owned(),
+                },
+            )?;
+            let (_, t): (_, wire::TokenCreated) = client.post_as(
+                "/api/v1/tokens",
+                &wire::CreateToken {
+                    workflows: vec![workflow.into()],
+                    expires_in_secs: Some(86_400),
+                    description: "tally-bench intake".into(),
+                },
+            )?;
+            let runs = tally::client::Client::new(&url, Some(&t.token))?;
+            let mut ids = Vec::with_capacity(n);
+            let mut pinned = None;
+            for _ in 0..n {
+                let (_, started): (_, wire::RunStarted) = runs.post_as(
+                    "/api/v1/runs",
+                    &wire::StartRun {
+                        workflow: workflow.into(),
+                        project: None,
+                        version: "1.0.0".into(),
+                        contract_revision: None,
+                        runner: runner.clone(),
+                    },
+                )?;
+                ids.push(started.run.id.clone());
+                pinned.get_or_insert((started.run.project.clone(), started.contract));
+            }
+            let (project, c) = pinned.ok_or_else(|| Failure::Unavailable(anyhow!("no run was started")))?;
+            let contract = ContractRef {
+                revision: tally::contract::ContractRevision {
+                    name: c.name,
+                    commit: c.commit,
+                    blob: c.blob,
+                },
+                source: String::new(),
+                text: c.text,
+            };
+            (ids, t.token, project, contract)
+        }
+    };
     let template = State {
         schema: STATE_SCHEMA.into(),
         run_id: String::new(),
         dry_run: false,
         server: url.clone(),
         workflow: workflow.into(),
-        project: resolved.workflow.project.clone(),
+        project,
         version: "1.0.0".into(),
-        contract: ContractRef {
-            revision: resolved.revision.clone(),
-            source: String::new(),
-            text,
-        },
+        contract,
         runner: runner.clone(),
         env: Default::default(),
         git: None,
@@ -448,17 +609,18 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         materials: Vec::new(),
     };
     let key = Arc::new(key);
+    let ids = Arc::new(ids);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunks: Vec<Vec<(String, Vec<u8>)>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
             .map(|t| {
-                let key = key.clone();
+                let (key, ids) = (key.clone(), ids.clone());
                 let template = template.clone();
                 s.spawn(move || {
                     let mut out = Vec::new();
                     for i in (t..n).step_by(threads) {
                         let mut st = template.clone();
-                        st.run_id = format!("run-bench-{i:08}");
+                        st.run_id = ids[i].clone();
                         st.materials = vec![MaterialRecord {
                             name: "vex-disclosure".into(),
                             kind: "CSAF_VEX".into(),
@@ -496,26 +658,8 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         .flatten()
         .map(|(id, env)| (id, hyper::body::Bytes::from(env)))
         .collect();
-    for (id, _) in &work {
-        app.meta
-            .insert_run(&Run {
-                id: id.clone(),
-                workflow: workflow.into(),
-                project: template.project.clone(),
-                version: "1.0.0".into(),
-                status: "INITIALIZED".into(),
-                contract: template.contract.revision.clone(),
-                runner_type: runner.kind.clone(),
-                runner_url: String::new(),
-                created_at: server::unix_now(),
-                finished_at: None,
-                reason: None,
-                log_index: None,
-                envelope_digest: None,
-            })
-            .map_err(|e| Failure::Unavailable(e.into()))?;
-    }
     let setup_s = setup.elapsed().as_secs_f64();
+    let _ = admin;
 
     // Pushes: every client takes the next attestation until none is left.
     let work = Arc::new(work);
@@ -532,7 +676,7 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         let mut tasks = Vec::new();
         for _ in 0..args.clients {
             let (work, next, token) = (work.clone(), next.clone(), token.clone());
-            tasks.push(tokio::spawn(push_client(started_addr, work, next, token)));
+            tasks.push(tokio::spawn(push_client(addr, work, next, token)));
         }
         let mut out = Vec::new();
         for t in tasks {
@@ -549,27 +693,25 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
 
     // Wait for everything to be published, then read proofs.
     let t_pub = Instant::now();
-    let total = app.ledger.sizes().sequenced;
-    if total > 0 {
-        let _ = app.ledger.wait_published(total - 1, Duration::from_secs(120));
-    }
+    target.wait_published()?;
     let publish_tail_s = t_pub.elapsed().as_secs_f64();
-    let size = app.ledger.sizes().published.max(1);
+    let size = target.sizes()?.1.max(1);
     // With an OCI store: how long until every attestation is copied into it.
-    let mirror = if args.registry.is_some() {
-        let t = Instant::now();
-        let mut copied = 0;
-        while t.elapsed() < Duration::from_secs(3600) {
-            copied = tally::server::mirror::next(&app).map_err(|e| Failure::Unavailable(anyhow!(e)))?;
-            if copied >= size {
-                break;
+    let mirror = match (&target, &args.registry) {
+        (Target::Local { app, .. }, Some(_)) => {
+            let t = Instant::now();
+            let mut copied = 0;
+            while t.elapsed() < Duration::from_secs(3600) {
+                copied = tally::server::mirror::next(app).map_err(|e| Failure::Unavailable(anyhow!(e)))?;
+                if copied >= size {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            let s = push_s + t.elapsed().as_secs_f64();
+            json!({"copied": copied, "seconds_from_first_push": s, "per_s": copied as f64 / s})
         }
-        let s = push_s + t.elapsed().as_secs_f64();
-        json!({"copied": copied, "seconds_from_first_push": s, "per_s": copied as f64 / s})
-    } else {
-        serde_json::Value::Null
+        _ => serde_json::Value::Null,
     };
     let reads = args.proof_reads;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -579,7 +721,7 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         for c in 0..args.clients {
             let next = next.clone();
             tasks.push(tokio::spawn(async move {
-                let mut conn = LoadConn::new(started_addr);
+                let mut conn = LoadConn::new(addr);
                 let mut errors = 0u64;
                 let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ c as u64;
                 while next.fetch_add(1, Ordering::Relaxed) < reads {
@@ -602,12 +744,19 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         e
     });
     let read_s = t1.elapsed().as_secs_f64();
-    let _ = stop_tx.send(());
-    rt.block_on(server)
-        .map_err(|e| Failure::Unavailable(anyhow!(e)))?
-        .map_err(|e| Failure::Unavailable(anyhow!(e)))?;
+    let remote = matches!(target, Target::Remote { .. });
+    if let Target::Local {
+        rt, serving, stop, ..
+    } = target
+    {
+        let _ = stop.send(());
+        rt.block_on(serving)
+            .map_err(|e| Failure::Unavailable(anyhow!(e)))?
+            .map_err(|e| Failure::Unavailable(anyhow!(e)))?;
+    }
     let j = json!({
         "benchmark": "intake",
+        "server": if remote { url.as_str() } else { "in this process" },
         "attestations": n,
         "clients": args.clients,
         "algorithm": format!("{:?}", args.algorithm),
@@ -617,6 +766,8 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         "errors": errors,
         "push_s": push_s,
         "attestations_per_s": accepted as f64 / push_s,
+        // In this process: the server's and the load generator's CPU; for a
+        // remote server, the load generator's only.
         "cpu_s": push_cpu_s,
         "cpu_us_per_attestation": push_cpu_s * 1e6 / accepted.max(1) as f64,
         "ack_ms": {"p50": percentile(&lat, 0.5) * 1e3, "p90": percentile(&lat, 0.9) * 1e3, "p99": percentile(&lat, 0.99) * 1e3, "max": lat.last().copied().unwrap_or(f64::NAN) * 1e3},

@@ -1264,3 +1264,36 @@ fn refused_pushes_are_rate_limited_per_token() {
     assert_eq!((s, e["error"].as_str()), (422, Some("signature")), "{e}");
     assert_eq!(cp.published(), 0);
 }
+
+/// `tally-bench intake --server` loads a control plane it did not start:
+/// runs, a token and a key created through the API, every push accepted.
+#[test]
+fn the_intake_benchmark_loads_an_external_server() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = contracts_repo(d.path());
+    let cp = ControlPlane::start(&repo, &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_tally-bench"))
+        .args([
+            "intake",
+            "--server",
+            &cp.url,
+            "--attestations",
+            "40",
+            "--proof-reads",
+            "40",
+            "--clients",
+            "4",
+        ])
+        .env("TALLY_TOKEN", &cp.admin)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["accepted"].as_u64(), v["errors"].as_u64()),
+        (Some(40), Some(0)),
+        "{v}"
+    );
+    assert_eq!(v["server"], cp.url.as_str());
+    assert_eq!(cp.published(), 40);
+}
