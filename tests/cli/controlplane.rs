@@ -214,6 +214,26 @@ impl Operator {
     }
 }
 
+/// A control plane on the example contracts (`tally serve <flags>`), the
+/// operator's set-up for `payments-release` and a pipeline workspace — what
+/// most tests start from: (temporary directory, contracts repository,
+/// control plane, workspace, operator).
+pub(crate) fn pipeline(
+    flags: &[&str],
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    ControlPlane,
+    std::path::PathBuf,
+    Operator,
+) {
+    let d = tempfile::tempdir().unwrap();
+    let repo = contracts_repo(d.path());
+    let cp = ControlPlane::start(&repo, flags);
+    let (ws, op) = workspace(&cp, d.path(), "payments-release");
+    (d, repo, cp, ws, op)
+}
+
 /// A pipeline's workspace (`<dir>/ws`) and the operator's set-up for `workflow`.
 pub(crate) fn workspace(cp: &ControlPlane, dir: &Path, workflow: &str) -> (std::path::PathBuf, Operator) {
     let ws = dir.join("ws");
@@ -351,10 +371,7 @@ pub(crate) fn craft_release_with(
 
 #[test]
 fn operator_developer_and_auditor_flows_end_to_end() {
-    let d = tempfile::tempdir().unwrap();
-    let repo = contracts_repo(d.path());
-    let mut cp = ControlPlane::start(&repo, &[]);
-    let (ws, op) = workspace(&cp, d.path(), "payments-release");
+    let (d, repo, mut cp, ws, op) = pipeline(&[]);
     let env = op.env();
 
     let init = craft_release(&cp, &ws, &env);
@@ -1091,10 +1108,7 @@ fn invalid_configuration_is_a_clear_error_at_start() {
 
 #[test]
 fn unfinished_runs_expire_and_cannot_be_pushed() {
-    let d = tempfile::tempdir().unwrap();
-    let repo = contracts_repo(d.path());
-    let cp = ControlPlane::start(&repo, &["--run-ttl-secs", "1"]);
-    let (ws, op) = workspace(&cp, d.path(), "payments-release");
+    let (_d, _repo, cp, ws, op) = pipeline(&["--run-ttl-secs", "1"]);
     let env = op.env();
     let init = craft_release(&cp, &ws, &env);
     let rid = init["run_id"].as_str().unwrap().to_owned();
@@ -1122,10 +1136,7 @@ fn unfinished_runs_expire_and_cannot_be_pushed() {
 /// the index rows while the server is down and blocking their rebuild).
 #[test]
 fn a_run_in_the_log_stays_taken_across_a_crash() {
-    let d = tempfile::tempdir().unwrap();
-    let repo = contracts_repo(d.path());
-    let mut cp = ControlPlane::start(&repo, &[]);
-    let (ws, op) = workspace(&cp, d.path(), "payments-release");
+    let (_d, repo, mut cp, ws, op) = pipeline(&[]);
     let env = op.env();
     let init = craft_release(&cp, &ws, &env);
     let run_id = init["run_id"].as_str().unwrap().to_owned();
