@@ -31,6 +31,9 @@ pub enum AuditError {
         /// The source's error.
         message: String,
     },
+    /// The source has no checkpoint at all: there is no log to audit there.
+    #[error("there is no checkpoint at this source: nothing to audit (is it the root of a tiled log?)")]
+    NoCheckpoint,
     /// A resource the checkpoint requires is missing.
     #[error("{0} is missing, but the checkpoint's tree size requires it")]
     Missing(String),
@@ -230,7 +233,10 @@ pub fn audit_log<S: TileSource>(
     log_key: &VerifierKey,
     opts: &AuditOptions<'_>,
 ) -> Result<AuditReport, AuditError> {
-    let cp_bytes = fetch_required(src, "checkpoint")?;
+    let cp_bytes = match fetch_required(src, "checkpoint") {
+        Err(AuditError::Missing(_)) => return Err(AuditError::NoCheckpoint),
+        other => other?,
+    };
     let checkpoint = verify_checkpoint(&cp_bytes, log_key, opts.witnesses, opts.expected_origin)
         .map_err(AuditError::Checkpoint)?;
     let size = checkpoint.size();

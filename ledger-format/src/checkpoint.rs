@@ -46,6 +46,35 @@ pub enum CheckpointError {
     Inconsistent(#[from] ProofError),
 }
 
+impl CheckpointError {
+    /// Whether the checkpoint text itself is malformed (it does not parse as
+    /// a signed note or a checkpoint body), as opposed to well-formed but not
+    /// verifying (wrong origin, wrong signer, inconsistent).
+    pub fn is_malformed(&self) -> bool {
+        match self {
+            CheckpointError::TooShort
+            | CheckpointError::EmptyOrigin
+            | CheckpointError::BadSize(_)
+            | CheckpointError::BadRoot(_)
+            | CheckpointError::EmptyExtension(_) => true,
+            CheckpointError::Note(n) => matches!(
+                n,
+                NoteError::NotUtf8(_)
+                    | NoteError::ControlCharacter { .. }
+                    | NoteError::NoSignatureBlock
+                    | NoteError::NoSignatures
+                    | NoteError::MissingFinalNewline
+                    | NoteError::BadText
+                    | NoteError::BadSignatureLine { .. }
+                    | NoteError::TooManySignatures(_)
+            ),
+            CheckpointError::WrongOrigin { .. }
+            | CheckpointError::NotSignedByLog(_)
+            | CheckpointError::Inconsistent(_) => false,
+        }
+    }
+}
+
 /// A checkpoint body: origin, tree size, root hash and optional extension lines.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {

@@ -77,7 +77,12 @@ fn run<S: TileSource>(
     opts: &AuditOptions<'_>,
 ) -> Result<AuditReport, Failure> {
     audit_log(src, key, opts).map_err(|e| match e {
-        AuditError::Fetch { .. } => Failure::Unavailable(anyhow!(e)),
+        // Nothing to read: unavailable (3), not a log that fails (1).
+        AuditError::Fetch { .. } | AuditError::NoCheckpoint => Failure::Unavailable(anyhow!(e)),
+        // A checkpoint that does not parse is malformed input (2).
+        AuditError::Checkpoint(ref c) | AuditError::OldCheckpoint(ref c) if c.is_malformed() => {
+            Failure::Usage(anyhow!(e))
+        }
         other => Failure::Invalid(anyhow!(other).context("the log does not verify")),
     })
 }

@@ -99,12 +99,14 @@ fn every_flipped_byte_in_any_tile_bundle_or_checkpoint_is_rejected() {
     }
     assert!(flips > 10_000, "{flips}");
 
-    // And through the binary, one flip per kind of file, with a precise report.
-    for (path, at) in [
-        ("tile/0/000", 100usize),
-        ("tile/entries/000", 500),
-        ("tile/1/000.p/1", 3),
-        ("checkpoint", 20),
+    // And through the binary, one flip per kind of file, with a precise report:
+    // a tile or bundle that differs is an invalid log (1); a checkpoint the
+    // flip made unparsable (not UTF-8) is malformed input (2, SPEC §7).
+    for (path, at, exit) in [
+        ("tile/0/000", 100usize, 1),
+        ("tile/entries/000", 500, 1),
+        ("tile/1/000.p/1", 3, 1),
+        ("checkpoint", 20, 2),
     ] {
         let d = tmp();
         log.write(d.path());
@@ -113,7 +115,7 @@ fn every_flipped_byte_in_any_tile_bundle_or_checkpoint_is_rejected() {
         b[at] ^= 0xff;
         std::fs::write(&f, b).unwrap();
         let o = audit(d.path().to_str().unwrap(), &vkey.to_string(), &[]);
-        assert_eq!(code(&o), 1, "{path}: {}", stderr(&o));
+        assert_eq!(code(&o), exit, "{path}: {}", stderr(&o));
         let err = stderr(&o);
         if path.starts_with("tile/0") || path.starts_with("tile/1") {
             assert!(err.contains(path), "report should name {path}: {err}");
@@ -280,4 +282,32 @@ fn golden_log_is_reproducible() {
         }
     }
     assert!(files >= 10);
+}
+
+/// A directory with no checkpoint is nothing to audit (exit 3, said so), and a
+/// checkpoint that does not parse is malformed input (exit 2): neither is a
+/// log that fails its checks (exit 1).
+#[test]
+fn no_checkpoint_is_unavailable_and_an_unparsable_one_is_malformed() {
+    let key = log_key();
+    let log = TestLog::build(tally_entries(20), &key);
+    let d = tmp();
+    log.write(d.path());
+    let pubkey = key.verifier().to_string();
+    let dir = d.path().to_str().unwrap();
+    std::fs::remove_file(d.path().join("checkpoint")).unwrap();
+    let o = audit(dir, &pubkey, &[]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no checkpoint"), "{}", stderr(&o));
+    std::fs::write(d.path().join("checkpoint"), "not a note\n").unwrap();
+    let o = audit(dir, &pubkey, &[]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    // Well-formed but signed by another key: invalid.
+    let other = TestLog::build(
+        tally_entries(20),
+        &ledger_format::note::SignerKey::from_seed("golden.tally.dev/log", &[9; 32]).unwrap(),
+    );
+    std::fs::write(d.path().join("checkpoint"), &other.files["checkpoint"]).unwrap();
+    let o = audit(dir, &pubkey, &[]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
 }
