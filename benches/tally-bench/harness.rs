@@ -397,9 +397,7 @@ impl Target {
 }
 
 /// Starts the control plane in this process (the default target).
-fn local_target(
-    args: &crate::args::BenchIntakeArgs,
-) -> Result<(Target, std::net::SocketAddr, String), Failure> {
+fn local_target(args: &crate::args::BenchIntakeArgs) -> Result<(Target, std::net::SocketAddr), Failure> {
     use tally::server::{self, ServerConfig};
     let tmp = tempfile::tempdir()
         .context("creating a temporary directory")
@@ -409,7 +407,6 @@ fn local_target(
         .enable_all()
         .build()
         .map_err(|e| Failure::Unavailable(e.into()))?;
-    let admin = server::new_secret("tly_admin_");
     let mut cfg = ServerConfig {
         listen: "127.0.0.1:0".into(),
         data_dir: data,
@@ -421,7 +418,7 @@ fn local_target(
         cfg.artifacts.repository = format!("{r}/tally/intake-{}", server::unix_now());
     }
     let started = rt
-        .block_on(server::start(cfg, Some(admin.clone())))
+        .block_on(server::start(cfg, None))
         .map_err(|e| Failure::Unavailable(anyhow!(e)))?;
     let app = started.app.clone();
     let addr = started.addr;
@@ -436,7 +433,7 @@ fn local_target(
         stop,
         _tmp: tmp,
     };
-    Ok((t, addr, admin))
+    Ok((t, addr))
 }
 
 /// A running control plane at `--server`.
@@ -469,12 +466,8 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
     if args.attestations == 0 || args.clients == 0 {
         return Err(Failure::Usage(anyhow!("need ≥ 1 attestation and ≥ 1 client")));
     }
-    let (target, addr, admin) = match &args.server {
-        Some(url) => {
-            let admin = args.admin_token.clone().unwrap_or_default();
-            let (t, a) = remote_target(url, &admin)?;
-            (t, a, admin)
-        }
+    let (target, addr) = match &args.server {
+        Some(url) => remote_target(url, args.admin_token.as_deref().unwrap_or_default())?,
         None => local_target(args)?,
     };
     let url = format!("http://{addr}");
@@ -659,7 +652,6 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         .map(|(id, env)| (id, hyper::body::Bytes::from(env)))
         .collect();
     let setup_s = setup.elapsed().as_secs_f64();
-    let _ = admin;
 
     // Pushes: every client takes the next attestation until none is left.
     let work = Arc::new(work);
