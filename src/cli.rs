@@ -43,6 +43,9 @@ pub enum Command {
     /// Work with workflow contracts.
     #[command(subcommand)]
     Contract(ContractCommand),
+    /// Write and test Rego policies: evaluate one on a file, run policy tests.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 
     /// Craft an attestation in a CI pipeline: init, add, status, push, reset.
     #[command(subcommand)]
@@ -259,6 +262,28 @@ pub enum RunCommand {
     List(RunListArgs),
     /// One run.
     Describe(RunDescribeArgs),
+    /// Grant one run an exception (admin): its blocking policy violations
+    /// no longer refuse its push until it expires; the verdict logged with
+    /// the attestation records who, why and until when.
+    Exception(RunExceptionArgs),
+}
+
+/// `tally run exception`
+#[derive(Debug, Args)]
+pub struct RunExceptionArgs {
+    /// The run id.
+    pub id: String,
+    /// Who grants it (a person; recorded in the log).
+    #[arg(long)]
+    pub by: String,
+    /// Why (recorded in the log).
+    #[arg(long)]
+    pub reason: String,
+    /// How long it may be used: 30m, 12h, 2d.
+    #[arg(long = "for", default_value = "24h")]
+    pub valid_for: String,
+    #[command(flatten)]
+    pub conn: ServerConn,
 }
 
 /// `tally run list`
@@ -551,6 +576,55 @@ pub struct ContractLintArgs {
     pub output: Output,
 }
 
+/// `tally policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Evaluate a policy (Chainloop `kind: Policy` YAML or plain `.rego`) on
+    /// a material file: the verdict, the violations and the input the policy
+    /// saw. Exit 0 passed or skipped, 4 violations, 2 a policy that does not compile.
+    Eval(PolicyEvalArgs),
+    /// Run policy tests (`*.test.toml`: a policy, a fixture, the expected
+    /// verdict and violations). Exit 0 all pass, 1 any fails.
+    Test(PolicyTestArgs),
+}
+
+/// `tally policy eval`
+#[derive(Debug, Args)]
+pub struct PolicyEvalArgs {
+    /// The policy file.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// The material (for an ATTESTATION policy: a statement or a DSSE envelope).
+    #[arg(long)]
+    pub material: PathBuf,
+    /// The material's kind (default: detected, as `attestation add` does).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// An argument, `name=value` (repeatable).
+    #[arg(long = "with", value_name = "NAME=VALUE")]
+    pub with: Vec<String>,
+    /// The material's name in `input.chainloop_metadata`.
+    #[arg(long, default_value = "material")]
+    pub name: String,
+    /// Print the input as the policy saw it (always in `--output json`).
+    #[arg(long)]
+    pub show_input: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `tally policy test`
+#[derive(Debug, Args)]
+pub struct PolicyTestArgs {
+    /// Test files, or directories searched for `*.test.toml`.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
 /// `tally ledger …`
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
@@ -802,6 +876,17 @@ pub struct VerifyArgs {
     /// Accept any checkpoint origin.
     #[arg(long, conflicts_with = "origin")]
     pub any_origin: bool,
+    /// The control plane's verdict key (PEM, `verdict_key` of GET
+    /// /api/v1/log): check the signature of the policy verdict the entry binds.
+    #[arg(long)]
+    pub verdict_key: Option<PathBuf>,
+    /// A clone of the contracts repository: re-evaluate the policies the
+    /// verdict records, at its pinned commit (needs --bundle; with --materials).
+    #[arg(long, requires = "bundle")]
+    pub contracts: Option<PathBuf>,
+    /// A folder holding the attestation's materials (found by digest).
+    #[arg(long, requires = "contracts")]
+    pub materials: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,

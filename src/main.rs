@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use tally::cli::{
     ArtifactCommand, AttestationCommand, Cli, Command, ContractCommand, KeyCommand, LedgerCommand, LogFormat,
-    Output, ProofCommand, RunCommand, TokenCommand, WorkflowCommand, WorkflowKeyCommand,
+    Output, PolicyCommand, ProofCommand, RunCommand, TokenCommand, WorkflowCommand, WorkflowKeyCommand,
 };
 use tally::cmd::{self, Report};
 use tally::exit::{Failure, OK};
@@ -74,6 +74,7 @@ fn main() -> ExitCode {
         }
         Command::Run(RunCommand::List(a)) => (a.conn.output, cmd::admin::run_list(a)),
         Command::Run(RunCommand::Describe(a)) => (a.conn.output, cmd::admin::run_describe(a)),
+        Command::Run(RunCommand::Exception(a)) => (a.conn.output, cmd::admin::run_exception(a)),
         Command::Stats(a) => (a.conn.output, cmd::admin::stats(a)),
         Command::Artifact(ArtifactCommand::Download(a)) => (a.conn.output, cmd::admin::artifact_download(a)),
         Command::Artifact(ArtifactCommand::Upload(a)) => (a.conn.output, cmd::admin::artifact_upload(a)),
@@ -82,6 +83,8 @@ fn main() -> ExitCode {
         Command::Contract(ContractCommand::Show(a)) => (a.output, cmd::contract::show(a)),
         Command::Contract(ContractCommand::Diff(a)) => (a.output, cmd::contract::diff(a)),
         Command::Contract(ContractCommand::Check(a)) => (a.output, cmd::contract::check(a)),
+        Command::Policy(PolicyCommand::Eval(a)) => (a.output, cmd::policy::eval(a)),
+        Command::Policy(PolicyCommand::Test(a)) => (a.output, cmd::policy::test(a)),
     };
     match (result, output) {
         (Ok(r), Output::Text) => {

@@ -6,6 +6,7 @@
 //! Below both the server and the CLI: this module imports neither.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -53,6 +54,9 @@ pub struct LogInfo {
     pub sizes: Sizes,
     /// Where the ledger's git repository is served.
     pub git: String,
+    /// The public key (PEM) the control plane signs its policy verdicts
+    /// (VSAs) with: `tally verify --verdict-key`.
+    pub verdict_key: String,
 }
 
 /// `GET /api/v1/proof/inclusion`
@@ -176,6 +180,9 @@ pub struct Run {
     /// Where its attestation was copied in the OCI store (describe only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oci_attestations: Option<Vec<String>>,
+    /// The policy exception granted to it, if any (describe only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<ExceptionGranted>,
 }
 
 /// The contract a run was started against, with its text.
@@ -189,6 +196,14 @@ pub struct RunContract {
     pub blob: String,
     /// The TOML text.
     pub text: String,
+    /// The commit of the contracts repository its policies are read at
+    /// (empty: the contract has none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub policies_commit: String,
+    /// Every policy file it uses, by repository path: the bytes the
+    /// crafting CLI evaluates (the control plane evaluates the same).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, String>,
 }
 
 /// The answer to `POST /api/v1/runs`.
@@ -244,9 +259,45 @@ pub struct PushAnswer<'a> {
     /// Where to get the proof later, when not published yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The control plane's signed verdict (standard base64 of the VSA
+    /// envelope the entry binds), when the contract has policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// The policy evaluations that verdict records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub policy_evaluations: Vec<crate::policy::Evaluation>,
 }
 
 // -------------------------------------------------------------------- admin
+
+/// `POST /api/v1/runs/{id}/exception` (admin): lets this run's blocking
+/// policy violations through until `until`; the verdict records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantException {
+    /// Who grants it (a person, recorded in the log with the admin principal).
+    pub by: String,
+    /// Why (recorded in the log).
+    pub reason: String,
+    /// Unix seconds after which it no longer applies.
+    pub until: i64,
+}
+
+/// The answer to `POST /api/v1/runs/{id}/exception`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExceptionGranted {
+    /// The run.
+    pub run_id: String,
+    /// Who granted it.
+    pub granted_by: String,
+    /// Why.
+    pub reason: String,
+    /// Unix seconds.
+    pub granted_at: i64,
+    /// Unix seconds.
+    pub until: i64,
+}
 
 /// `POST /api/v1/tokens`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

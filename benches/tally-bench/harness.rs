@@ -518,6 +518,8 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
                 revision: resolved.revision.clone(),
                 source: String::new(),
                 text: String::from_utf8_lossy(&blob).into_owned(),
+                policies_commit: String::new(),
+                policies: Default::default(),
             };
             let ids: Vec<String> = (0..n).map(|i| format!("run-bench-{i:08}")).collect();
             for id in &ids {
@@ -582,6 +584,8 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
                 },
                 source: String::new(),
                 text: c.text,
+                policies_commit: c.policies_commit,
+                policies: c.policies,
             };
             (ids, t.token, project, contract)
         }
@@ -627,6 +631,7 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
                             lenient: false,
                             stored: String::new(),
                             added_at: String::new(),
+                            policy_evaluations: Vec::new(),
                         }];
                         let payload = serde_json::to_vec(&tally::attest::statement::build(
                             &st,

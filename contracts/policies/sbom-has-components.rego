@@ -1,11 +1,13 @@
-# Referenced by build-and-release.toml; evaluated by the policy engine to come.
+# A plain Rego policy (no YAML): it applies to the materials a contract names
+# in `materials`. Arguments arrive as strings in input.args (Chainloop's
+# convention), so numbers are converted here.
 package tally.sbom
 
 import rego.v1
 
-default violations := []
+min_components := to_number(object.get(input.args, "min_components", "1"))
 
 violations contains msg if {
-	count(input.components) < data.min_components
-	msg := sprintf("the SBOM lists %d components; at least %d are required", [count(input.components), data.min_components])
+	count(object.get(input, "components", [])) < min_components
+	msg := sprintf("the SBOM lists %d components; at least %d are required", [count(object.get(input, "components", [])), min_components])
 }

@@ -71,6 +71,10 @@ pub struct Entry {
     pub workflow: String,
     /// The run id assigned by the control plane.
     pub run: String,
+    /// The control plane's verdict (a signed SLSA VSA envelope stored
+    /// beside the entry), when the contract has policies: its SHA-256 and
+    /// length.
+    pub verdict: Option<(Hash, u64)>,
 }
 
 /// Field values: 1..=256 printable ASCII characters from a safe set.
@@ -159,25 +163,29 @@ impl Entry {
             )?;
             values.push(value);
         }
-        if lines.len() > FIELDS.len() + 1 {
-            return Err(EntryError::TrailingLines(lines.len() - FIELDS.len() - 1));
+        let mut verdict = None;
+        let rest = &lines[FIELDS.len() + 1..];
+        if let Some(line) = rest.first().filter(|l| l.starts_with("verdict ")) {
+            let value = &line["verdict ".len()..];
+            let bad = || EntryError::BadValue {
+                field: "verdict",
+                value: value.chars().take(80).collect(),
+                why: "expected sha256:<64 lowercase hex digits> <decimal size>",
+            };
+            let (d, size) = value.split_once(' ').ok_or_else(bad)?;
+            let hash = parse_sha256(d).ok_or_else(bad)?;
+            let size = parse_decimal(size).ok_or_else(bad)?;
+            verdict = Some((hash, size));
         }
-        let digest = values[0]
-            .strip_prefix("sha256:")
-            .and_then(|h| {
-                if h.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                {
-                    Hash::from_hex(h).ok()
-                } else {
-                    None
-                }
-            })
-            .ok_or_else(|| EntryError::BadValue {
-                field: "envelope",
-                value: values[0].chars().take(80).collect(),
-                why: "expected sha256:<64 lowercase hex digits>",
-            })?;
+        let used = FIELDS.len() + 1 + usize::from(verdict.is_some());
+        if lines.len() > used {
+            return Err(EntryError::TrailingLines(lines.len() - used));
+        }
+        let digest = parse_sha256(values[0]).ok_or_else(|| EntryError::BadValue {
+            field: "envelope",
+            value: values[0].chars().take(80).collect(),
+            why: "expected sha256:<64 lowercase hex digits>",
+        })?;
         let size = parse_decimal(values[1]).ok_or_else(|| EntryError::BadValue {
             field: "envelope-size",
             value: values[1].to_owned(),
@@ -194,6 +202,7 @@ impl Entry {
             project: values[5].to_owned(),
             workflow: values[6].to_owned(),
             run: values[7].to_owned(),
+            verdict,
         };
         entry.validate()?;
         Ok(entry)
@@ -210,7 +219,23 @@ impl fmt::Display for Entry {
         writeln!(f, "contract-blob {}", self.contract.blob)?;
         writeln!(f, "project {}", self.project)?;
         writeln!(f, "workflow {}", self.workflow)?;
-        writeln!(f, "run {}", self.run)
+        writeln!(f, "run {}", self.run)?;
+        if let Some((d, size)) = &self.verdict {
+            writeln!(f, "verdict sha256:{} {size}", d.to_hex())?;
+        }
+        Ok(())
+    }
+}
+
+/// `sha256:<64 lowercase hex>`.
+fn parse_sha256(s: &str) -> Option<Hash> {
+    let h = s.strip_prefix("sha256:")?;
+    if h.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Hash::from_hex(h).ok()
+    } else {
+        None
     }
 }
 
@@ -231,6 +256,23 @@ mod tests {
             project: "payments".into(),
             workflow: "release".into(),
             run: "01JCRZ6X2V3M5Q8T9W0Y1Z2A3B".into(),
+            verdict: None,
+        }
+    }
+
+    #[test]
+    fn a_verdict_line_round_trips_and_must_be_canonical() {
+        let mut e = sample();
+        e.verdict = Some((sha256(b"vsa"), 3));
+        let bytes = e.to_bytes();
+        assert_eq!(Entry::parse(&bytes).expect("parse"), e);
+        let text = e.to_string();
+        for bad in [
+            text.replace(" 3\n", " 03\n"),
+            text.replace(" 3\n", "\n"),
+            format!("{text}verdict sha256:{} 1\n", "a".repeat(64)),
+        ] {
+            assert!(Entry::parse(bad.as_bytes()).is_err(), "{bad}");
         }
     }
 

@@ -19,6 +19,9 @@ pub struct Bundle {
     pub tlog_proof: String,
     /// The envelope's exact bytes (the entry binds their digest).
     pub envelope: Vec<u8>,
+    /// The control plane's signed verdict (a VSA envelope's exact bytes),
+    /// when the entry binds one (SPEC.md §13.6).
+    pub verdict: Option<Vec<u8>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -30,6 +33,9 @@ struct Wire {
     tlog_proof: String,
     /// Standard base64 of the envelope's bytes.
     envelope: String,
+    /// Standard base64 of the verdict envelope's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verdict: Option<String>,
 }
 
 impl Bundle {
@@ -41,6 +47,10 @@ impl Bundle {
             entry: self.entry.clone(),
             tlog_proof: self.tlog_proof.clone(),
             envelope: base64::engine::general_purpose::STANDARD.encode(&self.envelope),
+            verdict: self
+                .verdict
+                .as_ref()
+                .map(|v| base64::engine::general_purpose::STANDARD.encode(v)),
         };
         let mut s = serde_json::to_string_pretty(&w).unwrap_or_default();
         s.push('\n');
@@ -59,11 +69,20 @@ impl Bundle {
         let envelope = base64::engine::general_purpose::STANDARD
             .decode(&w.envelope)
             .map_err(|_| "envelope is not base64".to_owned())?;
+        let verdict = w
+            .verdict
+            .map(|v| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .map_err(|_| "verdict is not base64".to_owned())
+            })
+            .transpose()?;
         Ok(Bundle {
             log_index: w.log_index,
             entry: w.entry,
             tlog_proof: w.tlog_proof,
             envelope,
+            verdict,
         })
     }
 }

@@ -31,6 +31,14 @@ pub struct ContractRef {
     pub source: String,
     /// The TOML text, so later steps check against the same bytes.
     pub text: String,
+    /// The commit of the contracts repository its policies were read at
+    /// (empty: none, or read beside a contract file).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub policies_commit: String,
+    /// Its policy files by repository path, so every step evaluates the
+    /// same bytes (SPEC.md §13.4).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, String>,
 }
 
 /// One material that was added.
@@ -61,6 +69,9 @@ pub struct MaterialRecord {
     pub stored: String,
     /// When it was added (RFC 3339).
     pub added_at: String,
+    /// Its policies' verdicts when it was added (evaluated by the CLI).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_evaluations: Vec<crate::policy::Evaluation>,
 }
 
 /// The state of one crafting run.

@@ -5,8 +5,8 @@ use anyhow::anyhow;
 use serde_json::{json, Value};
 
 use crate::cli::{
-    ArtifactDownloadArgs, ArtifactUploadArgs, ConnArgs, RunDescribeArgs, RunListArgs, ServerConn, StatsArgs,
-    TokenCreateArgs, TokenRevokeArgs, WorkflowKeyAddArgs,
+    ArtifactDownloadArgs, ArtifactUploadArgs, ConnArgs, RunDescribeArgs, RunExceptionArgs, RunListArgs,
+    ServerConn, StatsArgs, TokenCreateArgs, TokenRevokeArgs, WorkflowKeyAddArgs,
 };
 use crate::client::Client;
 use crate::cmd::Report;
@@ -171,6 +171,32 @@ pub fn run_list(a: &RunListArgs) -> Result<Report, Failure> {
 }
 
 /// `tally run describe`
+/// `tally run exception`
+pub fn run_exception(a: &RunExceptionArgs) -> Result<Report, Failure> {
+    let secs = parse_duration(&a.valid_for)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (_, e): (_, wire::ExceptionGranted) = client(&a.conn)?.post_as(
+        &format!("/api/v1/runs/{}/exception", a.id),
+        &wire::GrantException {
+            by: a.by.clone(),
+            reason: a.reason.clone(),
+            until: now + secs as i64,
+        },
+    )?;
+    Ok(Report {
+        text: format!(
+            "exception granted to run {} by {} until {}: {}\nits push is accepted despite blocking policy violations; the logged verdict records this exception\n",
+            e.run_id,
+            e.granted_by,
+            ts(Some(e.until)),
+            e.reason
+        ),
+        json: serde_json::to_value(&e).unwrap_or_default(),
+    })
+}
+
 pub fn run_describe(a: &RunDescribeArgs) -> Result<Report, Failure> {
     let r: wire::Run = client(&a.conn)?.get_as(&format!("/api/v1/runs/{}", a.id))?;
     let log_index = r.log_index.map(|i| i.to_string());

@@ -25,6 +25,8 @@ use crate::cmd::Report;
 use crate::contract::check::{self, Evidence, Violation};
 use crate::contract::{self, Contract, ContractRevision};
 use crate::exit::{Details, Failure};
+use crate::policy::verdict::Evaluator;
+use crate::policy::{Evaluation, Plan};
 use crate::wire;
 
 fn now() -> String {
@@ -208,6 +210,8 @@ pub fn init(args: &AttInitArgs) -> Result<Report, Failure> {
                 args.contract_revision.as_deref().unwrap_or("main")
             ),
             text: c.text,
+            policies_commit: c.policies_commit,
+            policies: c.policies,
         };
         let (id, project) = (started.run.id, started.run.project);
         (contract, cref, project, id, Some(client))
@@ -339,7 +343,16 @@ fn dry_run_contract(
             },
             source: file.display().to_string(),
             text,
+            policies_commit: String::new(),
+            policies: BTreeMap::new(),
         };
+        // Policies are read beside the contract file (its folder is a
+        // contracts checkout).
+        let root = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let cref = with_policies(cref, &c, &crate::policy::Dir(root.to_path_buf()), String::new())?;
         return Ok((c, cref, args.project.clone().unwrap_or_else(|| "default".into())));
     }
     let Some(repo) = &args.contracts else {
@@ -394,13 +407,67 @@ fn dry_run_contract(
                 .unwrap_or(contract::store::DEFAULT_BRANCH)
         ),
         text,
+        policies_commit: String::new(),
+        policies: BTreeMap::new(),
     };
+    let at =
+        gix::ObjectId::from_hex(resolved.at.as_bytes()).map_err(|e| Failure::Unavailable(anyhow!("{e}")))?;
+    let repo_local = store.local();
+    let cref = with_policies(
+        cref,
+        &resolved.contract,
+        &crate::policy::GitTree {
+            repo: &repo_local,
+            commit: at,
+        },
+        resolved.at.clone(),
+    )?;
     Ok((
         (*resolved.contract).clone(),
         cref,
         resolved.workflow.project.clone(),
     ))
 }
+
+/// Loads (and compiles) the contract's policies from `files` into the
+/// crafting state, so every later step evaluates the same bytes.
+fn with_policies(
+    mut cref: ContractRef,
+    c: &Contract,
+    files: &dyn crate::policy::Files,
+    commit: String,
+) -> Result<ContractRef, Failure> {
+    if c.policies.is_empty() && c.policy_groups.is_empty() {
+        return Ok(cref);
+    }
+    let plan = Plan::load(c, files, crate::policy::Limits::from_env()).map_err(policy_load_failure)?;
+    cref.policies = plan.files;
+    cref.policies_commit = commit;
+    Ok(cref)
+}
+
+fn policy_load_failure(errs: Vec<crate::policy::LoadError>) -> Failure {
+    let lines: Vec<String> = errs.iter().map(|e| format!("  - {e}")).collect();
+    Failure::Invalid(anyhow!(
+        "the contract's policies do not load:\n{}",
+        lines.join("\n")
+    ))
+}
+
+/// The crafting state's policies, compiled (`None`: the contract has none).
+fn state_plan(st: &State, c: &Contract) -> Result<Option<Plan>, Failure> {
+    if c.policies.is_empty() && c.policy_groups.is_empty() {
+        return Ok(None);
+    }
+    let limits = crate::policy::Limits::from_env();
+    limits.install();
+    Plan::load(c, &st.contract.policies, limits)
+        .map(Some)
+        .map_err(policy_load_failure)
+}
+
+/// Largest file the CLI reads to evaluate its policies (the control plane's default).
+const POLICY_MAX_INPUT: u64 = 64 << 20;
 
 // ----------------------------------------------------------------------- add
 
@@ -568,13 +635,56 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
         lenient: args.lenient,
         stored,
         added_at: now(),
+        policy_evaluations: Vec::new(),
     };
+    let mut record = record;
+    // Its policies, now: the developer sees a violation at `add`, not at push.
+    if let Some(plan) = state_plan(&st, &contract)? {
+        if plan.applies_to(&record.name, kind) {
+            let bytes = if kind.is_file() {
+                let len = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+                if len > POLICY_MAX_INPUT {
+                    None
+                } else {
+                    Some(
+                        std::fs::read(file)
+                            .map_err(|e| Failure::Unavailable(anyhow!("reading {}: {e}", file.display())))?,
+                    )
+                }
+            } else {
+                None
+            };
+            record.policy_evaluations = if kind.is_file() && bytes.is_none() {
+                plan.unevaluated(
+                    &record.name,
+                    kind,
+                    &record.digest,
+                    &format!("the file is larger than {POLICY_MAX_INPUT} bytes"),
+                    Evaluator::Client,
+                )
+            } else {
+                let value = (!kind.is_file()).then_some(record.value.as_str());
+                plan.material(
+                    &crate::policy::input::Material {
+                        name: &record.name,
+                        kind,
+                        digest: &record.digest,
+                        bytes: bytes.as_deref(),
+                        value,
+                        annotations: &record.annotations,
+                    },
+                    Evaluator::Client,
+                )
+            };
+        }
+    }
     st.materials.retain(|m| m.name != record.name);
     st.materials.push(record.clone());
     st.save(&path).map_err(state_failure)?;
+    let verdicts = policy_lines(&record.policy_evaluations);
     Ok(Report {
         text: format!(
-            "added {} ({}{}): {}\n  {}\n{}",
+            "added {} ({}{}): {}\n  {}\n{}{verdicts}",
             record.name,
             record.kind,
             if record.in_contract {
@@ -592,6 +702,18 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
         ),
         json: json!({ "material": material_json(&record) }),
     })
+}
+
+/// Each evaluation's summary and violations, indented.
+fn policy_lines(evals: &[Evaluation]) -> String {
+    let mut out = String::new();
+    for e in evals {
+        out += &format!("  {}\n", e.summary());
+        for v in &e.violations {
+            out += &format!("      - {v}\n");
+        }
+    }
+    out
 }
 
 /// Uploads a file material through the control plane unless the server has
@@ -782,6 +904,14 @@ fn check_state(st: &State, c: &Contract, annotations: Option<&BTreeMap<String, S
             other => ck.other.push(other),
         }
     }
+    // The materials' blocking policy failures join the contract's rules
+    // (push adds the attestation's own, evaluated on the statement).
+    let evals: Vec<Evaluation> = st
+        .materials
+        .iter()
+        .flat_map(|m| m.policy_evaluations.clone())
+        .collect();
+    ck.other.extend(crate::policy::violations(&evals));
     ck
 }
 
@@ -865,6 +995,11 @@ pub fn status(args: &AttStatusArgs) -> Result<Report, Failure> {
                 }
             }
         }
+        if let Some(m) = &r.present {
+            for line in policy_lines(&m.policy_evaluations).lines() {
+                t.push_str(&format!("  {line}\n"));
+            }
+        }
     }
     if args.full {
         t.push_str("\nenv:\n");
@@ -893,12 +1028,15 @@ pub fn status(args: &AttStatusArgs) -> Result<Report, Failure> {
     for v in &ck.other {
         t.push_str(&format!("✗ {v}\n"));
     }
+    if !c.policies.is_empty() || !c.policy_groups.is_empty() {
+        t.push_str("(attestation policies are evaluated at push, on the signed statement)\n");
+    }
     t.push_str(if ready && !pending_ann.is_empty() {
         "materials complete: push with the annotation(s) above\n"
     } else if ready {
         "ready to push\n"
     } else {
-        "not ready: add the missing materials above\n"
+        "not ready: see above\n"
     });
     let rows: Vec<serde_json::Value> = ck
         .rows
@@ -1015,8 +1153,44 @@ pub fn push(args: &AttPushArgs) -> Result<Report, Failure> {
         ));
     }
     let key = load_signing_key(&args.key)?;
-    let statement = statement::build(&st, &annotations, &now());
+    let mut statement = statement::build(&st, &annotations, &now());
+    // Policies: the materials' verdicts from `add` travel in the statement
+    // (the control plane uses them only for materials it never receives),
+    // the attestation's are evaluated now, on the statement as it will be signed.
+    let material_evals: Vec<Evaluation> = st
+        .materials
+        .iter()
+        .flat_map(|m| m.policy_evaluations.clone())
+        .collect();
+    if !material_evals.is_empty() {
+        statement["predicate"]["buildDefinition"]["internalParameters"]
+            [crate::policy::verdict::CLIENT_EVALUATIONS] =
+            serde_json::to_value(&material_evals).map_err(|e| Failure::Usage(e.into()))?;
+    }
     let payload = serde_json::to_vec(&statement).map_err(|e| Failure::Usage(e.into()))?;
+    if let Some(plan) = state_plan(&st, &c)? {
+        let digest = format!("sha256:{}", ledger_format::hash::sha256(&payload).to_hex());
+        let mut all = material_evals;
+        all.extend(plan.statement(&payload, &digest, Evaluator::Client));
+        let blocking = crate::policy::violations(&all);
+        if !blocking.is_empty() && !exception_granted(&st, args)? {
+            let lines: Vec<String> = blocking.iter().map(|v| format!("  - {v}")).collect();
+            return Err(refused(
+                format!(
+                    "{} blocking policy violation(s); nothing was signed or sent:\n{}\n\
+                     fix the material and `tally attestation add --replace` it, or ask an operator for an exception for run {}",
+                    blocking.len(),
+                    lines.join("\n"),
+                    st.run_id
+                ),
+                json!({
+                    "reason": "policy_violation",
+                    "violations": blocking.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "evaluations": all,
+                }),
+            ));
+        }
+    }
     let envelope = key
         .sign_envelope(IN_TOTO_PAYLOAD_TYPE, &payload)
         .map_err(key_failure)?;
@@ -1057,6 +1231,20 @@ pub fn push(args: &AttPushArgs) -> Result<Report, Failure> {
             "statement": statement,
         }),
     })
+}
+
+/// Whether the control plane granted this run a policy exception that is
+/// still usable (it decides again at intake).
+fn exception_granted(st: &State, args: &AttPushArgs) -> Result<bool, Failure> {
+    if st.dry_run || args.dry_run {
+        return Ok(false);
+    }
+    let client = run_client(st, &args.common, "check for a policy exception")?;
+    let run: wire::Run = client.get_as(&format!("/api/v1/runs/{}", st.run_id))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    Ok(run.exception.is_some_and(|e| e.until >= now))
 }
 
 /// The control plane half of `push`: send, wait for the proof, check it,
@@ -1118,11 +1306,30 @@ fn push_to_server(
             "the logged entry names another envelope than the one pushed"
         )));
     }
+    let verdict = match (&entry_parsed.verdict, &answer.verdict) {
+        (None, None) => None,
+        (Some((digest, _)), Some(b64)) => {
+            let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
+                .map_err(|_| Failure::Invalid(anyhow!("the control plane's verdict is not base64")))?;
+            if ledger_format::hash::sha256(&bytes) != *digest {
+                return Err(Failure::Invalid(anyhow!(
+                    "the control plane's verdict is not the one its log entry binds"
+                )));
+            }
+            Some(bytes)
+        }
+        _ => {
+            return Err(Failure::Invalid(anyhow!(
+                "the log entry and the control plane's answer disagree on whether there is a verdict"
+            )))
+        }
+    };
     let bundle = crate::attest::bundle::Bundle {
         log_index: index,
         entry,
         tlog_proof: tlog,
         envelope: env_bytes.to_vec(),
+        verdict,
     };
     crate::fsutil::write_atomic(&args.bundle, bundle.to_json().as_bytes(), 0o644, true)
         .map_err(|e| Failure::Unavailable(anyhow!("writing {}: {e}", args.bundle.display())))?;

@@ -5,14 +5,85 @@ use serde_json::json;
 
 use crate::cli::{ContractCheckArgs, ContractDiffArgs, ContractLintArgs, ContractLogArgs, ContractShowArgs};
 use crate::cmd::Report;
+use crate::contract::diag::Diagnostic;
 use crate::contract::diff::{diff_contracts, diff_workflows, Change};
-use crate::contract::lint::lint_paths;
+use crate::contract::lint::{lint_paths, LintReport};
 use crate::contract::repo::{ContractsRepo, RepoError};
 use crate::exit::{Details, Failure};
+use crate::policy;
+
+/// Every policy the contracts reference, read and compiled from `files`
+/// (SPEC.md §13.2); `shown` names a repository path in diagnostics.
+fn policy_diagnostics(
+    report: &mut LintReport,
+    files: &dyn policy::Files,
+    contract_file: &dyn Fn(&str) -> String,
+    shown: &dyn Fn(&str) -> String,
+) {
+    for c in &report.contracts {
+        let Err(errors) = policy::Plan::load(c, files, policy::Limits::default()) else {
+            continue;
+        };
+        for e in errors {
+            report
+                .diagnostics
+                .push(policy_diagnostic(&c.name, &e, contract_file, shown));
+        }
+    }
+}
+
+/// `path:line:col: message` from the policy loader as a diagnostic at
+/// that place; anything else is about the contract file.
+fn policy_diagnostic(
+    contract: &str,
+    e: &policy::LoadError,
+    contract_file: &dyn Fn(&str) -> String,
+    shown: &dyn Fn(&str) -> String,
+) -> Diagnostic {
+    let message = format!("contract `{contract}`: policy `{}`: {}", e.reference, e.message);
+    let mut parts = e.message.splitn(4, ':');
+    if let (Some(path), Some(line), Some(col), Some(_)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    {
+        let path = path.split('#').next().unwrap_or(path);
+        if let (Ok(line), Ok(column)) = (line.trim().parse::<usize>(), col.trim().parse::<usize>()) {
+            return Diagnostic {
+                file: shown(path),
+                line,
+                column,
+                message,
+                hint: None,
+                snippet: String::new(),
+                width: 0,
+            };
+        }
+    }
+    Diagnostic::file(
+        &contract_file(contract),
+        message,
+        Some("fix the policy file, or the reference and its `with` arguments".into()),
+    )
+}
 
 /// `tally contract lint`: every error, with file:line:column, snippet and hint.
 pub fn lint(args: &ContractLintArgs) -> Result<Report, Failure> {
-    let report = lint_paths(&args.paths);
+    let mut report = LintReport::default();
+    for path in &args.paths {
+        let mut one = lint_paths(std::slice::from_ref(path));
+        if path.is_dir() {
+            let root = path.clone();
+            policy_diagnostics(
+                &mut one,
+                &policy::Dir(root.clone()),
+                &|c| root.join(format!("{c}.toml")).display().to_string(),
+                &|p| root.join(p).display().to_string(),
+            );
+        }
+        report.files.extend(one.files);
+        report.contracts.extend(one.contracts);
+        report.workflows.extend(one.workflows);
+        report.diagnostics.extend(one.diagnostics);
+    }
     if report.diagnostics.is_empty() {
         return Ok(Report {
             text: format!(
@@ -131,7 +202,14 @@ pub fn show(args: &ContractShowArgs) -> Result<Report, Failure> {
 /// Lints a side of a diff; an invalid side is a usage error naming its problems.
 fn valid_at(repo: &ContractsRepo, rev: &str) -> Result<crate::contract::lint::LintReport, Failure> {
     let id = repo.resolve(rev).map_err(repo_failure)?;
-    let report = repo.lint_at(id).map_err(repo_failure)?;
+    let mut report = repo.lint_at(id).map_err(repo_failure)?;
+    let short = crate::contract::repo::short(&id);
+    policy_diagnostics(
+        &mut report,
+        &policy::GitTree { repo, commit: id },
+        &|c| format!("{short}:{c}.toml"),
+        &|p| format!("{short}:{p}"),
+    );
     if !report.diagnostics.is_empty() {
         let text: String = report.diagnostics.iter().map(|d| format!("{d}\n")).collect();
         return Err(Failure::Invalid(anyhow!(Details {

@@ -7,9 +7,13 @@ use ledger_format::hash::sha256;
 use ledger_format::tlog_proof::TlogProof;
 use serde_json::json;
 
+use crate::attest::material::Kind;
 use crate::cli::VerifyArgs;
 use crate::cmd::{load_verifier_key, load_verifier_keys, read_input, Report};
+use crate::contract::repo::ContractsRepo;
 use crate::exit::{Classify, Failure};
+use crate::policy::verdict::{self, Evaluator, Vsa};
+use crate::policy::{input, GitTree, Limits, Plan};
 
 /// Verifies a tlog-proof for an entry.
 pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
@@ -22,7 +26,7 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
             witnesses.len()
         )));
     }
-    let (proof_name, entry_name, proof_bytes, entry, envelope) = inputs(args)?;
+    let (proof_name, entry_name, proof_bytes, entry, envelope, verdict) = inputs(args)?;
     let proof = TlogProof::parse(&proof_bytes)
         .with_context(|| format!("{proof_name} is not a tlog-proof"))
         .usage()?;
@@ -61,6 +65,49 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
             )));
         }
     }
+    // The verdict the entry binds: present, and the exact bytes.
+    let verdict = match (parsed.as_ref().and_then(|e| e.verdict), verdict) {
+        (None, None) => None,
+        (Some((digest, size)), Some(v)) => {
+            if sha256(&v) != digest || v.len() as u64 != size {
+                return Err(Failure::Invalid(anyhow!(
+                    "the bundle's verdict is not the one the entry binds (sha256:{digest}, {size} bytes)"
+                )));
+            }
+            Some(v)
+        }
+        (Some(_), None) if args.verdict_key.is_some() || args.contracts.is_some() => {
+            return Err(Failure::Usage(anyhow!(
+                "the entry binds a policy verdict; give the bundle that carries it (--bundle)"
+            )))
+        }
+        (Some(_), None) => None,
+        (None, Some(_)) => {
+            return Err(Failure::Invalid(anyhow!(
+                "the bundle carries a verdict the entry does not bind"
+            )))
+        }
+    };
+    let verdict_text = match (&args.verdict_key, &verdict) {
+        (Some(k), Some(v)) => Some(check_verdict(k, v, parsed.as_ref())?),
+        (Some(_), None) => {
+            return Err(Failure::Invalid(anyhow!(
+                "--verdict-key given, but the entry binds no policy verdict (its contract had no policies)"
+            )))
+        }
+        _ => None,
+    };
+    let recheck = match (&args.contracts, &verdict, &envelope, &parsed) {
+        (Some(c), Some(v), Some((_, env)), Some(e)) => {
+            Some(recheck(c, args.materials.as_deref(), v, env, e)?)
+        }
+        (Some(_), None, _, _) => {
+            return Err(Failure::Usage(anyhow!(
+                "--contracts re-checks a policy verdict, and the entry binds none"
+            )))
+        }
+        _ => None,
+    };
     let signer = match (&args.key, &envelope) {
         (Some(k), Some((_, env))) => Some(check_signature(k, env, parsed.as_ref())?),
         (Some(_), None) => {
@@ -101,6 +148,23 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
     if let Some(s) = &signer {
         text.push_str(&format!("    {s}\n"));
     }
+    if let Some(v) = &verdict_text {
+        text.push_str(&format!("    {v}\n"));
+    }
+    if let Some(r) = &recheck {
+        text.push_str(&format!(
+            "    policies re-evaluated offline: {} evaluation(s) agree with the recorded verdict{}\n",
+            r.agree,
+            if r.unchecked.is_empty() {
+                String::new()
+            } else {
+                format!("; {} not re-checked", r.unchecked.len())
+            }
+        ));
+        for u in &r.unchecked {
+            text.push_str(&format!("      - {u}\n"));
+        }
+    }
     Ok(Report {
         text,
         json: json!({
@@ -113,6 +177,8 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
             "root": cp.root().to_hex(),
             "cosignatures": cosigned,
             "envelope_checked": envelope.is_some(),
+            "verdict_checked": verdict_text.is_some(),
+            "policies_rechecked": recheck.as_ref().map(|r| json!({"agree": r.agree, "unchecked": r.unchecked})),
             "entry": parsed.map(|e| json!({
                 "envelope_digest": format!("sha256:{}", e.envelope_digest),
                 "envelope_size": e.envelope_size,
@@ -127,7 +193,14 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
     })
 }
 
-type Inputs = (String, String, Vec<u8>, Vec<u8>, Option<(String, Vec<u8>)>);
+type Inputs = (
+    String,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+    Option<(String, Vec<u8>)>,
+    Option<Vec<u8>>,
+);
 
 /// The proof, the entry and the envelope: from files, or from one bundle.
 fn inputs(args: &VerifyArgs) -> Result<Inputs, Failure> {
@@ -146,6 +219,7 @@ fn inputs(args: &VerifyArgs) -> Result<Inputs, Failure> {
             bundle.tlog_proof.into_bytes(),
             bundle.entry.into_bytes(),
             Some((format!("{name} (envelope)"), bundle.envelope)),
+            bundle.verdict,
         ));
     }
     let (Some(proof), Some(entry)) = (&args.proof, &args.entry) else {
@@ -163,7 +237,197 @@ fn inputs(args: &VerifyArgs) -> Result<Inputs, Failure> {
         read_input(proof)?,
         read_input(entry)?,
         envelope,
+        None,
     ))
+}
+
+/// Checks the verdict envelope's signature under the control plane's
+/// verdict key, and that it is a VSA about the entry's envelope.
+fn check_verdict(key: &std::path::Path, verdict: &[u8], entry: Option<&Entry>) -> Result<String, Failure> {
+    use crate::attest::dsse::{Envelope, PublicKey};
+    let pem = std::fs::read_to_string(key)
+        .with_context(|| format!("cannot read the verdict key {}", key.display()))
+        .usage()?;
+    let key = PublicKey::from_pem(&pem).usage()?;
+    let env = Envelope::parse(verdict).invalid()?;
+    let verified = env
+        .verify(&[key])
+        .context("the policy verdict's signature does not verify with --verdict-key")
+        .invalid()?;
+    let vsa = Vsa::parse(verified.payload()).map_err(|e| Failure::Invalid(anyhow!(e)))?;
+    if let Some(e) = entry {
+        if vsa.envelope_digest() != Some(e.envelope_digest.to_hex().as_str()) {
+            return Err(Failure::Invalid(anyhow!(
+                "the policy verdict is about another envelope than the entry's"
+            )));
+        }
+    }
+    let p = &vsa.predicate;
+    let failed = p.policy_evaluations.iter().filter(|e| e.failed()).count();
+    Ok(format!(
+        "policy verdict signed by the control plane: {} ({} evaluation(s), {failed} failing{}), policies at {}",
+        p.verification_result,
+        p.policy_evaluations.len(),
+        p.exception
+            .as_ref()
+            .map(|x| format!("; accepted through an exception by {}: {}", x.granted_by, x.reason))
+            .unwrap_or_default(),
+        p.policies_commit
+    ))
+}
+
+/// Re-evaluates the policies a verdict records, at its pinned commit of a
+/// contracts clone, on the materials found in `materials` by digest.
+fn recheck(
+    contracts: &std::path::Path,
+    materials: Option<&std::path::Path>,
+    verdict: &[u8],
+    envelope: &[u8],
+    entry: &Entry,
+) -> Result<verdict::Recheck, Failure> {
+    use crate::attest::dsse::{decode_b64, Envelope};
+    let env = Envelope::parse(verdict).invalid()?;
+    let payload = decode_b64(&env.payload)
+        .ok_or_else(|| anyhow!("the verdict's payload is not base64"))
+        .invalid()?;
+    let vsa = Vsa::parse(&payload).map_err(|e| Failure::Invalid(anyhow!(e)))?;
+    let repo = ContractsRepo::open(contracts)
+        .map_err(|e| Failure::Usage(anyhow!("{}: {e}", contracts.display())))?;
+    let blob = gix::ObjectId::from_hex(entry.contract.blob.as_bytes()).usage()?;
+    let text = repo
+        .read_blob(blob)
+        .with_context(|| {
+            format!(
+                "the contract's blob {} is not in {}",
+                entry.contract.blob,
+                contracts.display()
+            )
+        })
+        .usage()?;
+    let text = String::from_utf8(text)
+        .context("the contract is not UTF-8")
+        .invalid()?;
+    let contract = crate::contract::parse_contract(
+        &format!("{}.toml", entry.contract.name),
+        &text,
+        Some(&entry.contract.name),
+    )
+    .map_err(|d| {
+        Failure::Invalid(anyhow!(
+            "the pinned contract does not parse: {}",
+            d.first().map(|x| x.message.clone()).unwrap_or_default()
+        ))
+    })?;
+    let commit = gix::ObjectId::from_hex(vsa.predicate.policies_commit.as_bytes())
+        .context("the verdict's policies commit is not a git object id")
+        .invalid()?;
+    let limits = Limits::from_env();
+    limits.install();
+    let plan = Plan::load(&contract, &GitTree { repo: &repo, commit }, limits).map_err(|errs| {
+        Failure::Invalid(anyhow!(
+            "the policies at {commit} do not load: {}",
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })?;
+    // The materials given, by digest.
+    let mut by_digest = std::collections::HashMap::new();
+    if let Some(dir) = materials {
+        for e in std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))
+            .usage()?
+        {
+            let path = e.context("reading --materials").usage()?.path();
+            if path.is_file() {
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))
+                    .usage()?;
+                by_digest.insert(format!("sha256:{}", sha256(&bytes).to_hex()), bytes);
+            }
+        }
+    }
+    let statement_bytes = Envelope::parse(envelope)
+        .ok()
+        .and_then(|e| decode_b64(&e.payload))
+        .ok_or_else(|| anyhow!("the attestation envelope's payload is not base64"))
+        .invalid()?;
+    let st = crate::attest::statement::View::parse(&statement_bytes)
+        .context("the attestation is not a statement")
+        .invalid()?;
+    let mut recomputed = Vec::new();
+    let mut not_given = Vec::new();
+    for (d, _) in st.descriptors() {
+        let Some(name) = d.name.get() else { continue };
+        let annotations: std::collections::BTreeMap<String, String> = d
+            .annotations
+            .strings()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let Some(kind) = annotations
+            .get(crate::attest::statement::KIND_ANNOTATION)
+            .and_then(|k| Kind::parse(k))
+        else {
+            continue;
+        };
+        let Some(hex) = d.digest.get("sha256") else {
+            continue;
+        };
+        if !plan.applies_to(name, kind) {
+            continue;
+        }
+        let digest = format!("sha256:{}", hex.to_ascii_lowercase());
+        let value = annotations
+            .get("tally.material.value")
+            .cloned()
+            .or_else(|| d.uri.get().map(|u| u.trim_start_matches("oci://").to_owned()));
+        let bytes = by_digest.get(&digest);
+        if kind.is_file() && bytes.is_none() {
+            not_given.push(name.to_owned());
+            continue;
+        }
+        // Re-computed as the recorded one was (same evaluator label).
+        let by = vsa
+            .predicate
+            .policy_evaluations
+            .iter()
+            .find(|e| e.material.as_deref() == Some(name))
+            .map_or(Evaluator::ControlPlane, |e| e.evaluated_by);
+        recomputed.extend(plan.material(
+            &input::Material {
+                name,
+                kind,
+                digest: &digest,
+                bytes: bytes.map(Vec::as_slice),
+                value: value.as_deref(),
+                annotations: &annotations,
+            },
+            by,
+        ));
+    }
+    let digest = format!("sha256:{}", sha256(&statement_bytes).to_hex());
+    recomputed.extend(plan.statement(&statement_bytes, &digest, Evaluator::ControlPlane));
+    let mut r = verdict::compare(&vsa.predicate.policy_evaluations, &recomputed, &not_given);
+    if verdict::result_of(&vsa.predicate.policy_evaluations) != vsa.predicate.verification_result {
+        r.disagree.push(format!(
+            "verificationResult is {}, but the recorded evaluations make it {}",
+            vsa.predicate.verification_result,
+            verdict::result_of(&vsa.predicate.policy_evaluations)
+        ));
+    }
+    if !r.disagree.is_empty() {
+        return Err(Failure::Invalid(anyhow!(
+            "the recorded policy verdict disagrees with a re-evaluation at {commit}:\n  - {}",
+            r.disagree.join("\n  - ")
+        )));
+    }
+    if r.agree == 0 {
+        return Err(Failure::Usage(anyhow!(
+            "no recorded evaluation could be re-checked: give the materials with --materials <dir>"
+        )));
+    }
+    Ok(r)
 }
 
 /// Checks the envelope's signature under the key file and that it is a

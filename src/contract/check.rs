@@ -205,6 +205,15 @@ pub enum Violation {
         /// Its members.
         members: Vec<String>,
     },
+    /// A blocking policy failed (`policy::violations` makes these).
+    Policy {
+        /// The policy's name.
+        policy: String,
+        /// The material (`None`: the attestation).
+        material: Option<String>,
+        /// The policy's message.
+        message: String,
+    },
 }
 
 impl Violation {
@@ -221,6 +230,7 @@ impl Violation {
             Violation::WrongKind { .. } => "material_kind",
             Violation::Annotation { .. } => "annotation",
             Violation::Group { .. } => "missing_group",
+            Violation::Policy { .. } => "policy",
         }
     }
 }
@@ -302,6 +312,14 @@ impl fmt::Display for Violation {
             Violation::Group { group, members } => {
                 write!(f, "group `{group}` needs one of: {}", members.join(", "))
             }
+            Violation::Policy {
+                policy,
+                material,
+                message,
+            } => match material {
+                Some(m) => write!(f, "policy `{policy}` on material `{m}`: {message}"),
+                None => write!(f, "policy `{policy}` on the attestation: {message}"),
+            },
         }
     }
 }

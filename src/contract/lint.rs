@@ -162,7 +162,6 @@ pub fn lint_paths(paths: &[PathBuf]) -> LintReport {
                     }
                 }
             }
-            check_policy_files(&mut report, path);
         } else {
             let name = path
                 .file_name()
@@ -181,25 +180,4 @@ pub fn lint_paths(paths: &[PathBuf]) -> LintReport {
         .diagnostics
         .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     report
-}
-
-/// Local policy references of the contracts must exist in the repository.
-fn check_policy_files(report: &mut LintReport, root: &Path) {
-    for c in &report.contracts {
-        for p in c.policies.iter().chain(&c.policy_groups) {
-            if p.reference.starts_with("https://") {
-                continue;
-            }
-            if !root.join(&p.reference).is_file() {
-                report.diagnostics.push(Diagnostic::file(
-                    &root.join(format!("{}.toml", c.name)).display().to_string(),
-                    format!(
-                        "contract `{}` references policy `{}`, which is not in the repository",
-                        c.name, p.reference
-                    ),
-                    Some(format!("add {} or fix the reference", p.reference)),
-                ));
-            }
-        }
-    }
 }

@@ -58,7 +58,7 @@ const MATERIAL_KEYS: &[&str] = &[
     "annotations",
     "skip_upload",
 ];
-const POLICY_KEYS: &[&str] = &["ref", "materials", "with"];
+const POLICY_KEYS: &[&str] = &["ref", "materials", "with", "blocking"];
 const WORKFLOWS_KEYS: &[&str] = &["schema", "workflows"];
 const WORKFLOW_KEYS: &[&str] = &["name", "project", "contract", "owners", "description"];
 
@@ -90,15 +90,19 @@ pub struct Material {
     pub skip_upload: bool,
 }
 
-/// A reference to a policy (evaluated by the policy engine to come).
+/// A reference to a policy or policy group (evaluated by `policy::Plan`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyRef {
     /// Where the policy is: a repository path, or a URL pinned by digest.
     pub reference: String,
-    /// The materials it applies to (none: the whole attestation).
+    /// The materials it applies to (none: every material of the policy's
+    /// kinds, or the attestation for a policy that names no kind).
     pub materials: Vec<String>,
     /// Arguments, kept as TOML text.
     pub with: Vec<(String, String)>,
+    /// Whether a violation refuses the push (`blocking = false`: advisory,
+    /// recorded only). Default: blocking.
+    pub blocking: bool,
 }
 
 /// A validated contract.
@@ -507,7 +511,8 @@ pub fn parse_contract(
     }
 }
 
-/// `[[policies]]` or `[[policy_groups]]`: references, validated, not evaluated.
+/// `[[policies]]` or `[[policy_groups]]`: references, validated here;
+/// read and compiled by `policy::Plan::load`.
 fn policy_refs(
     ctx: &mut Ctx<'_>,
     root: &Table<'_>,
@@ -556,10 +561,12 @@ fn policy_refs(
                 ),
             }
         }
+        let blocking = ctx.get(t, "blocking").is_none() || ctx.boolean(t, "blocking", what);
         policies.push(PolicyRef {
             reference,
             materials: targets,
             with,
+            blocking,
         });
     }
     policies

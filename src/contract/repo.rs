@@ -279,20 +279,6 @@ impl ContractsRepo {
                 }
             }
         }
-        for c in &report.contracts {
-            for p in c.policies.iter().chain(&c.policy_groups) {
-                if !p.reference.starts_with("https://") && self.blob_at(commit, &p.reference)?.is_none() {
-                    report.diagnostics.push(Diagnostic::file(
-                        &format!("{}:{}.toml", short(&commit), c.name),
-                        format!(
-                            "contract `{}` references policy `{}`, which is not in the repository",
-                            c.name, p.reference
-                        ),
-                        None,
-                    ));
-                }
-            }
-        }
         Ok(report)
     }
 

@@ -83,6 +83,9 @@ pub struct Resolved {
     pub contract: Arc<Contract>,
     /// Its revision.
     pub revision: ContractRevision,
+    /// The commit of the repository it was resolved at (the accepted head,
+    /// or the pinned revision): policies are read there (SPEC.md §13.2).
+    pub at: String,
 }
 
 /// A tracked contracts repository.
@@ -169,7 +172,8 @@ impl ContractStore {
         })
     }
 
-    fn local(&self) -> ContractsRepo {
+    /// The repository, for reads on this thread (policies at a commit).
+    pub fn local(&self) -> ContractsRepo {
         ContractsRepo::from_repo(self.repo.to_thread_local())
     }
 
@@ -273,6 +277,7 @@ impl ContractStore {
             },
             workflow: wf,
             contract,
+            at: at.to_string(),
         })
     }
 

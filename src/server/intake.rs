@@ -15,7 +15,7 @@ use crate::attest::statement::View;
 use crate::contract::check::{self, Binding, Evidence};
 use crate::contract::{Contract, ContractRevision};
 use crate::server::meta::{AttestationRow, DigestRow, Run, MAX_DIGESTS};
-use crate::server::{unix_now, App};
+use crate::server::{gate, unix_now, App};
 
 /// Every reason to refuse `st` pushed to `run` (empty: accept it): the
 /// statement's shape, the contract check ([`check::check`]) bound to the
@@ -81,6 +81,19 @@ pub enum Refusal {
     /// The payload is not a statement.
     #[error("the payload is not an in-toto statement: {0}")]
     Statement(String),
+    /// A blocking policy failed (and no exception lets it through).
+    #[error(
+        "the attestation fails {} blocking polic{} of contract `{}` @ {}: {}",
+        .problems.len(), if .problems.len() == 1 { "y" } else { "ies" }, .contract.name, .contract.commit, .problems.join("; ")
+    )]
+    Policy {
+        /// The run's pinned revision.
+        contract: ContractRevision,
+        /// Every blocking violation.
+        problems: Vec<String>,
+        /// Every evaluation (blocking and advisory), for the answer.
+        evaluations: Vec<crate::policy::Evaluation>,
+    },
     /// The statement breaks the run's contract.
     #[error(
         "the attestation does not satisfy contract `{}` @ {} ({} problem(s)): {}",
@@ -117,6 +130,7 @@ impl Refusal {
             Refusal::PayloadType(_) => "payload_type",
             Refusal::Statement(_) => "statement",
             Refusal::Violations { .. } => "contract_violation",
+            Refusal::Policy { .. } => "policy_violation",
             Refusal::Overload => "overload",
             Refusal::Busy(_) => "run_finished",
             Refusal::Unavailable { .. } => "unavailable",
@@ -133,6 +147,10 @@ pub struct Accepted {
     pub entry: Vec<u8>,
     /// Its search-index row.
     pub row: AttestationRow,
+    /// The signed verdict (VSA envelope) logged with it, if its contract has policies.
+    pub verdict: Option<Vec<u8>>,
+    /// The policy evaluations it records.
+    pub evaluations: Vec<crate::policy::Evaluation>,
 }
 
 /// The run's contract: from the store's cache, or read from git off the
@@ -156,7 +174,7 @@ async fn run_contract(app: &App, rev: &ContractRevision) -> Result<Arc<Contract>
 /// §12.4): the envelope's signature against the workflow's keys, the
 /// statement against the run's pinned contract ([`problems`]), then one
 /// claim per run and the append. Returns once the entry is durable.
-pub async fn accept(app: &App, run: &Run, env: Envelope, bytes: Vec<u8>) -> Result<Accepted, Refusal> {
+pub async fn accept(app: &Arc<App>, run: &Run, env: Envelope, bytes: Vec<u8>) -> Result<Accepted, Refusal> {
     let keys = app
         .workflow_keys(&run.workflow)
         .map_err(|cause| Refusal::Unavailable {
@@ -180,6 +198,46 @@ pub async fn accept(app: &App, run: &Run, env: Envelope, bytes: Vec<u8>) -> Resu
             problems: found,
         });
     }
+    // The policy gate: evaluated again here, at the run's pinned revision.
+    let digest = sha256(&bytes);
+    let now = unix_now();
+    let mut verdict = None;
+    let mut evaluations = Vec::new();
+    if let Some(plan) = gate::plan(app, run, &contract).await? {
+        evaluations = gate::evaluate(app, &plan, &contract, &st, verified.payload()).await?;
+        let blocking = crate::policy::violations(&evaluations);
+        let exception = if blocking.is_empty() {
+            None
+        } else {
+            match gate::usable_exception(app, run, now)? {
+                Some(e) => Some(e),
+                None => {
+                    return Err(Refusal::Policy {
+                        contract: run.contract.clone(),
+                        problems: blocking.iter().map(ToString::to_string).collect(),
+                        evaluations,
+                    })
+                }
+            }
+        };
+        let commit = app
+            .meta
+            .policies_commit(&run.id)
+            .map_err(|e| Refusal::Unavailable {
+                what: "reading the run's policies",
+                cause: e.to_string(),
+            })?
+            .unwrap_or_default();
+        verdict = Some(gate::verdict(
+            app,
+            run,
+            &commit,
+            &digest.to_hex(),
+            evaluations.clone(),
+            exception.as_ref(),
+            now,
+        )?);
+    }
     let s = app.ledger.sizes();
     if s.sequenced.saturating_sub(s.published) > app.ledger.max_backlog() * 9 / 10 {
         return Err(Refusal::Overload);
@@ -192,7 +250,6 @@ pub async fn accept(app: &App, run: &Run, env: Envelope, bytes: Vec<u8>) -> Resu
         }
         p.insert(run.id.clone(), None);
     }
-    let digest = sha256(&bytes);
     let entry = Entry {
         envelope_digest: digest,
         envelope_size: bytes.len() as u64,
@@ -200,9 +257,12 @@ pub async fn accept(app: &App, run: &Run, env: Envelope, bytes: Vec<u8>) -> Resu
         project: run.project.clone(),
         workflow: run.workflow.clone(),
         run: run.id.clone(),
+        verdict: verdict.as_ref().map(|v| (sha256(v), v.len() as u64)),
     }
     .to_bytes();
-    let appended = match app.ledger.submit(entry.clone(), vec![bytes]) {
+    let mut bodies = vec![bytes];
+    bodies.extend(verdict.clone());
+    let appended = match app.ledger.submit(entry.clone(), bodies) {
         Ok(rx) => match rx.await {
             Ok(Ok(a)) => Ok(a),
             Ok(Err(e)) => Err(e.to_string()),
@@ -235,5 +295,11 @@ pub async fn accept(app: &App, run: &Run, env: Envelope, bytes: Vec<u8>) -> Resu
         .unwrap_or_else(|p| p.into_inner())
         .insert(run.id.clone(), Some((row.log_index, row.envelope_digest.clone())));
     app.index((row.clone(), digests));
-    Ok(Accepted { index, entry, row })
+    Ok(Accepted {
+        index,
+        entry,
+        row,
+        verdict,
+        evaluations,
+    })
 }

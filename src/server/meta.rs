@@ -58,6 +58,10 @@ CREATE TABLE IF NOT EXISTS digests (
   id INTEGER PRIMARY KEY, key INTEGER NOT NULL, digest TEXT NOT NULL, log_index INTEGER NOT NULL,
   role TEXT NOT NULL, name TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS digests_by_key ON digests (key);
+CREATE TABLE IF NOT EXISTS run_policies (run_id TEXT PRIMARY KEY, policies_commit TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS exceptions (
+  run_id TEXT PRIMARY KEY, granted_by TEXT NOT NULL, reason TEXT NOT NULL,
+  granted_at INTEGER NOT NULL, until INTEGER NOT NULL);
 ";
 
 /// The search tables of releases before the compact keys, as they created
@@ -145,6 +149,21 @@ pub struct Run {
     pub log_index: Option<i64>,
     /// Its attestation's envelope digest.
     pub envelope_digest: Option<String>,
+}
+
+/// An operator's exception for one run (SPEC.md §13.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionRow {
+    /// The run.
+    pub run_id: String,
+    /// Who granted it (the admin principal's id).
+    pub granted_by: String,
+    /// Why.
+    pub reason: String,
+    /// Unix seconds.
+    pub granted_at: i64,
+    /// Unix seconds after which it no longer applies.
+    pub until: i64,
 }
 
 /// One attestation in the search index.
@@ -427,6 +446,58 @@ impl Meta {
             ],
         )?;
         Ok(())
+    }
+
+    /// Records the commit a run's policies are read at (runs whose
+    /// contract has policies; SPEC.md §13.2).
+    pub fn set_policies_commit(&self, run: &str, commit: &str) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO run_policies (run_id, policies_commit) VALUES (?1, ?2)",
+            params![run, commit],
+        )?;
+        Ok(())
+    }
+
+    /// The commit a run's policies are read at, if it has policies.
+    pub fn policies_commit(&self, run: &str) -> Result<Option<String>> {
+        Ok(self
+            .r()
+            .query_row(
+                "SELECT policies_commit FROM run_policies WHERE run_id = ?1",
+                [run],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Grants (or replaces) the exception of one run.
+    pub fn grant_exception(&self, e: &ExceptionRow) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO exceptions (run_id, granted_by, reason, granted_at, until) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT(run_id) DO UPDATE SET granted_by = ?2, reason = ?3, granted_at = ?4, until = ?5",
+            params![e.run_id, e.granted_by, e.reason, e.granted_at, e.until],
+        )?;
+        Ok(())
+    }
+
+    /// The exception granted to a run, if any (expired ones included).
+    pub fn exception(&self, run: &str) -> Result<Option<ExceptionRow>> {
+        Ok(self
+            .r()
+            .query_row(
+                "SELECT run_id, granted_by, reason, granted_at, until FROM exceptions WHERE run_id = ?1",
+                [run],
+                |r| {
+                    Ok(ExceptionRow {
+                        run_id: r.get(0)?,
+                        granted_by: r.get(1)?,
+                        reason: r.get(2)?,
+                        granted_at: r.get(3)?,
+                        until: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// A run by id.

@@ -83,6 +83,7 @@ fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Vec<u8>), ServerError
         text,
         envelope,
         payload,
+        verdict,
     } = app.logged(i)?;
     // The offline bundle (SPEC.md §6.2) at the current checkpoint: whoever
     // pulls the attestation from the registry can check its inclusion with
@@ -92,6 +93,7 @@ fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Vec<u8>), ServerError
         entry: String::from_utf8_lossy(&text).into_owned(),
         tlog_proof: app.tlog_proof(i)?,
         envelope: envelope.clone(),
+        verdict,
     }
     .to_json()
     .into_bytes();

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod artifact_store;
 pub mod budget;
+pub mod gate;
 pub mod intake;
 pub mod listener;
 pub mod meta;
@@ -63,6 +64,13 @@ pub struct ServerConfig {
     pub idle_timeout_secs: u64,
     /// Where artifacts are stored (`[artifacts]`).
     pub artifacts: artifact_store::ArtifactsConfig,
+    /// Wall-clock budget of one policy evaluation, milliseconds.
+    pub policy_timeout_ms: u64,
+    /// The heap ceiling past which policy evaluations fail, MiB.
+    pub policy_memory_mib: u64,
+    /// Largest material a policy is evaluated on, bytes (a larger one is a
+    /// policy error, so a blocking policy refuses the push).
+    pub policy_max_input_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +89,9 @@ impl Default for ServerConfig {
             max_connections: 4096,
             idle_timeout_secs: 60,
             artifacts: artifact_store::ArtifactsConfig::default(),
+            policy_timeout_ms: 2000,
+            policy_memory_mib: 2048,
+            policy_max_input_bytes: 64 << 20,
         }
     }
 }
@@ -138,6 +149,12 @@ impl ServerConfig {
         if let Some(v) = get("TALLY_IDLE_TIMEOUT_SECS") {
             self.idle_timeout_secs = num("TALLY_IDLE_TIMEOUT_SECS", v)?;
         }
+        if let Some(v) = get("TALLY_POLICY_TIMEOUT_MS") {
+            self.policy_timeout_ms = num("TALLY_POLICY_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = get("TALLY_POLICY_MEMORY_MIB") {
+            self.policy_memory_mib = num("TALLY_POLICY_MEMORY_MIB", v)?;
+        }
         if let Some(v) = get("TALLY_ARTIFACTS_BACKEND") {
             self.artifacts.backend = match v.as_str() {
                 "filesystem" => artifact_store::Backend::Filesystem,
@@ -187,6 +204,11 @@ impl ServerConfig {
         if self.run_ttl_secs == 0 {
             return Err(ConfigError("run_ttl_secs must be positive".into()));
         }
+        if self.policy_timeout_ms == 0 || self.policy_memory_mib < 64 {
+            return Err(ConfigError(
+                "policy_timeout_ms must be positive and policy_memory_mib at least 64".into(),
+            ));
+        }
         self.artifacts.validate()?;
         Ok(addr)
     }
@@ -226,6 +248,13 @@ pub struct App {
     index_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// How far the search index is complete (see [`Indexed`]).
     pub indexed: Arc<Indexed>,
+    /// The key the control plane signs its policy verdicts (VSAs) with.
+    pub verdict_key: crate::attest::signing::SigningKey,
+    /// Compiled policy plans by (contract blob, policies commit).
+    plans: Mutex<HashMap<(String, String), Arc<crate::policy::Plan>>>,
+    /// Policy evaluations running at once (at most the cores): the rest
+    /// wait, off the async workers.
+    pub policy_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The search index's watermark: every log index below `below()` has its
@@ -395,6 +424,8 @@ pub struct Logged {
     /// The envelope's payload (the statement's JSON), empty when the
     /// envelope does not decode.
     pub payload: Vec<u8>,
+    /// The control plane's verdict envelope (a signed VSA), if the entry binds one.
+    pub verdict: Option<Vec<u8>>,
 }
 
 /// Least time between two search-index transactions under load.
@@ -551,6 +582,34 @@ const SEED: &[(&str, &str)] = &[
         "policies/sbom-has-components.rego",
         include_str!("../../contracts/policies/sbom-has-components.rego"),
     ),
+    (
+        "policies/no-critical-vulnerabilities.yaml",
+        include_str!("../../contracts/policies/no-critical-vulnerabilities.yaml"),
+    ),
+    (
+        "policies/provenance-builder.yaml",
+        include_str!("../../contracts/policies/provenance-builder.yaml"),
+    ),
+    (
+        "policies/sarif-no-errors.yaml",
+        include_str!("../../contracts/policies/sarif-no-errors.yaml"),
+    ),
+    (
+        "policies/release-gates.yaml",
+        include_str!("../../contracts/policies/release-gates.yaml"),
+    ),
+    (
+        "policies/sbom-quality.yaml",
+        include_str!("../../contracts/policies/sbom-quality.yaml"),
+    ),
+    (
+        "policies/licenses-allowed.yaml",
+        include_str!("../../contracts/policies/licenses-allowed.yaml"),
+    ),
+    (
+        "policies/junit-no-failures.yaml",
+        include_str!("../../contracts/policies/junit-no-failures.yaml"),
+    ),
 ];
 
 /// Creates the bare repository `path` with the example contracts as its first commit on `main`.
@@ -590,6 +649,32 @@ pub fn seed_contracts(path: &Path) -> Result<(), ServerError> {
     .map_err(|e| ServerError::Seed(e.to_string()))?;
     std::fs::write(path.join("HEAD"), "ref: refs/heads/main\n").map_err(io("writing the seeded HEAD"))?;
     Ok(())
+}
+
+/// The policy budget the configuration sets.
+pub fn policy_limits(cfg: &ServerConfig) -> crate::policy::Limits {
+    crate::policy::Limits {
+        time: Duration::from_millis(cfg.policy_timeout_ms),
+        memory: cfg.policy_memory_mib << 20,
+    }
+}
+
+/// The control plane's verdict key (`verdict.key`, Ed25519, created at
+/// first start, private to the data directory).
+fn verdict_key(dir: &Path) -> Result<crate::attest::signing::SigningKey, ServerError> {
+    use crate::attest::signing::{Algorithm, SigningKey};
+    let path = dir.join("verdict.key");
+    let refused =
+        |e: crate::attest::signing::KeyError| ServerError::Refused(format!("{}: {e}", path.display()));
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
+        return SigningKey::from_pem(&text, None).map_err(refused);
+    }
+    let key = SigningKey::generate(Algorithm::Ed25519).map_err(refused)?;
+    let pem = key.private_pem(None).map_err(refused)?;
+    crate::fsutil::write_atomic(&path, pem.as_bytes(), 0o600, false)
+        .map_err(io(format!("writing {}", path.display())))?;
+    Ok(key)
 }
 
 /// What `start` tells the operator once.
@@ -686,6 +771,9 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
             .map_err(io("starting the indexer"))?
     };
     let refusals = budget::RefusalBudget::new(cfg.refusals_per_minute);
+    let verdict_key = verdict_key(&dir)?;
+    policy_limits(&cfg).install();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let app = Arc::new(App {
         cfg,
         ledger: Arc::new(ledger),
@@ -703,6 +791,9 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         index_tx: Mutex::new(Some(index_tx)),
         index_thread: Mutex::new(Some(index_thread)),
         indexed,
+        verdict_key,
+        plans: Mutex::new(HashMap::new()),
+        policy_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
     });
     // One attestation per run, also across a crash: before the first request,
     // every run the log holds an entry for reads as taken.
@@ -842,11 +933,19 @@ impl App {
             .ok()
             .and_then(|env| crate::attest::dsse::decode_b64(&env.payload))
             .unwrap_or_default();
+        let verdict = match &entry.verdict {
+            Some((d, _)) => Some(self.ledger.body(i, d)?.ok_or_else(|| ServerError::Entry {
+                index: i,
+                reason: "its verdict is not stored".into(),
+            })?),
+            None => None,
+        };
         Ok(Logged {
             entry,
             text,
             envelope,
             payload,
+            verdict,
         })
     }
 
@@ -887,6 +986,44 @@ impl App {
         if let Some(h) = self.index_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = h.join();
         }
+    }
+
+    /// The compiled policies of `contract` (revision blob `blob`) read at
+    /// `commit` of the contracts repository: cached, or loaded (blocking:
+    /// call off the async workers).
+    pub fn plan(
+        &self,
+        contract: &crate::contract::Contract,
+        blob: &str,
+        commit: &str,
+    ) -> Result<Arc<crate::policy::Plan>, String> {
+        let key = (blob.to_owned(), commit.to_owned());
+        if let Some(p) = self.plans.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(p.clone());
+        }
+        let id = gix::ObjectId::from_hex(commit.as_bytes())
+            .map_err(|e| format!("policies commit {commit:?}: {e}"))?;
+        let repo = self.contracts.local();
+        let plan = crate::policy::Plan::load(
+            contract,
+            &crate::policy::GitTree {
+                repo: &repo,
+                commit: id,
+            },
+            policy_limits(&self.cfg),
+        )
+        .map_err(|errs| {
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let plan = Arc::new(plan);
+        self.plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, plan.clone());
+        Ok(plan)
     }
 
     /// Forgets cached keys of a workflow.

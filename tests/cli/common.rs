@@ -46,6 +46,7 @@ pub fn entry(i: u64) -> Entry {
         project: "payments".into(),
         workflow: "build".into(),
         run: format!("run-{i}"),
+        verdict: None,
     }
 }
 
@@ -353,6 +354,13 @@ pub fn contracts_repo(dir: &Path) -> PathBuf {
         "workflows.toml",
     ] {
         std::fs::copy(src.join(n), repo.join(n)).unwrap();
+    }
+    std::fs::create_dir_all(repo.join("policies")).unwrap();
+    for e in std::fs::read_dir(src.join("policies")).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), repo.join("policies").join(e.file_name())).unwrap();
+        }
     }
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["add", "."]);

@@ -179,11 +179,12 @@ fn copy_examples(to: &Path) {
         }
     }
     std::fs::create_dir_all(to.join("policies")).unwrap();
-    std::fs::copy(
-        contracts_dir().join("policies/sbom-has-components.rego"),
-        to.join("policies/sbom-has-components.rego"),
-    )
-    .unwrap();
+    for e in std::fs::read_dir(contracts_dir().join("policies")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, to.join("policies").join(p.file_name().unwrap())).unwrap();
+        }
+    }
 }
 
 #[test]

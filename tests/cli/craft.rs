@@ -832,6 +832,7 @@ fn statement_shape_is_stable() {
                 lenient: false,
                 stored: String::new(),
                 added_at: "2026-11-25T10:00:00Z".into(),
+                policy_evaluations: Vec::new(),
             }
         };
     let st = State {
@@ -850,6 +851,8 @@ fn statement_shape_is_stable() {
             },
             source: "contracts@main".into(),
             text: String::new(),
+            policies_commit: String::new(),
+            policies: BTreeMap::new(),
         },
         runner: RunnerContext {
             kind: "github-actions".into(),

@@ -14,5 +14,6 @@ mod key;
 mod ledger;
 mod material;
 mod oci;
+mod policy;
 mod proof;
 mod verify;

@@ -23,6 +23,7 @@ fn sample_entry(i: u32) -> Entry {
         project: "payments".into(),
         workflow: "release".into(),
         run: format!("run-{i}"),
+        verdict: None,
     }
 }
 

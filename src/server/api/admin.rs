@@ -14,6 +14,7 @@ use super::auth::authenticate;
 use super::body::{query, read_json};
 use super::error::{ApiError, ApiResult};
 use crate::attest::dsse::PublicKey;
+use crate::server::meta::ExceptionRow;
 use crate::server::{new_secret, token_hash, unix_now, App};
 use crate::wire;
 
@@ -91,6 +92,63 @@ pub(super) async fn revoke_token(
         ));
     }
     Ok(Json(wire::TokenRevoked { id, revoked: true }))
+}
+
+/// `POST /api/v1/runs/{id}/exception`: the admin lets one run's blocking
+/// policy violations through until a time (SPEC.md §13.5).
+pub(super) async fn grant_exception(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Json<wire::ExceptionGranted>> {
+    let who = authenticate(&app, &headers)?;
+    who.admin()?;
+    let (req, _): (wire::GrantException, _) = read_json(&app, &headers, body).await?;
+    let bad = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "malformed", m);
+    if req.reason.trim().is_empty() || req.by.trim().is_empty() {
+        return Err(bad(
+            "an exception needs `by` (who grants it) and a `reason`".into()
+        ));
+    }
+    if req.reason.len() > 1024 || req.by.len() > 256 {
+        return Err(bad("`reason` is at most 1024 bytes and `by` at most 256".into()));
+    }
+    let now = unix_now();
+    if req.until <= now {
+        return Err(bad(format!("`until` ({}) is not in the future", req.until)));
+    }
+    let run = app
+        .meta
+        .run(&id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_run", format!("no run {id}")))?;
+    if run.status != "INITIALIZED" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_finished",
+            format!(
+                "run {id} is {}; an exception only helps a run that can still be pushed",
+                run.status
+            ),
+        ));
+    }
+    let row = ExceptionRow {
+        run_id: id.clone(),
+        granted_by: format!("{} ({} token)", req.by.trim(), who.id()),
+        reason: req.reason.trim().to_owned(),
+        granted_at: now,
+        until: req.until,
+    };
+    app.meta.grant_exception(&row).map_err(ApiError::internal)?;
+    tracing::info!(run = %id, by = %row.granted_by, until = row.until, "policy exception granted");
+    Ok(Json(wire::ExceptionGranted {
+        run_id: id,
+        granted_by: row.granted_by,
+        reason: row.reason,
+        granted_at: now,
+        until: req.until,
+    }))
 }
 
 pub(super) async fn list_workflows(

@@ -151,6 +151,7 @@ pub(super) async fn log_info(State(app): State<Arc<App>>) -> Json<wire::LogInfo>
             published: s.published,
         },
         git: "/ledger.git".into(),
+        verdict_key: app.verdict_key.public_pem().to_owned(),
     })
 }
 

@@ -51,6 +51,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/runs", post(runs::create_run).get(runs::list_runs))
         .route("/api/v1/runs/{id}", get(runs::describe_run))
         .route("/api/v1/runs/{id}/reset", post(runs::reset_run))
+        .route("/api/v1/runs/{id}/exception", post(admin::grant_exception))
         .route("/api/v1/runs/{id}/attestation", post(runs::push_attestation))
         .route(
             "/api/v1/tokens",

@@ -63,6 +63,7 @@ pub fn run_wire(r: &Run) -> wire::Run {
         log_index: r.log_index,
         envelope_digest: r.envelope_digest.clone(),
         oci_attestations: None,
+        exception: None,
     }
 }
 
@@ -108,6 +109,31 @@ pub(super) async fn create_run(
             ),
         ));
     }
+    // A contract with policies pins them at the commit it was resolved at:
+    // loaded (and compiled) now, so a broken policy refuses the run here,
+    // and sent to the crafting CLI, which evaluates the same bytes.
+    let plan = if c.policies.is_empty() && c.policy_groups.is_empty() {
+        None
+    } else {
+        let (a, contract, blob, at) = (
+            app.clone(),
+            c.clone(),
+            resolved.revision.blob.clone(),
+            resolved.at.clone(),
+        );
+        let plan = tokio::task::spawn_blocking(move || a.plan(&contract, &blob, &at))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "policy",
+                    format!("the policies of contract `{}` at {} do not load: {e}", c.name, resolved.at),
+                )
+                .hint("tally contract lint <contracts checkout> names the problem; fix it in the contracts repository")
+            })?;
+        Some(plan)
+    };
     let now = unix_now();
     let mut rnd = [0u8; 12];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rnd);
@@ -126,6 +152,13 @@ pub(super) async fn create_run(
         log_index: None,
         envelope_digest: None,
     };
+    // The pin first: a run row never exists without it (a crash between
+    // the two leaves only an unused pin).
+    if plan.is_some() {
+        app.meta
+            .set_policies_commit(&run.id, &resolved.at)
+            .map_err(ApiError::internal)?;
+    }
     app.meta.insert_run(&run).map_err(ApiError::internal)?;
     let answer = wire::RunStarted {
         run: run_wire(&run),
@@ -135,6 +168,12 @@ pub(super) async fn create_run(
             commit: run.contract.commit.clone(),
             blob: run.contract.blob.clone(),
             text: String::from_utf8_lossy(&text).into_owned(),
+            policies_commit: if plan.is_some() {
+                resolved.at.clone()
+            } else {
+                String::new()
+            },
+            policies: plan.map(|p| p.files.clone()).unwrap_or_default(),
         },
     };
     Ok((StatusCode::CREATED, Json(answer)).into_response())
@@ -177,6 +216,17 @@ pub(super) async fn describe_run(
     if let Some(i) = run.log_index {
         v.oci_attestations = Some(app.meta.oci_attestations(i).map_err(ApiError::internal)?);
     }
+    v.exception = app
+        .meta
+        .exception(&run.id)
+        .map_err(ApiError::internal)?
+        .map(|e| wire::ExceptionGranted {
+            run_id: e.run_id,
+            granted_by: e.granted_by,
+            reason: e.reason,
+            granted_at: e.granted_at,
+            until: e.until,
+        });
     Ok(Json(v))
 }
 
@@ -296,6 +346,16 @@ fn refusal(e: Refusal) -> ApiError {
                 .details(details)
                 .hint("tally attestation status shows what the contract requires")
         }
+        Refusal::Policy {
+            ref problems,
+            ref evaluations,
+            ..
+        } => {
+            let details = json!({ "violations": problems, "evaluations": evaluations });
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+                .details(details)
+                .hint("tally attestation status shows each policy's verdict; an operator can grant this run an exception")
+        }
         Refusal::Overload => ApiError::unavailable(e.to_string(), 1),
         Refusal::Busy(_) => ApiError::new(StatusCode::CONFLICT, code, e.to_string()),
         Refusal::Unavailable { what, cause } => ApiError::unavailable_because(what, cause, 5),
@@ -401,6 +461,11 @@ pub(super) async fn push_attestation(
         published: published > index,
         tlog_proof: None,
         hint: None,
+        verdict: accepted
+            .verdict
+            .as_ref()
+            .map(|v| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, v)),
+        policy_evaluations: accepted.evaluations.clone(),
     };
     if published > index {
         app.metrics.publish.observe(received.elapsed().as_secs_f64());
