@@ -26,6 +26,20 @@ pub(crate) enum BenchCommand {
     /// file up and down with the real CLI (time, peak memory of CLI and
     /// server), then many small uploads.
     Artifacts(BenchArtifactsArgs),
+    /// The example policies on CycloneDX SBOMs of given sizes: the input
+    /// document, each policy, the whole set.
+    Policy(BenchPolicyArgs),
+}
+
+/// `tally-bench policy`
+#[derive(Debug, Args)]
+pub(crate) struct BenchPolicyArgs {
+    /// SBOM sizes, KiB.
+    #[arg(long, value_delimiter = ',', default_value = "100,1024,10240")]
+    pub(crate) sizes_kib: Vec<usize>,
+    /// Iterations for a 1 MiB SBOM (scaled by size, at least 3).
+    #[arg(long, default_value_t = 20)]
+    pub(crate) iterations: usize,
 }
 
 /// `tally-bench artifacts`
@@ -80,6 +94,18 @@ pub(crate) struct BenchIntakeArgs {
     /// The admin token of `--server`.
     #[arg(long, env = "TALLY_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,
+    /// Policies on: each attestation names an uploaded CycloneDX SBOM that
+    /// a contract with three blocking policies (sbom-quality,
+    /// licenses-allowed, no-critical-vulnerabilities) gates at intake.
+    #[arg(long, conflicts_with = "server")]
+    pub(crate) policies: bool,
+    /// The SBOM's size with `--policies`, KiB.
+    #[arg(long, default_value_t = 100, requires = "policies")]
+    pub(crate) sbom_kib: usize,
+    /// With `--policies`: how many distinct SBOMs the runs cycle through
+    /// (each uploaded once; 1: every run names the same SBOM).
+    #[arg(long, default_value_t = 1, requires = "policies")]
+    pub(crate) distinct_sboms: usize,
 }
 
 /// `tally-bench ledger`

@@ -413,6 +413,9 @@ fn local_target(args: &crate::args::BenchIntakeArgs) -> Result<(Target, std::net
         max_body_bytes: 1 << 20,
         ..ServerConfig::default()
     };
+    if args.policies {
+        cfg.contracts = gated_contracts(tmp.path())?.to_string_lossy().into_owned();
+    }
     if let Some(r) = &args.registry {
         cfg.artifacts.backend = server::artifact_store::Backend::Oci;
         cfg.artifacts.repository = format!("{r}/tally/intake-{}", server::unix_now());
@@ -434,6 +437,108 @@ fn local_target(args: &crate::args::BenchIntakeArgs) -> Result<(Target, std::net
         _tmp: tmp,
     };
     Ok((t, addr))
+}
+
+/// The workflow and contract of `--policies`: one CycloneDX SBOM, three
+/// blocking policies of the example set.
+const GATED_WORKFLOW: &str = "bench-gated";
+
+/// A contracts repository (the examples plus `bench-gated`), committed.
+fn gated_contracts(dir: &std::path::Path) -> Result<std::path::PathBuf, Failure> {
+    let src = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts");
+    let repo = dir.join("contracts");
+    let io = |e: std::io::Error| Failure::Unavailable(e.into());
+    std::fs::create_dir_all(repo.join("policies")).map_err(io)?;
+    for sub in ["", "policies"] {
+        for e in std::fs::read_dir(src.join(sub)).map_err(io)? {
+            let p = e.map_err(io)?.path();
+            if p.is_file() {
+                std::fs::copy(&p, repo.join(sub).join(p.file_name().unwrap_or_default())).map_err(io)?;
+            }
+        }
+    }
+    let mut workflows = std::fs::read_to_string(repo.join("workflows.toml")).map_err(io)?;
+    workflows.push_str(&format!(
+        "\n[[workflows]]\nname = \"{GATED_WORKFLOW}\"\nproject = \"bench\"\ncontract = \"bench-gated\"\nowners = [\"bench@example.com\"]\n"
+    ));
+    std::fs::write(repo.join("workflows.toml"), workflows).map_err(io)?;
+    let mut contract = String::from(
+        "schema = \"tally.dev/contract/v1\"\nname = \"bench-gated\"\nrunner = \"any\"\n\n[[materials]]\nname = \"sbom\"\ntype = \"SBOM_CYCLONEDX_JSON\"\n",
+    );
+    for p in [
+        "sbom-quality.yaml",
+        "licenses-allowed.yaml",
+        "no-critical-vulnerabilities.yaml",
+    ] {
+        contract.push_str(&format!(
+            "\n[[policies]]\nref = \"policies/{p}\"\nmaterials = [\"sbom\"]\n"
+        ));
+    }
+    std::fs::write(repo.join("bench-gated.toml"), contract).map_err(io)?;
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "."],
+        &[
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "bench",
+        ],
+    ] {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .status()
+            .map_err(io)?
+            .success();
+        if !ok {
+            return Err(Failure::Unavailable(anyhow!("git {args:?} failed")));
+        }
+    }
+    Ok(repo)
+}
+
+/// `k` distinct SBOMs of about `kib` KiB (they differ in their serial
+/// number), stored in the control plane's artifact store; their digests.
+fn store_sboms(
+    app: &Arc<tally::server::App>,
+    rt: &tokio::runtime::Runtime,
+    kib: usize,
+    k: usize,
+) -> Result<Vec<(String, u64)>, Failure> {
+    use tally::server::artifact_store::{ByteStream, Upload};
+    let base = crate::policy::sbom(kib * 1024);
+    let mut out = Vec::with_capacity(k);
+    for i in 0..k.max(1) {
+        let bytes = String::from_utf8_lossy(&base)
+            .replacen(
+                "3e671687-395b-41f5-a30f-a58921a69b79",
+                &format!("3e671687-395b-41f5-a30f-{i:012x}"),
+                1,
+            )
+            .into_bytes();
+        let hex = ledger_format::hash::sha256(&bytes).to_hex();
+        let up = Upload {
+            hex: hex.clone(),
+            len: bytes.len() as u64,
+            workflow: GATED_WORKFLOW.into(),
+            run: None,
+            kind: "SBOM_CYCLONEDX_JSON".into(),
+            name: Some("sbom".into()),
+        };
+        let len = bytes.len() as u64;
+        let body: ByteStream = Box::pin(futures_util::stream::once(async move {
+            Ok(hyper::body::Bytes::from(bytes))
+        }));
+        rt.block_on(app.artifacts.put(&up, body))
+            .map_err(|e| Failure::Unavailable(anyhow!("storing an SBOM: {e}")))?;
+        out.push((format!("sha256:{hex}"), len));
+    }
+    Ok(out)
 }
 
 /// A running control plane at `--server`.
@@ -474,7 +579,11 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
 
     // Setup (not measured): a workflow key, a token, one run and one signed
     // attestation per push. The workflow's contract asks for one VEX document.
-    let workflow = BENCH_WORKFLOW;
+    let workflow = if args.policies {
+        GATED_WORKFLOW
+    } else {
+        BENCH_WORKFLOW
+    };
     let algorithm = match args.algorithm {
         tally::cli::SigningAlgorithm::EcdsaP256 => Algorithm::EcdsaP256,
         tally::cli::SigningAlgorithm::Ed25519 => Algorithm::Ed25519,
@@ -523,6 +632,11 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
             };
             let ids: Vec<String> = (0..n).map(|i| format!("run-bench-{i:08}")).collect();
             for id in &ids {
+                if args.policies {
+                    app.meta
+                        .set_policies_commit(id, &resolved.at)
+                        .map_err(|e| Failure::Unavailable(e.into()))?;
+                }
                 app.meta
                     .insert_run(&Run {
                         id: id.clone(),
@@ -590,6 +704,13 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
             (ids, t.token, project, contract)
         }
     };
+    // With --policies: the SBOMs the runs name, uploaded (setup, not timed).
+    let sboms = match (&target, args.policies) {
+        (Target::Local { app, rt, .. }, true) => {
+            Arc::new(store_sboms(app, rt, args.sbom_kib, args.distinct_sboms)?)
+        }
+        _ => Arc::new(Vec::new()),
+    };
     let template = State {
         schema: STATE_SCHEMA.into(),
         run_id: String::new(),
@@ -611,19 +732,25 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
     let chunks: Vec<Vec<(String, Vec<u8>)>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
             .map(|t| {
-                let (key, ids) = (key.clone(), ids.clone());
+                let (key, ids, sboms) = (key.clone(), ids.clone(), sboms.clone());
                 let template = template.clone();
                 s.spawn(move || {
                     let mut out = Vec::new();
                     for i in (t..n).step_by(threads) {
                         let mut st = template.clone();
                         st.run_id = ids[i].clone();
+                        let sbom = (!sboms.is_empty()).then(|| &sboms[i % sboms.len()]);
                         st.materials = vec![MaterialRecord {
-                            name: "vex-disclosure".into(),
-                            kind: "CSAF_VEX".into(),
+                            name: if sbom.is_some() { "sbom" } else { "vex-disclosure" }.into(),
+                            kind: if sbom.is_some() {
+                                "SBOM_CYCLONEDX_JSON"
+                            } else {
+                                "CSAF_VEX"
+                            }
+                            .into(),
                             value: "vex.json".into(),
-                            digest: format!("sha256:{:064x}", i),
-                            size: 2873,
+                            digest: sbom.map_or_else(|| format!("sha256:{:064x}", i), |s| s.0.clone()),
+                            size: sbom.map_or(2873, |s| s.1),
                             output: false,
                             in_contract: true,
                             summary: String::new(),
@@ -757,6 +884,11 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         "attestations": n,
         "clients": args.clients,
         "algorithm": format!("{:?}", args.algorithm),
+        "policies": if args.policies {
+            json!({"blocking": 3, "sbom_kib": args.sbom_kib, "distinct_sboms": args.distinct_sboms})
+        } else {
+            serde_json::Value::Null
+        },
         "envelope_bytes": work.first().map_or(0, |w| w.1.len()),
         "setup_s": setup_s,
         "accepted": accepted,

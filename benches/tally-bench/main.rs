@@ -6,6 +6,7 @@
 //! cargo build --release && ./target/release/tally-bench intake
 //! ./target/release/tally-bench ledger --duration 60
 //! ./target/release/tally-bench artifacts --registry 127.0.0.1:5000
+//! ./target/release/tally-bench policy --sizes-kib 100,1024,10240
 //! ```
 
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use clap::Parser as _;
 
 mod args;
 mod harness;
+mod policy;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
         args::BenchCommand::Ledger(a) => harness::ledger(a),
         args::BenchCommand::Intake(a) => harness::intake(a),
         args::BenchCommand::Artifacts(a) => harness::artifacts(a),
+        args::BenchCommand::Policy(a) => policy::policy(a),
     };
     match result {
         Ok(r) => {

@@ -440,7 +440,12 @@ fn with_policies(
     if c.policies.is_empty() && c.policy_groups.is_empty() {
         return Ok(cref);
     }
-    let plan = Plan::load(c, files, crate::policy::Limits::from_env()).map_err(policy_load_failure)?;
+    let cache = crate::policy::UrlCache::for_cli();
+    let files = crate::policy::WithUrls {
+        inner: files,
+        cache: &cache,
+    };
+    let plan = Plan::load(c, &files, crate::policy::Limits::from_env()).map_err(policy_load_failure)?;
     cref.policies = plan.files;
     cref.policies_commit = commit;
     Ok(cref)

@@ -20,8 +20,13 @@ fn policy_diagnostics(
     contract_file: &dyn Fn(&str) -> String,
     shown: &dyn Fn(&str) -> String,
 ) {
+    let cache = policy::UrlCache::for_cli();
+    let files = policy::WithUrls {
+        inner: files,
+        cache: &cache,
+    };
     for c in &report.contracts {
-        let Err(errors) = policy::Plan::load(c, files, policy::Limits::default()) else {
+        let Err(errors) = policy::Plan::load(c, &files, policy::Limits::default()) else {
             continue;
         };
         for e in errors {

@@ -323,7 +323,13 @@ fn recheck(
         .invalid()?;
     let limits = Limits::from_env();
     limits.install();
-    let plan = Plan::load(&contract, &GitTree { repo: &repo, commit }, limits).map_err(|errs| {
+    let cache = crate::policy::UrlCache::for_cli();
+    let tree = GitTree { repo: &repo, commit };
+    let files = crate::policy::WithUrls {
+        inner: &tree,
+        cache: &cache,
+    };
+    let plan = Plan::load(&contract, &files, limits).map_err(|errs| {
         Failure::Invalid(anyhow!(
             "the policies at {commit} do not load: {}",
             errs.iter()

@@ -43,25 +43,33 @@ fn is_json(kind: Kind) -> bool {
     ) || kind.as_str().ends_with("_JSON")
 }
 
-/// The input of a material policy. `args` are the arguments as the policy
-/// receives them.
-pub fn material(m: &Material<'_>, args: &Map<String, Value>) -> Result<Value, String> {
+/// A material's input document without `args` (built once, shared by
+/// every policy that evaluates the material).
+pub fn material_document(m: &Material<'_>) -> Result<regorus::Value, String> {
     let mut doc = match (m.kind, m.bytes) {
-        (Kind::JunitXml, Some(b)) => Value::Array(junit(b)?),
-        (Kind::Attestation | Kind::SlsaProvenance, Some(b)) => statement_of(b)?,
-        (k, Some(b)) if is_json(k) => parse_json(b)?,
-        (Kind::OpenapiSpec, Some(b)) => parse_json(b).or_else(|_| {
-            serde_norway::from_slice::<Value>(b)
-                .map_err(|e| format!("the OpenAPI document is neither JSON nor YAML: {e}"))
-        })?,
-        _ => Value::Object(Map::new()),
+        (Kind::JunitXml, Some(b)) => to_regorus(Value::Array(junit(b)?))?,
+        (Kind::Attestation | Kind::SlsaProvenance, Some(b)) => to_regorus(statement_of(b)?)?,
+        // The hot path (SBOMs, SARIF, VEX…): straight from the bytes.
+        (k, Some(b)) if is_json(k) => parse_regorus(b)?,
+        (Kind::OpenapiSpec, Some(b)) => match parse_regorus(b) {
+            Ok(v) => v,
+            Err(_) => to_regorus(
+                serde_norway::from_slice::<Value>(b)
+                    .map_err(|e| format!("the OpenAPI document is neither JSON nor YAML: {e}"))?,
+            )?,
+        },
+        _ => regorus::Value::new_object(),
     };
-    if let Value::Array(a) = doc {
-        doc = json!({ "elements": a });
+    if let regorus::Value::Array(_) = doc {
+        let mut o = regorus::Value::new_object();
+        o.as_object_mut()
+            .map_err(|e| e.to_string())?
+            .insert("elements".into(), doc);
+        doc = o;
     }
-    let Value::Object(mut obj) = doc else {
+    if !matches!(doc, regorus::Value::Object(_)) {
         return Err("the material is a JSON scalar, not an object or array".into());
-    };
+    }
     let mut annotations = Map::new();
     annotations.insert("chainloop.material.name".into(), m.name.into());
     annotations.insert("chainloop.material.type".into(), m.kind.as_str().into());
@@ -76,17 +84,54 @@ pub fn material(m: &Material<'_>, args: &Map<String, Value>) -> Result<Value, St
     if let Some(v) = m.value {
         descriptor["value"] = v.into();
     }
-    obj.insert("chainloop_metadata".into(), descriptor);
-    obj.insert("args".into(), Value::Object(args.clone()));
-    Ok(Value::Object(obj))
+    doc.as_object_mut()
+        .map_err(|e| e.to_string())?
+        .insert("chainloop_metadata".into(), to_regorus(descriptor)?);
+    Ok(doc)
 }
 
-/// The input of an attestation policy: the in-toto statement, with `args`.
-pub fn statement(statement_json: &[u8], args: &Map<String, Value>) -> Result<Value, String> {
-    let mut v = parse_json(statement_json)?;
-    let obj = v.as_object_mut().ok_or("the statement is not a JSON object")?;
-    obj.insert("args".into(), Value::Object(args.clone()));
+/// An attestation policy's input document without `args`: the statement.
+pub fn statement_document(statement_json: &[u8]) -> Result<regorus::Value, String> {
+    let v = parse_regorus(statement_json)?;
+    if !matches!(v, regorus::Value::Object(_)) {
+        return Err("the statement is not a JSON object".into());
+    }
     Ok(v)
+}
+
+/// `doc` with `args` (a shallow copy: the document is shared).
+pub fn with_args(doc: &regorus::Value, args: &Map<String, Value>) -> Result<regorus::Value, String> {
+    let mut v = doc.clone();
+    v.as_object_mut()
+        .map_err(|e| e.to_string())?
+        .insert("args".into(), to_regorus(Value::Object(args.clone()))?);
+    Ok(v)
+}
+
+/// The input of a material policy as JSON (`tally policy eval` shows it).
+pub fn material(m: &Material<'_>, args: &Map<String, Value>) -> Result<Value, String> {
+    to_json(&with_args(&material_document(m)?, args)?)
+}
+
+/// The input of an attestation policy as JSON.
+pub fn statement(statement_json: &[u8], args: &Map<String, Value>) -> Result<Value, String> {
+    to_json(&with_args(&statement_document(statement_json)?, args)?)
+}
+
+fn to_regorus(v: Value) -> Result<regorus::Value, String> {
+    serde_json::from_value(v).map_err(|e| format!("input: {e}"))
+}
+
+/// Deserialized straight into regorus' value: measured faster than parsing
+/// with serde_json and converting the tree (BENCHMARKS.md, policies).
+fn parse_regorus(b: &[u8]) -> Result<regorus::Value, String> {
+    let b = b.strip_prefix(b"\xef\xbb\xbf").unwrap_or(b);
+    serde_json::from_slice(b).map_err(|e| format!("the material is not JSON ({e})"))
+}
+
+/// A regorus value as JSON.
+pub fn to_json(v: &regorus::Value) -> Result<Value, String> {
+    serde_json::to_value(v).map_err(|e| format!("input: {e}"))
 }
 
 fn digest_map(d: &str) -> Value {

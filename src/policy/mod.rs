@@ -13,6 +13,7 @@
 //! (kinds). Above: the CLI (`cmd`) and the control plane (`server`).
 
 pub mod engine;
+pub mod fetch;
 pub mod input;
 pub mod spec;
 pub mod verdict;
@@ -30,6 +31,7 @@ use crate::contract::repo::ContractsRepo;
 use crate::contract::{Contract, PolicyRef};
 
 pub use engine::Limits;
+pub use fetch::{UrlCache, WithUrls};
 pub use verdict::Evaluation;
 
 /// Where policy files are read from; paths are repository-relative with
@@ -170,6 +172,80 @@ pub struct Plan {
     pub bound: Vec<Bound>,
     /// Every file read, by repository path: what a run pins.
     pub files: BTreeMap<String, String>,
+    /// Outcomes already computed, by policy and input (see [`Memo`]).
+    memo: Arc<Memo>,
+}
+
+/// Outcomes of this plan's evaluations, by (policy, input identity): a
+/// verdict is a function of the policy's bytes, the input and the
+/// arguments only (SPEC.md §13.4), so the same material pushed again (a
+/// re-run, a matrix job, a shared SBOM) is not evaluated again. Bounded
+/// (oldest first out); errors (a budget exceeded under load) are never kept.
+#[derive(Debug, Default)]
+pub struct Memo {
+    map: std::sync::Mutex<MemoMap>,
+}
+
+/// Outcomes by key, and the keys oldest first.
+#[derive(Debug, Default)]
+struct MemoMap {
+    outcomes: std::collections::HashMap<[u8; 32], engine::Outcome>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+/// How many outcomes a plan keeps.
+const MEMO_ENTRIES: usize = 4096;
+
+impl Memo {
+    /// Forgets every outcome (benchmarks measure evaluations, not the memo).
+    pub fn clear(&self) {
+        let mut g = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        g.outcomes.clear();
+        g.order.clear();
+    }
+
+    fn get(&self, k: &[u8; 32]) -> Option<engine::Outcome> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .outcomes
+            .get(k)
+            .cloned()
+    }
+
+    fn put(&self, k: [u8; 32], o: &engine::Outcome) {
+        let mut g = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if g.outcomes.insert(k, o.clone()).is_none() {
+            g.order.push_back(k);
+            while g.order.len() > MEMO_ENTRIES {
+                if let Some(old) = g.order.pop_front() {
+                    g.outcomes.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// The identity of one evaluation's input: the policy (its index in the
+/// plan) and everything the input document is built from.
+fn memo_key(policy: usize, m: &input::Material<'_>) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let mut field = |b: &[u8]| {
+        h.update((b.len() as u64).to_be_bytes());
+        h.update(b);
+    };
+    field(&(policy as u64).to_be_bytes());
+    field(m.name.as_bytes());
+    field(m.kind.as_str().as_bytes());
+    field(m.digest.as_bytes());
+    field(m.value.unwrap_or_default().as_bytes());
+    field(&[u8::from(m.bytes.is_some())]);
+    for (k, v) in m.annotations {
+        field(k.as_bytes());
+        field(v.as_bytes());
+    }
+    h.finalize().into()
 }
 
 /// A problem loading a contract's policies, for `contract lint` and the
@@ -249,8 +325,10 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn read(&mut self, path: &str) -> Result<Vec<u8>, String> {
-        if path.starts_with("https://") || path.starts_with("http://") {
-            return Err(format!("{path}: policies by URL are not fetched by this build; vendor the file into the contracts repository (policies/) and reference its path"));
+        if path.starts_with("http://") {
+            return Err(format!(
+                "{path}: a policy URL must be https:// and pinned with @sha256:<digest>"
+            ));
         }
         if path.starts_with("chainloop://") || !path.contains('.') && !path.contains('/') {
             return Err(format!("{path}: a reference to Chainloop's policy registry; copy the policy into the contracts repository (policies/) and reference its path"));
@@ -267,11 +345,7 @@ impl Loader<'_> {
     }
 
     /// Compiles a policy file's scripts.
-    fn policy(
-        &mut self,
-        path: &str,
-        p: &spec::PolicySpec,
-    ) -> Result<Scripts, String> {
+    fn policy(&mut self, path: &str, p: &spec::PolicySpec) -> Result<Scripts, String> {
         let mut out = Vec::new();
         let yaml = self.read.get(path).cloned().unwrap_or_default();
         let mut embedded_seen = 0;
@@ -510,10 +584,16 @@ impl Plan {
             Ok(Plan {
                 bound,
                 files: loader.read,
+                memo: Arc::default(),
             })
         } else {
             Err(errors)
         }
+    }
+
+    /// The plan's memo of outcomes.
+    pub fn memo(&self) -> &Memo {
+        &self.memo
     }
 
     /// Whether the contract has no policy.
@@ -529,11 +609,30 @@ impl Plan {
     /// Evaluates every policy that applies to material `m`.
     pub fn material(&self, m: &input::Material<'_>, by: verdict::Evaluator) -> Vec<Evaluation> {
         let mut out = Vec::new();
-        for b in self.bound.iter().filter(|b| b.applies_to(m.name, m.kind)) {
-            let result = match b.script_for(Some(m.kind)) {
-                None => Err(format!("policy `{}` has no script for kind {}", b.name, m.kind)),
-                Some(s) => input::material(m, &b.input_args).and_then(|i| s.eval(&i)),
+        let mut doc = None;
+        // A material's bytes are named by their digest: an input whose
+        // bytes were not given is never the same as one whose were.
+        let digest_known = m.digest.starts_with("sha256:") && m.digest.len() == 71;
+        for (i, b) in self
+            .bound
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.applies_to(m.name, m.kind))
+        {
+            let key = digest_known.then(|| memo_key(i, m));
+            if let Some(o) = key.and_then(|k| self.memo.get(&k)) {
+                out.push(Evaluation::new(b, Some((m.name, m.digest)), by, Ok(o)));
+                continue;
+            }
+            let doc = doc.get_or_insert_with(|| input::material_document(m));
+            let result = match (b.script_for(Some(m.kind)), doc) {
+                (None, _) => Err(format!("policy `{}` has no script for kind {}", b.name, m.kind)),
+                (_, Err(e)) => Err(e.clone()),
+                (Some(s), Ok(d)) => input::with_args(d, &b.input_args).and_then(|i| s.eval(i)),
             };
+            if let (Some(k), Ok(o)) = (key, &result) {
+                self.memo.put(k, o);
+            }
             out.push(Evaluation::new(b, Some((m.name, m.digest)), by, result));
         }
         out
@@ -559,10 +658,13 @@ impl Plan {
     /// Evaluates the attestation policies on a statement.
     pub fn statement(&self, statement_json: &[u8], digest: &str, by: verdict::Evaluator) -> Vec<Evaluation> {
         let mut out = Vec::new();
+        let mut doc = None;
         for b in self.bound.iter().filter(|b| b.on_statement()) {
-            let result = match b.script_for(Some(Kind::Attestation)) {
-                None => Err(format!("policy `{}` has no script for the attestation", b.name)),
-                Some(s) => input::statement(statement_json, &b.input_args).and_then(|i| s.eval(&i)),
+            let doc = doc.get_or_insert_with(|| input::statement_document(statement_json));
+            let result = match (b.script_for(Some(Kind::Attestation)), doc) {
+                (None, _) => Err(format!("policy `{}` has no script for the attestation", b.name)),
+                (_, Err(e)) => Err(e.clone()),
+                (Some(s), Ok(d)) => input::with_args(d, &b.input_args).and_then(|i| s.eval(i)),
             };
             out.push(Evaluation::new(b, None, by, result).with_digest(digest));
         }

@@ -195,8 +195,10 @@ pub fn parse(path: &str, bytes: &[u8]) -> Result<Document, String> {
         return Err(format!("{path}: larger than {} bytes", MAX_POLICY_BYTES));
     }
     let text = std::str::from_utf8(bytes).map_err(|e| format!("{path}: not UTF-8 ({e})"))?;
-    if path.ends_with(".rego") {
-        let stem = path.rsplit('/').next().unwrap_or(path);
+    // A pinned URL's format is its path's (`…/x.rego@sha256:…`).
+    let named = path.rsplit_once("@sha256:").map_or(path, |(u, _)| u);
+    if named.ends_with(".rego") {
+        let stem = named.rsplit('/').next().unwrap_or(named);
         let name = stem.strip_suffix(".rego").unwrap_or(stem).to_owned();
         return Ok(Document::Policy(PolicySpec {
             name,

@@ -368,3 +368,60 @@ fn describe(e: &Evaluation) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(policy: &str, material: Option<&str>, violations: &[&str]) -> Evaluation {
+        Evaluation {
+            policy: policy.into(),
+            path: format!("policies/{policy}.yaml"),
+            blob: "b".repeat(40),
+            group: None,
+            material: material.map(str::to_owned),
+            digest: format!("sha256:{}", "a".repeat(64)),
+            args: BTreeMap::new(),
+            blocking: true,
+            evaluated_by: Evaluator::ControlPlane,
+            skipped: false,
+            skip_reason: String::new(),
+            ignore: false,
+            violations: violations.iter().map(|s| (*s).to_owned()).collect(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_doctored_verdict_disagrees_with_the_recheck() {
+        let truth = vec![
+            eval("vulns", Some("sbom"), &["CVE-1 is critical"]),
+            eval("builder", None, &[]),
+        ];
+        // The same: agrees.
+        let r = compare(&truth, &truth, &[]);
+        assert_eq!((r.agree, r.disagree.len()), (2, 0));
+        // A violation erased from the record.
+        let mut doctored = truth.clone();
+        doctored[0].violations.clear();
+        let r = compare(&doctored, &truth, &[]);
+        assert_eq!(r.disagree.len(), 1, "{r:?}");
+        assert!(r.disagree[0].contains("recorded passed"), "{r:?}");
+        // A policy left out of the record, or one the contract does not apply.
+        let r = compare(&truth[..1], &truth, &[]);
+        assert!(r.disagree[0].contains("does not record it"), "{r:?}");
+        let mut extra = truth.clone();
+        extra.push(eval("invented", Some("sbom"), &[]));
+        let r = compare(&extra, &truth, &[]);
+        assert!(r.disagree[0].contains("does not apply it"), "{r:?}");
+        // Another policy blob (a policy edited after the fact).
+        let mut edited = truth.clone();
+        edited[1].blob = "c".repeat(40);
+        assert_eq!(compare(&edited, &truth, &[]).disagree.len(), 1);
+        // A material not given is listed, not judged.
+        let r = compare(&truth, &truth[1..], &["sbom".to_owned()]);
+        assert_eq!((r.agree, r.unchecked.len(), r.disagree.len()), (1, 1, 0));
+        assert_eq!(result_of(&truth), "FAILED");
+        assert_eq!(result_of(&truth[1..]), "PASSED");
+    }
+}

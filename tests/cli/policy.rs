@@ -612,3 +612,149 @@ fn a_hostile_policy_at_intake_is_a_policy_error_and_the_server_carries_on() {
         stderr(&o)
     );
 }
+
+/// A CA and a certificate for 127.0.0.1 it signs (OpenSSL): (ca.pem, cert.pem, key.pem).
+fn loopback_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=tally test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+#[test]
+fn a_policy_pinned_by_url_is_fetched_once_checked_and_cached() {
+    let d = tempfile::tempdir().unwrap();
+    let served = d.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let yaml = std::fs::read(policies_dir().join("no-critical-vulnerabilities.yaml")).unwrap();
+    std::fs::write(served.join("vulns.yaml"), &yaml).unwrap();
+    let (ca, cert, key) = loopback_tls(d.path());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/https_server.py");
+    let mut server = Command::new("python3")
+        .arg(script)
+        .arg(&served)
+        .arg(&cert)
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    let hex = ledger_format::hash::sha256(&yaml).to_hex();
+    let url = format!("https://127.0.0.1:{}/vulns.yaml", port.trim());
+    let repo = d.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let write = |digest: &str| {
+        std::fs::write(
+            repo.join("c.toml"),
+            format!(
+                "schema = \"tally.dev/contract/v1\"\nname = \"c\"\n\n[[materials]]\nname = \"sbom\"\ntype = \"SBOM_CYCLONEDX_JSON\"\n\n[[policies]]\nref = \"{url}@sha256:{digest}\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    let cache = d.path().join("cache");
+    let lint = || {
+        Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["contract", "lint"])
+            .arg(&repo)
+            .env("TALLY_POLICY_CA_FILE", &ca)
+            .env("TALLY_POLICY_CACHE", &cache)
+            .output()
+            .unwrap()
+    };
+    // Another digest than the file's: refused, nothing cached.
+    write(&"0".repeat(64));
+    let o = lint();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("has digest sha256:{hex}, not the pinned")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!cache.join("0".repeat(64)).exists());
+    // The pinned digest: fetched, compiled, cached by digest.
+    write(&hex);
+    let o = lint();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(std::fs::read(cache.join(&hex)).unwrap(), yaml);
+    // Fetched once: with the server gone, the cache serves it.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let o = lint();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // A policy over plain HTTP is refused.
+    std::fs::write(
+        repo.join("c.toml"),
+        format!("schema = \"tally.dev/contract/v1\"\nname = \"c\"\n\n[[materials]]\nname = \"sbom\"\ntype = \"SBOM_CYCLONEDX_JSON\"\n\n[[policies]]\nref = \"http://127.0.0.1:1/p.yaml@sha256:{hex}\"\n"),
+    )
+    .unwrap();
+    assert_ne!(code(&lint()), 0);
+}
