@@ -28,8 +28,13 @@ fn unavailable(what: &'static str) -> impl Fn(String) -> Refusal {
     move |cause| Refusal::Unavailable { what, cause }
 }
 
-/// The run's plan, when its contract has policies (`None`: no verdict).
-pub async fn plan(app: &Arc<App>, run: &Run, contract: &Arc<Contract>) -> Result<Option<Arc<Plan>>, Refusal> {
+/// The run's plan and the commit its policies are pinned at, when its
+/// contract has policies (`None`: no verdict).
+pub async fn plan(
+    app: &Arc<App>,
+    run: &Run,
+    contract: &Arc<Contract>,
+) -> Result<Option<(Arc<Plan>, String)>, Refusal> {
     if contract.policies.is_empty() && contract.policy_groups.is_empty() {
         return Ok(None);
     }
@@ -40,11 +45,16 @@ pub async fn plan(app: &Arc<App>, run: &Run, contract: &Arc<Contract>) -> Result
         .ok_or_else(|| {
             unavailable("reading the run's policies")(format!("run {} has no pinned policies", run.id))
         })?;
-    let (app, contract, blob) = (app.clone(), contract.clone(), run.contract.blob.clone());
-    tokio::task::spawn_blocking(move || app.plan(&contract, &blob, &commit))
+    let (app, contract, blob, at) = (
+        app.clone(),
+        contract.clone(),
+        run.contract.blob.clone(),
+        commit.clone(),
+    );
+    tokio::task::spawn_blocking(move || app.plan(&contract, &blob, &at))
         .await
         .map_err(|e| unavailable("loading the run's policies")(e.to_string()))?
-        .map(Some)
+        .map(|p| Some((p, commit)))
         .map_err(unavailable("loading the run's policies"))
 }
 

@@ -203,7 +203,7 @@ pub async fn accept(app: &Arc<App>, run: &Run, env: Envelope, bytes: Vec<u8>) ->
     let now = unix_now();
     let mut verdict = None;
     let mut evaluations = Vec::new();
-    if let Some(plan) = gate::plan(app, run, &contract).await? {
+    if let Some((plan, commit)) = gate::plan(app, run, &contract).await? {
         evaluations = gate::evaluate(app, &plan, &contract, &st, verified.payload()).await?;
         let blocking = crate::policy::violations(&evaluations);
         let exception = if blocking.is_empty() {
@@ -220,14 +220,6 @@ pub async fn accept(app: &Arc<App>, run: &Run, env: Envelope, bytes: Vec<u8>) ->
                 }
             }
         };
-        let commit = app
-            .meta
-            .policies_commit(&run.id)
-            .map_err(|e| Refusal::Unavailable {
-                what: "reading the run's policies",
-                cause: e.to_string(),
-            })?
-            .unwrap_or_default();
         verdict = Some(gate::verdict(
             app,
             run,

@@ -651,6 +651,9 @@ pub fn seed_contracts(path: &Path) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Compiled policy plans kept at once (by contract blob and commit).
+const MAX_PLANS: usize = 64;
+
 /// The policy budget the configuration sets.
 pub fn policy_limits(cfg: &ServerConfig) -> crate::policy::Limits {
     crate::policy::Limits {
@@ -1019,10 +1022,12 @@ impl App {
                 .join("; ")
         })?;
         let plan = Arc::new(plan);
-        self.plans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, plan.clone());
+        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: runs pin recent commits; an old pin is loaded again.
+        if plans.len() >= MAX_PLANS {
+            plans.clear();
+        }
+        plans.insert(key, plan.clone());
         Ok(plan)
     }
 

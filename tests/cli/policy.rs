@@ -296,9 +296,18 @@ fn gated_repo(dir: &Path, extra_policy: Option<(&str, &str)>) -> PathBuf {
         "schema = \"tally.dev/contract/v1\"\n\n[[workflows]]\nname = \"gated\"\nproject = \"payments\"\ncontract = \"gated\"\nowners = [\"secops@example.com\"]\n",
     )
     .unwrap();
+    // A material the control plane never receives (skip_upload): its
+    // policy runs on the client only, and the verdict says so.
+    std::fs::write(
+        repo.join("policies/reviewed.rego"),
+        "package reviewed\nimport rego.v1\nviolations contains \"release notes must be reviewed\" if input.chainloop_metadata.annotations.reviewed != \"yes\"\n",
+    )
+    .unwrap();
     let mut contract = String::from(
         "schema = \"tally.dev/contract/v1\"\nname = \"gated\"\nrunner = \"github-actions\"\n\n\
          [[materials]]\nname = \"sbom\"\ntype = \"SBOM_CYCLONEDX_JSON\"\n\n\
+         [[materials]]\nname = \"notes\"\ntype = \"EVIDENCE\"\noptional = true\nskip_upload = true\n\n\
+         [[policies]]\nref = \"policies/reviewed.rego\"\nmaterials = [\"notes\"]\n\n\
          [[policies]]\nref = \"policies/no-critical-vulnerabilities.yaml\"\nmaterials = [\"sbom\"]\n\n\
          [[policies]]\nref = \"policies/licenses-allowed.yaml\"\nmaterials = [\"sbom\"]\nblocking = false\n\n\
          [[policies]]\nref = \"policies/provenance-builder.yaml\"\nwith = { builders = \"https://tally.dev/runner/github-actions\" }\n",
@@ -385,6 +394,27 @@ fn the_policy_gate_end_to_end() {
         stdout(&add)
     );
     assert!(stdout(&add).contains("declares no licence"), "{}", stdout(&add));
+    std::fs::write(ws.join("NOTES.md"), "release notes\n").unwrap();
+    let notes = cp.tally(
+        &ws,
+        &env,
+        &[
+            "attestation",
+            "add",
+            "--name",
+            "notes",
+            "--value",
+            "NOTES.md",
+            "--annotation",
+            "reviewed=yes",
+        ],
+    );
+    assert_eq!(code(&notes), 0, "{}", stderr(&notes));
+    assert!(
+        stdout(&notes).contains("✓ policy `reviewed` (blocking)"),
+        "{}",
+        stdout(&notes)
+    );
     let status = cp.tally(&ws, &env, &["attestation", "status"]);
     assert!(stdout(&status).contains("ready to push"), "{}", stdout(&status));
     let pushed = ok(&push(&cp, &ws, &env, "clean.bundle.json"));
@@ -395,7 +425,12 @@ fn the_policy_gate_end_to_end() {
     assert_eq!(p["verificationResult"], "PASSED");
     assert_eq!(p["policiesCommit"].as_str().unwrap().len(), 40);
     let evals = p["policyEvaluations"].as_array().unwrap();
-    assert_eq!(evals.len(), 3, "{p}");
+    assert_eq!(evals.len(), 4, "{p}");
+    let reviewed = evals.iter().find(|e| e["policy"] == "reviewed").unwrap();
+    assert_eq!(
+        reviewed["evaluatedBy"], "client",
+        "a skip_upload material is the client's claim: {reviewed}"
+    );
     let lic = evals.iter().find(|e| e["policy"] == "licenses-allowed").unwrap();
     assert_eq!(
         (lic["blocking"].as_bool(), lic["evaluatedBy"].as_str()),
@@ -443,7 +478,12 @@ fn the_policy_gate_end_to_end() {
         "{}",
         stdout(&o)
     );
-    assert!(stdout(&o).contains("3 evaluation(s) agree"), "{}", stdout(&o));
+    // The notes were never uploaded and are not given: listed, not judged.
+    assert!(
+        stdout(&o).contains("3 evaluation(s) agree") && stdout(&o).contains("1 not re-checked"),
+        "{}",
+        stdout(&o)
+    );
     // A doctored verdict (its advisory violation erased) is caught.
     let mut b: Value = serde_json::from_slice(&std::fs::read(ws.join("clean.bundle.json")).unwrap()).unwrap();
     {
