@@ -46,6 +46,10 @@ pub enum Command {
     /// Write and test Rego policies: evaluate one on a file, run policy tests.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run a C2SP tlog-witness: cosign checkpoints of configured logs that
+    /// are consistent with everything it cosigned before.
+    #[command(subcommand)]
+    Witness(WitnessCommand),
 
     /// Craft an attestation in a CI pipeline: init, add, status, push, reset.
     #[command(subcommand)]
@@ -574,6 +578,41 @@ pub struct ContractLintArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
+}
+
+/// `tally witness …`
+#[derive(Debug, Subcommand)]
+pub enum WitnessCommand {
+    /// Create a witness signing key; prints its cosignature verifier key.
+    Keygen(WitnessKeygenArgs),
+    /// Serve `POST /add-checkpoint` (C2SP tlog-witness) and `GET /verifier-key`.
+    Serve(WitnessServeArgs),
+}
+
+/// `tally witness keygen`
+#[derive(Debug, Args)]
+pub struct WitnessKeygenArgs {
+    /// The witness's name (e.g. `witness.example.com/w1`).
+    #[arg(long)]
+    pub name: String,
+    /// Where to write the secret key (mode 0600; never overwritten).
+    #[arg(long, default_value = "witness.key")]
+    pub key_file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `tally witness serve`
+#[derive(Debug, Args)]
+pub struct WitnessServeArgs {
+    /// The configuration file (TOML: `key_file`, `state_dir`, `[[log]]` with
+    /// `origin` and `keys`).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8788")]
+    pub listen: String,
 }
 
 /// `tally policy …`

@@ -18,3 +18,4 @@ pub mod policy;
 pub mod server;
 pub mod source;
 pub mod wire;
+pub mod witness;

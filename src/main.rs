@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use tally::cli::{
     ArtifactCommand, AttestationCommand, Cli, Command, ContractCommand, KeyCommand, LedgerCommand, LogFormat,
-    Output, PolicyCommand, ProofCommand, RunCommand, TokenCommand, WorkflowCommand, WorkflowKeyCommand,
+    Output, PolicyCommand, ProofCommand, RunCommand, TokenCommand, WitnessCommand, WorkflowCommand,
+    WorkflowKeyCommand,
 };
 use tally::cmd::{self, Report};
 use tally::exit::{Failure, OK};
@@ -18,6 +19,7 @@ fn init_logging(command: &Command) {
     use tracing_subscriber::EnvFilter;
     let (default, format) = match command {
         Command::Serve(a) => ("info", Some(a.log_format)),
+        Command::Witness(WitnessCommand::Serve(_)) => ("info", Some(LogFormat::Text)),
         _ => ("warn", None),
     };
     let filter = EnvFilter::try_from_env("TALLY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
@@ -85,6 +87,8 @@ fn main() -> ExitCode {
         Command::Contract(ContractCommand::Check(a)) => (a.output, cmd::contract::check(a)),
         Command::Policy(PolicyCommand::Eval(a)) => (a.output, cmd::policy::eval(a)),
         Command::Policy(PolicyCommand::Test(a)) => (a.output, cmd::policy::test(a)),
+        Command::Witness(WitnessCommand::Keygen(a)) => (a.output, cmd::witness::keygen(a)),
+        Command::Witness(WitnessCommand::Serve(a)) => (Output::Text, cmd::witness::serve(a)),
     };
     match (result, output) {
         (Ok(r), Output::Text) => {

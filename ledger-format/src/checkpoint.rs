@@ -85,7 +85,7 @@ pub struct Checkpoint {
 }
 
 /// Parses a canonical unsigned decimal: no sign, no leading zeros.
-pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
+pub fn parse_decimal(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
         return None;
     }

@@ -12,6 +12,7 @@ pub mod policy;
 pub mod proof;
 pub mod serve;
 pub mod verify;
+pub mod witness;
 
 use std::path::Path;
 

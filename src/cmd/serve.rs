@@ -107,7 +107,8 @@ pub fn serve(args: &ServeArgs) -> Result<Report, Failure> {
     })
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -17,3 +17,4 @@ mod oci;
 mod policy;
 mod proof;
 mod verify;
+mod witness;
