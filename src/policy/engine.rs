@@ -174,6 +174,7 @@ impl Script {
     pub fn compile_at(origin: &str, at: &Origin, rego: &str, limits: &Limits) -> Result<Script, String> {
         forbidden_calls(at, rego)?;
         recursive_functions(at, rego)?;
+        nesting(at, rego)?;
         let v1 = rego.lines().any(|l| l.trim_start().starts_with("import rego.v1"));
         let mut engine = new_engine(v1, limits);
         let package = engine
@@ -353,6 +354,46 @@ fn forbidden_calls(at: &Origin, rego: &str) -> Result<(), String> {
                     ));
                 }
                 from = col + f.len();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deepest nesting of array and object brackets (`[`, `{`) a script may
+/// have, and of all brackets: regorus' compile time doubles with each level
+/// of nested array or object literals past about 12 (16 levels: 4.5 s, 20:
+/// over a minute, in a debug build), and compiling happens before any
+/// budget applies. Real policies nest a handful of levels.
+pub const MAX_LITERAL_NESTING: usize = 10;
+/// Deepest nesting of all brackets, parentheses included.
+pub const MAX_NESTING: usize = 32;
+
+/// Refuses scripts nested deeper than [`MAX_LITERAL_NESTING`] /
+/// [`MAX_NESTING`] (outside strings and comments).
+fn nesting(at: &Origin, rego: &str) -> Result<(), String> {
+    let mut stack: Vec<char> = Vec::new();
+    for (n, line) in rego.lines().enumerate() {
+        for (col, c) in strip_comment_and_strings(line).chars().enumerate() {
+            match c {
+                '(' | '[' | '{' => {
+                    stack.push(c);
+                    let literal = stack.iter().filter(|&&b| b != '(').count();
+                    if stack.len() > MAX_NESTING || literal > MAX_LITERAL_NESTING {
+                        return Err(format!(
+                            "{}:{}:{}: brackets nested deeper than {} ({} for arrays, sets and objects)",
+                            at.file,
+                            n + 1 + at.line_offset,
+                            col + 1 + at.indent,
+                            MAX_NESTING,
+                            MAX_LITERAL_NESTING
+                        ));
+                    }
+                }
+                ')' | ']' | '}' => {
+                    stack.pop();
+                }
+                _ => {}
             }
         }
     }
