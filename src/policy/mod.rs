@@ -444,6 +444,9 @@ impl Loader<'_> {
         let bindings = spec::arguments(&g.name, &g.inputs, with, &BTreeMap::new())?;
         let group_blob = blob_id(self.read.get(path).map(String::as_bytes).unwrap_or_default());
         let start = out.len();
+        // What each of the group's policies applies to: its materials (by
+        // name, or every one of a kind), then the attestation.
+        let mut attached: Vec<(&spec::GroupAttachment, Target)> = Vec::new();
         for m in &g.materials {
             let name = spec::interpolate(&m.name, &bindings)?;
             if !r.materials.is_empty() && !name.is_empty() && !r.materials.contains(&name) {
@@ -454,30 +457,12 @@ impl Loader<'_> {
                 (true, Some(k)) => Target::Kind(k.as_str().to_owned()),
                 (true, None) => continue,
             };
-            for a in &m.policies {
-                let p = self.resolve(path, &a.reference)?;
-                self.bind_policy(
-                    &p,
-                    &a.with,
-                    &bindings,
-                    Some(&g.name),
-                    r.blocking,
-                    target.clone(),
-                    out,
-                )?;
-            }
+            attached.extend(m.policies.iter().map(|a| (a, target.clone())));
         }
-        for a in &g.attestation {
+        attached.extend(g.attestation.iter().map(|a| (a, Target::Attestation)));
+        for (a, target) in attached {
             let p = self.resolve(path, &a.reference)?;
-            self.bind_policy(
-                &p,
-                &a.with,
-                &bindings,
-                Some(&g.name),
-                r.blocking,
-                Target::Attestation,
-                out,
-            )?;
+            self.bind_policy(&p, &a.with, &bindings, Some(&g.name), r.blocking, target, out)?;
         }
         for b in &mut out[start..] {
             b.group = Some(format!("{}@{}", g.name, group_blob));

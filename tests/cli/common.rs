@@ -367,3 +367,22 @@ pub fn contracts_repo(dir: &Path) -> PathBuf {
     git(&repo, &["commit", "-q", "-m", "contracts v1"]);
     repo
 }
+
+/// Whether `python3` can import `modules` (comma-separated); outside CI a
+/// missing one skips the caller's test (with a line saying so), under
+/// `CI=true` it fails it (CI installs them).
+pub fn python_has(modules: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "python3 with {modules} is required under CI=true"
+        );
+        println!("skipping: python3 with {modules} is not available");
+    }
+    ok
+}

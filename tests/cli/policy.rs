@@ -52,16 +52,7 @@ fn eval(policy: &str, material: &str, kind: &str) -> (String, bool, Vec<String>,
     };
     let evals = d["evaluations"].as_array().unwrap();
     assert!(evals.iter().all(|e| e["error"].is_null()), "{d}");
-    let mut violations: Vec<String> = evals
-        .iter()
-        .flat_map(|e| {
-            e["violations"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s.as_str().unwrap().to_owned())
-        })
-        .collect();
+    let mut violations: Vec<String> = evals.iter().flat_map(|e| strings(&e["violations"])).collect();
     violations.sort();
     let skipped = evals.iter().all(|e| e["skipped"] == true);
     (
@@ -70,6 +61,22 @@ fn eval(policy: &str, material: &str, kind: &str) -> (String, bool, Vec<String>,
         violations,
         d["input"].clone(),
     )
+}
+
+/// A JSON array of strings.
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `o` exited with `code` and said `text` (on stdout or stderr).
+fn expect(o: &std::process::Output, code_: i32, text: &str) {
+    let all = format!("{}{}", stdout(o), stderr(o));
+    assert_eq!(code(o), code_, "{all}");
+    assert!(all.contains(text), "expected {text:?} in: {all}");
 }
 
 /// rego-cpp's verdict on the same policy script and the same input.
@@ -90,30 +97,9 @@ fn regopy(policy: &str, kind: &str, input: &Value) -> (bool, Vec<String>) {
         String::from_utf8_lossy(&o.stderr)
     );
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let mut violations: Vec<String> = v["violations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect();
+    let mut violations = strings(&v["violations"]);
     violations.sort();
     (v["skipped"].as_bool().unwrap(), violations)
-}
-
-fn regopy_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import regopy, yaml"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "regopy is required under CI=true"
-        );
-        println!("skipping: python regopy not installed");
-    }
-    ok
 }
 
 #[test]
@@ -121,7 +107,7 @@ fn example_policies_agree_with_rego_cpp_on_real_inputs() {
     let Some(vectors) = crate::common::vectors_dir() else {
         return;
     };
-    if !regopy_available() {
+    if !crate::common::python_has("regopy, yaml") {
         return;
     }
     let v = |n: &str| {
@@ -230,52 +216,55 @@ fn hostile(name: &str, rego: &str, env: &[(&str, &str)]) -> std::process::Output
     c.envs(env.iter().copied()).output().unwrap()
 }
 
+/// A hostile policy: its file name, its text, the CLI's environment, the
+/// exit code and what the error must say.
+type Hostile<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], i32, &'a str);
+
+/// A comprehension of 10^10 steps.
+const SLOW: &str = "package slow\nimport rego.v1\nviolations contains m if {\n  n := count([x | some x in numbers.range(1, 100000); some y in numbers.range(1, 100000)])\n  m := sprintf(\"%d\", [n])\n}\n";
+
 #[test]
 fn hostile_policies_are_clear_errors_within_the_budget() {
-    // The network: refused when compiled, with its place.
-    let o = hostile(
-        "net.rego",
-        "package net\nimport rego.v1\nviolations contains r.body if {\n  r := http.send({\"method\": \"get\", \"url\": \"http://127.0.0.1:1\"})\n}\n",
-        &[],
+    let deep = format!(
+        "package deep\nimport rego.v1\nx := {}1{}\n",
+        "[".repeat(1000),
+        "]".repeat(1000)
     );
-    assert_eq!(code(&o), 2, "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("net.rego:4:8: `http.send` is not available"),
-        "{}",
-        stderr(&o)
-    );
-    // A policy that does not compile: file:line:column.
-    let o = hostile(
-        "broken.rego",
-        "package broken\nimport rego.v1\nviolations contains x if {\n  x := \n}\n",
-        &[],
-    );
-    assert_eq!(code(&o), 2, "{}", stderr(&o));
-    assert!(stderr(&o).contains("broken.rego:"), "{}", stderr(&o));
-    // Recursion is refused by the language.
-    let o = hostile(
-        "rec.rego",
-        "package rec\nimport rego.v1\nf(x) := f(x)\nviolations contains y if { y := f(1) }\n",
-        &[],
-    );
-    assert_ne!(code(&o), 0, "{}", stderr(&o));
-    assert!(stderr(&o).to_lowercase().contains("recurs"), "{}", stderr(&o));
-    // A huge comprehension: stopped by the time budget, a policy error.
-    let o = hostile(
-        "slow.rego",
-        "package slow\nimport rego.v1\nviolations contains m if {\n  n := count([x | some x in numbers.range(1, 100000); some y in numbers.range(1, 100000)])\n  m := sprintf(\"%d\", [n])\n}\n",
-        &[("TALLY_POLICY_TIMEOUT_MS", "300")],
-    );
-    assert_eq!(code(&o), 4, "{}", stderr(&o));
-    assert!(stderr(&o).contains("time budget"), "{}", stderr(&o));
-    // A huge allocation: stopped by the memory ceiling.
-    let o = hostile(
-        "mem.rego",
-        "package mem\nimport rego.v1\nviolations contains m if {\n  xs := [x | some x in numbers.range(1, 30000000)]\n  m := sprintf(\"%d\", [count(xs)])\n}\n",
-        &[("TALLY_POLICY_MEMORY_MIB", "256")],
-    );
-    assert_eq!(code(&o), 4, "{}", stderr(&o));
-    assert!(stderr(&o).contains("memory budget"), "{}", stderr(&o));
+    let cases: [Hostile<'_>; 6] = [
+        // The network: refused when compiled, with its place.
+        (
+            "net.rego",
+            "package net\nimport rego.v1\nviolations contains r.body if {\n  r := http.send({\"method\": \"get\", \"url\": \"http://127.0.0.1:1\"})\n}\n",
+            &[],
+            2,
+            "net.rego:4:8: `http.send` is not available",
+        ),
+        // A policy that does not compile: file:line:column.
+        ("broken.rego", "package broken\nimport rego.v1\nviolations contains x if {\n  x := \n}\n", &[], 2, "broken.rego:"),
+        // Recursion, which regorus would only find on the stack.
+        (
+            "rec.rego",
+            "package rec\nimport rego.v1\nf(x) := f(x)\nviolations contains y if { y := f(1) }\n",
+            &[],
+            2,
+            "rec.rego:3:1: function `f` is recursive",
+        ),
+        // Nesting that would make the compiler run for minutes.
+        ("deep.rego", &deep, &[], 2, "nested deeper"),
+        // A huge comprehension: stopped by the time budget, a policy error.
+        ("slow.rego", SLOW, &[("TALLY_POLICY_TIMEOUT_MS", "300")], 4, "time budget"),
+        // A huge allocation: stopped by the memory ceiling.
+        (
+            "mem.rego",
+            "package mem\nimport rego.v1\nviolations contains m if {\n  xs := [x | some x in numbers.range(1, 30000000)]\n  m := sprintf(\"%d\", [count(xs)])\n}\n",
+            &[("TALLY_POLICY_MEMORY_MIB", "256")],
+            4,
+            "memory budget",
+        ),
+    ];
+    for (name, rego, env, code_, text) in cases {
+        expect(&hostile(name, rego, env), code_, text);
+    }
 }
 
 /// A contracts repository with one workflow, `gated`, whose contract has
@@ -356,6 +345,17 @@ fn push(cp: &ControlPlane, ws: &Path, env: &[(&str, &str)], bundle: &str) -> std
     )
 }
 
+/// A client that lies: the CLI's own policy verdicts erased from the
+/// crafting state, so its push reaches the control plane whatever they said.
+fn erase_client_verdicts(ws: &Path) {
+    let state_path = ws.join(STATE);
+    let mut st: Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    for m in st["materials"].as_array_mut().unwrap() {
+        m.as_object_mut().unwrap().remove("policy_evaluations");
+    }
+    std::fs::write(&state_path, serde_json::to_vec(&st).unwrap()).unwrap();
+}
+
 /// The VSA inside a bundle's verdict.
 fn vsa_of(bundle: &Path) -> Value {
     use base64::Engine as _;
@@ -382,12 +382,7 @@ fn the_policy_gate_end_to_end() {
     // 1. A clean push (an advisory violation: a component without licence).
     let sbom = valid("sbom.cyclonedx-1.5-multiple-tools.json");
     let (init, add) = craft(&cp, &ws, &env, &sbom);
-    assert_eq!(code(&add), 0, "{}", stderr(&add));
-    assert!(
-        stdout(&add).contains("✓ policy `no-critical-vulnerabilities` (blocking)"),
-        "{}",
-        stdout(&add)
-    );
+    expect(&add, 0, "✓ policy `no-critical-vulnerabilities` (blocking)");
     assert!(
         stdout(&add).contains("✗ policy `licenses-allowed` (advisory)"),
         "{}",
@@ -409,12 +404,7 @@ fn the_policy_gate_end_to_end() {
             "reviewed=yes",
         ],
     );
-    assert_eq!(code(&notes), 0, "{}", stderr(&notes));
-    assert!(
-        stdout(&notes).contains("✓ policy `reviewed` (blocking)"),
-        "{}",
-        stdout(&notes)
-    );
+    expect(&notes, 0, "✓ policy `reviewed` (blocking)");
     let status = cp.tally(&ws, &env, &["attestation", "status"]);
     assert!(stdout(&status).contains("ready to push"), "{}", stdout(&status));
     let pushed = ok(&push(&cp, &ws, &env, "clean.bundle.json"));
@@ -472,12 +462,7 @@ fn the_policy_gate_end_to_end() {
         "clean.bundle.json",
         &["--contracts", &repo_s, "--materials", &mats_s],
     );
-    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
-    assert!(
-        stdout(&o).contains("policy verdict signed by the control plane: PASSED"),
-        "{}",
-        stdout(&o)
-    );
+    expect(&o, 0, "policy verdict signed by the control plane: PASSED");
     // The notes were never uploaded and are not given: listed, not judged.
     assert!(
         stdout(&o).contains("3 evaluation(s) agree") && stdout(&o).contains("1 not re-checked"),
@@ -501,28 +486,14 @@ fn the_policy_gate_end_to_end() {
         "doctored.bundle.json",
         &["--contracts", &repo_s, "--materials", &mats_s],
     );
-    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
-    assert!(
-        stderr(&o).contains("not the one the entry binds"),
-        "{}",
-        stderr(&o)
-    );
+    expect(&o, 1, "not the one the entry binds");
 
     // 2. A blocked push: a critical vulnerability (and a copyleft licence).
     let bad = PathBuf::from(policy("tests/fixtures/sbom-with-vulnerabilities.cdx.json"));
     let (init, add) = craft(&cp, &ws, &env, bad.to_str().unwrap());
     let run1 = init["run_id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        code(&add),
-        0,
-        "add records the material and shows the violation: {}",
-        stderr(&add)
-    );
-    assert!(
-        stdout(&add).contains("CVE-2022-3602 is rated critical by NVD"),
-        "{}",
-        stdout(&add)
-    );
+    // add records the material and shows the violation.
+    expect(&add, 0, "CVE-2022-3602 is rated critical by NVD");
     let status = cp.tally(&ws, &env, &["attestation", "status"]);
     assert!(
         stdout(&status).contains("✗ policy `no-critical-vulnerabilities` on material `sbom`: CVE-2022-3602"),
@@ -534,13 +505,7 @@ fn the_policy_gate_end_to_end() {
     assert_eq!(cp.published(), 1, "nothing was sent");
     // The control plane does not trust the client: with the CLI's verdict
     // erased from the crafting state, the push reaches it and is refused there.
-    let state_path = ws.join(STATE);
-    let mut st: Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
-    st["materials"][0]
-        .as_object_mut()
-        .unwrap()
-        .remove("policy_evaluations");
-    std::fs::write(&state_path, serde_json::to_vec(&st).unwrap()).unwrap();
+    erase_client_verdicts(&ws);
     let o = push(&cp, &ws, &env, "blocked.bundle.json");
     assert_eq!(code(&o), 4, "{}{}", stdout(&o), stderr(&o));
     let refusal: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -614,8 +579,7 @@ fn a_hostile_policy_at_intake_is_a_policy_error_and_the_server_carries_on() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    let slow = "package slow\nimport rego.v1\nviolations contains m if {\n  n := count([x | some x in numbers.range(1, 100000); some y in numbers.range(1, 100000)])\n  m := sprintf(\"%d\", [n])\n}\n";
-    let repo = gated_repo(d.path(), Some(("slow.rego", slow)));
+    let repo = gated_repo(d.path(), Some(("slow.rego", SLOW)));
     let cp = ControlPlane::start(&repo, &[]);
     let (ws, op) = workspace(&cp, d.path(), "gated");
     let env = op.env();
@@ -624,13 +588,7 @@ fn a_hostile_policy_at_intake_is_a_policy_error_and_the_server_carries_on() {
     assert!(stdout(&add).contains("time budget"), "{}", stdout(&add));
     // The control plane evaluates it again (the client's verdict erased):
     // a policy error within its budget, a refusal, and the server carries on.
-    let state_path = ws.join(STATE);
-    let mut st: Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
-    st["materials"][0]
-        .as_object_mut()
-        .unwrap()
-        .remove("policy_evaluations");
-    std::fs::write(&state_path, serde_json::to_vec(&st).unwrap()).unwrap();
+    erase_client_verdicts(&ws);
     let o = push(&cp, &ws, &env, "b.json");
     assert_eq!(code(&o), 4, "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("time budget"), "{}", stdout(&o));
