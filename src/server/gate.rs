@@ -154,16 +154,9 @@ pub async fn evaluate(
     payload: &[u8],
 ) -> Result<Vec<Evaluation>, Refusal> {
     let mut out = Vec::new();
-    let client: Vec<Evaluation> = serde_json::from_slice::<serde_json::Value>(payload)
-        .ok()
-        .and_then(|v| {
-            v.pointer(&format!(
-                "/predicate/buildDefinition/internalParameters/{CLIENT_EVALUATIONS}"
-            ))
-            .cloned()
-        })
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default();
+    // The client's own evaluations, read from the statement only when a
+    // `skip_upload` material needs them (a second parse of the payload).
+    let mut client: Option<Vec<Evaluation>> = None;
     for m in named(st) {
         if !plan.applies_to(&m.name, m.kind) {
             continue;
@@ -174,6 +167,7 @@ pub async fn evaluate(
             .any(|c| c.name == m.name && c.skip_upload);
         if skip_upload {
             let mut claimed: Vec<Evaluation> = client
+                .get_or_insert_with(|| client_evaluations(payload))
                 .iter()
                 .filter(|e| e.material.as_deref() == Some(m.name.as_str()) && e.digest == m.digest)
                 .cloned()
@@ -244,6 +238,21 @@ pub async fn evaluate(
         );
     }
     Ok(out)
+}
+
+/// The evaluations the crafting CLI put in the statement
+/// (`internalParameters.policyEvaluations`); none when absent or unreadable.
+fn client_evaluations(payload: &[u8]) -> Vec<Evaluation> {
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| {
+            v.pointer(&format!(
+                "/predicate/buildDefinition/internalParameters/{CLIENT_EVALUATIONS}"
+            ))
+            .cloned()
+        })
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
 }
 
 /// The exception of `run` usable now, if any.
