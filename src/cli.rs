@@ -440,9 +440,12 @@ pub struct AttPushArgs {
     /// Write the offline bundle (envelope, entry, tlog-proof with its checkpoint) here.
     #[arg(long, default_value = "attestation.bundle.json")]
     pub bundle: PathBuf,
-    /// How long to wait for the inclusion proof, seconds.
+    /// How long to wait for the inclusion proof (and the witness quorum), seconds.
     #[arg(long, default_value_t = 60)]
     pub wait_secs: u64,
+    /// Write the bundle only once its checkpoint is cosigned as these ask.
+    #[command(flatten)]
+    pub witnesses: WitnessArgs,
     /// Sign and write the envelope to --envelope; send nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -903,12 +906,8 @@ pub struct VerifyArgs {
     /// Optionally, the envelope the entry names; its digest and size are checked.
     #[arg(long)]
     pub envelope: Option<PathBuf>,
-    /// Trusted witness cosignature keys (text or file); repeatable.
-    #[arg(long = "witness-key")]
-    pub witness_keys: Vec<String>,
-    /// How many trusted witnesses must have cosigned.
-    #[arg(long, default_value_t = 0)]
-    pub min_witnesses: usize,
+    #[command(flatten)]
+    pub witnesses: WitnessArgs,
     /// The origin the checkpoint must carry (default: the log key's name).
     #[arg(long)]
     pub origin: Option<String>,
@@ -929,6 +928,21 @@ pub struct VerifyArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
+}
+
+/// Which witnesses must have cosigned a checkpoint: `--witness-key` ×n
+/// with `--min-witnesses k` (k of n), or a C2SP tlog-policy file.
+#[derive(Debug, Args, Default, Clone)]
+pub struct WitnessArgs {
+    /// Trusted witness cosignature keys (text or file); repeatable.
+    #[arg(long = "witness-key")]
+    pub witness_keys: Vec<String>,
+    /// How many of the --witness-key witnesses must have cosigned.
+    #[arg(long, default_value_t = 0)]
+    pub min_witnesses: usize,
+    /// A C2SP tlog-policy file (witnesses, groups, quorum) instead.
+    #[arg(long, conflicts_with_all = ["witness_keys", "min_witnesses"])]
+    pub witness_policy: Option<PathBuf>,
 }
 
 /// `tally audit`

@@ -457,6 +457,16 @@ impl VerifierKey {
     pub fn key_id(&self) -> u32 {
         self.key_id
     }
+    /// The public key's bytes (Ed25519: 32 bytes; P-256: SEC1 compressed),
+    /// without name or id: two keys with equal bytes and algorithm are the
+    /// same key under different names (C2SP tlog-policy calls them duplicates).
+    pub fn public_key_bytes(&self) -> Vec<u8> {
+        match &self.key {
+            PublicKey::Ed25519(vk) | PublicKey::Cosignature(vk) => vk.as_bytes().to_vec(),
+            PublicKey::EcdsaP256(vk) => vk.to_encoded_point(true).as_bytes().to_vec(),
+        }
+    }
+
     /// The algorithm byte (see [`alg`]).
     pub fn algorithm(&self) -> u8 {
         match self.key {
@@ -464,6 +474,17 @@ impl VerifierKey {
             PublicKey::EcdsaP256(_) => alg::ECDSA_P256,
             PublicKey::Cosignature(_) => alg::COSIGNATURE_V1,
         }
+    }
+
+    /// Checks one signature line of a note over its `text`: `None` unless it
+    /// names this key (name and id) and verifies; for a cosignature,
+    /// `Some(Some(timestamp))`. Unlike [`Note::verify`] this needs no log
+    /// signature, so each witness of a quorum can be checked on its own.
+    pub fn verifies(&self, text: &str, sig: &NoteSignature) -> Option<Option<u64>> {
+        if sig.name != self.name || sig.key_id != self.key_id {
+            return None;
+        }
+        self.check(text.as_bytes(), &sig.signature)
     }
 
     /// Checks one signature over `text`; for a cosignature, returns its timestamp.

@@ -1264,6 +1264,7 @@ fn push_to_server(
 ) -> Result<Report, Failure> {
     use ledger_format::tlog_proof::TlogProof;
     let client = run_client(st, &args.common, "push the attestation")?;
+    let quorum = crate::cmd::witness_policy(&args.witnesses)?;
     let (status, answer): (_, wire::PushAnswer<'static>) =
         client.post_bytes_as(&format!("/api/v1/runs/{}/attestation", st.run_id), env_bytes)?;
     let index = answer.log_index;
@@ -1272,7 +1273,30 @@ fn push_to_server(
     state::clear(path).map_err(state_failure)?;
     let mut tlog = answer.tlog_proof;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait_secs);
-    while tlog.is_none() && status.as_u16() == 202 {
+    // With a witness quorum asked for, a proof under a checkpoint short of
+    // it is not good enough: wait for a later (or re-cosigned) checkpoint.
+    let short = |t: &Option<String>| -> bool {
+        let (Some(q), Some(t)) = (&quorum, t) else {
+            return false;
+        };
+        !TlogProof::parse(t.as_bytes())
+            .ok()
+            .and_then(|p| ledger_format::note::Note::parse(p.checkpoint.as_bytes()).ok())
+            .is_some_and(|n| q.check(&n).satisfied)
+    };
+    while (tlog.is_none() && status.as_u16() == 202) || short(&tlog) {
+        if short(&tlog) {
+            if std::time::Instant::now() >= deadline {
+                return Err(Failure::Unavailable(anyhow!(
+                    "the attestation was accepted at log index {index}, but no checkpoint covering it met the witness quorum ({}) within {} s; \
+                     its inclusion proof will be at {}/api/v1/proof/inclusion?index={index}",
+                    quorum.as_ref().map(|q| q.describe_quorum()).unwrap_or_default(),
+                    args.wait_secs,
+                    client.base()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
         let (s, p) = client.get_any(&format!("/api/v1/proof/inclusion?index={index}"))?;
         if s.is_success() {
             tlog = serde_json::from_value::<wire::InclusionProof>(p)
@@ -1344,12 +1368,20 @@ fn push_to_server(
     } else {
         "<the workflow's public key>".into()
     };
-    let command = format!(
+    let mut command = format!(
         "tally verify --bundle {} --log-key '{}' --key {}",
         args.bundle.display(),
         vkey_text,
         pub_shown
     );
+    if let Some(p) = &args.witnesses.witness_policy {
+        command.push_str(&format!(" --witness-policy {}", p.display()));
+    } else if quorum.is_some() {
+        for k in &args.witnesses.witness_keys {
+            command.push_str(&format!(" --witness-key '{k}'"));
+        }
+        command.push_str(&format!(" --min-witnesses {}", args.witnesses.min_witnesses));
+    }
     Ok(Report {
         text: format!(
             "attestation of run {} appended to the log at index {index}\n  envelope {env_digest}\n  key id   {}\n  bundle   {}\nan auditor verifies it offline with:\n  {command}\n",

@@ -64,3 +64,25 @@ pub fn load_verifier_key(arg: &str) -> Result<VerifierKey, Failure> {
 pub fn load_verifier_keys(args: &[String]) -> Result<Vec<VerifierKey>, Failure> {
     args.iter().map(|k| load_verifier_key(k)).collect()
 }
+
+/// The witness quorum `--witness-policy`, or `--witness-key` ×n with
+/// `--min-witnesses k`, ask for; `None` when neither asks for any.
+pub fn witness_policy(
+    a: &crate::cli::WitnessArgs,
+) -> Result<Option<crate::witness::policy::TrustPolicy>, Failure> {
+    use crate::witness::policy::TrustPolicy;
+    if let Some(path) = &a.witness_policy {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::Usage(anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
+        let p = TrustPolicy::parse(&text)
+            .map_err(|e| Failure::Usage(anyhow::anyhow!("{}: {e}", path.display())))?;
+        return Ok(Some(p));
+    }
+    if a.witness_keys.is_empty() && a.min_witnesses == 0 {
+        return Ok(None);
+    }
+    let keys = load_verifier_keys(&a.witness_keys)?;
+    TrustPolicy::k_of_n(keys, a.min_witnesses)
+        .map(Some)
+        .map_err(|e| Failure::Usage(anyhow::anyhow!("--witness-key/--min-witnesses: {}", e.reason)))
+}

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::attest::material::Kind;
 use crate::cli::VerifyArgs;
-use crate::cmd::{load_verifier_key, load_verifier_keys, read_input, Report};
+use crate::cmd::{load_verifier_key, read_input, witness_policy, Report};
 use crate::contract::repo::ContractsRepo;
 use crate::exit::{Classify, Failure};
 use crate::policy::verdict::{self, Evaluator, Vsa};
@@ -18,14 +18,7 @@ use crate::policy::{input, GitTree, Limits, Plan};
 /// Verifies a tlog-proof for an entry.
 pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
     let log_key = load_verifier_key(&args.log_key)?;
-    let witnesses = load_verifier_keys(&args.witness_keys)?;
-    if args.min_witnesses > witnesses.len() {
-        return Err(Failure::Usage(anyhow!(
-            "--min-witnesses {} is more than the {} --witness-key given",
-            args.min_witnesses,
-            witnesses.len()
-        )));
-    }
+    let quorum = witness_policy(&args.witnesses)?;
     let (proof_name, entry_name, proof_bytes, entry, envelope, verdict) = inputs(args)?;
     let proof = TlogProof::parse(&proof_bytes)
         .with_context(|| format!("{proof_name} is not a tlog-proof"))
@@ -36,16 +29,27 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
         Some(args.origin.as_deref().unwrap_or(log_key.name()))
     };
     let verified = proof
-        .verify(&entry, &log_key, &witnesses, origin)
+        .verify(&entry, &log_key, &[], origin)
         .with_context(|| format!("{proof_name} does not prove {entry_name}"))
         .invalid()?;
-    let cosigned = verified.checkpoint().cosignatures().count();
-    if cosigned < args.min_witnesses {
-        return Err(Failure::Invalid(anyhow!(
-            "checkpoint carries {cosigned} valid cosignature(s) from trusted witnesses; {} required",
-            args.min_witnesses
-        )));
-    }
+    let cosigned = match &quorum {
+        Some(q) => {
+            let note = ledger_format::note::Note::parse(verified.checkpoint().note_text().as_bytes())
+                .context("the checkpoint note")
+                .invalid()?;
+            let r = q.check(&note);
+            if !r.satisfied {
+                return Err(Failure::Invalid(anyhow!(
+                    "the checkpoint is cosigned by {} trusted witness(es) [{}]; the quorum is {}",
+                    r.cosigned.len(),
+                    r.cosigned.join(", "),
+                    q.describe_quorum()
+                )));
+            }
+            r.cosigned
+        }
+        None => Vec::new(),
+    };
     let parsed = Entry::parse(&entry).ok();
     if let Some((env_name, env)) = &envelope {
         let Some(e) = &parsed else {
@@ -128,9 +132,13 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
         cp.root()
     );
     text.push_str(&format!(
-        "    checkpoint signed by {} ({} trusted cosignature(s))\n",
+        "    checkpoint signed by {} ({} trusted cosignature(s){})\n",
         log_key.name(),
-        cosigned
+        cosigned.len(),
+        match &quorum {
+            Some(q) => format!(": [{}]; quorum {} met", cosigned.join(", "), q.describe_quorum()),
+            None => String::new(),
+        }
     ));
     if let Some(e) = &parsed {
         text.push_str(&format!(
@@ -175,7 +183,8 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
             "origin": cp.origin(),
             "tree_size": cp.size(),
             "root": cp.root().to_hex(),
-            "cosignatures": cosigned,
+            "cosignatures": cosigned.len(),
+            "cosigned_by": cosigned,
             "envelope_checked": envelope.is_some(),
             "verdict_checked": verdict_text.is_some(),
             "policies_rechecked": recheck.as_ref().map(|r| json!({"agree": r.agree, "unchecked": r.unchecked})),

@@ -15,8 +15,17 @@
 //! signed one (`state/checkpoint`, replaced atomically before the git commit),
 //! so the log never signs two inconsistent checkpoints, even across a crash.
 //!
-//! Not here: HTTP (the server serves what this stores), contracts, OCI.
+//! With a [`cosign::Cosign`] configured, the publisher hands each signed
+//! checkpoint to the witnesses before committing it, and commits the note
+//! with their cosignatures (holding it back or publishing it short of its
+//! quorum, as configured); appends never wait on a witness. A new ledger
+//! publishes a signed checkpoint of size 0 at once, so an empty log can be
+//! monitored and witnessed from its start.
+//!
+//! Not here: HTTP (the server serves what this stores), contracts, OCI,
+//! witness URLs and policies (`witness`).
 
+pub mod cosign;
 pub mod fsck;
 pub mod git;
 pub mod wal;
@@ -143,6 +152,8 @@ pub struct LedgerConfig {
     /// when the previous sync ended less than four times this ago (busy);
     /// zero: never wait.
     pub group_commit_delay: std::time::Duration,
+    /// Witnesses to cosign each signed checkpoint before it is published.
+    pub cosigner: Option<Arc<dyn cosign::Cosign>>,
 }
 
 impl LedgerConfig {
@@ -158,6 +169,7 @@ impl LedgerConfig {
             max_backlog: 32_768,
             publish_interval: std::time::Duration::from_millis(100),
             group_commit_delay: std::time::Duration::from_micros(500),
+            cosigner: None,
         }
     }
 }
@@ -200,6 +212,7 @@ struct State {
     published: Published,
     closing: bool,
     failed: Option<String>,
+    witnessing: cosign::Witnessing,
 }
 
 type Reply = tokio::sync::oneshot::Sender<Result<Appended, LedgerError>>;
@@ -427,6 +440,7 @@ impl Ledger {
                 published: published.clone(),
                 closing: false,
                 failed: None,
+                witnessing: cosign::Witnessing::default(),
             }),
             work: Condvar::new(),
             published: Condvar::new(),
@@ -557,7 +571,16 @@ impl Ledger {
         }
     }
 
-    /// The latest published signed checkpoint (empty before the first publication).
+    /// Whether the published checkpoint carries its witness quorum; `None`
+    /// when no witnesses are configured.
+    pub fn witnessing(&self) -> Option<cosign::Witnessing> {
+        self.inner.cfg.cosigner.as_ref()?;
+        Some(lock(&self.inner.state).witnessing)
+    }
+
+    /// The latest published signed checkpoint, with the cosignatures it
+    /// gathered (empty before the first publication, which a new ledger
+    /// makes at once: the empty tree).
     pub fn checkpoint(&self) -> String {
         lock(&self.inner.state).published.checkpoint.to_string()
     }
@@ -918,50 +941,97 @@ impl Inner {
         }
     }
 
-    /// The publisher: integrate whatever is sequenced, sign, commit, repeat.
+    /// The publisher: integrate whatever is sequenced, sign, have it
+    /// cosigned, commit, repeat. A ledger that has never published starts
+    /// with the empty tree's checkpoint; a published checkpoint short of its
+    /// quorum (publish mode) is offered to the witnesses again every retry
+    /// interval while nothing new arrives.
     fn run_publisher(&self, mut edge: Edge, recover_to: Option<(u64, Hash, String)>) {
         let mut recover_to = recover_to;
         let mut publications = 0u64;
         let interval = self.cfg.publish_interval;
         let mut last: Option<std::time::Instant> = None;
+        let mut empty_first = recover_to.is_none() && lock(&self.state).published.head.is_none();
+        if let Some(c) = &self.cfg.cosigner {
+            let mut st = lock(&self.state);
+            if st.published.head.is_some() {
+                let a = c.assess(&st.published.checkpoint);
+                st.witnessing.cosignatures = a.witnesses;
+                st.witnessing.quorum = a.quorum;
+            }
+        }
         loop {
-            let (records, base) = {
+            enum Next {
+                Publish(Vec<Record>, Published),
+                Recosign,
+            }
+            let next = {
                 let mut st = lock(&self.state);
-                while st.pending.is_empty() && !st.closing && st.failed.is_none() {
-                    st = self.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                while st.pending.is_empty() && !empty_first && !st.closing && st.failed.is_none() {
+                    match self.cfg.cosigner.as_ref().filter(|_| !st.witnessing.quorum) {
+                        Some(c) => {
+                            let (g, waited) = self
+                                .work
+                                .wait_timeout(st, c.retry_interval())
+                                .unwrap_or_else(|p| p.into_inner());
+                            st = g;
+                            if waited.timed_out() && st.pending.is_empty() && !st.closing {
+                                break;
+                            }
+                        }
+                        None => st = self.work.wait(st).unwrap_or_else(|p| p.into_inner()),
+                    }
                 }
-                // Under load, entries arriving within the interval share one
-                // publication (one commit, one pack, one set of tree writes);
-                // an idle ledger publishes at once. Closing does not wait.
-                while let Some(left) = last
-                    .map(|t| interval.saturating_sub(t.elapsed()))
-                    .filter(|d| !d.is_zero() && !st.closing && st.failed.is_none())
-                {
-                    st = self
-                        .work
-                        .wait_timeout(st, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
-                last = Some(std::time::Instant::now());
                 if st.failed.is_some() || (st.pending.is_empty() && st.closing) {
                     return;
                 }
-                let take = match &recover_to {
-                    Some((size, _, _)) => (*size - st.integrated) as usize,
-                    None => st.pending.len().min(1 << 20),
-                };
-                let take = take.min(st.pending.len());
-                let records: Vec<Record> = st.pending.drain(..take).collect();
-                (records, st.published.clone())
+                if st.pending.is_empty() && !empty_first {
+                    Next::Recosign
+                } else {
+                    // Under load, entries arriving within the interval share
+                    // one publication (one commit, one pack, one set of tree
+                    // writes); an idle ledger publishes at once. Closing does
+                    // not wait.
+                    while let Some(left) = last
+                        .map(|t| interval.saturating_sub(t.elapsed()))
+                        .filter(|d| !d.is_zero() && !st.closing && st.failed.is_none())
+                    {
+                        st = self
+                            .work
+                            .wait_timeout(st, left)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
+                    last = Some(std::time::Instant::now());
+                    if st.failed.is_some() {
+                        return;
+                    }
+                    let take = match &recover_to {
+                        Some((size, _, _)) => (*size - st.integrated) as usize,
+                        None => st.pending.len().min(1 << 20),
+                    };
+                    let take = take.min(st.pending.len());
+                    let records: Vec<Record> = st.pending.drain(..take).collect();
+                    Next::Publish(records, st.published.clone())
+                }
             };
-            match self.publish_round(&mut edge, &base, records, recover_to.take()) {
-                Ok(()) => {
+            empty_first = false;
+            let done = match next {
+                Next::Recosign => self.recosign().map(|()| true),
+                Next::Publish(records, base) => {
+                    self.publish_round(&mut edge, &base, records, recover_to.take())
+                }
+            };
+            match done {
+                Ok(true) => {
                     publications += 1;
                     if self.cfg.repack_every > 0 && publications % self.cfg.repack_every == 0 {
                         self.git.repack_in_background();
                     }
                 }
+                // Closing while a checkpoint waits for its quorum: it stays
+                // signed in `state/`, and the next start publishes it.
+                Ok(false) => return,
                 Err(e) => {
                     self.fail(format!("publishing failed: {e}"));
                     return;
@@ -970,20 +1040,118 @@ impl Inner {
         }
     }
 
-    /// One publication, in the three steps Tessera also keeps apart:
+    /// One publication, in the steps Tessera also keeps apart:
     /// [`Inner::integrate`] the records into the tree, [`Inner::sign`] a
-    /// checkpoint consistent with the last one, [`Inner::publish`] both to
-    /// git.
+    /// checkpoint consistent with the last one, [`Inner::witness`] it,
+    /// [`Inner::publish`] all to git. False: closing while the checkpoint
+    /// was held for its quorum (nothing published).
     fn publish_round(
         &self,
         edge: &mut Edge,
         base: &Published,
         records: Vec<Record>,
         recover_to: Option<(u64, Hash, String)>,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<bool, LedgerError> {
         let integrated = self.integrate(edge, &records)?;
-        let checkpoint = self.sign(edge, base, &integrated, recover_to)?;
-        self.publish(base, integrated, checkpoint)
+        let mut checkpoint = self.sign(edge, base, &integrated, recover_to)?;
+        if let Some(c) = &self.cfg.cosigner {
+            let tiles = StoreTiles {
+                inner: self,
+                head: base.head,
+                size: base.size,
+                overlay: Some(&integrated.overlay),
+            };
+            let size = integrated.size;
+            let proof = |old: u64| {
+                consistency_proof(old, size, &TiledHashes::new(&tiles, size)).map_err(|e| e.to_string())
+            };
+            match self.witness(c.as_ref(), &checkpoint, size, &proof)? {
+                Some(text) => checkpoint = text,
+                None => return Ok(false),
+            }
+        }
+        self.publish(base, integrated, checkpoint)?;
+        Ok(true)
+    }
+
+    /// Has `checkpoint` cosigned: the note with the cosignatures gathered.
+    /// Short of the quorum, publish mode returns it as it is; hold mode asks
+    /// again every retry interval, and gives `None` if the ledger closes
+    /// meanwhile.
+    fn witness(
+        &self,
+        c: &dyn cosign::Cosign,
+        checkpoint: &str,
+        size: u64,
+        proof: &cosign::ProofFn<'_>,
+    ) -> Result<Option<String>, LedgerError> {
+        loop {
+            let got = c.cosign(checkpoint, size, proof);
+            let hold = !got.quorum && c.hold_without_quorum();
+            {
+                let mut st = lock(&self.state);
+                st.witnessing.holding = hold;
+                if !hold {
+                    st.witnessing.cosignatures = got.witnesses;
+                    st.witnessing.quorum = got.quorum;
+                    if !got.quorum {
+                        st.witnessing.published_short += 1;
+                    }
+                }
+            }
+            if !hold {
+                let text = cosign::with_cosignatures(checkpoint, &got.lines).map_err(LedgerError::Corrupt)?;
+                return Ok(Some(text));
+            }
+            tracing::warn!(
+                size,
+                cosignatures = got.witnesses,
+                "checkpoint held back: its witness quorum is not reached"
+            );
+            let st = lock(&self.state);
+            let (st, _) = self
+                .work
+                .wait_timeout_while(st, c.retry_interval(), |st| !st.closing)
+                .unwrap_or_else(|p| p.into_inner());
+            if st.closing {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Offers the published checkpoint, short of its quorum, to the
+    /// witnesses again; commits it anew if more of them cosign.
+    fn recosign(&self) -> Result<(), LedgerError> {
+        let Some(c) = &self.cfg.cosigner else {
+            return Ok(());
+        };
+        let (p, had) = {
+            let st = lock(&self.state);
+            (st.published.clone(), st.witnessing.cosignatures)
+        };
+        let tiles = StoreTiles::at(self, &p);
+        let size = p.size;
+        let proof = |old: u64| {
+            consistency_proof(old, size, &TiledHashes::new(&tiles, size)).map_err(|e| e.to_string())
+        };
+        let got = c.cosign(&p.checkpoint, size, &proof);
+        if got.witnesses <= had {
+            return Ok(());
+        }
+        let text = cosign::with_cosignatures(&p.checkpoint, &got.lines).map_err(LedgerError::Corrupt)?;
+        let upserts = [("checkpoint".to_owned(), text.clone().into_bytes())];
+        let head = self.git.publish(p.head, &upserts, &[], &text)?;
+        self.git.sync()?;
+        {
+            let mut st = lock(&self.state);
+            st.published.checkpoint = Arc::from(text.as_str());
+            st.published.head = Some(head);
+            st.published.count += 1;
+            st.witnessing.cosignatures = got.witnesses;
+            st.witnessing.quorum = got.quorum;
+        }
+        self.published.notify_all();
+        Ok(())
     }
 
     /// Appends `records` to the right edge of the tree: the Merkle work and
@@ -1164,6 +1332,15 @@ struct Integrated {
 /// Opens the ledger in `dir`, whose signing key is `dir/log.key` (and
 /// verifier key `dir/log.pub`). With `origin`, a missing key is generated.
 pub fn open_dir(dir: &Path, origin: Option<&str>) -> Result<Ledger, LedgerError> {
+    open_dir_with(dir, origin, |_| {})
+}
+
+/// [`open_dir`], with the configuration adjusted by `configure` first.
+pub fn open_dir_with(
+    dir: &Path,
+    origin: Option<&str>,
+    configure: impl FnOnce(&mut LedgerConfig),
+) -> Result<Ledger, LedgerError> {
     let key_path = dir.join("log.key");
     let signer = if key_path.exists() {
         load_signer(&key_path)?
@@ -1191,7 +1368,9 @@ pub fn open_dir(dir: &Path, origin: Option<&str>) -> Result<Ledger, LedgerError>
         )
         .map_err(LedgerError::io("writing the log verifier key"))?;
     }
-    Ledger::open(LedgerConfig::new(dir, signer))
+    let mut cfg = LedgerConfig::new(dir, signer);
+    configure(&mut cfg);
+    Ledger::open(cfg)
 }
 
 /// Opens a ledger directory's signer key file.

@@ -42,6 +42,30 @@ struct Stage {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WitnessOutcome {
+    witness: String,
+    outcome: &'static str,
+}
+
+/// What `/metrics` reports of witnessing (absent without witnesses).
+#[derive(Debug, Clone, Default)]
+pub struct WitnessGauges {
+    /// The published checkpoint's state.
+    pub state: crate::ledger::cosign::Witnessing,
+    /// Each witness's request counts.
+    pub witnesses: Vec<crate::witness::cosigner::WitnessStatus>,
+}
+
+#[derive(Debug)]
+struct WitnessMetrics {
+    cosignatures: Gauge,
+    quorum: Gauge,
+    holding: Gauge,
+    published_short: Counter,
+    requests: Family<WitnessOutcome, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Status {
     status: String,
 }
@@ -62,12 +86,15 @@ pub struct Metrics {
     runs: Family<Status, Gauge>,
     mirrored: Gauge,
     mirrors: bool,
+    witnesses: Option<WitnessMetrics>,
 }
 
 impl Metrics {
     /// The metrics of a server; `mirrors`: whether its artifact store copies
-    /// attestations (then `tally_attestations_in_artifact_store` is reported).
-    pub fn new(mirrors: bool) -> Self {
+    /// attestations (then `tally_attestations_in_artifact_store` is reported);
+    /// `witnesses`: whether witnesses cosign its checkpoints (then the
+    /// `tally_witness_*` and `tally_checkpoint_*` families are reported).
+    pub fn new(mirrors: bool, witnesses: bool) -> Self {
         let mut registry = Registry::default();
         let accepted = Family::<WorkflowLabel, Counter>::default();
         registry.register(
@@ -121,6 +148,41 @@ impl Metrics {
         }
         let runs = Family::<Status, Gauge>::default();
         registry.register("tally_runs", "Workflow runs by status", runs.clone());
+        let witnesses = witnesses.then(|| {
+            let w = WitnessMetrics {
+                cosignatures: Gauge::default(),
+                quorum: Gauge::default(),
+                holding: Gauge::default(),
+                published_short: Counter::default(),
+                requests: Family::default(),
+            };
+            registry.register(
+                "tally_checkpoint_cosignatures",
+                "Witness cosignatures the published checkpoint carries",
+                w.cosignatures.clone(),
+            );
+            registry.register(
+                "tally_checkpoint_quorum",
+                "1 when the published checkpoint satisfies the witness quorum",
+                w.quorum.clone(),
+            );
+            registry.register(
+                "tally_checkpoint_held",
+                "1 while a signed checkpoint is held back for its witness quorum (on_no_quorum = hold)",
+                w.holding.clone(),
+            );
+            registry.register(
+                "tally_checkpoints_published_short",
+                "Checkpoints published without their witness quorum (on_no_quorum = publish)",
+                w.published_short.clone(),
+            );
+            registry.register(
+                "tally_witness_requests",
+                "add-checkpoint requests to each witness, by outcome (cosigned, failed, conflict)",
+                w.requests.clone(),
+            );
+            w
+        });
         Metrics {
             registry,
             accepted,
@@ -133,6 +195,7 @@ impl Metrics {
             runs,
             mirrored,
             mirrors,
+            witnesses,
         }
     }
 
@@ -173,6 +236,7 @@ impl Metrics {
         sizes: crate::ledger::Sizes,
         runs: &[(String, i64)],
         mirrored: Option<u64>,
+        witnessing: Option<WitnessGauges>,
     ) -> String {
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         for (stage, n) in [
@@ -200,6 +264,28 @@ impl Metrics {
         if let (true, Some(m)) = (self.mirrors, mirrored) {
             self.mirrored.set(gauge(m));
         }
+        if let (Some(m), Some(w)) = (&self.witnesses, witnessing) {
+            m.cosignatures.set(gauge(w.state.cosignatures as u64));
+            m.quorum.set(i64::from(w.state.quorum));
+            m.holding.set(i64::from(w.state.holding));
+            let to = |c: &Counter, n: u64| {
+                c.inc_by(n.saturating_sub(c.get()));
+            };
+            to(&m.published_short, w.state.published_short);
+            for s in &w.witnesses {
+                for (outcome, n) in [
+                    ("cosigned", s.cosigned),
+                    ("failed", s.failed),
+                    ("conflict", s.conflicts),
+                ] {
+                    let c = m.requests.get_or_create(&WitnessOutcome {
+                        witness: s.name.clone(),
+                        outcome,
+                    });
+                    to(&c, n);
+                }
+            }
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -213,7 +299,7 @@ mod tests {
 
     #[test]
     fn renders_openmetrics_with_the_documented_names() {
-        let m = Metrics::new(true);
+        let m = Metrics::new(true, false);
         m.accepted("wf");
         m.rejected("wf", "signature");
         m.append.observe(0.003);
@@ -223,7 +309,7 @@ mod tests {
             integrated: 2,
             published: 1,
         };
-        let text = m.render(sizes, &[("SUCCEEDED".into(), 1)], Some(1));
+        let text = m.render(sizes, &[("SUCCEEDED".into(), 1)], Some(1), None);
         for line in [
             "tally_attestations_accepted_total{workflow=\"wf\"} 1",
             "tally_attestations_rejected_total{workflow=\"wf\",reason=\"signature\"} 1",

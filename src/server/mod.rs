@@ -71,6 +71,8 @@ pub struct ServerConfig {
     /// Largest material a policy is evaluated on, bytes (a larger one is a
     /// policy error, so a blocking policy refuses the push).
     pub policy_max_input_bytes: u64,
+    /// Witnesses that cosign the log's checkpoints (`[witnesses]`).
+    pub witnesses: crate::witness::cosigner::WitnessesConfig,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +94,7 @@ impl Default for ServerConfig {
             policy_timeout_ms: 2000,
             policy_memory_mib: 2048,
             policy_max_input_bytes: 64 << 20,
+            witnesses: crate::witness::cosigner::WitnessesConfig::default(),
         }
     }
 }
@@ -154,6 +157,9 @@ impl ServerConfig {
         }
         if let Some(v) = get("TALLY_POLICY_MEMORY_MIB") {
             self.policy_memory_mib = num("TALLY_POLICY_MEMORY_MIB", v)?;
+        }
+        if let Some(v) = get("TALLY_WITNESS_POLICY") {
+            self.witnesses.policy = v;
         }
         if let Some(v) = get("TALLY_ARTIFACTS_BACKEND") {
             self.artifacts.backend = match v.as_str() {
@@ -252,6 +258,8 @@ pub struct App {
     pub verdict_key: crate::attest::signing::SigningKey,
     /// Compiled policy plans by (contract blob, policies commit).
     plans: Mutex<HashMap<(String, String), Arc<crate::policy::Plan>>>,
+    /// The witnesses asked to cosign checkpoints, when configured.
+    pub cosigner: Option<Arc<crate::witness::cosigner::Cosigner>>,
     /// Policy evaluations running at once (at most the cores): the rest
     /// wait, off the async workers.
     pub policy_slots: Arc<tokio::sync::Semaphore>,
@@ -721,7 +729,19 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         (Some(_), None) => {}
     }
     let ledger_dir = dir.join("ledger");
-    let ledger = crate::ledger::open_dir(&ledger_dir, Some(&cfg.origin))?;
+    let cosigner = if cfg.witnesses.policy.is_empty() {
+        None
+    } else {
+        Some(Arc::new(
+            crate::witness::cosigner::Cosigner::new(&cfg.witnesses, &cfg.origin)
+                .map_err(|e| ServerError::Config(ConfigError(format!("[witnesses] {e}"))))?,
+        ))
+    };
+    let ledger = crate::ledger::open_dir_with(&ledger_dir, Some(&cfg.origin), |c| {
+        c.cosigner = cosigner
+            .clone()
+            .map(|c| c as Arc<dyn crate::ledger::cosign::Cosign>);
+    })?;
     let verifier_key = std::fs::read_to_string(ledger_dir.join("log.pub"))
         .map_err(io("reading the log's verifier key"))?
         .trim()
@@ -782,7 +802,8 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         ledger: Arc::new(ledger),
         contracts: store,
         meta,
-        metrics: Metrics::new(artifacts.stores_attestations()),
+        metrics: Metrics::new(artifacts.stores_attestations(), cosigner.is_some()),
+        cosigner,
         artifacts,
         artifacts_checked,
         verifier_key,

@@ -15,7 +15,9 @@
 //! Below: `ledger-format` (notes, checkpoints, consistency proofs,
 //! cosignature/v1). Above: `cmd::witness` and the HTTP layer.
 
+pub mod cosigner;
 pub mod http;
+pub mod policy;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -32,8 +32,12 @@ impl Drop for Served {
 }
 
 fn serve(config: &Path) -> Served {
+    serve_at(config, "127.0.0.1:0")
+}
+
+fn serve_at(config: &Path, listen: &str) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["witness", "serve", "--listen", "127.0.0.1:0", "--config"])
+        .args(["witness", "serve", "--listen", listen, "--config"])
         .arg(config)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -231,4 +235,286 @@ fn a_witness_cosigns_only_consistent_checkpoints_of_a_log_it_did_not_write() {
         .unwrap()
         .verify(&[VerifierKey::parse(LOG_VKEY).unwrap(), wvkey])
         .is_ok());
+}
+
+// ------------------------------------------------ the control plane's witnesses
+
+/// A witness of `origin` (log key `log_vkey`) in `dir/<name>` on a fixed
+/// loopback port (so a restart keeps its URL): (config path, cosignature
+/// verifier key, listen address).
+fn witness_of(dir: &Path, name: &str, origin: &str, log_vkey: &str) -> (std::path::PathBuf, String, String) {
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let o = tally(&[
+        "witness",
+        "keygen",
+        "--name",
+        &format!("witness.test/{name}"),
+        "--key-file",
+        home.join("witness.key").to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let config = home.join("witness.toml");
+    std::fs::write(
+        &config,
+        format!("key_file = \"witness.key\"\nstate_dir = \"state\"\n\n[[log]]\norigin = \"{origin}\"\nkeys = [\"{log_vkey}\"]\n"),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", crate::common::free_port());
+    (config, v["verifier_key"].as_str().unwrap().to_owned(), listen)
+}
+
+/// The note of the control plane's `/checkpoint`.
+fn served_checkpoint(url: &str) -> Note {
+    let text = reqwest::blocking::get(format!("{url}/checkpoint"))
+        .unwrap()
+        .text()
+        .unwrap();
+    Note::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+}
+
+/// Polls `cond` every 100 ms for up to 20 s.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[test]
+fn the_control_plane_publishes_checkpoints_cosigned_by_a_quorum_of_witnesses() {
+    use crate::controlplane::{craft_release_with, ok, workspace, ControlPlane};
+    let d = tempfile::tempdir().unwrap();
+    let repo = crate::common::contracts_repo(d.path());
+    // The log's key exists before the first start, so the witnesses can be
+    // configured with it first.
+    let origin = "tally.localhost/log";
+    let log_key = SignerKey::from_seed(origin, &[42; 32]).unwrap();
+    let cp_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(cp_dir.path().join("data/ledger")).unwrap();
+    std::fs::write(
+        cp_dir.path().join("data/ledger/log.key"),
+        format!("{}\n", log_key.to_secret_text()),
+    )
+    .unwrap();
+    let log_vkey = log_key.verifier().to_string();
+    let ws_cfg: Vec<_> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|n| witness_of(d.path(), n, origin, &log_vkey))
+        .collect();
+    let mut witnesses: Vec<Option<Served>> = ws_cfg.iter().map(|(c, _, l)| Some(serve_at(c, l))).collect();
+    // A C2SP tlog-policy: 2 of the 3, each with its URL.
+    let mut policy = format!("log {log_vkey}\n");
+    for (i, (_, vkey, listen)) in ws_cfg.iter().enumerate() {
+        policy.push_str(&format!("witness w{} {vkey} http://{listen}\n", i + 1));
+    }
+    policy.push_str("group two-of-three 2 w1 w2 w3\nquorum two-of-three\n");
+    let policy_path = d.path().join("witnesses.policy");
+    std::fs::write(&policy_path, &policy).unwrap();
+    let config = d.path().join("tally.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "publish_wait_secs = 2\n[witnesses]\npolicy = \"{}\"\ntimeout_ms = 1000\nretry_secs = 1\n",
+            policy_path.display()
+        ),
+    )
+    .unwrap();
+    let cp = ControlPlane::start_in(cp_dir, &repo, &["--config", config.to_str().unwrap()]);
+    assert_eq!(cp.vkey, log_vkey);
+    let policy_arg = policy_path.to_str().unwrap();
+    let keys: Vec<VerifierKey> = ws_cfg
+        .iter()
+        .map(|(_, k, _)| VerifierKey::parse(k).unwrap())
+        .collect();
+    let cosigners = |n: &Note| {
+        keys.iter()
+            .filter(|k| tally::witness::policy::cosigned_by(n, k))
+            .count()
+    };
+
+    // A new log publishes the empty tree's checkpoint at once, cosigned.
+    eventually("the size-0 checkpoint is cosigned by all three", || {
+        cp.get("/checkpoint", None).0 == 200 && cosigners(&served_checkpoint(&cp.url)) == 3
+    });
+    let n = served_checkpoint(&cp.url);
+    assert!(n.text().starts_with(&format!("{origin}\n0\n")), "{}", n.text());
+
+    // All three up: the bundle's checkpoint carries three cosignatures and
+    // verifies offline under the policy, and under "3 of these 3 keys".
+    let (ws, op) = workspace(&cp, d.path(), "payments-release");
+    let env = op.env();
+    let push = |extra: &[&str]| {
+        craft_release_with(
+            &cp,
+            &ws,
+            &env,
+            &format!("ghcr.io/acme/payments@sha256:{}", "5e".repeat(32)),
+        );
+        let mut args = vec![
+            "attestation",
+            "push",
+            "--key",
+            "cosign.key",
+            "--annotation",
+            "change-ticket=CHG-1",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--output", "json"]);
+        cp.tally(&ws, &env, &args)
+    };
+    ok(&push(&["--witness-policy", policy_arg, "--bundle", "b1.json"]));
+    let verify = |bundle: &str, extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "--bundle",
+            bundle,
+            "--log-key",
+            &log_vkey,
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        cp.tally(&ws, &[], &args)
+    };
+    let v = ok(&verify("b1.json", &["--witness-policy", policy_arg]));
+    assert_eq!(v["cosignatures"], 3, "{v}");
+    let all_keys: Vec<&str> = ws_cfg
+        .iter()
+        .flat_map(|(_, k, _)| ["--witness-key", k.as_str()])
+        .collect();
+    ok(&verify(
+        "b1.json",
+        &[&all_keys[..], &["--min-witnesses", "3"]].concat(),
+    ));
+
+    // One witness down: the quorum (2 of 3) is still reached.
+    witnesses[2] = None;
+    ok(&push(&["--witness-policy", policy_arg, "--bundle", "b2.json"]));
+    let v = ok(&verify("b2.json", &["--witness-policy", policy_arg]));
+    assert_eq!(v["cosigned_by"], serde_json::json!(["w1", "w2"]), "{v}");
+    let o = verify("b2.json", &[&all_keys[..], &["--min-witnesses", "3"]].concat());
+    let said = format!("{}{}", crate::common::stdout(&o), stderr(&o));
+    assert_eq!(code(&o), 1, "{said}");
+    assert!(
+        said.contains("the quorum is 3 of (witness.test/w1, witness.test/w2, witness.test/w3)"),
+        "{said}"
+    );
+
+    // Two down (publish mode): the entry is published with one
+    // cosignature; a push that asks for the quorum waits for it...
+    witnesses[1] = None;
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| {
+            push(&[
+                "--witness-policy",
+                policy_arg,
+                "--bundle",
+                "b3.json",
+                "--wait-secs",
+                "30",
+            ])
+        });
+        eventually(
+            "a checkpoint short of its quorum is published and counted",
+            || {
+                let m = cp.metrics();
+                m.contains("tally_checkpoint_quorum 0")
+                    && !m.contains("tally_checkpoints_published_short_total 0")
+            },
+        );
+        assert_eq!(cosigners(&served_checkpoint(&cp.url)), 1);
+        // (publish mode stays ready)
+        assert_eq!(cp.get("/readyz", None).0, 200);
+        // ... until the second witness is back (after a kill -9: its state
+        // survived) and the control plane re-asks: the same checkpoint is
+        // re-published with the quorum, and the push writes its bundle.
+        witnesses[1] = Some(serve_at(&ws_cfg[1].0, &ws_cfg[1].2));
+        let o = waiting.join().unwrap();
+        ok(&o);
+    });
+    let v = ok(&verify("b3.json", &["--witness-policy", policy_arg]));
+    assert_eq!(v["cosignatures"], 2, "{v}");
+    let m = cp.metrics();
+    assert!(m.contains("tally_checkpoint_quorum 1"), "{m}");
+    assert!(
+        m.contains("tally_witness_requests_total{witness=\"w3\",outcome=\"failed\"}"),
+        "{m}"
+    );
+
+    // A push that cannot get its quorum in time says so (exit 3) and
+    // still names where the proof will be.
+    witnesses[1] = None;
+    let o = push(&[
+        "--witness-policy",
+        policy_arg,
+        "--bundle",
+        "b4.json",
+        "--wait-secs",
+        "2",
+    ]);
+    let said = format!("{}{}", crate::common::stdout(&o), stderr(&o));
+    assert_eq!(code(&o), 3, "{said}");
+    assert!(said.contains("met the witness quorum"), "{said}");
+    drop(witnesses);
+}
+
+#[test]
+fn on_no_quorum_hold_publishes_nothing_until_the_witnesses_cosign() {
+    use crate::controlplane::ControlPlane;
+    let d = tempfile::tempdir().unwrap();
+    let repo = crate::common::contracts_repo(d.path());
+    let origin = "tally.localhost/log";
+    let log_key = SignerKey::from_seed(origin, &[43; 32]).unwrap();
+    let cp_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(cp_dir.path().join("data/ledger")).unwrap();
+    std::fs::write(
+        cp_dir.path().join("data/ledger/log.key"),
+        format!("{}\n", log_key.to_secret_text()),
+    )
+    .unwrap();
+    let (wcfg, wvkey, listen) = witness_of(d.path(), "w1", origin, &log_key.verifier().to_string());
+    let policy = d.path().join("p");
+    std::fs::write(
+        &policy,
+        format!("witness w1 {wvkey} http://{listen}\nquorum w1\n"),
+    )
+    .unwrap();
+    let config = d.path().join("tally.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[witnesses]\npolicy = \"{}\"\non_no_quorum = \"hold\"\ntimeout_ms = 500\nretry_secs = 1\n",
+            policy.display()
+        ),
+    )
+    .unwrap();
+    // The witness is down: even the size-0 checkpoint is held back.
+    let mut cp = ControlPlane::start_in(cp_dir, &repo, &["--config", config.to_str().unwrap()]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(cp.get("/checkpoint", None).0, 404);
+    let (s, body) = cp.get("/readyz", None);
+    assert_eq!(s, 503, "{body}");
+    assert!(body.to_string().contains("witness quorum"), "{body}");
+    assert!(cp.metrics().contains("tally_checkpoint_held 1"));
+    // Stopping while held is clean; the signed checkpoint waits in state/.
+    assert!(cp.stop().success());
+    let dir = std::mem::replace(&mut cp.dir, tempfile::tempdir().unwrap());
+    let cp = ControlPlane::start_in(dir, &repo, &["--config", config.to_str().unwrap()]);
+    let _w = serve_at(&wcfg, &listen);
+    eventually(
+        "the held checkpoint is published once the witness cosigns",
+        || cp.get("/readyz", None).0 == 200 && cp.get("/checkpoint", None).0 == 200,
+    );
+    let n = served_checkpoint(&cp.url);
+    assert!(tally::witness::policy::cosigned_by(
+        &n,
+        &VerifierKey::parse(&wvkey).unwrap()
+    ));
 }

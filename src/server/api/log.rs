@@ -160,6 +160,12 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> ApiResult<&'static st
     if s.sequenced.saturating_sub(s.published) > app.ledger.max_backlog() * 9 / 10 {
         return Err(ApiError::unavailable("the log's publication backlog is full", 1));
     }
+    if app.ledger.witnessing().is_some_and(|w| w.holding) {
+        return Err(ApiError::unavailable(
+            "the log holds its latest checkpoint back until its witness quorum cosigns it",
+            5,
+        ));
+    }
     Ok("ready\n")
 }
 
@@ -170,7 +176,16 @@ pub(super) async fn metrics(State(app): State<Arc<App>>) -> ApiResult<Response> 
     } else {
         None
     };
-    let text = app.metrics.render(app.ledger.sizes(), &runs, mirrored);
+    let witnessing = app
+        .ledger
+        .witnessing()
+        .map(|state| crate::server::metrics::WitnessGauges {
+            state,
+            witnesses: app.cosigner.as_ref().map(|c| c.status()).unwrap_or_default(),
+        });
+    let text = app
+        .metrics
+        .render(app.ledger.sizes(), &runs, mirrored, witnessing);
     Ok((
         [(header::CONTENT_TYPE, crate::server::metrics::CONTENT_TYPE)],
         text,
