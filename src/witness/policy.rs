@@ -182,9 +182,11 @@ impl TrustPolicy {
                         "any" => 1,
                         k => match ledger_format::checkpoint::parse_decimal(k) {
                             Some(k) if (1..=n_members as u64).contains(&k) => k as usize,
-                            _ => return Err(err(format!(
+                            _ => {
+                                return Err(err(format!(
                                 "group {name}: threshold {k:?} must be all, any or a decimal 1..={n_members}"
-                            ))),
+                            )))
+                            }
                         },
                     };
                     if p.groups.len() == MAX_ITEMS {
