@@ -50,6 +50,9 @@ pub enum Command {
     /// are consistent with everything it cosigned before.
     #[command(subcommand)]
     Witness(WitnessCommand),
+    /// Follow a log and catch a split view: verify each new checkpoint and
+    /// compare what the log, its mirrors, clones and witnesses serve.
+    Monitor(MonitorArgs),
 
     /// Craft an attestation in a CI pipeline: init, add, status, push, reset.
     #[command(subcommand)]
@@ -965,7 +968,46 @@ pub struct AuditArgs {
     /// Treat a git clone's working tree as static tiles only (skip the history).
     #[arg(long = "static")]
     pub static_only: bool,
+    /// Other views of the same log to compare with it: checkpoint files,
+    /// log URLs, `witness+<url>`, `git+<remote>`, folders; repeatable. Any
+    /// that is not consistent with the audited log fails the audit, with
+    /// both signed notes as evidence.
+    #[arg(long)]
+    pub compare: Vec<String>,
     /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `tally monitor`
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// What to compare: log URLs (`https://…`), witnesses
+    /// (`witness+https://…`), git remotes (`git+<url>`), folders (tiles, or
+    /// a ledger's git repository or clone), checkpoint files.
+    #[arg(required = true)]
+    pub sources: Vec<String>,
+    /// The log's verifier key: the key text, or a file holding it.
+    #[arg(long)]
+    pub log_key: String,
+    /// The origin the checkpoints carry (default: the log key's name).
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Which witnesses the log's checkpoints must carry cosignatures of.
+    #[command(flatten)]
+    pub witnesses: WitnessArgs,
+    /// Where the last verified checkpoint, fetched git remotes and the
+    /// evidence of forks are kept (without it, each run starts afresh).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Compare once and exit (for CI): 0 consistent, 1 fork or invalid
+    /// source, 3 a source unreachable.
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds between rounds when following the log.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: u64,
+    /// Output format (with --output json, one JSON document per round).
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }

@@ -14,6 +14,7 @@ pub mod exit;
 pub mod fsutil;
 pub mod keys;
 pub mod ledger;
+pub mod monitor;
 pub mod policy;
 pub mod server;
 pub mod source;

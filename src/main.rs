@@ -89,6 +89,7 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Test(a)) => (a.output, cmd::policy::test(a)),
         Command::Witness(WitnessCommand::Keygen(a)) => (a.output, cmd::witness::keygen(a)),
         Command::Witness(WitnessCommand::Serve(a)) => (Output::Text, cmd::witness::serve(a)),
+        Command::Monitor(a) => (a.output, cmd::monitor::monitor(a)),
     };
     match (result, output) {
         (Ok(r), Output::Text) => {

@@ -9,8 +9,35 @@ use crate::cmd::{load_verifier_key, load_verifier_keys, read_input, Report};
 use crate::exit::{Classify, Failure};
 use crate::source::{DirSource, HttpSource};
 
-/// Audits the log named by `args.log`.
+/// Audits the log named by `args.log`, then compares it with every
+/// `--compare` view (SPEC.md §14.4).
 pub fn audit(args: &AuditArgs) -> Result<Report, Failure> {
+    let mut report = audit_only(args)?;
+    if args.compare.is_empty() {
+        return Ok(report);
+    }
+    let log_key = load_verifier_key(&args.log_key)?;
+    let origin = report.json["origin"].as_str().map(str::to_owned);
+    let opts = crate::monitor::Options {
+        log_key: &log_key,
+        origin: args.origin.as_deref().or(origin.as_deref()),
+        policy: None,
+    };
+    let scratch = tempfile::tempdir().usage()?;
+    let mut sources = std::iter::once(&args.log)
+        .chain(&args.compare)
+        .map(|s| crate::monitor::Source::parse(s, scratch.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::Usage(anyhow!(e)))?;
+    let r = crate::monitor::round(&mut sources, &opts, None);
+    let (text, json) = crate::cmd::monitor::render(&r, opts.origin(), &[]);
+    let compared = crate::cmd::monitor::outcome(&r, text, json)?;
+    report.text.push_str(&compared.text);
+    report.json["compared"] = compared.json;
+    Ok(report)
+}
+
+fn audit_only(args: &AuditArgs) -> Result<Report, Failure> {
     let log_key = load_verifier_key(&args.log_key)?;
     let witnesses = load_verifier_keys(&args.witness_keys)?;
     let since = args.since.as_deref().map(read_input).transpose()?;

@@ -8,6 +8,7 @@ pub mod contract;
 pub mod demo;
 pub mod key;
 pub mod ledger;
+pub mod monitor;
 pub mod policy;
 pub mod proof;
 pub mod serve;

@@ -1,10 +1,12 @@
 //! The witness's HTTP interface (C2SP tlog-witness): `POST /add-checkpoint`
 //! and `GET /verifier-key`; statuses as the spec names them (SPEC.md §14.1).
+//! `GET /checkpoints/<origin>` serves the last checkpoint cosigned for a log,
+//! for monitors comparing it with what the log serves (SPEC.md §14.4).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,6 +19,7 @@ pub fn router(w: Arc<Witness>) -> Router {
     Router::new()
         .route("/add-checkpoint", post(add_checkpoint))
         .route("/verifier-key", get(verifier_key))
+        .route("/checkpoints/{*origin}", get(latest))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(w)
@@ -60,4 +63,15 @@ async fn verifier_key(State(w): State<Arc<Witness>>) -> Response {
         "text/plain; charset=utf-8",
         format!("{}\n", w.verifier_key()),
     )
+}
+
+async fn latest(State(w): State<Arc<Witness>>, Path(origin): Path<String>) -> Response {
+    match w.latest(&origin) {
+        Some(note) => text(StatusCode::OK, "text/plain; charset=utf-8", note),
+        None => text(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            format!("no checkpoint of {origin:?} cosigned here\n"),
+        ),
+    }
 }

@@ -66,27 +66,43 @@ pub struct LogState {
     pub root: Hash,
 }
 
-/// The state file's JSON: `{"size": n, "root": "<hex>"}`.
+/// The state file's JSON: `{"size": n, "root": "<hex>", "checkpoint":
+/// "<signed note>"}`; `checkpoint` (the last checkpoint cosigned, with the
+/// witness's cosignature, served for monitors) is absent in files written
+/// before it was kept.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StateFile {
     size: u64,
     root: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<String>,
 }
 
-impl LogState {
-    fn to_json(self) -> Vec<u8> {
+/// A log's state with the cosigned checkpoint it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    state: LogState,
+    checkpoint: Option<String>,
+}
+
+impl Stored {
+    fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(&StateFile {
-            size: self.size,
-            root: self.root.to_hex(),
+            size: self.state.size,
+            root: self.state.root.to_hex(),
+            checkpoint: self.checkpoint.clone(),
         })
         .unwrap_or_default()
     }
 
-    fn from_json(b: &[u8]) -> Result<LogState, String> {
+    fn from_json(b: &[u8]) -> Result<Stored, String> {
         let f: StateFile = serde_json::from_slice(b).map_err(|e| e.to_string())?;
         let root = Hash::from_hex(&f.root).map_err(|e| e.to_string())?;
-        Ok(LogState { size: f.size, root })
+        Ok(Stored {
+            state: LogState { size: f.size, root },
+            checkpoint: f.checkpoint,
+        })
     }
 }
 
@@ -177,7 +193,7 @@ pub struct Witness {
     logs: HashMap<String, Vec<VerifierKey>>,
     state_dir: PathBuf,
     /// One lock per log: check and persist happen under it.
-    states: HashMap<String, Mutex<Option<LogState>>>,
+    states: HashMap<String, Mutex<Option<Stored>>>,
 }
 
 /// The file holding a log's state: its origin, hex-encoded (any origin is a
@@ -212,7 +228,7 @@ impl Witness {
             }
             let path = state_file(&cfg.state_dir, &l.origin);
             let state = match std::fs::read(&path) {
-                Ok(b) => Some(LogState::from_json(&b).map_err(|e| format!("{}: {e}", path.display()))?),
+                Ok(b) => Some(Stored::from_json(&b).map_err(|e| format!("{}: {e}", path.display()))?),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(format!("reading {}: {e}", path.display())),
             };
@@ -234,7 +250,16 @@ impl Witness {
 
     /// What the witness last cosigned for `origin`.
     pub fn state(&self, origin: &str) -> Option<LogState> {
-        *self.states.get(origin)?.lock().unwrap_or_else(|p| p.into_inner())
+        let s = self.states.get(origin)?.lock().unwrap_or_else(|p| p.into_inner());
+        s.as_ref().map(|s| s.state)
+    }
+
+    /// The last checkpoint of `origin` the witness cosigned, as a signed
+    /// note carrying the log's signatures and the witness's cosignature
+    /// (what a monitor compares with what the log serves).
+    pub fn latest(&self, origin: &str) -> Option<String> {
+        let s = self.states.get(origin)?.lock().unwrap_or_else(|p| p.into_inner());
+        s.as_ref()?.checkpoint.clone()
     }
 
     /// Handles one `add-checkpoint` body at `now` (Unix seconds): the
@@ -271,11 +296,11 @@ impl Witness {
             .get(cp.origin())
             .ok_or_else(|| Refusal::UnknownLog(cp.origin().to_owned()))?;
         let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let known = state.map_or(0, |s| s.size);
+        let known = state.as_ref().map_or(0, |s| s.state.size);
         if req.old != known {
             return Err(Refusal::Conflict(known));
         }
-        match *state {
+        match state.as_ref().map(|s| s.state) {
             _ if req.old == 0 => {
                 if !req.proof.is_empty() {
                     return Err(Refusal::Inconsistent(
@@ -302,27 +327,45 @@ impl Witness {
         }
         // Persist, then answer: a cosignature is never given for a state
         // that a crash could forget.
-        let new = LogState {
-            size: cp.size(),
-            root: cp.root(),
-        };
-        if *state != Some(new) {
-            crate::fsutil::write_atomic(
-                &state_file(&self.state_dir, cp.origin()),
-                &new.to_json(),
-                0o644,
-                true,
-            )
-            .map_err(|e| Refusal::Storage(e.to_string()))?;
-            *state = Some(new);
-        }
-        drop(state);
         let mut line = self.key.cosign(note.text(), now).to_line();
         if !line.ends_with('\n') {
             line.push('\n');
         }
+        let new = LogState {
+            size: cp.size(),
+            root: cp.root(),
+        };
+        if state.as_ref().map(|s| s.state) != Some(new) {
+            let stored = Stored {
+                state: new,
+                checkpoint: Some(with_cosignature(&note, &self.verifier_key(), &line)),
+            };
+            crate::fsutil::write_atomic(
+                &state_file(&self.state_dir, cp.origin()),
+                &stored.to_json(),
+                0o644,
+                true,
+            )
+            .map_err(|e| Refusal::Storage(e.to_string()))?;
+            *state = Some(stored);
+        }
+        drop(state);
         Ok(line)
     }
+}
+
+/// The checkpoint note with the witness's cosignature `line` added, and
+/// any earlier signature line of the same witness key dropped.
+fn with_cosignature(note: &Note, own: &VerifierKey, line: &str) -> String {
+    let mut out = format!("{}\n", note.text());
+    for s in note.signatures() {
+        if !(s.name() == own.name() && s.key_id() == own.key_id()) {
+            out.push_str(&s.to_line());
+            out.push('\n');
+        }
+    }
+    out.push_str(line);
+    out
 }
 
 /// Writes a new witness key (secret text, mode 0600) at `path`; returns it.

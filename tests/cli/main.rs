@@ -13,6 +13,7 @@ mod demo;
 mod key;
 mod ledger;
 mod material;
+mod monitor;
 mod oci;
 mod policy;
 mod proof;

@@ -19,9 +19,9 @@ const LOG_VKEY: &str = "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMs
 const LOG_SKEY: &str =
     "PRIVATE+KEY+example.com/log/testdata+33d7b496+AeymY/SZAX0jZcJ8enZ5FY1Dz+wTML2yWSkK+9DSF3eg";
 
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Served {
@@ -31,11 +31,11 @@ impl Drop for Served {
     }
 }
 
-fn serve(config: &Path) -> Served {
+pub(crate) fn serve(config: &Path) -> Served {
     serve_at(config, "127.0.0.1:0")
 }
 
-fn serve_at(config: &Path, listen: &str) -> Served {
+pub(crate) fn serve_at(config: &Path, listen: &str) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
         .args(["witness", "serve", "--listen", listen, "--config"])
         .arg(config)
@@ -55,7 +55,7 @@ fn serve_at(config: &Path, listen: &str) -> Served {
 }
 
 /// POST /add-checkpoint: (status, content type, body).
-fn add(url: &str, old: u64, proof: &[Hash], checkpoint: &str) -> (u16, String, String) {
+pub(crate) fn add(url: &str, old: u64, proof: &[Hash], checkpoint: &str) -> (u16, String, String) {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut body = format!("old {old}\n");
     for h in proof {
@@ -242,7 +242,12 @@ fn a_witness_cosigns_only_consistent_checkpoints_of_a_log_it_did_not_write() {
 /// A witness of `origin` (log key `log_vkey`) in `dir/<name>` on a fixed
 /// loopback port (so a restart keeps its URL): (config path, cosignature
 /// verifier key, listen address).
-fn witness_of(dir: &Path, name: &str, origin: &str, log_vkey: &str) -> (std::path::PathBuf, String, String) {
+pub(crate) fn witness_of(
+    dir: &Path,
+    name: &str,
+    origin: &str,
+    log_vkey: &str,
+) -> (std::path::PathBuf, String, String) {
     let home = dir.join(name);
     std::fs::create_dir_all(&home).unwrap();
     let o = tally(&[
@@ -277,7 +282,7 @@ fn served_checkpoint(url: &str) -> Note {
 }
 
 /// Polls `cond` every 100 ms for up to 20 s.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..200 {
         if cond() {
             return;
@@ -441,6 +446,42 @@ fn the_control_plane_publishes_checkpoints_cosigned_by_a_quorum_of_witnesses() {
     });
     let v = ok(&verify("b3.json", &["--witness-policy", policy_arg]));
     assert_eq!(v["cosignatures"], 2, "{v}");
+    // A monitor comparing the served log, a git clone of its ledger and a
+    // witness's latest view finds one history, under the quorum (twice:
+    // the second round fetches into the copy the first one made).
+    let ledger = format!("git+{}", cp.dir.path().join("data/ledger/ledger.git").display());
+    let witness = format!("witness+http://{}", ws_cfg[0].2);
+    for _ in 0..2 {
+        let o = cp.tally(
+            &ws,
+            &[],
+            &[
+                "monitor",
+                "--once",
+                "--log-key",
+                &log_vkey,
+                "--witness-policy",
+                policy_arg,
+                "--state",
+                "monitor",
+                "--output",
+                "json",
+                &cp.url,
+                &ledger,
+                &witness,
+            ],
+        );
+        let r = ok(&o);
+        assert!(r["forks"].as_array().unwrap().is_empty(), "{r}");
+        assert!(
+            r["sources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["proven"] == true),
+            "{r}"
+        );
+    }
     let m = cp.metrics();
     assert!(m.contains("tally_checkpoint_quorum 1"), "{m}");
     assert!(
