@@ -29,6 +29,26 @@ pub(crate) enum BenchCommand {
     /// The example policies on CycloneDX SBOMs of given sizes: the input
     /// document, each policy, the whole set.
     Policy(BenchPolicyArgs),
+    /// One witness: C2SP add-checkpoint requests with consistency proofs
+    /// from many logs, its state durable before each answer.
+    Witness(BenchWitnessArgs),
+}
+
+/// `tally-bench witness`
+#[derive(Debug, Args)]
+pub(crate) struct BenchWitnessArgs {
+    /// Checkpoints sent, in all.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) checkpoints: usize,
+    /// Logs witnessed (one client each).
+    #[arg(long, default_value_t = 16)]
+    pub(crate) logs: usize,
+    /// Most leaves a log grows by between two checkpoints.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) batch: u64,
+    /// Where to put the witness's state (default: a fresh temporary directory).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
 }
 
 /// `tally-bench policy`
@@ -106,6 +126,10 @@ pub(crate) struct BenchIntakeArgs {
     /// (each uploaded once; 1: every run names the same SBOM).
     #[arg(long, default_value_t = 1, requires = "policies")]
     pub(crate) distinct_sboms: usize,
+    /// Witnesses started in this process and asked to cosign every
+    /// checkpoint; the quorum is a majority of them (publish mode).
+    #[arg(long, default_value_t = 0, conflicts_with = "server")]
+    pub(crate) witnesses: usize,
 }
 
 /// `tally-bench ledger`

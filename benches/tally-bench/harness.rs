@@ -17,7 +17,7 @@ use tally::cmd::Report;
 use tally::exit::{Classify, Failure};
 use tally::ledger::open_dir;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -265,14 +265,14 @@ pub(crate) fn ledger(args: &BenchLedgerArgs) -> Result<Report, Failure> {
 /// through hyper's connection API (a load generator needs no pool, redirects
 /// or URL parsing: reqwest cost it about twice the CPU), reconnecting when
 /// the connection breaks.
-struct LoadConn {
+pub(crate) struct LoadConn {
     addr: std::net::SocketAddr,
     host: String,
     sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>>,
 }
 
 impl LoadConn {
-    fn new(addr: std::net::SocketAddr) -> Self {
+    pub(crate) fn new(addr: std::net::SocketAddr) -> Self {
         LoadConn {
             addr,
             host: addr.to_string(),
@@ -282,7 +282,11 @@ impl LoadConn {
 
     /// Sends `req` (the Host header is added); true when the answer is 2xx
     /// and its body was read whole.
-    async fn send(&mut self, req: hyper::http::request::Builder, body: hyper::body::Bytes) -> bool {
+    pub(crate) async fn send(
+        &mut self,
+        req: hyper::http::request::Builder,
+        body: hyper::body::Bytes,
+    ) -> bool {
         use http_body_util::{BodyExt as _, Full};
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
             self.sender = self.connect().await;
@@ -343,6 +347,62 @@ async fn push_client(
         }
     }
     (lat, errors)
+}
+
+/// Samples the ledger's (sequenced, published) sizes every millisecond
+/// while the intake benchmark runs, so each entry's publish latency — from
+/// the sample that first counts it sequenced to the one that first counts
+/// it published — is known to about a millisecond. In-process targets only.
+struct PublishSampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(Instant, u64, u64)>>,
+}
+
+impl PublishSampler {
+    fn start(target: &Target) -> Option<PublishSampler> {
+        let Target::Local { app, .. } = target else {
+            return None;
+        };
+        let (app, stop) = (app.clone(), Arc::new(AtomicBool::new(false)));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !flag.load(Ordering::Acquire) {
+                let s = app.ledger.sizes();
+                samples.push((Instant::now(), s.sequenced, s.published));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let s = app.ledger.sizes();
+            samples.push((Instant::now(), s.sequenced, s.published));
+            samples
+        });
+        Some(PublishSampler { stop, thread })
+    }
+
+    /// Stops sampling; each entry's seconds from sequenced to published.
+    fn finish(self) -> Vec<f64> {
+        self.stop.store(true, Ordering::Release);
+        let samples = self.thread.join().unwrap_or_default();
+        let Some(first) = samples.first() else {
+            return Vec::new();
+        };
+        let (mut out, mut p) = (Vec::new(), 0);
+        let mut next = first.1;
+        for (t, seq, _) in &samples {
+            // Entries [next, seq) were first seen sequenced at `t`.
+            while next < *seq {
+                while p < samples.len() && samples[p].2 <= next {
+                    p += 1;
+                }
+                let Some(published) = samples.get(p) else {
+                    return out;
+                };
+                out.push(published.0.saturating_duration_since(*t).as_secs_f64());
+                next += 1;
+            }
+        }
+        out
+    }
 }
 
 /// The server `intake` loads: started in this process, or a running one.
@@ -415,6 +475,10 @@ fn local_target(args: &crate::args::BenchIntakeArgs) -> Result<(Target, std::net
     };
     if args.policies {
         cfg.contracts = gated_contracts(tmp.path())?.to_string_lossy().into_owned();
+    }
+    if args.witnesses > 0 {
+        cfg.witnesses =
+            crate::witness::start_witnesses(&rt, tmp.path(), &cfg.data_dir, &cfg.origin, args.witnesses)?;
     }
     if let Some(r) = &args.registry {
         cfg.artifacts.backend = server::artifact_store::Backend::Oci;
@@ -794,6 +858,7 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         .enable_all()
         .build()
         .map_err(|e| Failure::Unavailable(e.into()))?;
+    let sampler = PublishSampler::start(&target);
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let results: Vec<(Vec<f64>, u64)> = crt.block_on(async {
@@ -819,6 +884,13 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
     let t_pub = Instant::now();
     target.wait_published()?;
     let publish_tail_s = t_pub.elapsed().as_secs_f64();
+    let mut publish = sampler.map(PublishSampler::finish).unwrap_or_default();
+    publish.sort_by(f64::total_cmp);
+    let publish_ms = if publish.is_empty() {
+        serde_json::Value::Null
+    } else {
+        json!({"entries": publish.len(), "p50": percentile(&publish, 0.5) * 1e3, "p99": percentile(&publish, 0.99) * 1e3, "max": publish.last().copied().unwrap_or(f64::NAN) * 1e3})
+    };
     let size = target.sizes()?.1.max(1);
     // With an OCI store: how long until every attestation is copied into it.
     let mirror = match (&target, &args.registry) {
@@ -836,6 +908,13 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
             json!({"copied": copied, "seconds_from_first_push": s, "per_s": copied as f64 / s})
         }
         _ => serde_json::Value::Null,
+    };
+    // With witnesses: did every publication meet the quorum?
+    let witnessing = match &target {
+        Target::Local { app, .. } => app.ledger.witnessing().map_or(serde_json::Value::Null, |w| {
+            json!({"cosignatures": w.cosignatures, "quorum": w.quorum, "published_short": w.published_short})
+        }),
+        Target::Remote { .. } => serde_json::Value::Null,
     };
     let reads = args.proof_reads;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -901,6 +980,10 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         "cpu_us_per_attestation": push_cpu_s * 1e6 / accepted.max(1) as f64,
         "ack_ms": {"p50": percentile(&lat, 0.5) * 1e3, "p90": percentile(&lat, 0.9) * 1e3, "p99": percentile(&lat, 0.99) * 1e3, "max": lat.last().copied().unwrap_or(f64::NAN) * 1e3},
         "publish_tail_s": publish_tail_s,
+        // From sequenced (acknowledged) to published, per entry.
+        "publish_ms": publish_ms,
+        "witnesses": args.witnesses,
+        "witnessing": witnessing,
         "published": size,
         "proof_reads": reads,
         "proof_read_errors": read_errors,

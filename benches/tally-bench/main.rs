@@ -7,6 +7,8 @@
 //! ./target/release/tally-bench ledger --duration 60
 //! ./target/release/tally-bench artifacts --registry 127.0.0.1:5000
 //! ./target/release/tally-bench policy --sizes-kib 100,1024,10240
+//! ./target/release/tally-bench witness
+//! ./target/release/tally-bench intake --witnesses 3
 //! ```
 
 use std::process::ExitCode;
@@ -16,6 +18,7 @@ use clap::Parser as _;
 mod args;
 mod harness;
 mod policy;
+mod witness;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
@@ -24,6 +27,7 @@ fn main() -> ExitCode {
         args::BenchCommand::Intake(a) => harness::intake(a),
         args::BenchCommand::Artifacts(a) => harness::artifacts(a),
         args::BenchCommand::Policy(a) => policy::policy(a),
+        args::BenchCommand::Witness(a) => witness::witness(a),
     };
     match result {
         Ok(r) => {
