@@ -175,11 +175,28 @@ fn audit_git(
         }
         consistent_with = Some(old.size());
     }
+    // What was audited is the repository's `main`, never a clone's files:
+    // say so, and name the files of a working tree that differ from it.
+    let head = r
+        .head
+        .ok_or_else(|| Failure::Invalid(anyhow!("no commit on main")))?;
+    let worktree = (!is_ledger_dir && git_dir.file_name().is_some_and(|n| n == ".git"))
+        .then(|| git_dir.parent().map(std::path::Path::to_owned))
+        .flatten();
+    let differs = match &worktree {
+        Some(w) => {
+            let git = crate::ledger::git::LedgerRepo::open_existing(&git_dir).usage()?;
+            fsck::worktree_differences(w, &git, head.tree).unavailable()?
+        }
+        None => Vec::new(),
+    };
     let mut text = format!(
-        "OK: {} is a consistent log of {} entries\n    root {}\n    {} publications in its git history, each signed and consistent with the others\n    checked {} tile(s), {} bodies in {:.2}s\n",
+        "OK: {} is a consistent log of {} entries\n    root {}\n    audited commit {} (the head of main){}\n    {} publications in its git history, each signed and consistent with the others\n    checked {} tile(s), {} bodies in {:.2}s\n",
         args.log,
         r.size,
         r.root,
+        head.commit,
+        if worktree.is_some() { ", not the working tree's files" } else { "" },
         r.commits,
         r.tiles,
         r.bodies,
@@ -188,12 +205,27 @@ fn audit_git(
     if let Some(old) = consistent_with {
         text.push_str(&format!("    extends the older checkpoint of size {old}\n"));
     }
+    if !differs.is_empty() {
+        const SHOWN: usize = 10;
+        text.push_str(&format!(
+            "WARNING: {} file(s) of the working tree differ from the audited commit (not audited; `git status` shows them):\n",
+            differs.len()
+        ));
+        for p in differs.iter().take(SHOWN) {
+            text.push_str(&format!("    {p}\n"));
+        }
+        if differs.len() > SHOWN {
+            text.push_str(&format!("    … and {} more\n", differs.len() - SHOWN));
+        }
+    }
     Ok(Report {
         text,
         json: json!({
             "valid": true,
             "tree_size": r.size,
             "root": r.root.to_hex(),
+            "commit": head.commit.to_string(),
+            "worktree_differs": differs,
             "publications": r.commits,
             "tiles": r.tiles,
             "bodies": r.bodies,

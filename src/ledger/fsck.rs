@@ -21,6 +21,8 @@ use crate::ledger::{body_path, LedgerError};
 /// What a clean check saw.
 #[derive(Debug, Clone, Default)]
 pub struct FsckReport {
+    /// The commit checked (`main`'s head) and its tree.
+    pub head: Option<Head>,
     /// Size of the head checkpoint.
     pub size: u64,
     /// Its root.
@@ -95,6 +97,7 @@ pub fn check_repository(git_dir: &Path, key: &VerifierKey) -> Result<FsckReport,
     let size = audit.checkpoint.size();
     let root = audit.checkpoint.root();
     let mut report = FsckReport {
+        head: Some(head),
         size,
         root,
         tiles: audit.tiles,
@@ -246,4 +249,50 @@ pub fn locate(path: &Path) -> Option<(std::path::PathBuf, bool)> {
         return Some((path.to_owned(), false));
     }
     None
+}
+
+/// Where a clone's working tree differs from the audited `tree`: files
+/// changed or missing in the working tree, and files the tree does not
+/// have (`.git` aside), sorted. An audit reads the repository's objects,
+/// never these files, so a report on a clone names what it did not check.
+pub fn worktree_differences(
+    worktree: &Path,
+    git: &LedgerRepo,
+    tree: gix::ObjectId,
+) -> Result<Vec<String>, LedgerError> {
+    let repo = git.local();
+    let blobs = list_blobs(&repo, tree, "")?;
+    let mut out = Vec::new();
+    for (path, id) in &blobs {
+        let same = std::fs::read(worktree.join(path))
+            .ok()
+            .and_then(|b| gix::objs::compute_hash(repo.object_hash(), gix::objs::Kind::Blob, &b).ok())
+            .is_some_and(|got| got == *id);
+        if !same {
+            out.push(path.clone());
+        }
+    }
+    let known: std::collections::HashSet<&str> = blobs.iter().map(|(p, _)| p.as_str()).collect();
+    let mut stack = vec![(worktree.to_owned(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(LedgerError::io("listing the working tree"))?;
+        for e in entries {
+            let e = e.map_err(LedgerError::io("listing the working tree"))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if prefix.is_empty() && name == ".git" {
+                continue;
+            }
+            let path = format!("{prefix}{name}");
+            if e.file_type()
+                .map_err(LedgerError::io("listing the working tree"))?
+                .is_dir()
+            {
+                stack.push((e.path(), format!("{path}/")));
+            } else if !known.contains(path.as_str()) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }

@@ -165,6 +165,52 @@ fn git_repository_passes_git_fsck_and_clones_with_stock_git() {
         "--static",
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stdout(&o).contains("WARNING"), "{}", stdout(&o));
+
+    // A working tree changed after the clone: the git audit still checks
+    // main's commit, and says so and which files it did not check; the
+    // static audit of the files fails.
+    let tile = clone.join("tile/0/000");
+    let mut b = std::fs::read(&tile).unwrap();
+    b[0] ^= 1;
+    std::fs::write(&tile, b).unwrap();
+    std::fs::write(clone.join("notes.txt"), "not part of the log\n").unwrap();
+    let git_audit = |extra: &[&str]| {
+        let mut args = vec![
+            "audit",
+            clone.to_str().unwrap(),
+            "--log-key",
+            pubkey.to_str().unwrap(),
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        tally(&args)
+    };
+    let o = git_audit(&[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        v["worktree_differs"],
+        serde_json::json!(["notes.txt", "tile/0/000"]),
+        "{v}"
+    );
+    assert_eq!(v["commit"].as_str().map(str::len), Some(40), "{v}");
+    let o = tally(&[
+        "audit",
+        clone.to_str().unwrap(),
+        "--log-key",
+        pubkey.to_str().unwrap(),
+    ]);
+    let said = stdout(&o);
+    assert!(said.contains("not the working tree's files"), "{said}");
+    assert!(
+        said.contains("WARNING: 2 file(s) of the working tree differ"),
+        "{said}"
+    );
+    assert!(said.contains("    tile/0/000\n"), "{said}");
+    let o = git_audit(&["--static"]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
 
     // Packed, and served read-only over the dumb HTTP protocol by a plain
     // static file server, it still clones with stock git.
