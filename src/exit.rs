@@ -54,9 +54,26 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// The error and its causes, outermost first, each said once: a cause
+    /// whose text its parent already ends with (an error type that both
+    /// prints its source and names it as its source) is left out.
+    pub fn causes(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in self.error().chain() {
+            let text = e.to_string();
+            if out.last().is_some_and(|parent| parent.ends_with(&text)) {
+                continue;
+            }
+            out.push(text);
+        }
+        out
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#}", self.error())
+        f.write_str(&self.causes().join(": "))
     }
 }
 
@@ -98,3 +115,27 @@ impl fmt::Display for Details {
 }
 
 impl std::error::Error for Details {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner problem")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Outer(#[from] Inner);
+
+    #[test]
+    fn a_cause_its_parent_already_prints_is_said_once() {
+        let e = anyhow::Error::from(Outer(Inner)).context("the proof does not verify");
+        let f = Failure::Invalid(e);
+        assert_eq!(f.causes(), ["the proof does not verify", "outer: inner problem"]);
+        assert_eq!(f.to_string(), "the proof does not verify: outer: inner problem");
+        // A cause that is not a suffix of its parent is kept.
+        let f = Failure::Usage(anyhow::Error::from(Inner).context("reading x"));
+        assert_eq!(f.to_string(), "reading x: inner problem");
+    }
+}

@@ -105,7 +105,7 @@ fn main() -> ExitCode {
             ExitCode::from(f.code())
         }
         (Err(f), Output::Json) => {
-            let chain: Vec<String> = f.error().chain().map(|e| e.to_string()).collect();
+            let chain = f.causes();
             let details = f
                 .error()
                 .downcast_ref::<tally::exit::Details>()

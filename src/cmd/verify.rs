@@ -4,7 +4,7 @@
 use anyhow::{anyhow, Context as _};
 use ledger_format::entry::Entry;
 use ledger_format::hash::sha256;
-use ledger_format::tlog_proof::TlogProof;
+use ledger_format::tlog_proof::{TlogProof, TlogProofError};
 use serde_json::json;
 
 use crate::attest::material::Kind;
@@ -28,10 +28,22 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
     } else {
         Some(args.origin.as_deref().unwrap_or(log_key.name()))
     };
-    let verified = proof
-        .verify(&entry, &log_key, &[], origin)
-        .with_context(|| format!("{proof_name} does not prove {entry_name}"))
-        .invalid()?;
+    let verified = match proof.verify(&entry, &log_key, &[], origin) {
+        Ok(v) => v,
+        // A checkpoint that does not parse is malformed input (2), not a
+        // proof that fails (1).
+        Err(TlogProofError::Checkpoint(c)) if c.is_malformed() => {
+            return Err(Failure::Usage(
+                anyhow!(TlogProofError::Checkpoint(c))
+                    .context(format!("{proof_name} holds a checkpoint that does not parse")),
+            ))
+        }
+        Err(e) => {
+            return Err(Failure::Invalid(
+                anyhow!(e).context(format!("{proof_name} does not prove {entry_name}")),
+            ))
+        }
+    };
     let cosigned = match &quorum {
         Some(q) => {
             let note = ledger_format::note::Note::parse(verified.checkpoint().note_text().as_bytes())

@@ -129,6 +129,58 @@ fn rejects_wrong_entry_key_envelope_and_garbage() {
 }
 
 #[test]
+fn a_checkpoint_that_does_not_parse_is_input_error_said_once() {
+    let f = fixture(3, 10);
+    // The proof's checkpoint has no signature block: a note that does not
+    // parse is malformed input (exit 2), its cause printed once.
+    let text = std::fs::read_to_string(&f.proof).unwrap();
+    let (head, _) = text.split_once("\n\n").unwrap();
+    let unsigned = write(
+        f.dir.path(),
+        "unsigned.tlog-proof",
+        format!("{head}\n\ntally.test/log\n10\n{}\n", "A".repeat(43) + "="),
+    );
+    let o = tally(&[
+        "verify",
+        unsigned.to_str().unwrap(),
+        "--entry",
+        &f.entry,
+        "--log-key",
+        &f.pubkey,
+    ]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 2, "{err}");
+    assert_eq!(err.matches("no blank line separating").count(), 1, "{err}");
+
+    // A well-formed checkpoint under another key is invalid (1), also said once.
+    let impostor = SignerKey::from_seed("tally.test/log", &[1; 32])
+        .unwrap()
+        .verifier()
+        .to_string();
+    let o = verify(&f, &impostor, &["--output", "json"]);
+    assert_eq!(code(&o), 1);
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let causes: Vec<&str> = j["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for (i, c) in causes.iter().enumerate().skip(1) {
+        assert!(!causes[i - 1].ends_with(c), "cause repeated: {causes:?}");
+    }
+    assert_eq!(
+        j["message"]
+            .as_str()
+            .unwrap()
+            .matches("no signature from")
+            .count(),
+        1,
+        "{j}"
+    );
+}
+
+#[test]
 fn witness_policy_is_enforced() {
     let f = fixture(0, 1);
     let witness = SignerKey::from_seed("witness.test", &[5; 32]).unwrap();
