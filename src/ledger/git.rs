@@ -245,10 +245,6 @@ impl LedgerRepo {
             .map_err(|e| git_err("writing the commit", e))?;
         let objects = repo.objects.take_object_memory().unwrap_or_default();
         let pack = write_pack(&self.path, &objects)?;
-        self.published_packs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((pack, commit));
         // The objects are durable; now move main, refusing a stale parent.
         use gix::refs::transaction::PreviousValue;
         let constraint = match base {
@@ -263,6 +259,11 @@ impl LedgerRepo {
                 message.lines().next().unwrap_or("publish"),
             )
             .map_err(|e| git_err("moving main to the publication", e))?;
+        // Only a pack main reaches is folded by the background packing.
+        self.published_packs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((pack, commit));
         // HEAD of a new bare repository may name another branch; point it at main.
         let head_file = self.path.join("HEAD");
         if std::fs::read_to_string(&head_file).map_or(true, |h| h.trim() != format!("ref: {BRANCH}")) {
@@ -719,12 +720,14 @@ pub fn write_pack(repo: &Path, objects: &gix::odb::memory::Storage) -> Result<Pa
     let name = format!("pack-{}", pack_sum.to_hex());
     let write = |ext: &str, bytes: &[u8]| -> Result<(), LedgerError> {
         let tmp = dir.join(format!(".tmp-{}-{name}.{ext}", std::process::id()));
-        let mut f = std::fs::File::create(&tmp).map_err(LedgerError::io("creating a pack file"))?;
-        f.write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(LedgerError::io("writing a pack file"))?;
-        std::fs::rename(&tmp, dir.join(format!("{name}.{ext}")))
-            .map_err(LedgerError::io("renaming a pack file"))
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+            .and_then(|()| std::fs::rename(&tmp, dir.join(format!("{name}.{ext}"))));
+        written.map_err(|e| {
+            // Nothing half-written stays behind (a full disk frees it).
+            let _ = std::fs::remove_file(&tmp);
+            LedgerError::io(&format!("writing {name}.{ext}"))(e)
+        })
     };
     write("pack", &pack)?;
     write("idx", &idx)?;

@@ -45,7 +45,7 @@ use ledger_format::hash::{leaf_hash, sha256, Hash};
 use ledger_format::merkle::{
     consistency_proof, inclusion_proof, verify_consistency, CompactRange, ProofError,
 };
-use ledger_format::note::SignerKey;
+use ledger_format::note::{SignerKey, VerifierKey};
 use ledger_format::tile::{
     decode_bundle, decode_tile, encode_bundle, encode_index, encode_tile, level_count, BundleId,
     ExpandedTile, TileId, TileNodes, TileReader, TiledHashes, TILE_HEIGHT, TILE_WIDTH,
@@ -59,6 +59,15 @@ use self::wal::Record;
 /// appends already arrive together (measured: 32 keeps `tally-bench ledger`
 /// at its rate and gives intake its largest gain).
 const GROUP_COMMIT_SMALL_BATCH: usize = 32;
+
+/// A signed checkpoint: its size, root and note text.
+type Signed = (u64, Hash, String);
+
+/// The first wait before a failed publication is retried; it doubles up to
+/// [`LAST_RETRY`] while the fault lasts.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// The longest wait between retries of a failed publication.
+const LAST_RETRY: Duration = Duration::from_secs(5);
 
 /// Largest entry the log accepts: an entry bundle's u16 length prefix.
 pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
@@ -111,12 +120,26 @@ pub enum LedgerError {
     /// The ledger is shut down, or a background thread failed.
     #[error("the ledger is not accepting appends: {0}")]
     Stopped(String),
+    /// The ledger cannot take appends for now (a full disk, an I/O error,
+    /// a publication backlog it cannot drain); it recovers by itself.
+    #[error("the ledger cannot take appends for now: {0}")]
+    Unavailable(String),
     /// Another process has the ledger open.
     #[error("another process holds the ledger lock {0}; stop it first")]
     Locked(PathBuf),
 }
 
 impl LedgerError {
+    /// Whether the ledger cannot go on after it (stored data contradicts
+    /// itself, another process holds it), as opposed to a fault that may
+    /// pass (a full disk, an I/O error), which the ledger retries.
+    pub fn is_lasting(&self) -> bool {
+        matches!(
+            self,
+            LedgerError::Corrupt(_) | LedgerError::Proof(_) | LedgerError::Locked(_)
+        )
+    }
+
     /// Wraps an I/O error with what was being done.
     pub fn io(what: &str) -> impl FnOnce(io::Error) -> LedgerError + '_ {
         move |source| LedgerError::Io {
@@ -211,7 +234,15 @@ struct State {
     by_hash: HashMap<Hash, u64>,
     published: Published,
     closing: bool,
+    /// A fault the ledger cannot go on after (stored data that contradicts
+    /// itself): appends are refused until a restart.
     failed: Option<String>,
+    /// Why the sequencing log cannot be written now (a full disk, an I/O
+    /// error); cleared by the next append that succeeds.
+    append_fault: Option<String>,
+    /// Why the publisher cannot publish now; it retries with backoff from
+    /// what is durable and clears this once a publication succeeds.
+    publish_fault: Option<String>,
     witnessing: cosign::Witnessing,
 }
 
@@ -255,6 +286,56 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     // A panic in another thread while holding the lock leaves consistent
     // data (every update is a single assignment); keep serving.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The publication git's head holds (the empty tree when there is none).
+fn read_published(git: &LedgerRepo, verifier: &VerifierKey, origin: &str) -> Result<Published, LedgerError> {
+    let Some(h) = git.head()? else {
+        return Ok(Published {
+            root: ledger_format::empty_root(),
+            ..Published::default()
+        });
+    };
+    let text = git
+        .read(h.tree, "checkpoint")?
+        .ok_or_else(|| LedgerError::Corrupt("the head commit has no checkpoint".into()))?;
+    let v = verify_checkpoint(&text, verifier, &[], Some(origin))
+        .map_err(|e| LedgerError::Corrupt(format!("the published checkpoint: {e}")))?;
+    Ok(Published {
+        size: v.size(),
+        root: v.root(),
+        checkpoint: Arc::from(String::from_utf8_lossy(&text).as_ref()),
+        head: Some(h),
+        count: 0,
+    })
+}
+
+/// The last signed checkpoint (`state/checkpoint`, else the published one):
+/// size, root and text. Never older than the published one.
+fn read_signed(
+    path: &Path,
+    verifier: &VerifierKey,
+    origin: &str,
+    published: &Published,
+) -> Result<Signed, LedgerError> {
+    match std::fs::read(path) {
+        Ok(text) => {
+            let v = verify_checkpoint(&text, verifier, &[], Some(origin))
+                .map_err(|e| LedgerError::Corrupt(format!("{}: {e}", path.display())))?;
+            if v.size() < published.size {
+                return Err(LedgerError::Corrupt(format!(
+                    "the last signed checkpoint (size {}) is older than the published one (size {})",
+                    v.size(),
+                    published.size
+                )));
+            }
+            Ok((v.size(), v.root(), String::from_utf8_lossy(&text).into_owned()))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Ok((published.size, published.root, published.checkpoint.to_string()))
+        }
+        Err(e) => Err(LedgerError::io("reading the last signed checkpoint")(e)),
+    }
 }
 
 /// Path of a body stored with the entry at `index`: `bodies/<N>/<64 hex>`,
@@ -392,42 +473,8 @@ impl Ledger {
         let origin = cfg.signer.name().to_owned();
 
         // What git holds (published) and what was last signed.
-        let head = git.head()?;
-        let mut published = Published::default();
-        if let Some(h) = head {
-            let text = git
-                .read(h.tree, "checkpoint")?
-                .ok_or_else(|| LedgerError::Corrupt("the head commit has no checkpoint".into()))?;
-            let v = verify_checkpoint(&text, &verifier, &[], Some(&origin))
-                .map_err(|e| LedgerError::Corrupt(format!("the published checkpoint: {e}")))?;
-            published = Published {
-                size: v.size(),
-                root: v.root(),
-                checkpoint: Arc::from(String::from_utf8_lossy(&text).as_ref()),
-                head: Some(h),
-                count: 0,
-            };
-        } else {
-            published.root = ledger_format::empty_root();
-        }
-        let signed_path = state_dir.join("checkpoint");
-        let mut signed = (published.size, published.root, published.checkpoint.to_string());
-        match std::fs::read(&signed_path) {
-            Ok(text) => {
-                let v = verify_checkpoint(&text, &verifier, &[], Some(&origin))
-                    .map_err(|e| LedgerError::Corrupt(format!("{}: {e}", signed_path.display())))?;
-                if v.size() < published.size {
-                    return Err(LedgerError::Corrupt(format!(
-                        "the last signed checkpoint (size {}) is older than the published one (size {})",
-                        v.size(),
-                        published.size
-                    )));
-                }
-                signed = (v.size(), v.root(), String::from_utf8_lossy(&text).into_owned());
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(LedgerError::io("reading the last signed checkpoint")(e)),
-        }
+        let published = read_published(&git, &verifier, &origin)?;
+        let signed = read_signed(&state_dir.join("checkpoint"), &verifier, &origin, &published)?;
 
         let inner = Arc::new(Inner {
             cfg,
@@ -440,6 +487,8 @@ impl Ledger {
                 published: published.clone(),
                 closing: false,
                 failed: None,
+                append_fault: None,
+                publish_fault: None,
                 witnessing: cosign::Witnessing::default(),
             }),
             work: Condvar::new(),
@@ -569,6 +618,16 @@ impl Ledger {
             integrated: st.integrated,
             published: st.published.size,
         }
+    }
+
+    /// Why the ledger cannot append or publish right now, if it cannot: a
+    /// fault it stopped on, or one it retries until it clears (a full disk).
+    pub fn fault(&self) -> Option<String> {
+        let st = lock(&self.inner.state);
+        st.failed
+            .clone()
+            .or_else(|| st.publish_fault.clone())
+            .or_else(|| st.append_fault.clone())
     }
 
     /// Whether the published checkpoint carries its witness quorum; `None`
@@ -857,22 +916,36 @@ impl Inner {
                 let room = max.saturating_sub(batch.len());
                 batch.extend(rx.try_iter().take(room));
             }
-            // Backpressure: wait for the publisher when it is far behind.
-            {
+            // Backpressure: wait for the publisher when it is far behind;
+            // while it cannot publish at all, refuse instead of waiting.
+            let refuse = {
                 let mut st = lock(&self.state);
-                while st.sequenced.saturating_sub(st.published.size) >= self.cfg.max_backlog
-                    && st.failed.is_none()
-                {
+                let full =
+                    |st: &State| st.sequenced.saturating_sub(st.published.size) >= self.cfg.max_backlog;
+                while full(&st) && st.failed.is_none() && st.publish_fault.is_none() {
                     st = self
                         .published
                         .wait_timeout(st, Duration::from_millis(100))
                         .unwrap_or_else(|p| p.into_inner())
                         .0;
                 }
-            }
-            if let Some(f) = lock(&self.state).failed.clone() {
+                match (&st.failed, &st.publish_fault) {
+                    (Some(f), _) => Some((true, f.clone())),
+                    (None, Some(f)) if full(&st) => Some((
+                        false,
+                        format!("the publication backlog is full and publishing fails: {f}"),
+                    )),
+                    _ => None,
+                }
+            };
+            if let Some((stopped, why)) = refuse {
                 for r in batch {
-                    let _ = r.reply.send(Err(LedgerError::Stopped(f.clone())));
+                    let e = if stopped {
+                        LedgerError::Stopped(why.clone())
+                    } else {
+                        LedgerError::Unavailable(why.clone())
+                    };
+                    let _ = r.reply.send(Err(e));
                 }
                 continue;
             }
@@ -912,14 +985,22 @@ impl Inner {
                 let r = writer.append_durably(start, &buf);
                 last_sync = Some(std::time::Instant::now());
                 if let Err(e) = r {
+                    // Nothing of this batch is acknowledged, and the writer
+                    // cuts what it wrote before the next append: refuse the
+                    // batch, keep going, and say so until an append succeeds.
                     let msg = format!("writing the sequencing log failed: {e}");
-                    self.fail(msg.clone());
+                    if lock(&self.state).append_fault.replace(msg.clone()).is_none() {
+                        tracing::error!(reason = %msg, "ledger: appends refused until the sequencing log can be written");
+                    }
                     for (reply, _) in answers {
-                        let _ = reply.send(Err(LedgerError::Stopped(msg.clone())));
+                        let _ = reply.send(Err(LedgerError::Unavailable(msg.clone())));
                     }
                     continue;
                 }
                 let mut st = lock(&self.state);
+                if st.append_fault.take().is_some() {
+                    tracing::info!("ledger: the sequencing log is written again");
+                }
                 // The publisher waits on `work` only when it has nothing to
                 // do; while it works or waits out its interval, a wake-up per
                 // batch would be a context switch for nothing.
@@ -946,8 +1027,9 @@ impl Inner {
     /// with the empty tree's checkpoint; a published checkpoint short of its
     /// quorum (publish mode) is offered to the witnesses again every retry
     /// interval while nothing new arrives.
-    fn run_publisher(&self, mut edge: Edge, recover_to: Option<(u64, Hash, String)>) {
+    fn run_publisher(&self, mut edge: Edge, recover_to: Option<Signed>) {
         let mut recover_to = recover_to;
+        let mut backoff = FIRST_RETRY;
         let mut publications = 0u64;
         let interval = self.cfg.publish_interval;
         let mut last: Option<std::time::Instant> = None;
@@ -1015,15 +1097,24 @@ impl Inner {
                     Next::Publish(records, st.published.clone())
                 }
             };
-            empty_first = false;
+            let mut unpublished = None;
             let done = match next {
                 Next::Recosign => self.recosign().map(|()| true),
                 Next::Publish(records, base) => {
-                    self.publish_round(&mut edge, &base, records, recover_to.take())
+                    let r = self.publish_round(&mut edge, &base, &records, recover_to.take());
+                    if r.is_err() {
+                        unpublished = Some((base.size, records));
+                    }
+                    r
                 }
             };
             match done {
                 Ok(true) => {
+                    empty_first = false;
+                    backoff = FIRST_RETRY;
+                    if lock(&self.state).publish_fault.take().is_some() {
+                        tracing::info!("ledger: publishing again");
+                    }
                     publications += 1;
                     if self.cfg.repack_every > 0 && publications % self.cfg.repack_every == 0 {
                         self.git.repack_in_background();
@@ -1032,12 +1123,102 @@ impl Inner {
                 // Closing while a checkpoint waits for its quorum: it stays
                 // signed in `state/`, and the next start publishes it.
                 Ok(false) => return,
-                Err(e) => {
+                Err(e) if e.is_lasting() => {
                     self.fail(format!("publishing failed: {e}"));
                     return;
                 }
+                Err(e) => match self.recover(e, unpublished, &mut backoff) {
+                    Some((new_edge, signed_ahead)) => {
+                        edge = new_edge;
+                        recover_to = signed_ahead;
+                    }
+                    None => return,
+                },
             }
         }
+    }
+
+    /// After a publication failed for a reason that may pass (a full disk,
+    /// an I/O error): says so (`publish_fault`, which readiness reports),
+    /// waits `backoff` (doubling it, up to [`LAST_RETRY`]), and rebuilds from
+    /// what is durable — git's head, its tiles, the last signed checkpoint
+    /// — giving back to the queue the records git does not hold. Returns
+    /// the right edge and the signed checkpoint to publish as it is (if it
+    /// is ahead of git); `None` when the ledger closes meanwhile (the
+    /// sequencing log keeps the records for the next start) or stored data
+    /// contradicts itself (then the ledger stops).
+    fn recover(
+        &self,
+        error: LedgerError,
+        mut unpublished: Option<(u64, Vec<Record>)>,
+        backoff: &mut Duration,
+    ) -> Option<(Edge, Option<Signed>)> {
+        let mut why = format!("publishing failed: {error}");
+        loop {
+            {
+                let mut st = lock(&self.state);
+                if st.publish_fault.replace(why.clone()).is_none() {
+                    tracing::error!(reason = %why, "ledger: publishing stalled; retrying until it succeeds");
+                }
+                // Appenders waiting on a full backlog learn of the fault.
+                self.published.notify_all();
+                let (g, _) = self
+                    .work
+                    .wait_timeout_while(st, *backoff, |st| !st.closing)
+                    .unwrap_or_else(|p| p.into_inner());
+                st = g;
+                if st.closing {
+                    return None;
+                }
+            }
+            *backoff = (*backoff * 2).min(LAST_RETRY);
+            match self.reload() {
+                Ok((published, edge, signed_ahead)) => {
+                    let mut st = lock(&self.state);
+                    if let Some((first, records)) = unpublished.take() {
+                        let held = published.size.saturating_sub(first) as usize;
+                        for r in records.into_iter().skip(held).rev() {
+                            st.pending.push_front(r);
+                        }
+                    }
+                    st.integrated = published.size;
+                    // Git moved before the failure (the commit landed, a
+                    // later step failed): that publication is the latest.
+                    if published.size > st.published.size
+                        || published.head.map(|h| h.commit) != st.published.head.map(|h| h.commit)
+                    {
+                        let count = st.published.count + 1;
+                        st.published = Published { count, ..published };
+                        drop(st);
+                        self.published.notify_all();
+                    }
+                    return Some((edge, signed_ahead));
+                }
+                Err(e) if e.is_lasting() => {
+                    self.fail(format!(
+                        "publishing failed ({why}), and what is stored contradicts itself: {e}"
+                    ));
+                    return None;
+                }
+                Err(e) => {
+                    why = format!("publishing failed: {error}; reading back what is durable failed: {e}")
+                }
+            }
+        }
+    }
+
+    /// What is durable, read back: the publication git's head holds, the
+    /// tree's right edge from its tiles, and the last signed checkpoint
+    /// when it is ahead of git (it must be published as it is, never
+    /// re-signed).
+    fn reload(&self) -> Result<(Published, Edge, Option<Signed>), LedgerError> {
+        let verifier = self.cfg.signer.verifier();
+        let origin = self.cfg.signer.name();
+        let published = read_published(&self.git, &verifier, origin)?;
+        let signed = read_signed(&self.state_dir.join("checkpoint"), &verifier, origin, &published)?;
+        let edge = self.load_edge(&published, (signed.0, signed.1))?;
+        let ahead = (signed.0 > published.size).then_some(signed);
+        Ok((published, edge, ahead))
     }
 
     /// One publication, in the steps Tessera also keeps apart:
@@ -1049,10 +1230,10 @@ impl Inner {
         &self,
         edge: &mut Edge,
         base: &Published,
-        records: Vec<Record>,
-        recover_to: Option<(u64, Hash, String)>,
+        records: &[Record],
+        recover_to: Option<Signed>,
     ) -> Result<bool, LedgerError> {
-        let integrated = self.integrate(edge, &records)?;
+        let integrated = self.integrate(edge, records)?;
         let mut checkpoint = self.sign(edge, base, &integrated, recover_to)?;
         if let Some(c) = &self.cfg.cosigner {
             let tiles = StoreTiles {
@@ -1239,7 +1420,7 @@ impl Inner {
         edge: &mut Edge,
         base: &Published,
         t: &Integrated,
-        recover_to: Option<(u64, Hash, String)>,
+        recover_to: Option<Signed>,
     ) -> Result<String, LedgerError> {
         let (size, root) = (t.size, t.root);
         let text = match recover_to {
@@ -1312,7 +1493,11 @@ impl Inner {
             };
         }
         self.published.notify_all();
-        wal::delete_published(&self.seq_dir, size)?;
+        // Published segments left behind are skipped on replay and deleted
+        // after a later publication: not a failure of this one.
+        if let Err(e) = wal::delete_published(&self.seq_dir, size) {
+            tracing::warn!(error = %e, "ledger: deleting published sequencing-log segments failed");
+        }
         Ok(())
     }
 }

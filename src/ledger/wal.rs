@@ -207,12 +207,19 @@ pub fn replay(dir: &Path, skip_below: u64) -> Result<Replay, LedgerError> {
 }
 
 /// The open segment the sequencer appends to.
+///
+/// A write or sync that fails (a full disk, an I/O error) leaves the
+/// segment `dirty`: whatever it wrote past `len` was never acknowledged, and
+/// the next append first cuts the segment back to `len` and syncs that, so
+/// the log never holds a torn record before acknowledged ones.
 #[derive(Debug)]
 pub struct Writer {
     dir: PathBuf,
     file: File,
     first: u64,
+    /// Bytes of the segment that are durable and acknowledged.
     len: u64,
+    dirty: bool,
 }
 
 impl Writer {
@@ -232,6 +239,7 @@ impl Writer {
                 file,
                 first: *first,
                 len,
+                dirty: false,
             });
         }
         Self::create(dir, next_index)
@@ -239,35 +247,52 @@ impl Writer {
 
     fn create(dir: &Path, first: u64) -> Result<Self, LedgerError> {
         let path = segment_path(dir, first);
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(LedgerError::io("creating a sequencing log segment"))?;
-        file.write_all(MAGIC)
-            .map_err(LedgerError::io("writing a segment header"))?;
-        file.sync_all()
-            .map_err(LedgerError::io("syncing a new segment"))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(LedgerError::io("syncing the sequencing log directory"))?;
+        // A segment already named `first` holds nothing acknowledged (its
+        // records would have indices from `first` on, and `first` is the
+        // next index): it is what a failed creation left. Start it afresh.
+        let made = (|| {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&path)?;
+            file.write_all(MAGIC)?;
+            file.sync_all()?;
+            File::open(dir).and_then(|d| d.sync_all())?;
+            Ok::<_, io::Error>(file)
+        })();
+        let file = made.map_err(|e| {
+            let _ = fs::remove_file(&path);
+            LedgerError::io("creating a sequencing log segment")(e)
+        })?;
         Ok(Writer {
             dir: dir.to_owned(),
             file,
             first,
             len: MAGIC.len() as u64,
+            dirty: false,
         })
     }
 
     /// Appends encoded records (which start at `next_index`) and makes them
-    /// durable. Rotates to a new segment first when this one is full.
+    /// durable. Rotates to a new segment first when this one is full. After
+    /// a failed append, the unacknowledged bytes are cut first.
     pub fn append_durably(&mut self, next_index: u64, encoded: &[u8]) -> io::Result<()> {
+        if self.dirty {
+            self.file.set_len(self.len)?;
+            self.file.sync_data()?;
+            // A segment this writer created is not in append mode.
+            self.file.seek(SeekFrom::Start(self.len))?;
+            self.dirty = false;
+        }
         if self.len >= SEGMENT_BYTES {
             *self = Self::create(&self.dir, next_index).map_err(|e| io::Error::other(e.to_string()))?;
         }
+        self.dirty = true;
         self.file.write_all(encoded)?;
         self.file.sync_data()?;
         self.len += encoded.len() as u64;
+        self.dirty = false;
         Ok(())
     }
 
@@ -335,5 +360,44 @@ mod tests {
         // Replay again: the tail is gone, nothing else changed.
         let r = replay(d.path(), 2).unwrap();
         assert_eq!((r.first, r.records.len(), r.truncated_bytes), (2, 3, 0));
+    }
+
+    #[test]
+    fn an_append_after_a_failed_one_cuts_its_bytes_first() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = Writer::open(d.path(), 0).unwrap();
+        let mut buf = Vec::new();
+        for i in 0..3 {
+            encode(&rec(i), &mut buf);
+        }
+        w.append_durably(0, &buf).unwrap();
+        // A write that failed half-way (ENOSPC, EIO): some of its bytes
+        // reached the segment, nothing was acknowledged.
+        let mut half = Vec::new();
+        encode(&rec(7), &mut half);
+        let seg = segment_path(d.path(), 0);
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&half[..half.len() / 2]).unwrap();
+        w.dirty = true;
+        // The next batch takes index 3 after the acknowledged records.
+        let mut next = Vec::new();
+        encode(&rec(3), &mut next);
+        w.append_durably(3, &next).unwrap();
+        let r = replay(d.path(), 0).unwrap();
+        assert_eq!(r.records, (0..4).map(rec).collect::<Vec<_>>());
+        assert_eq!(r.truncated_bytes, 0);
+    }
+
+    #[test]
+    fn a_segment_a_failed_rotation_left_is_started_afresh() {
+        let d = tempfile::tempdir().unwrap();
+        // A creation that died after writing part of the header.
+        std::fs::write(segment_path(d.path(), 4), &MAGIC[..2]).unwrap();
+        let mut w = Writer::create(d.path(), 4).unwrap();
+        let mut buf = Vec::new();
+        encode(&rec(4), &mut buf);
+        w.append_durably(4, &buf).unwrap();
+        let r = replay(d.path(), 0).unwrap();
+        assert_eq!((r.first, r.records.len()), (4, 1));
     }
 }

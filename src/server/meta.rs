@@ -19,6 +19,19 @@ use crate::contract::ContractRevision;
 #[error("metadata database: {0}")]
 pub struct MetaError(#[from] rusqlite::Error);
 
+impl MetaError {
+    /// Whether the database could not be used for now (full disk, I/O
+    /// error, busy or locked) rather than refusing what was asked: worth
+    /// retrying, a 503 and not a 500.
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        matches!(
+            self.0.sqlite_error_code(),
+            Some(DiskFull | SystemIoFailure | DatabaseBusy | DatabaseLocked | CannotOpen | OutOfMemory)
+        )
+    }
+}
+
 type Result<T> = std::result::Result<T, MetaError>;
 
 const SCHEMA: &str = "

@@ -99,6 +99,11 @@ impl ControlPlane {
         c.wait().unwrap();
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     /// SIGTERM, and the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().unwrap();
@@ -1297,4 +1302,132 @@ fn the_intake_benchmark_loads_an_external_server() {
     );
     assert_eq!(v["server"], cp.url.as_str());
     assert_eq!(cp.published(), 40);
+}
+
+/// strace attached to `pid` failing `syscalls` with ENOSPC (from the `when`-th
+/// call on), as a full disk would; the fault clears when it is dropped
+/// (SIGTERM: strace detaches). `None` where strace cannot attach here.
+struct Fault(Child);
+
+impl Fault {
+    fn inject(pid: u32, syscalls: &str, when: &str) -> Option<Fault> {
+        let mut c = Command::new("strace")
+            .args(["-f", "-p", &pid.to_string(), "-o", "/dev/null", "-e"])
+            .arg(format!("trace={syscalls}"))
+            .arg("-e")
+            .arg(format!("inject={syscalls}:error=ENOSPC:when={when}"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?;
+        // strace says "Process <pid> attached" once it is.
+        let mut err = BufReader::new(c.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).ok()?;
+        if !line.contains("attached") {
+            let _ = c.kill();
+            let _ = c.wait();
+            eprintln!("strace cannot attach here: {line}");
+            return None;
+        }
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        Some(Fault(c))
+    }
+}
+
+impl Drop for Fault {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `/readyz` until it answers `want` (10 s at most).
+fn readyz_becomes(cp: &ControlPlane, want: u16) {
+    let mut last = 0;
+    for _ in 0..100 {
+        last = cp
+            .http()
+            .get(format!("{}/readyz", cp.url))
+            .send()
+            .map_or(0, |r| r.status().as_u16());
+        if last == want {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("/readyz stayed {last}, not {want}");
+}
+
+/// A disk that fails (ENOSPC injected into the server's syscalls by strace,
+/// first into the sequencing log's fdatasync, then into the renames that
+/// publish) makes the server refuse appends with 503 or hold publication,
+/// say not-ready, and recover by itself once the fault clears: the pushes
+/// retried by the CLI land, nothing acknowledged is lost, no restart, a
+/// clean SIGTERM, and the ledger audits clean.
+#[test]
+fn a_failing_disk_is_survived_without_a_restart() {
+    let (_d, _repo, mut cp, ws, op) = pipeline(&[]);
+    let env = op.env();
+    craft_release(&cp, &ws, &env);
+    ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
+    assert_eq!(cp.published(), 1);
+
+    for (phase, syscalls, when, sequenced_before) in [
+        // The sequencing log cannot be synced: the push is refused (503,
+        // Retry-After) and nothing is sequenced.
+        ("append", "fdatasync", "1+", 1),
+        // The sequencing log works but the pack, ref and checkpoint renames
+        // fail from the second on (the signed checkpoint is persisted, its
+        // publication fails): the push is acknowledged, publication waits.
+        ("publish", "rename,renameat,renameat2", "2+", 2),
+    ] {
+        craft_release(&cp, &ws, &env);
+        let Some(fault) = Fault::inject(cp.pid(), syscalls, when) else {
+            eprintln!("SKIPPED: strace cannot inject faults on this machine");
+            return;
+        };
+        let pushed = std::thread::scope(|s| {
+            let h = s.spawn(|| push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
+            readyz_becomes(&cp, 503);
+            let log = cp.log.lock().unwrap().clone();
+            let said = if phase == "append" {
+                "appends refused"
+            } else {
+                "publishing stalled"
+            };
+            assert!(log.contains(said), "{phase}: {log}");
+            if phase == "publish" {
+                // Acknowledged (sequenced) but not published yet.
+                let (_, l) = cp.get("/api/v1/log", None);
+                assert_eq!(l["sizes"]["sequenced"], sequenced_before + 1, "{l}");
+                assert_eq!(l["sizes"]["published"], sequenced_before, "{l}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            drop(fault);
+            h.join().unwrap()
+        });
+        let v = ok(&pushed);
+        assert_eq!(v["log_index"], sequenced_before, "{phase}: {v}");
+        readyz_becomes(&cp, 200);
+        assert_eq!(cp.published(), sequenced_before + 1, "{phase}");
+        let log = cp.log.lock().unwrap().clone();
+        let back = if phase == "append" {
+            "written again"
+        } else {
+            "publishing again"
+        };
+        assert!(log.contains(back), "{phase}: {log}");
+    }
+    let (_, l) = cp.get("/api/v1/log", None);
+    assert_eq!(l["sizes"]["published"], 3, "{l}");
+    assert!(cp.stop().success(), "a clean shutdown after the faults");
+    let o = cp.tally(
+        cp.dir.path(),
+        &[],
+        &["audit", "data/ledger", "--log-key", &cp.vkey],
+    );
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
 }

@@ -59,7 +59,7 @@ pub(super) async fn create_token(
     };
     app.meta
         .create_token(&info, &token_hash(&secret))
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::meta)?;
     let created = wire::TokenCreated { info, token: secret };
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
@@ -69,7 +69,7 @@ pub(super) async fn list_tokens(
     headers: HeaderMap,
 ) -> ApiResult<Json<wire::TokenList>> {
     authenticate(&app, &headers)?.admin()?;
-    let tokens = app.meta.list_tokens().map_err(ApiError::internal)?;
+    let tokens = app.meta.list_tokens().map_err(ApiError::meta)?;
     Ok(Json(wire::TokenList { tokens }))
 }
 
@@ -79,10 +79,7 @@ pub(super) async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<Json<wire::TokenRevoked>> {
     authenticate(&app, &headers)?.admin()?;
-    let revoked = app
-        .meta
-        .revoke_token(&id, unix_now())
-        .map_err(ApiError::internal)?;
+    let revoked = app.meta.revoke_token(&id, unix_now()).map_err(ApiError::meta)?;
     app.tokens.lock().unwrap_or_else(|p| p.into_inner()).clear();
     if !revoked {
         return Err(ApiError::new(
@@ -121,7 +118,7 @@ pub(super) async fn grant_exception(
     let run = app
         .meta
         .run(&id)
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::meta)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_run", format!("no run {id}")))?;
     if run.status != "INITIALIZED" {
         return Err(ApiError::new(
@@ -140,7 +137,7 @@ pub(super) async fn grant_exception(
         granted_at: now,
         until: req.until,
     };
-    app.meta.grant_exception(&row).map_err(ApiError::internal)?;
+    app.meta.grant_exception(&row).map_err(ApiError::meta)?;
     tracing::info!(run = %id, by = %row.granted_by, until = row.until, "policy exception granted");
     Ok(Json(wire::ExceptionGranted {
         run_id: id,
@@ -164,7 +161,7 @@ pub(super) async fn list_workflows(
         let keys: Vec<String> = app
             .meta
             .workflow_keys(&w.name)
-            .map_err(ApiError::internal)?
+            .map_err(ApiError::meta)?
             .into_iter()
             .map(|(k, _)| k)
             .collect();
@@ -202,7 +199,7 @@ pub(super) async fn add_key(
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_key", e))?;
     app.meta
         .add_workflow_key(&name, &keyid, &req.public_key, unix_now())
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::meta)?;
     app.forget_keys(&name);
     let added = wire::KeyAdded {
         workflow: name,
@@ -226,8 +223,8 @@ pub(super) async fn stats(
     let q = query(q)?;
     let days = q.days.unwrap_or(30).clamp(1, 3650);
     let since = unix_now() - days * 86_400;
-    let per_day = app.meta.runs_per_day(since).map_err(ApiError::internal)?;
-    let wf = app.meta.workflow_stats(since).map_err(ApiError::internal)?;
+    let per_day = app.meta.runs_per_day(since).map_err(ApiError::meta)?;
+    let wf = app.meta.workflow_stats(since).map_err(ApiError::meta)?;
     let rate = |n: i64, d: i64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
     let workflows = wf
         .iter()

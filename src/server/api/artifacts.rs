@@ -133,7 +133,7 @@ async fn put_inner(
         check_name(n)?;
     }
     if let Some(run) = &q.run {
-        let r = app.meta.run(run).map_err(ApiError::internal)?;
+        let r = app.meta.run(run).map_err(ApiError::meta)?;
         if r.is_none_or(|r| r.workflow != q.workflow) {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -157,7 +157,7 @@ async fn put_inner(
     if len > limit {
         return Err(too_large(limit));
     }
-    let owners = app.meta.artifact_workflows(&digest).map_err(ApiError::internal)?;
+    let owners = app.meta.artifact_workflows(&digest).map_err(ApiError::meta)?;
     // Only a digest this server stored before can be in the store (a blob put
     // there by others is simply uploaded again).
     let stored = if owners.is_empty() {
@@ -189,8 +189,8 @@ async fn put_inner(
             .map_err(store_error)?;
         app.meta
             .record_artifact(&digest, &q.workflow, len, unix_now())
-            .map_err(ApiError::internal)?;
-        let reference = app.meta.oci_manifest(&digest).map_err(ApiError::internal)?;
+            .map_err(ApiError::meta)?;
+        let reference = app.meta.oci_manifest(&digest).map_err(ApiError::meta)?;
         let reference = reference.map(|(repo, d)| format!("{repo}@{}", d.digest));
         // New for this workflow, and answered exactly as bytes nobody stored:
         // an upload must not tell one workflow what another stored.
@@ -217,11 +217,11 @@ async fn put_inner(
         let repo = r.split_once('@').map_or(r.as_str(), |(repo, _)| repo);
         app.meta
             .record_oci_manifest(&digest, repo, m)
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::meta)?;
     }
     app.meta
         .record_artifact(&digest, &q.workflow, len, unix_now())
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::meta)?;
     let status = if s.new {
         StatusCode::CREATED
     } else {
@@ -271,7 +271,7 @@ pub async fn get(
             format!("no artifact {digest}"),
         )
     };
-    let owners = app.meta.artifact_workflows(&digest).map_err(ApiError::internal)?;
+    let owners = app.meta.artifact_workflows(&digest).map_err(ApiError::meta)?;
     let public = owners
         .iter()
         .any(|o| app.cfg.artifacts.public_workflows.contains(o));

@@ -87,7 +87,7 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> ApiResult<Principal> {
     let info = match cached {
         Some(i) => i,
         None => {
-            let Some((info, stored)) = app.meta.token_by_hash(&hash).map_err(ApiError::internal)? else {
+            let Some((info, stored)) = app.meta.token_by_hash(&hash).map_err(ApiError::meta)? else {
                 return Err(unauth("the token is not known to this server"));
             };
             if !bool::from(stored.ct_eq(&hash)) {

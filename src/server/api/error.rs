@@ -88,6 +88,15 @@ impl ApiError {
             format!("internal error (request id {id}); the server's log has the details"),
         )
     }
+    /// A metadata database failure: 503 with Retry-After when it may pass
+    /// (a full disk, an I/O error, a busy database), else 500.
+    pub fn meta(e: crate::server::meta::MetaError) -> Self {
+        if e.is_transient() {
+            ApiError::unavailable_because("the metadata database", e, 5)
+        } else {
+            ApiError::internal(e)
+        }
+    }
     /// A 503 with Retry-After: `message` is for the client.
     pub fn unavailable(message: impl Into<String>, retry: u64) -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)

@@ -156,6 +156,14 @@ pub(super) async fn log_info(State(app): State<Arc<App>>) -> Json<wire::LogInfo>
 }
 
 pub(super) async fn readyz(State(app): State<Arc<App>>) -> ApiResult<&'static str> {
+    if let Some(why) = app.ledger.fault() {
+        // Logged when it started; the probe says only that it lasts.
+        tracing::debug!(reason = %why, "not ready");
+        return Err(ApiError::unavailable(
+            "the log cannot append or publish now (see the server's log); it retries by itself",
+            5,
+        ));
+    }
     let s = app.ledger.sizes();
     if s.sequenced.saturating_sub(s.published) > app.ledger.max_backlog() * 9 / 10 {
         return Err(ApiError::unavailable("the log's publication backlog is full", 1));
@@ -170,7 +178,7 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> ApiResult<&'static st
 }
 
 pub(super) async fn metrics(State(app): State<Arc<App>>) -> ApiResult<Response> {
-    let runs = app.meta.runs_by_status().map_err(ApiError::internal)?;
+    let runs = app.meta.runs_by_status().map_err(ApiError::meta)?;
     let mirrored = if app.artifacts.stores_attestations() {
         Some(crate::server::mirror::next(&app).map_err(ApiError::internal)?)
     } else {
@@ -300,7 +308,7 @@ pub(super) async fn envelope(State(app): State<Arc<App>>, Path(digest): Path<Str
     let index = app
         .meta
         .envelope_index(&format!("sha256:{}", h.to_hex()))
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::meta)?;
     let ledger = app.ledger.clone();
     let body = tokio::task::spawn_blocking(move || match index {
         Some(i) => ledger.body(i as u64, &h),
@@ -363,7 +371,7 @@ pub(super) async fn search(
         let d = format!("{alg}:{}", hex.to_ascii_lowercase());
         app.meta
             .search_digest(&d)
-            .map_err(ApiError::internal)?
+            .map_err(ApiError::meta)?
             .into_iter()
             .filter(|(a, _)| a.log_index < published)
             .take(limit as usize)
@@ -372,7 +380,7 @@ pub(super) async fn search(
     } else if q.workflow.is_some() || q.contract_revision.is_some() {
         app.meta
             .search(q.workflow.as_deref(), q.contract_revision.as_deref(), limit)
-            .map_err(ApiError::internal)?
+            .map_err(ApiError::meta)?
             .into_iter()
             .filter(|a| a.log_index < published)
             .map(|a| hit(a, None))

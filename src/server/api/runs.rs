@@ -157,9 +157,9 @@ pub(super) async fn create_run(
     if plan.is_some() {
         app.meta
             .set_policies_commit(&run.id, &resolved.at)
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::meta)?;
     }
-    app.meta.insert_run(&run).map_err(ApiError::internal)?;
+    app.meta.insert_run(&run).map_err(ApiError::meta)?;
     let answer = wire::RunStarted {
         run: run_wire(&run),
         expires_at: now + app.cfg.run_ttl_secs as i64,
@@ -181,11 +181,7 @@ pub(super) async fn create_run(
 
 fn find_run(app: &App, who: &Principal, id: &str) -> ApiResult<Run> {
     let unknown = || ApiError::new(StatusCode::NOT_FOUND, "unknown_run", format!("no run {id}"));
-    let run = app
-        .meta
-        .run(id)
-        .map_err(ApiError::internal)?
-        .ok_or_else(unknown)?;
+    let run = app.meta.run(id).map_err(ApiError::meta)?.ok_or_else(unknown)?;
     // A token of another workflow learns nothing, not even that the run exists.
     if who.may(&run.workflow).is_err() {
         return Err(unknown());
@@ -214,12 +210,12 @@ pub(super) async fn describe_run(
     let mut v = run_wire(&run);
     // Where the mirror put its attestation in the OCI store (SPEC.md §12.7).
     if let Some(i) = run.log_index {
-        v.oci_attestations = Some(app.meta.oci_attestations(i).map_err(ApiError::internal)?);
+        v.oci_attestations = Some(app.meta.oci_attestations(i).map_err(ApiError::meta)?);
     }
     v.exception = app
         .meta
         .exception(&run.id)
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::meta)?
         .map(|e| wire::ExceptionGranted {
             run_id: e.run_id,
             granted_by: e.granted_by,
@@ -301,7 +297,7 @@ pub(super) async fn reset_run(
     if !app
         .meta
         .finish_run(&run.id, status, req.reason.as_deref(), unix_now())
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::meta)?
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
