@@ -1172,8 +1172,19 @@ impl Inner {
                 }
             }
             *backoff = (*backoff * 2).min(LAST_RETRY);
-            match self.reload() {
-                Ok((published, edge, signed_ahead)) => {
+            let reloaded = self.reload().and_then(|(published, edge, signed_ahead)| {
+                // Git moved before the failure (the commit landed, a later
+                // step failed, maybe its sync): that publication is shown
+                // only once a sync of it succeeds.
+                let moved =
+                    published.head.map(|h| h.commit) != lock(&self.state).published.head.map(|h| h.commit);
+                if moved {
+                    self.git.sync()?;
+                }
+                Ok((published, edge, signed_ahead, moved))
+            });
+            match reloaded {
+                Ok((published, edge, signed_ahead, moved)) => {
                     let mut st = lock(&self.state);
                     if let Some((first, records)) = unpublished.take() {
                         let held = published.size.saturating_sub(first) as usize;
@@ -1182,16 +1193,17 @@ impl Inner {
                         }
                     }
                     st.integrated = published.size;
-                    // Git moved before the failure (the commit landed, a
-                    // later step failed): that publication is the latest.
-                    if published.size > st.published.size
-                        || published.head.map(|h| h.commit) != st.published.head.map(|h| h.commit)
-                    {
+                    if moved {
                         let count = st.published.count + 1;
                         st.published = Published { count, ..published };
-                        drop(st);
-                        self.published.notify_all();
                     }
+                    // Nothing left to redo: the fault is over (else the next
+                    // publication that succeeds says so).
+                    if st.pending.is_empty() && signed_ahead.is_none() && st.publish_fault.take().is_some() {
+                        tracing::info!("ledger: publishing again");
+                    }
+                    drop(st);
+                    self.published.notify_all();
                     return Some((edge, signed_ahead));
                 }
                 Err(e) if e.is_lasting() => {
