@@ -1402,7 +1402,7 @@ fn readyz_becomes(cp: &ControlPlane, want: u16) {
 /// clean SIGTERM, and the ledger audits clean.
 #[test]
 fn a_failing_disk_is_survived_without_a_restart() {
-    let (_d, _repo, mut cp, ws, op) = pipeline(&[]);
+    let (_d, repo, mut cp, ws, op) = pipeline(&[]);
     let env = op.env();
     craft_release(&cp, &ws, &env);
     ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
@@ -1456,6 +1456,43 @@ fn a_failing_disk_is_survived_without_a_restart() {
     }
     let (_, l) = cp.get("/api/v1/log", None);
     assert_eq!(l["sizes"]["published"], 3, "{l}");
+
+    // SIGTERM while publishing fails: a clean exit (0), and the next start
+    // publishes what was acknowledged meanwhile.
+    craft_release(&cp, &ws, &env);
+    let fault = Fault::inject(cp.pid(), "rename,renameat,renameat2", "1+").expect("strace attached above");
+    let pushed = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            push(
+                &cp,
+                &ws,
+                &env,
+                "cosign.key",
+                &["--output", "json", "--wait-secs", "2"],
+            )
+        });
+        readyz_becomes(&cp, 503);
+        let (_, l) = cp.get("/api/v1/log", None);
+        assert_eq!(
+            (l["sizes"]["sequenced"].as_u64(), l["sizes"]["published"].as_u64()),
+            (Some(4), Some(3)),
+            "{l}"
+        );
+        h.join().unwrap()
+    });
+    assert!(cp.stop().success(), "SIGTERM during a fault exits 0");
+    drop(fault);
+    assert_eq!(
+        code(&pushed),
+        3,
+        "acknowledged, not published in time: {}",
+        stderr(&pushed)
+    );
+    let dir = std::mem::replace(&mut cp.dir, tempfile::tempdir().unwrap());
+    let mut cp = ControlPlane::start_in(dir, &repo, &[]);
+    let (_, l) = cp.get("/api/v1/log", None);
+    assert_eq!(l["sizes"]["published"], 4, "published at the next start: {l}");
+
     assert!(cp.stop().success(), "a clean shutdown after the faults");
     let o = cp.tally(
         cp.dir.path(),
