@@ -1408,14 +1408,23 @@ fn a_failing_disk_is_survived_without_a_restart() {
     ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
     assert_eq!(cp.published(), 1);
 
-    for (phase, syscalls, when, sequenced_before) in [
+    // (phase, syscalls failed, from which call, log size before, what the
+    // server logs when the fault starts, and when it is over)
+    for (phase, syscalls, when, sequenced_before, said, back) in [
         // The sequencing log cannot be synced: the push is refused (503,
         // Retry-After) and nothing is sequenced.
-        ("append", "fdatasync", "1+", 1),
+        ("append", "fdatasync", "1+", 1, "appends refused", "written again"),
         // The sequencing log works but the pack, ref and checkpoint renames
         // fail from the second on (the signed checkpoint is persisted, its
         // publication fails): the push is acknowledged, publication waits.
-        ("publish", "rename,renameat,renameat2", "2+", 2),
+        (
+            "publish",
+            "rename,renameat,renameat2",
+            "2+",
+            2,
+            "publishing stalled",
+            "publishing again",
+        ),
     ] {
         craft_release(&cp, &ws, &env);
         let Some(fault) = Fault::inject(cp.pid(), syscalls, when) else {
@@ -1426,11 +1435,6 @@ fn a_failing_disk_is_survived_without_a_restart() {
             let h = s.spawn(|| push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
             readyz_becomes(&cp, 503);
             let log = cp.log.lock().unwrap().clone();
-            let said = if phase == "append" {
-                "appends refused"
-            } else {
-                "publishing stalled"
-            };
             assert!(log.contains(said), "{phase}: {log}");
             if phase == "publish" {
                 // Acknowledged (sequenced) but not published yet.
@@ -1447,11 +1451,6 @@ fn a_failing_disk_is_survived_without_a_restart() {
         readyz_becomes(&cp, 200);
         assert_eq!(cp.published(), sequenced_before + 1, "{phase}");
         let log = cp.log.lock().unwrap().clone();
-        let back = if phase == "append" {
-            "written again"
-        } else {
-            "publishing again"
-        };
         assert!(log.contains(back), "{phase}: {log}");
     }
     let (_, l) = cp.get("/api/v1/log", None);
