@@ -1377,6 +1377,17 @@ impl Drop for Fault {
     }
 }
 
+/// SIGTERM exits 0 after the faults, and `tally audit` finds the ledger clean.
+fn stop_and_audit(cp: &mut ControlPlane) {
+    assert!(cp.stop().success(), "a clean shutdown after the faults");
+    let o = cp.tally(
+        cp.dir.path(),
+        &[],
+        &["audit", "data/ledger", "--log-key", &cp.vkey],
+    );
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+}
+
 /// Polls `/readyz` until it answers `want` (10 s at most).
 fn readyz_becomes(cp: &ControlPlane, want: u16) {
     let mut last = 0;
@@ -1492,13 +1503,7 @@ fn a_failing_disk_is_survived_without_a_restart() {
     let (_, l) = cp.get("/api/v1/log", None);
     assert_eq!(l["sizes"]["published"], 4, "published at the next start: {l}");
 
-    assert!(cp.stop().success(), "a clean shutdown after the faults");
-    let o = cp.tally(
-        cp.dir.path(),
-        &[],
-        &["audit", "data/ledger", "--log-key", &cp.vkey],
-    );
-    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    stop_and_audit(&mut cp);
 }
 
 /// Fault injection along the path of an append and a publication: for each
@@ -1554,13 +1559,7 @@ fn a_fault_at_any_durable_write_loses_nothing() {
         }
     }
     println!("fault sweep: {injected} faults injected over {expected} pushes, each landed once");
-    assert!(cp.stop().success(), "a clean shutdown after the faults");
-    let o = cp.tally(
-        cp.dir.path(),
-        &[],
-        &["audit", "data/ledger", "--log-key", &cp.vkey],
-    );
-    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    stop_and_audit(&mut cp);
     let dir = std::mem::replace(&mut cp.dir, tempfile::tempdir().unwrap());
     let cp2 = ControlPlane::start_in(dir, &repo, &[]);
     for (i, run) in runs.iter().enumerate() {
