@@ -130,6 +130,20 @@ pub(crate) struct BenchIntakeArgs {
     /// checkpoint; the quorum is a majority of them (publish mode).
     #[arg(long, default_value_t = 0, conflicts_with = "server")]
     pub(crate) witnesses: usize,
+    /// The abuse budget: push the first half of the attestations alone, the
+    /// second while hostile clients hold idle connections, flood the intake
+    /// with forged signatures and stall uploads; `/healthz` timed all along.
+    #[arg(long)]
+    pub(crate) abuse: bool,
+    /// With `--abuse`: silent connections held open.
+    #[arg(long, default_value_t = 1000, requires = "abuse")]
+    pub(crate) idle_connections: usize,
+    /// With `--abuse`: flooding clients (a workflow token each).
+    #[arg(long, default_value_t = 4, requires = "abuse")]
+    pub(crate) floods: usize,
+    /// With `--abuse`: uploads that announce 1 GiB, send 64 KiB and stall.
+    #[arg(long, default_value_t = 200, requires = "abuse")]
+    pub(crate) stalled_uploads: usize,
 }
 
 /// `tally-bench ledger`

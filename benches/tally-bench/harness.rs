@@ -625,6 +625,89 @@ fn remote_target(url: &str, admin: &str) -> Result<(Target, std::net::SocketAddr
     Ok((Target::Remote { client }, addr))
 }
 
+/// A workflow token for `workflow` (id `id` in this process).
+fn workflow_token(target: &Target, workflow: &str, id: &str) -> Result<String, Failure> {
+    use tally::{server, wire};
+    match target {
+        Target::Local { app, .. } => {
+            let token = server::new_secret("tly_wf_");
+            let info = wire::TokenInfo {
+                id: id.into(),
+                workflows: vec![workflow.into()],
+                description: "bench".into(),
+                created_at: server::unix_now(),
+                expires_at: None,
+                last_used_at: None,
+                revoked_at: None,
+            };
+            app.meta
+                .create_token(&info, &server::token_hash(&token))
+                .map_err(|e| Failure::Unavailable(e.into()))?;
+            Ok(token)
+        }
+        Target::Remote { client } => {
+            let (_, t): (_, wire::TokenCreated) = client.post_as(
+                "/api/v1/tokens",
+                &wire::CreateToken {
+                    workflows: vec![workflow.into()],
+                    expires_in_secs: Some(86_400),
+                    description: format!("tally-bench {id}"),
+                },
+            )?;
+            Ok(t.token)
+        }
+    }
+}
+
+/// One timed round of pushes: every client takes the next attestation of
+/// `work` until none is left.
+struct Phase {
+    work: Vec<(String, hyper::body::Bytes)>,
+    lat: Vec<f64>,
+    errors: u64,
+    secs: f64,
+}
+
+impl Phase {
+    fn run(
+        crt: &tokio::runtime::Runtime,
+        addr: std::net::SocketAddr,
+        work: Vec<(String, hyper::body::Bytes)>,
+        clients: usize,
+        token: &str,
+    ) -> Phase {
+        let shared = Arc::new(work);
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let t0 = Instant::now();
+        let results: Vec<(Vec<f64>, u64)> = crt.block_on(async {
+            let mut tasks = Vec::new();
+            for _ in 0..clients {
+                let (work, next, token) = (shared.clone(), next.clone(), token.to_owned());
+                tasks.push(tokio::spawn(push_client(addr, work, next, token)));
+            }
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap_or_default());
+            }
+            out
+        });
+        let secs = t0.elapsed().as_secs_f64();
+        let errors = results.iter().map(|r| r.1).sum();
+        let lat = results.into_iter().flat_map(|r| r.0).collect();
+        let work = Arc::try_unwrap(shared).unwrap_or_else(|a| (*a).clone());
+        Phase {
+            work,
+            lat,
+            errors,
+            secs,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.lat.len() as f64 / self.secs
+    }
+}
+
 /// Runs the control plane benchmark (`tally-bench intake`).
 pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Failure> {
     use tally::attest::signing::{Algorithm, SigningKey};
@@ -660,25 +743,14 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
     });
     let setup = Instant::now();
     let n = args.attestations;
+    let extra = if args.abuse { args.floods } else { 0 };
     // The runs (ids), the token, the project and the pinned contract.
-    let (ids, token, project, contract) = match &target {
+    let (mut ids, token, project, contract) = match &target {
         Target::Local { app, .. } => {
             app.meta
                 .add_workflow_key(workflow, key.keyid(), key.public_pem(), server::unix_now())
                 .map_err(|e| Failure::Unavailable(e.into()))?;
-            let token = server::new_secret("tly_wf_");
-            let info = wire::TokenInfo {
-                id: "tok-bench".into(),
-                workflows: vec![workflow.into()],
-                description: "bench".into(),
-                created_at: server::unix_now(),
-                expires_at: None,
-                last_used_at: None,
-                revoked_at: None,
-            };
-            app.meta
-                .create_token(&info, &server::token_hash(&token))
-                .map_err(|e| Failure::Unavailable(e.into()))?;
+            let token = workflow_token(&target, workflow, "tok-bench")?;
             let resolved = app
                 .contracts
                 .resolve(workflow, None)
@@ -694,7 +766,7 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
                 policies_commit: String::new(),
                 policies: Default::default(),
             };
-            let ids: Vec<String> = (0..n).map(|i| format!("run-bench-{i:08}")).collect();
+            let ids: Vec<String> = (0..n + extra).map(|i| format!("run-bench-{i:08}")).collect();
             for id in &ids {
                 if args.policies {
                     app.meta
@@ -728,18 +800,11 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
                     public_key: key.public_pem().to_owned(),
                 },
             )?;
-            let (_, t): (_, wire::TokenCreated) = client.post_as(
-                "/api/v1/tokens",
-                &wire::CreateToken {
-                    workflows: vec![workflow.into()],
-                    expires_in_secs: Some(86_400),
-                    description: "tally-bench intake".into(),
-                },
-            )?;
-            let runs = tally::client::Client::new(&url, Some(&t.token))?;
-            let mut ids = Vec::with_capacity(n);
+            let token = workflow_token(&target, workflow, "intake")?;
+            let runs = tally::client::Client::new(&url, Some(&token))?;
+            let mut ids = Vec::with_capacity(n + extra);
             let mut pinned = None;
-            for _ in 0..n {
+            for _ in 0..n + extra {
                 let (_, started): (_, wire::RunStarted) = runs.post_as(
                     "/api/v1/runs",
                     &wire::StartRun {
@@ -765,9 +830,10 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
                 policies_commit: c.policies_commit,
                 policies: c.policies,
             };
-            (ids, t.token, project, contract)
+            (ids, token, project, contract)
         }
     };
+    let flood_ids = ids.split_off(n);
     // With --policies: the SBOMs the runs name, uploaded (setup, not timed).
     let sboms = match (&target, args.policies) {
         (Target::Local { app, rt, .. }, true) => {
@@ -847,11 +913,22 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         .flatten()
         .map(|(id, env)| (id, hyper::body::Bytes::from(env)))
         .collect();
+    let envelope_bytes = work.first().map_or(0, |w| w.1.len());
+    // With --abuse: the flooders' tokens, each with a run of its own.
+    let floods = flood_ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, run)| {
+            Ok(crate::abuse::Flood {
+                token: workflow_token(&target, workflow, &format!("tok-flood-{i}"))?,
+                run,
+            })
+        })
+        .collect::<Result<Vec<_>, Failure>>()?;
     let setup_s = setup.elapsed().as_secs_f64();
 
     // Pushes: every client takes the next attestation until none is left.
-    let work = Arc::new(work);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // With --abuse: the first half alone, the second under attack.
     let crt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("bench-client")
@@ -860,25 +937,66 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         .map_err(|e| Failure::Unavailable(e.into()))?;
     let sampler = PublishSampler::start(&target);
     let cpu0 = cpu_seconds();
-    let t0 = Instant::now();
-    let results: Vec<(Vec<f64>, u64)> = crt.block_on(async {
-        let mut tasks = Vec::new();
-        for _ in 0..args.clients {
-            let (work, next, token) = (work.clone(), next.clone(), token.clone());
-            tasks.push(tokio::spawn(push_client(addr, work, next, token)));
-        }
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await.unwrap_or_default());
-        }
-        out
-    });
-    let push_s = t0.elapsed().as_secs_f64();
+    let (calm, abused) = if args.abuse {
+        let half = work.len() / 2;
+        let mut rest = work;
+        let second = rest.split_off(half);
+        (rest, second)
+    } else {
+        (work, Vec::new())
+    };
+    let probe = args.abuse.then(|| crate::abuse::Probe::start(addr));
+    let calm = Phase::run(&crt, addr, calm, args.clients, &token);
+    let calm_probe = probe.map(crate::abuse::Probe::finish);
+    let mut abuse_report = serde_json::Value::Null;
+    let abused = if args.abuse {
+        let honest = calm.work.first().map(|w| w.1.clone()).unwrap_or_default();
+        let bodies = vec![
+            // The costliest envelope that is verified at all: the most
+            // signatures a push may carry, none genuine.
+            hyper::body::Bytes::from(crate::abuse::forged(&honest, tally::attest::dsse::MAX_SIGNATURES)),
+            // The widest the body limit lets through: refused before any
+            // verification, after the body is read and parsed.
+            hyper::body::Bytes::from(crate::abuse::forged(&honest, 900 * 1024 / 130)),
+        ];
+        let budget = crate::abuse::Budget {
+            idle: args.idle_connections,
+            floods: floods.len(),
+            stalled: args.stalled_uploads,
+        };
+        let attack = crate::abuse::Abuse::start(&crt, addr, budget, floods, bodies, workflow);
+        let probe = crate::abuse::Probe::start(addr);
+        let phase = Phase::run(&crt, addr, abused, args.clients, &token);
+        let probed = probe.finish();
+        abuse_report = attack.stop(&crt);
+        Some((phase, probed))
+    } else {
+        None
+    };
     let push_cpu_s = cpu_seconds() - cpu0;
-    let errors: u64 = results.iter().map(|r| r.1).sum();
-    let mut lat: Vec<f64> = results.into_iter().flat_map(|r| r.0).collect();
+    let push_s = calm.secs + abused.as_ref().map_or(0.0, |a| a.0.secs);
+    let errors = calm.errors + abused.as_ref().map_or(0, |a| a.0.errors);
+    let mut lat: Vec<f64> = calm
+        .lat
+        .iter()
+        .chain(abused.iter().flat_map(|a| a.0.lat.iter()))
+        .copied()
+        .collect();
     lat.sort_by(f64::total_cmp);
     let accepted = lat.len();
+    let abuse = match (&abused, &calm_probe) {
+        (Some((phase, (hz, hz_failed))), Some((calm_hz, calm_hz_failed))) => {
+            let ms = |v: &[f64], p: f64| percentile(v, p) * 1e3;
+            json!({
+                "limits": {"refusals_per_minute": "server default", "cpu_queue": "server default", "idle_timeout_secs": "server default"},
+                "calm": {"attestations_per_s": calm.rate(), "healthz_ms": {"p50": ms(calm_hz, 0.5), "p99": ms(calm_hz, 0.99), "max": ms(calm_hz, 1.0)}, "healthz_failed": calm_hz_failed, "errors": calm.errors},
+                "under_attack": {"attestations_per_s": phase.rate(), "healthz_ms": {"p50": ms(hz, 0.5), "p99": ms(hz, 0.99), "max": ms(hz, 1.0)}, "healthz_probes": hz.len(), "healthz_failed": hz_failed, "errors": phase.errors},
+                "honest_rate_ratio": phase.rate() / calm.rate(),
+                "attackers": abuse_report,
+            })
+        }
+        _ => serde_json::Value::Null,
+    };
 
     // Wait for everything to be published, then read proofs.
     let t_pub = Instant::now();
@@ -968,7 +1086,7 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         } else {
             serde_json::Value::Null
         },
-        "envelope_bytes": work.first().map_or(0, |w| w.1.len()),
+        "envelope_bytes": envelope_bytes,
         "setup_s": setup_s,
         "accepted": accepted,
         "errors": errors,
@@ -989,6 +1107,7 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         "proof_read_errors": read_errors,
         "proof_reads_per_s": reads as f64 / read_s,
         "oci_mirror": mirror,
+        "abuse": abuse,
     });
     Ok(Report {
         text: format!("{j}\n"),

@@ -9,12 +9,14 @@
 //! ./target/release/tally-bench policy --sizes-kib 100,1024,10240
 //! ./target/release/tally-bench witness
 //! ./target/release/tally-bench intake --witnesses 3
+//! ./target/release/tally-bench intake --abuse
 //! ```
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
+mod abuse;
 mod args;
 mod harness;
 mod policy;

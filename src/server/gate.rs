@@ -128,20 +128,15 @@ async fn fetch(app: &App, digest: &str) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// Evaluates on a blocking thread, holding one of the evaluation slots.
+/// Evaluates on the CPU pool, off the async workers.
 async fn run_blocking<T: Send + 'static>(
     app: &App,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Refusal> {
-    let _slot = app
-        .policy_slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| unavailable("evaluating policies")(e.to_string()))?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| unavailable("evaluating policies")(e.to_string()))
+    app.cpu.run(f).await.map_err(|e| match e {
+        crate::server::cpu::CpuError::Saturated(_) => Refusal::Saturated,
+        crate::server::cpu::CpuError::Failed(e) => unavailable("evaluating policies")(e),
+    })
 }
 
 /// Every evaluation of the run's policies on `st` (verified, with its

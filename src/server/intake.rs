@@ -14,6 +14,7 @@ use crate::attest::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::attest::statement::View;
 use crate::contract::check::{self, Binding, Evidence};
 use crate::contract::{Contract, ContractRevision};
+use crate::server::cpu::CpuError;
 use crate::server::meta::{AttestationRow, DigestRow, Run, MAX_DIGESTS};
 use crate::server::{gate, unix_now, App};
 
@@ -108,6 +109,9 @@ pub enum Refusal {
     /// The publication backlog is nearly full.
     #[error("the log is catching up; try again")]
     Overload,
+    /// Every core is busy verifying or evaluating, and the queue is full.
+    #[error("{}", crate::server::cpu::Saturated)]
+    Saturated,
     /// Another push to the same run is in flight or was just accepted.
     #[error("run {0} is already being pushed")]
     Busy(String),
@@ -131,7 +135,7 @@ impl Refusal {
             Refusal::Statement(_) => "statement",
             Refusal::Violations { .. } => "contract_violation",
             Refusal::Policy { .. } => "policy_violation",
-            Refusal::Overload => "overload",
+            Refusal::Overload | Refusal::Saturated => "overload",
             Refusal::Busy(_) => "run_finished",
             Refusal::Unavailable { .. } => "unavailable",
         }
@@ -184,7 +188,20 @@ pub async fn accept(app: &Arc<App>, run: &Run, env: Envelope, bytes: Vec<u8>) ->
     if keys.is_empty() {
         return Err(Refusal::NoKey(run.workflow.clone()));
     }
-    let verified = env.verify(&keys).map_err(|e| Refusal::Signature(e.to_string()))?;
+    // Verification is the CPU a push can cost before it is known genuine:
+    // on the bounded pool, not on the threads serving every other request.
+    let verified = app
+        .cpu
+        .run(move || env.verify(&keys))
+        .await
+        .map_err(|e| match e {
+            CpuError::Saturated(_) => Refusal::Saturated,
+            CpuError::Failed(cause) => Refusal::Unavailable {
+                what: "verifying the signature",
+                cause,
+            },
+        })?
+        .map_err(|e| Refusal::Signature(e.to_string()))?;
     if verified.payload_type() != IN_TOTO_PAYLOAD_TYPE {
         return Err(Refusal::PayloadType(verified.payload_type().to_owned()));
     }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod artifact_store;
 pub mod budget;
+pub mod cpu;
 pub mod gate;
 pub mod intake;
 pub mod listener;
@@ -59,6 +60,9 @@ pub struct ServerConfig {
     pub refusals_per_minute: u32,
     /// Most connections open at once (more wait in the accept queue).
     pub max_connections: usize,
+    /// Pushes waiting for a core to verify their signatures or evaluate
+    /// their policies; one more is answered 503 at once.
+    pub cpu_queue: usize,
     /// Seconds a connection may send nothing before it is closed (between
     /// requests, in headers, or mid-body: a stalled upload ends).
     pub idle_timeout_secs: u64,
@@ -89,6 +93,7 @@ impl Default for ServerConfig {
             contracts_sync_secs: 30,
             refusals_per_minute: 60,
             max_connections: 4096,
+            cpu_queue: 128,
             idle_timeout_secs: 60,
             artifacts: artifact_store::ArtifactsConfig::default(),
             policy_timeout_ms: 2000,
@@ -148,6 +153,9 @@ impl ServerConfig {
         }
         if let Some(v) = get("TALLY_MAX_CONNECTIONS") {
             self.max_connections = num("TALLY_MAX_CONNECTIONS", v)? as usize;
+        }
+        if let Some(v) = get("TALLY_CPU_QUEUE") {
+            self.cpu_queue = num("TALLY_CPU_QUEUE", v)? as usize;
         }
         if let Some(v) = get("TALLY_IDLE_TIMEOUT_SECS") {
             self.idle_timeout_secs = num("TALLY_IDLE_TIMEOUT_SECS", v)?;
@@ -260,9 +268,9 @@ pub struct App {
     plans: Mutex<HashMap<(String, String), Arc<crate::policy::Plan>>>,
     /// The witnesses asked to cosign checkpoints, when configured.
     pub cosigner: Option<Arc<crate::witness::cosigner::Cosigner>>,
-    /// Policy evaluations running at once (at most the cores): the rest
-    /// wait, off the async workers.
-    pub policy_slots: Arc<tokio::sync::Semaphore>,
+    /// Signature verification and policy evaluation: at most the cores at
+    /// once, a bounded queue behind them, off the async workers.
+    pub cpu: cpu::CpuPool,
 }
 
 /// The search index's watermark: every log index below `below()` has its
@@ -797,6 +805,7 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
     let verdict_key = verdict_key(&dir)?;
     policy_limits(&cfg).install();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cpu_queue = cfg.cpu_queue;
     let app = Arc::new(App {
         cfg,
         ledger: Arc::new(ledger),
@@ -817,7 +826,7 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         indexed,
         verdict_key,
         plans: Mutex::new(HashMap::new()),
-        policy_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+        cpu: cpu::CpuPool::new(cores, cpu_queue),
     });
     // One attestation per run, also across a crash: before the first request,
     // every run the log holds an entry for reads as taken.

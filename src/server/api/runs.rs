@@ -352,7 +352,7 @@ fn refusal(e: Refusal) -> ApiError {
                 .details(details)
                 .hint("tally attestation status shows each policy's verdict; an operator can grant this run an exception")
         }
-        Refusal::Overload => ApiError::unavailable(e.to_string(), 1),
+        Refusal::Overload | Refusal::Saturated => ApiError::unavailable(e.to_string(), 1),
         Refusal::Busy(_) => ApiError::new(StatusCode::CONFLICT, code, e.to_string()),
         Refusal::Unavailable { what, cause } => ApiError::unavailable_because(what, cause, 5),
     }
