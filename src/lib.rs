@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod contract;
 pub mod exit;
 pub mod fsutil;
+pub mod identity;
 pub mod keys;
 pub mod ledger;
 pub mod monitor;

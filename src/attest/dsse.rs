@@ -145,7 +145,8 @@ impl PublicKey {
             .map_err(|_| DsseError::Key("not a PEM ECDSA P-256 or Ed25519 public key".into()))
     }
 
-    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+    /// Whether `sig` (DER or fixed r‖s for P-256) signs `msg` under this key.
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
         match self {
             PublicKey::EcdsaP256(k) => {
                 // aws-lc's P-256 (assembly) verifies several times faster than

@@ -204,6 +204,11 @@ impl SigningKey {
         PublicKey::from_pem(&self.public_pem).map_err(|e| KeyError::Crypto(e.to_string()))
     }
 
+    /// Signs `msg` as is (DER for ECDSA): a proof of possession, say.
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.signer.sign(msg).map_err(|e| KeyError::Crypto(e.to_string()))
+    }
+
     /// Signs `payload` of `payload_type` into a DSSE envelope.
     pub fn sign_envelope(&self, payload_type: &str, payload: &[u8]) -> Result<Envelope, KeyError> {
         use base64::Engine as _;

@@ -10,6 +10,7 @@ mod controlplane;
 mod craft;
 mod crash;
 mod demo;
+mod identity;
 mod key;
 mod ledger;
 mod material;

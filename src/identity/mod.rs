@@ -1,0 +1,12 @@
+//! Who signed an attestation (SPEC.md §15). One entry point, [`ca::Ca`]:
+//! the control plane's certificate authority for keyless signing, which
+//! binds a pipeline's ephemeral key to the run's identity in a short-lived
+//! X.509 certificate carrying Fulcio's extensions ([`fulcio`]), so
+//! identity policies written for Sigstore read it unchanged.
+//!
+//! Below the HTTP layer: the server's API calls into it, it imports
+//! nothing from `server`.
+
+pub mod ca;
+pub mod cert;
+pub mod fulcio;
