@@ -187,7 +187,7 @@ fn identity_of(leaf: &X509Certificate<'_>) -> Result<Identity, CertError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::ca::{Ca, Request, LEAF_LIFETIME};
+    use super::super::ca::{Ca, CaError, Issued, Request, LEAF_LIFETIME};
     use super::*;
     use crate::attest::signing::{Algorithm, SigningKey};
 
@@ -205,21 +205,26 @@ mod tests {
         }
     }
 
-    fn issue(
+    /// `key` certified by `ca` for `challenge`, the proof signed by `signer` over `signed`.
+    fn request(
         ca: &Ca,
         key: &SigningKey,
         challenge: &[u8],
-    ) -> Result<super::super::ca::Issued, super::super::ca::CaError> {
-        let proof = key.sign(challenge).unwrap();
-        ca.issue(
-            &Request {
-                public_key_pem: key.public_pem(),
-                challenge,
-                proof: &proof,
-                identity: &identity(),
-            },
-            NOW,
-        )
+        signer: &SigningKey,
+        signed: &[u8],
+    ) -> Result<Issued, CaError> {
+        let proof = signer.sign(signed).unwrap();
+        let req = Request {
+            public_key_pem: key.public_pem(),
+            challenge,
+            proof: &proof,
+            identity: &identity(),
+        };
+        ca.issue(&req, NOW)
+    }
+
+    fn issue(ca: &Ca, key: &SigningKey, challenge: &[u8]) -> Result<Issued, CaError> {
+        request(ca, key, challenge, key, challenge)
     }
 
     #[test]
@@ -254,30 +259,10 @@ mod tests {
         assert_eq!(first.chain_pem(), again.chain_pem());
         let key = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
         let other = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
-        let proof = other.sign(b"run-1").unwrap();
-        let e = again
-            .issue(
-                &Request {
-                    public_key_pem: key.public_pem(),
-                    challenge: b"run-1",
-                    proof: &proof,
-                    identity: &identity(),
-                },
-                NOW,
-            )
-            .unwrap_err();
+        let e = request(&again, &key, b"run-1", &other, b"run-1").unwrap_err();
         assert!(e.to_string().contains("proof of possession"), "{e}");
         // The right key, but over something else than the challenge: refused too.
-        let proof = key.sign(b"run-2").unwrap();
-        let wrong = again.issue(
-            &Request {
-                public_key_pem: key.public_pem(),
-                challenge: b"run-1",
-                proof: &proof,
-                identity: &identity(),
-            },
-            NOW,
-        );
+        let wrong = request(&again, &key, b"run-1", &key, b"run-2");
         assert!(wrong.is_err());
     }
 

@@ -26,6 +26,19 @@ fn identity() -> Identity {
     }
 }
 
+/// A certificate for a fresh key of `alg`, issued at `now`.
+fn issue(ca: &Ca, alg: Algorithm, now: i64) -> tally::identity::ca::Issued {
+    let key = SigningKey::generate(alg).unwrap();
+    let proof = key.sign(b"run-1").unwrap();
+    let request = Request {
+        public_key_pem: key.public_pem(),
+        challenge: b"run-1",
+        proof: &proof,
+        identity: &identity(),
+    };
+    ca.issue(&request, now).unwrap()
+}
+
 #[test]
 fn openssl_and_python_cryptography_read_an_issued_certificate() {
     let d = tmp();
@@ -35,19 +48,7 @@ fn openssl_and_python_cryptography_read_an_issued_certificate() {
         .as_secs() as i64;
     let ca = Ca::open_or_create(d.path(), "tally.example/log", now - 60).unwrap();
     for alg in [Algorithm::EcdsaP256, Algorithm::Ed25519] {
-        let key = SigningKey::generate(alg).unwrap();
-        let proof = key.sign(b"run-1").unwrap();
-        let issued = ca
-            .issue(
-                &Request {
-                    public_key_pem: key.public_pem(),
-                    challenge: b"run-1",
-                    proof: &proof,
-                    identity: &identity(),
-                },
-                now - 1,
-            )
-            .unwrap();
+        let issued = issue(&ca, alg, now - 1);
         let leaf = write(d.path(), "leaf.pem", &issued.leaf_pem);
         let root = d.path().join("ca/chain.pem");
         let o = Command::new("openssl")
@@ -85,19 +86,7 @@ fn openssl_and_python_cryptography_read_an_issued_certificate() {
     if !python_has("cryptography") {
         return;
     }
-    let key = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
-    let proof = key.sign(b"run-1").unwrap();
-    let issued = ca
-        .issue(
-            &Request {
-                public_key_pem: key.public_pem(),
-                challenge: b"run-1",
-                proof: &proof,
-                identity: &identity(),
-            },
-            now - 1,
-        )
-        .unwrap();
+    let issued = issue(&ca, Algorithm::EcdsaP256, now - 1);
     let leaf = write(d.path(), "leaf.pem", &issued.leaf_pem);
     let script = r#"
 import sys
