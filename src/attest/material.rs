@@ -185,7 +185,99 @@ pub struct Options {
 }
 
 /// Validates a file material of `kind` at `path` (not STRING or CONTAINER_IMAGE).
+/// When it is not one, the error also says what the file is when its first
+/// bytes tell (UTF-16, a byte-order mark, XML given for a JSON kind, JSON
+/// for an XML kind, an archive) and which kind it validates as, if any.
 pub fn validate_file(kind: Kind, path: &Path, opts: &Options) -> Result<Facts, MaterialError> {
+    match check_file(kind, path, opts) {
+        Err(MaterialError::Invalid { kind, value, reason }) => {
+            let reason = match explain(kind, path, opts) {
+                Some(more) => format!("{reason}; {more}"),
+                None => reason,
+            };
+            Err(MaterialError::Invalid { kind, value, reason })
+        }
+        r => r,
+    }
+}
+
+/// The formats a kind is written in, for [`explain`].
+fn format_of(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::JunitXml | Kind::JacocoXml | Kind::CoberturaXml => Some("XML"),
+        Kind::SbomCyclonedxJson
+        | Kind::SbomSpdxJson
+        | Kind::Sarif
+        | Kind::Openvex
+        | Kind::CsafVex
+        | Kind::CsafSecurityAdvisory
+        | Kind::CsafInformationalAdvisory
+        | Kind::CsafSecurityIncidentResponse
+        | Kind::SlsaProvenance
+        | Kind::Attestation
+        | Kind::GitlabSecurityReport => Some("JSON"),
+        _ => None,
+    }
+}
+
+/// What a file's first bytes say it is, when that is worth telling.
+fn sniff(head: &[u8]) -> Option<&'static str> {
+    let text = || {
+        let t = head
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .map(|i| &head[i..]);
+        match t {
+            Some([b'<', ..]) => Some("XML"),
+            Some([b'{' | b'[', ..]) => Some("JSON"),
+            _ => None,
+        }
+    };
+    match head {
+        [0xFF, 0xFE, ..] => Some("UTF-16 (little-endian, with a byte-order mark)"),
+        [0xFE, 0xFF, ..] => Some("UTF-16 (big-endian, with a byte-order mark)"),
+        [0xEF, 0xBB, 0xBF, ..] => Some("UTF-8 with a byte-order mark"),
+        // UTF-16 without a mark: ASCII text with every other byte zero.
+        [a, 0, b, 0, ..] | [0, a, 0, b, ..] if a.is_ascii() && b.is_ascii() && *a != 0 && *b != 0 => {
+            Some("UTF-16 (no byte-order mark)")
+        }
+        [b'P', b'K', 3, 4, ..] => Some("a zip archive"),
+        [0x1F, 0x8B, ..] => Some("gzip-compressed"),
+        _ => text(),
+    }
+}
+
+/// Why a file that is not a `kind` may have been given: its format as its
+/// first bytes show it, and the kind it validates as.
+fn explain(kind: Kind, path: &Path, opts: &Options) -> Option<String> {
+    let mut head = [0u8; 512];
+    let n = File::open(path).and_then(|mut f| f.read(&mut head)).ok()?;
+    let seen = sniff(&head[..n]);
+    let expected = format_of(kind);
+    let mut out = Vec::new();
+    match seen {
+        Some(s) if s.starts_with("UTF-16") || s.contains("byte-order") => {
+            out.push(format!("the file is {s}; tally reads UTF-8 without a byte-order mark (convert it, e.g. `iconv -f UTF-16 -t UTF-8`, or remove the mark)"));
+        }
+        Some(s) if expected.is_some_and(|e| e != s) => {
+            out.push(format!("the file is {s}, not {}", expected.unwrap_or_default()));
+        }
+        Some(s @ ("a zip archive" | "gzip-compressed")) => out.push(format!("the file is {s}")),
+        _ => {}
+    }
+    if let Some(k) = DETECTION_ORDER
+        .iter()
+        .copied()
+        .filter(|&k| k != kind && !matches!(k, Kind::Artifact | Kind::Evidence))
+        .find(|&k| check_file(k, path, opts).is_ok())
+    {
+        out.push(format!("it looks like {k}"));
+    }
+    (!out.is_empty()).then(|| out.join("; "))
+}
+
+/// [`validate_file`] without the explanation (what detection tries).
+fn check_file(kind: Kind, path: &Path, opts: &Options) -> Result<Facts, MaterialError> {
     let shown = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|source| MaterialError::Open {
         path: shown.clone(),
@@ -262,7 +354,7 @@ pub fn validate_string(value: &str) -> Result<Facts, MaterialError> {
 /// Tries [`DETECTION_ORDER`] on a file; the first kind that validates wins.
 pub fn detect_file(path: &Path, opts: &Options) -> Result<(Kind, Facts), MaterialError> {
     for &k in DETECTION_ORDER {
-        match validate_file(k, path, opts) {
+        match check_file(k, path, opts) {
             Ok(f) => return Ok((k, f)),
             Err(MaterialError::Invalid { .. }) => continue,
             Err(e) => return Err(e),

@@ -464,3 +464,47 @@ fn attestations_are_checked_as_envelopes_or_bundles_with_an_optional_key() {
     let e = validate_file(Kind::Attestation, &v, &Options::default()).unwrap_err();
     assert!(e.to_string().contains("payloadType"), "{e}");
 }
+
+/// A file given as the wrong kind is named for what it is: XML for a JSON
+/// kind, JSON for an XML kind, UTF-16 or a byte-order mark, with the kind
+/// it validates as.
+#[test]
+fn a_file_of_the_wrong_format_says_what_it_is() {
+    let d = tempfile::tempdir().unwrap();
+    let reason = |kind: Kind, path: &Path| match validate_file(kind, path, &Options::default()) {
+        Err(MaterialError::Invalid { reason, .. }) => reason,
+        other => panic!("{kind} {}: {other:?}", path.display()),
+    };
+    // JUnit XML given as a CycloneDX SBOM, and the SBOM given as JUnit.
+    let r = reason(Kind::SbomCyclonedxJson, &valid("junit.xml"));
+    assert!(
+        r.contains("the file is XML, not JSON") && r.contains("it looks like JUNIT_XML"),
+        "{r}"
+    );
+    let sbom = valid("laravel-7.12.0.bom.1.4.json");
+    let r = reason(Kind::JunitXml, &sbom);
+    assert!(
+        r.contains("the file is JSON, not XML") && r.contains("it looks like SBOM_CYCLONEDX_JSON"),
+        "{r}"
+    );
+    // The same SBOM saved as UTF-16 (as PowerShell's `>` does), and with a UTF-8 mark.
+    let text = std::fs::read_to_string(&sbom).unwrap();
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    let p = d.path().join("bom16.json");
+    std::fs::write(&p, utf16).unwrap();
+    let r = reason(Kind::SbomCyclonedxJson, &p);
+    assert!(
+        r.contains("UTF-16 (little-endian, with a byte-order mark)") && r.contains("iconv"),
+        "{r}"
+    );
+    let p = d.path().join("bom-bom.json");
+    std::fs::write(&p, [&[0xEF, 0xBB, 0xBF][..], text.as_bytes()].concat()).unwrap();
+    let r = reason(Kind::SbomCyclonedxJson, &p);
+    assert!(r.contains("UTF-8 with a byte-order mark"), "{r}");
+    // A file of the right format but wrong content says nothing more.
+    let r = reason(Kind::Sarif, &sbom);
+    assert!(!r.contains("the file is"), "{r}");
+}
