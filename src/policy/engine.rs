@@ -414,7 +414,9 @@ fn recursive_functions(at: &Origin, rego: &str) -> Result<(), String> {
         if l.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
             let l = l.strip_prefix("default ").unwrap_or(l);
             let name: String = l.chars().take_while(|&c| ident(c)).collect();
-            if matches!(name.as_str(), "package" | "import") {
+            // No name (`default (`…): not a definition; an empty name would
+            // match everywhere below.
+            if name.is_empty() || matches!(name.as_str(), "package" | "import") {
                 continue;
             }
             let is_fn = l[name.len()..].starts_with('(');
@@ -522,6 +524,16 @@ mod tests {
             time: Duration::from_millis(500),
             memory: 8 << 30,
         }
+    }
+
+    /// Found by the `policy` fuzz target: a line `default (` named nothing,
+    /// and the recursion check then looped forever looking for "" calls.
+    #[test]
+    fn a_nameless_default_line_is_a_compile_error_not_a_hang() {
+        let e = Script::compile("p.rego", "default (os\0%", &limits()).unwrap_err();
+        assert!(!e.to_string().is_empty());
+        let e = Script::compile("p.rego", "package p\ndefault (x) := 1\nf(x) := x\n", &limits()).unwrap_err();
+        assert!(!e.to_string().is_empty());
     }
 
     #[test]
