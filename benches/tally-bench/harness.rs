@@ -984,11 +984,21 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         .collect();
     lat.sort_by(f64::total_cmp);
     let accepted = lat.len();
+    let limits = match &target {
+        Target::Local { app, .. } => json!({
+            "refusals_per_minute": app.cfg.refusals_per_minute,
+            "cpu_queue": app.cfg.cpu_queue,
+            "idle_timeout_secs": app.cfg.idle_timeout_secs,
+            "max_connections": app.cfg.max_connections,
+            "max_body_bytes": app.cfg.max_body_bytes,
+        }),
+        Target::Remote { .. } => json!("the remote server's"),
+    };
     let abuse = match (&abused, &calm_probe) {
         (Some((phase, (hz, hz_failed))), Some((calm_hz, calm_hz_failed))) => {
             let ms = |v: &[f64], p: f64| percentile(v, p) * 1e3;
             json!({
-                "limits": {"refusals_per_minute": "server default", "cpu_queue": "server default", "idle_timeout_secs": "server default"},
+                "limits": limits,
                 "calm": {"attestations_per_s": calm.rate(), "healthz_ms": {"p50": ms(calm_hz, 0.5), "p99": ms(calm_hz, 0.99), "max": ms(calm_hz, 1.0)}, "healthz_failed": calm_hz_failed, "errors": calm.errors},
                 "under_attack": {"attestations_per_s": phase.rate(), "healthz_ms": {"p50": ms(hz, 0.5), "p99": ms(hz, 0.99), "max": ms(hz, 1.0)}, "healthz_probes": hz.len(), "healthz_failed": hz_failed, "errors": phase.errors},
                 "honest_rate_ratio": phase.rate() / calm.rate(),
