@@ -265,10 +265,13 @@ fn explain(kind: Kind, path: &Path, opts: &Options) -> Option<String> {
         Some(s @ ("a zip archive" | "gzip-compressed")) => out.push(format!("the file is {s}")),
         _ => {}
     }
+    // Which kind it is: each validator reads the file, so only for files
+    // small enough to read a dozen times on an error path.
+    let small = std::fs::metadata(path).is_ok_and(|m| m.len() <= 64 << 20);
     if let Some(k) = DETECTION_ORDER
         .iter()
         .copied()
-        .filter(|&k| k != kind && !matches!(k, Kind::Artifact | Kind::Evidence))
+        .filter(|&k| small && k != kind && !matches!(k, Kind::Artifact | Kind::Evidence))
         .find(|&k| check_file(k, path, opts).is_ok())
     {
         out.push(format!("it looks like {k}"));
