@@ -271,6 +271,9 @@ struct Inner {
 /// A ledger open for appends and reads.
 pub struct Ledger {
     inner: Arc<Inner>,
+    /// The entries sequenced but not published when the ledger opened (the
+    /// published size then, and their bytes), until taken.
+    recovered: Mutex<Option<(u64, Vec<Vec<u8>>)>>,
     tx: Mutex<Option<mpsc::Sender<Request>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     _lock: File,
@@ -512,6 +515,7 @@ impl Ledger {
                 replay.first, published.size
             )));
         }
+        let recovered: Vec<Vec<u8>> = replay.records.iter().map(|r| r.entry.clone()).collect();
         let mut pending = VecDeque::with_capacity(replay.records.len());
         for (k, rec) in replay.records.into_iter().enumerate() {
             by_hash
@@ -554,6 +558,7 @@ impl Ledger {
             .spawn(move || pub_inner.run_publisher(edge, recover_to))
             .map_err(LedgerError::io("starting the publisher"))?;
         Ok(Ledger {
+            recovered: Mutex::new(Some((published.size, recovered))),
             inner,
             tx: Mutex::new(Some(tx)),
             threads: Mutex::new(vec![sequencer, publisher]),
@@ -608,6 +613,16 @@ impl Ledger {
 
     fn failure(&self) -> Option<String> {
         lock(&self.inner.state).failed.clone()
+    }
+
+    /// The entries that were sequenced but not yet published when the
+    /// ledger opened, read from the sequencing log: the published size at
+    /// open (the first one's index) and their bytes. Given once; later
+    /// calls get none. What acknowledged before a crash is known here at
+    /// once, without waiting for its publication.
+    pub fn take_recovered(&self) -> (u64, Vec<Vec<u8>>) {
+        let taken = self.recovered.lock().unwrap_or_else(|p| p.into_inner()).take();
+        taken.unwrap_or_else(|| (self.sizes().published, Vec::new()))
     }
 
     /// The sequenced, integrated and published sizes.

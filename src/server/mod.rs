@@ -475,14 +475,19 @@ fn index_writer(
         batch.extend(rx.try_iter().take(1 << 16));
         last = Some(std::time::Instant::now());
         match meta.record_attestations(&batch, unix_now()) {
-            Ok(()) => indexed.add(batch.iter().map(|(row, _)| row.log_index as u64)),
+            Ok(()) => {
+                indexed.add(batch.iter().map(|(row, _)| row.log_index as u64));
+                // The runs' rows now say SUCCEEDED: the claims can go.
+                let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+                for (row, _) in &batch {
+                    p.remove(&row.run_id);
+                }
+            }
             // The rows are rebuilt from the log at the next start; until
-            // then the watermark stays below them, and search says so.
+            // then the watermark stays below them, and search says so. The
+            // claims stay: the runs' rows still read INITIALIZED, and only
+            // the claim keeps a second push to them out.
             Err(e) => tracing::error!(count = batch.len(), error = %e, "indexing attestations failed"),
-        }
-        let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
-        for (row, _) in &batch {
-            p.remove(&row.run_id);
         }
     }
 }
@@ -871,33 +876,37 @@ impl App {
     /// index lacks, so a run whose attestation is in the log reads SUCCEEDED
     /// (and refuses a second push) from the first request after a start,
     /// not only once the background reindex reaches it. The sequencing log
-    /// is the durable claim: whatever it holds is published by the ledger's
-    /// recovery, which this waits for. Returns how many runs it marked.
+    /// is the durable claim: the entries it held at open are read from it
+    /// ([`crate::ledger::Ledger::take_recovered`]), the published ones the index lacks
+    /// from the log. Returns how many runs it marked.
     pub fn claim_logged_runs(&self) -> Result<u64, ServerError> {
-        let sequenced = self.ledger.sizes().sequenced;
-        if sequenced == 0 {
-            return Ok(0);
-        }
-        let published = self
-            .ledger
-            .wait_published(sequenced - 1, Duration::from_secs(600))?;
+        // What was sequenced but not published at open comes from the
+        // sequencing log itself: no waiting for a publication that a full
+        // disk or a witness hold may delay.
+        let (first, recovered) = self.ledger.take_recovered();
         let (start, gaps) = self.unindexed_from()?;
-        let mut n = 0;
-        for i in start..published {
+        let mut claims = Vec::new();
+        for i in start..first {
             if gaps && self.meta.is_indexed(i as i64)? {
                 continue;
             }
-            let text = self.ledger.entry(i)?;
+            claims.push((i, self.ledger.entry(i)?));
+        }
+        claims.extend(
+            recovered
+                .into_iter()
+                .enumerate()
+                .map(|(k, e)| (first + k as u64, e)),
+        );
+        let n = claims.len() as u64;
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, text) in claims {
             let e = ledger_format::entry::Entry::parse(&text).map_err(|e| ServerError::Entry {
                 index: i,
                 reason: e.to_string(),
             })?;
             let digest = format!("sha256:{}", e.envelope_digest.to_hex());
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(e.run, Some((i as i64, digest)));
-            n += 1;
+            pending.insert(e.run, Some((i as i64, digest)));
         }
         Ok(n)
     }

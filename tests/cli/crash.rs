@@ -150,15 +150,15 @@ fn survives_sigkill_at_random_moments() {
 /// One CI client's view of the server: starts runs and pushes attestations
 /// for `psirt-advisories` (one CSAF VEX document) over plain HTTP, signing
 /// a fresh envelope for every attempt, as a pipeline re-run would.
-struct Pipeline {
-    url: String,
-    token: String,
-    key: tally::attest::signing::SigningKey,
-    http: reqwest::blocking::Client,
+pub(crate) struct Pipeline {
+    pub(crate) url: String,
+    pub(crate) token: String,
+    pub(crate) key: tally::attest::signing::SigningKey,
+    pub(crate) http: reqwest::blocking::Client,
 }
 
 /// What one push attempt ended with.
-enum Pushed {
+pub(crate) enum Pushed {
     /// 2xx: acknowledged at this index with this envelope digest.
     Acked(u64, String),
     /// A 4xx refusal (its status).
@@ -170,7 +170,7 @@ enum Pushed {
 impl Pipeline {
     /// Starts a run; its id and the envelope-to-be's state, or `None` when
     /// the server does not answer.
-    fn start(&self) -> Option<tally::attest::state::State> {
+    pub(crate) fn start(&self) -> Option<tally::attest::state::State> {
         use tally::attest::state::{ContractRef, State, STATE_SCHEMA};
         let runner = tally::attest::runner::detect(|_| None);
         let body = tally::wire::StartRun {
@@ -236,7 +236,7 @@ impl Pipeline {
 
     /// Signs `state` afresh (a new finishing time: a new envelope digest)
     /// and pushes it, retrying 503 as the CLI does (a short wait here).
-    fn push(&self, state: &tally::attest::state::State, attempt: u32) -> Pushed {
+    pub(crate) fn push(&self, state: &tally::attest::state::State, attempt: u32) -> Pushed {
         let finished = format!("2026-12-04T01:{:02}:{:02}Z", attempt / 60 % 60, attempt % 60);
         let payload = serde_json::to_vec(&tally::attest::statement::build(
             state,

@@ -559,3 +559,91 @@ fn on_no_quorum_hold_publishes_nothing_until_the_witnesses_cosign() {
         &VerifierKey::parse(&wvkey).unwrap()
     ));
 }
+
+/// A push acknowledged while publication is held (no witness quorum) and
+/// the server then killed: at the restart, with publication still held,
+/// the run is taken at once — read from the sequencing log, not from a
+/// publication that may not come — and a re-signed push is refused 409.
+/// (Before, the start waited up to 600 s for the publication and then
+/// left such runs open to a second attestation.)
+#[test]
+fn a_run_acknowledged_while_publication_is_held_stays_taken_across_a_crash() {
+    use crate::controlplane::ControlPlane;
+    use crate::crash::{Pipeline, Pushed};
+    let d = tempfile::tempdir().unwrap();
+    let repo = crate::common::contracts_repo(d.path());
+    let origin = "tally.localhost/log";
+    let log_key = SignerKey::from_seed(origin, &[44; 32]).unwrap();
+    let cp_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(cp_dir.path().join("data/ledger")).unwrap();
+    std::fs::write(
+        cp_dir.path().join("data/ledger/log.key"),
+        format!("{}\n", log_key.to_secret_text()),
+    )
+    .unwrap();
+    // A witness that never answers: every checkpoint is held.
+    let (_wcfg, wvkey, listen) = witness_of(d.path(), "w1", origin, &log_key.verifier().to_string());
+    let policy = d.path().join("p");
+    std::fs::write(
+        &policy,
+        format!("witness w1 {wvkey} http://{listen}\nquorum w1\n"),
+    )
+    .unwrap();
+    let config = d.path().join("tally.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "refusals_per_minute = 0\n[witnesses]\npolicy = \"{}\"\non_no_quorum = \"hold\"\ntimeout_ms = 200\nretry_secs = 1\n",
+            policy.display()
+        ),
+    )
+    .unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let mut cp = ControlPlane::start_in(cp_dir, &repo, &args);
+    let key =
+        tally::attest::signing::SigningKey::generate(tally::attest::signing::Algorithm::Ed25519).unwrap();
+    let body = serde_json::to_vec(&serde_json::json!({"public_key": key.public_pem()})).unwrap();
+    assert_eq!(
+        cp.post(
+            "/api/v1/workflows/psirt-advisories/keys",
+            Some(&cp.admin),
+            "application/json",
+            body
+        )
+        .0,
+        201
+    );
+    let body =
+        serde_json::to_vec(&serde_json::json!({"workflows": ["psirt-advisories"], "description": "t"}))
+            .unwrap();
+    let (s, t) = cp.post("/api/v1/tokens", Some(&cp.admin), "application/json", body);
+    assert_eq!(s, 201, "{t}");
+    let pipeline = |url: &str| Pipeline {
+        url: url.to_owned(),
+        token: t["token"].as_str().unwrap().to_owned(),
+        key: tally::attest::signing::SigningKey::from_pem(&key.private_pem(None).unwrap(), None).unwrap(),
+        http: reqwest::blocking::Client::new(),
+    };
+    let p = pipeline(&cp.url);
+    let state = p.start().expect("a run");
+    let Pushed::Acked(index, _) = p.push(&state, 0) else {
+        panic!("the push was not acknowledged")
+    };
+    assert_eq!(
+        cp.get("/checkpoint", None).0,
+        404,
+        "nothing is published while held"
+    );
+    cp.crash();
+    let dir = std::mem::replace(&mut cp.dir, tempfile::tempdir().unwrap());
+    let cp = ControlPlane::start_in(dir, &repo, &args);
+    assert_eq!(cp.get("/checkpoint", None).0, 404, "still held after the restart");
+    let p = pipeline(&cp.url);
+    assert!(
+        matches!(p.push(&state, 1), Pushed::Refused(409)),
+        "run {} (acknowledged at {index}) must stay taken",
+        state.run_id
+    );
+    let (_, log) = cp.get("/api/v1/log", None);
+    assert_eq!(log["sizes"]["sequenced"], index + 1, "{log}");
+}
