@@ -506,13 +506,23 @@ fn the_control_plane_publishes_checkpoints_cosigned_by_a_quorum_of_witnesses() {
     drop(witnesses);
 }
 
-#[test]
-fn on_no_quorum_hold_publishes_nothing_until_the_witnesses_cosign() {
-    use crate::controlplane::ControlPlane;
-    let d = tempfile::tempdir().unwrap();
-    let repo = crate::common::contracts_repo(d.path());
+type Held = (
+    std::path::PathBuf,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    String,
+    String,
+);
+
+/// A control plane's data directory with its log key, and a config that
+/// holds publication for one witness (`w1`, not started) in `hold` mode:
+/// (repo, data dir, config path, the witness's config, its verifier key,
+/// its listen address).
+fn held_setup(d: &Path, seed: u8, extra: &str) -> Held {
+    let repo = crate::common::contracts_repo(d);
     let origin = "tally.localhost/log";
-    let log_key = SignerKey::from_seed(origin, &[43; 32]).unwrap();
+    let log_key = SignerKey::from_seed(origin, &[seed; 32]).unwrap();
     let cp_dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(cp_dir.path().join("data/ledger")).unwrap();
     std::fs::write(
@@ -520,22 +530,30 @@ fn on_no_quorum_hold_publishes_nothing_until_the_witnesses_cosign() {
         format!("{}\n", log_key.to_secret_text()),
     )
     .unwrap();
-    let (wcfg, wvkey, listen) = witness_of(d.path(), "w1", origin, &log_key.verifier().to_string());
-    let policy = d.path().join("p");
+    let (wcfg, wvkey, listen) = witness_of(d, "w1", origin, &log_key.verifier().to_string());
+    let policy = d.join("p");
     std::fs::write(
         &policy,
         format!("witness w1 {wvkey} http://{listen}\nquorum w1\n"),
     )
     .unwrap();
-    let config = d.path().join("tally.toml");
+    let config = d.join("tally.toml");
     std::fs::write(
         &config,
         format!(
-            "[witnesses]\npolicy = \"{}\"\non_no_quorum = \"hold\"\ntimeout_ms = 500\nretry_secs = 1\n",
+            "{extra}[witnesses]\npolicy = \"{}\"\non_no_quorum = \"hold\"\ntimeout_ms = 500\nretry_secs = 1\n",
             policy.display()
         ),
     )
     .unwrap();
+    (repo, cp_dir, config, wcfg, wvkey, listen)
+}
+
+#[test]
+fn on_no_quorum_hold_publishes_nothing_until_the_witnesses_cosign() {
+    use crate::controlplane::ControlPlane;
+    let d = tempfile::tempdir().unwrap();
+    let (repo, cp_dir, config, wcfg, wvkey, listen) = held_setup(d.path(), 43, "");
     // The witness is down: even the size-0 checkpoint is held back.
     let mut cp = ControlPlane::start_in(cp_dir, &repo, &["--config", config.to_str().unwrap()]);
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -571,33 +589,8 @@ fn a_run_acknowledged_while_publication_is_held_stays_taken_across_a_crash() {
     use crate::controlplane::ControlPlane;
     use crate::crash::{Pipeline, Pushed};
     let d = tempfile::tempdir().unwrap();
-    let repo = crate::common::contracts_repo(d.path());
-    let origin = "tally.localhost/log";
-    let log_key = SignerKey::from_seed(origin, &[44; 32]).unwrap();
-    let cp_dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(cp_dir.path().join("data/ledger")).unwrap();
-    std::fs::write(
-        cp_dir.path().join("data/ledger/log.key"),
-        format!("{}\n", log_key.to_secret_text()),
-    )
-    .unwrap();
     // A witness that never answers: every checkpoint is held.
-    let (_wcfg, wvkey, listen) = witness_of(d.path(), "w1", origin, &log_key.verifier().to_string());
-    let policy = d.path().join("p");
-    std::fs::write(
-        &policy,
-        format!("witness w1 {wvkey} http://{listen}\nquorum w1\n"),
-    )
-    .unwrap();
-    let config = d.path().join("tally.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "refusals_per_minute = 0\n[witnesses]\npolicy = \"{}\"\non_no_quorum = \"hold\"\ntimeout_ms = 200\nretry_secs = 1\n",
-            policy.display()
-        ),
-    )
-    .unwrap();
+    let (repo, cp_dir, config, ..) = held_setup(d.path(), 44, "refusals_per_minute = 0\n");
     let args = ["--config", config.to_str().unwrap()];
     let mut cp = ControlPlane::start_in(cp_dir, &repo, &args);
     let key =
