@@ -104,6 +104,14 @@ fn new_engine(v1: bool, limits: &Limits) -> regorus::Engine {
     let mut e = regorus::Engine::new();
     e.set_rego_v0(!v1);
     e.set_strict_builtin_errors(true);
+    for f in ["units.parse", "units.parse_bytes"] {
+        // Registered on a fresh engine: the names cannot be taken.
+        let _ = e.add_extension(
+            f.to_owned(),
+            1,
+            Box::new(move |args: Vec<regorus::Value>| guarded_units(f, args)),
+        );
+    }
     e.set_execution_timer_config(ExecutionTimerConfig {
         limit: limits.time,
         // The clock is read every 64 work units (every unit cost ~5% of an
@@ -173,6 +181,7 @@ impl Script {
     /// [`Script::compile`], with errors placed in the file `at` names.
     pub fn compile_at(origin: &str, at: &Origin, rego: &str, limits: &Limits) -> Result<Script, String> {
         forbidden_calls(at, rego)?;
+        number_literals(at, rego)?;
         recursive_functions(at, rego)?;
         nesting(at, rego)?;
         let v1 = rego.lines().any(|l| l.trim_start().starts_with("import rego.v1"));
@@ -369,6 +378,121 @@ pub const MAX_LITERAL_NESTING: usize = 10;
 /// Deepest nesting of all brackets, parentheses included.
 pub const MAX_NESTING: usize = 32;
 
+/// Largest exponent (`1e400`) and most digits a number may have, in a
+/// script or in a string `units.parse`/`units.parse_bytes` read: regorus
+/// turns a number in scientific notation into an exact integer, so
+/// `0e724333332` multiplies out ten to the 724 millionth power (minutes of
+/// CPU, before and outside any budget). `1e308` is the largest finite double.
+pub const MAX_EXPONENT: u64 = 400;
+/// See [`MAX_EXPONENT`] (a longer run of digits parses in quadratic time).
+pub const MAX_DIGITS: usize = 400;
+
+/// Why `text` (a number, or a number with a unit suffix) is too large to
+/// parse, if it is.
+fn oversized_number(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i - start > MAX_DIGITS {
+                return Some(format!("a number has more than {MAX_DIGITS} digits"));
+            }
+            continue;
+        }
+        if matches!(b[i], b'e' | b'E') && i > 0 && (b[i - 1].is_ascii_digit() || b[i - 1] == b'.') {
+            let mut j = i + 1;
+            if j < b.len() && matches!(b[j], b'+' | b'-') {
+                j += 1;
+            }
+            let digits = b[j..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let exponent = b[j..j + digits].iter().fold(0u64, |n, d| {
+                n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+            });
+            if exponent > MAX_EXPONENT {
+                return Some(format!("a number's exponent is larger than {MAX_EXPONENT}"));
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Refuses number literals past [`MAX_EXPONENT`] / [`MAX_DIGITS`]
+/// (outside strings and comments).
+fn number_literals(at: &Origin, rego: &str) -> Result<(), String> {
+    for (n, line) in rego.lines().enumerate() {
+        let code = strip_comment_and_strings(line);
+        let b = code.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+            if !b[i].is_ascii_digit() || (i > 0 && ident(b[i - 1])) {
+                i += 1;
+                continue;
+            }
+            // A literal: digits, a fraction, an exponent.
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
+                let sign = matches!(b[i], b'e' | b'E') && matches!(b.get(i + 1), Some(b'+' | b'-'));
+                i += if sign { 2 } else { 1 };
+            }
+            if let Some(why) = oversized_number(&code[start..i.min(b.len())]) {
+                return Err(format!(
+                    "{}:{}:{}: {why}",
+                    at.file,
+                    n + 1 + at.line_offset,
+                    start + 1 + at.indent
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A script whose only rules are the `units` builtins, which the guarded
+/// extensions call once the argument is known to be small.
+fn units_engine() -> &'static regorus::Engine {
+    static ENGINE: std::sync::OnceLock<regorus::Engine> = std::sync::OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut e = regorus::Engine::new();
+        e.set_rego_v0(false);
+        e.set_strict_builtin_errors(true);
+        let script =
+            "package tally_units\nparse := units.parse(input.s)\nparse_bytes := units.parse_bytes(input.s)\n";
+        if let Err(err) = e.add_policy("units.rego".into(), script.into()) {
+            tracing::error!("the units script does not compile: {err}");
+        }
+        e
+    })
+}
+
+/// `units.parse`/`units.parse_bytes` (`f`) on `args`, refusing a string
+/// argument past [`MAX_EXPONENT`] / [`MAX_DIGITS`]: the strings come from
+/// materials, and regorus' own parse has no bound.
+fn guarded_units(f: &str, args: Vec<regorus::Value>) -> anyhow::Result<regorus::Value> {
+    let [arg] =
+        <[regorus::Value; 1]>::try_from(args).map_err(|_| anyhow::anyhow!("`{f}` takes one argument"))?;
+    if let regorus::Value::String(s) = &arg {
+        if let Some(why) = oversized_number(s) {
+            anyhow::bail!("`{f}`: {why}");
+        }
+    }
+    let mut e = units_engine().clone();
+    let mut input = regorus::Value::new_object();
+    input.as_object_mut()?.insert("s".into(), arg);
+    e.set_input(input);
+    let rule = if f == "units.parse" {
+        "parse"
+    } else {
+        "parse_bytes"
+    };
+    e.eval_rule(format!("data.tally_units.{rule}"))
+}
+
 /// Refuses scripts nested deeper than [`MAX_LITERAL_NESTING`] /
 /// [`MAX_NESTING`] (outside strings and comments).
 fn nesting(at: &Origin, rego: &str) -> Result<(), String> {
@@ -534,6 +658,61 @@ mod tests {
         assert!(!e.to_string().is_empty());
         let e = Script::compile("p.rego", "package p\ndefault (x) := 1\nf(x) := x\n", &limits()).unwrap_err();
         assert!(!e.to_string().is_empty());
+    }
+
+    /// Found by the `policy` fuzz target: regorus turned `0e724333332`
+    /// into an exact integer (ten to the 724 millionth power) while parsing.
+    #[test]
+    fn a_number_with_a_huge_exponent_is_refused_before_regorus_reads_it() {
+        let e =
+            Script::compile("p.rego", "\tpackage b\t\tpa\t {0e724333332&rand.in ", &limits()).unwrap_err();
+        assert!(
+            e.contains("p.rego:1:18: a number's exponent is larger than 400"),
+            "{e}"
+        );
+        let long = format!("package p\nx := {}\n", "9".repeat(MAX_DIGITS + 1));
+        let e = Script::compile("p.rego", &long, &limits()).unwrap_err();
+        assert!(e.contains("more than 400 digits"), "{e}");
+        // Ordinary numbers, identifiers with digits and strings are fine.
+        let ok = "package p\nimport rego.v1\nx := 1.5e300\ny1e999 := \"1e999999\"\nviolations contains \"n\" if input.n > 2.5E-3 # 7e9999\n";
+        Script::compile("p.rego", ok, &limits()).unwrap();
+    }
+
+    /// The `units` builtins read strings from materials: a huge exponent
+    /// there is an evaluation error, not minutes of CPU; ordinary strings
+    /// parse as regorus parses them.
+    #[test]
+    fn units_parse_is_bounded_and_still_parses() {
+        let s = Script::compile(
+            "p.rego",
+            "package p\nimport rego.v1\nviolations contains sprintf(\"%v %v\", [units.parse(input.s), units.parse_bytes(input.b)]) if input.s\n",
+            &limits(),
+        )
+        .unwrap();
+        let o = s
+            .eval(json(serde_json::json!({"s": "10Ki", "b": "5MB"})))
+            .unwrap();
+        assert_eq!(o.violations, vec!["10240 5000000"]);
+        let o = s
+            .eval(json(serde_json::json!({"s": "1.5k", "b": "1KiB"})))
+            .unwrap();
+        assert_eq!(o.violations, vec!["1500 1024"]);
+        let started = std::time::Instant::now();
+        for (bad_s, bad_b) in [
+            ("1e999999999", "1"),
+            ("1", "2E724333332KB"),
+            (&*"7".repeat(100_000), "1"),
+        ] {
+            let e = s
+                .eval(json(serde_json::json!({"s": bad_s, "b": bad_b})))
+                .unwrap_err();
+            assert!(
+                e.contains("exponent is larger than 400") || e.contains("more than 400 digits"),
+                "{e}"
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(s.eval(json(serde_json::json!({"s": "x", "b": "1"}))).is_err());
     }
 
     #[test]
