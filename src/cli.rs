@@ -435,8 +435,10 @@ pub struct AttStatusArgs {
 #[derive(Debug, Args)]
 pub struct AttPushArgs {
     /// The signing key (PEM; cosign-encrypted keys read TALLY_KEY_PASSWORD).
+    /// Without it the push is keyless: an ephemeral key, certified for this
+    /// run by the control plane's CA, signs and is then forgotten.
     #[arg(long, env = "TALLY_SIGNING_KEY")]
-    pub key: PathBuf,
+    pub key: Option<PathBuf>,
     /// An attestation annotation `key=value` (repeatable).
     #[arg(long = "annotation", value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
@@ -903,6 +905,21 @@ pub struct VerifyArgs {
     /// The signer's public key (PEM): also check the envelope's signature and statement.
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// For a keyless signature: the control plane's CA certificates (PEM,
+    /// `GET /api/v1/ca`); the bundle's certificate must chain to one and be
+    /// in the log before the attestation (needs --bundle).
+    #[arg(long, conflicts_with = "key", requires = "bundle")]
+    pub ca: Option<PathBuf>,
+    /// With --ca: the identity (certificate SAN URI) the signer must have, exactly.
+    #[arg(long, requires = "ca")]
+    pub certificate_identity: Option<String>,
+    /// With --ca: a regular expression the signer's identity must match.
+    #[arg(long, requires = "ca", conflicts_with = "certificate_identity")]
+    pub certificate_identity_regexp: Option<String>,
+    /// With --ca: the issuer of the signer's identity (the OIDC issuer, or
+    /// the control plane's `https://<origin>` for a tally-token run), exactly.
+    #[arg(long, requires = "ca")]
+    pub certificate_oidc_issuer: Option<String>,
     /// The log's verifier key: the key text, or a file holding it.
     #[arg(long)]
     pub log_key: String,

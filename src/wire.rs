@@ -235,6 +235,29 @@ pub struct ResetRun {
     pub reason: Option<String>,
 }
 
+/// `POST /api/v1/runs/{id}/certificate`: a key to certify for the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateRequest {
+    /// The ephemeral public key, PEM SubjectPublicKeyInfo (ECDSA P-256 or Ed25519).
+    pub public_key: String,
+    /// Base64 of the key's signature over the run id (proof of possession).
+    pub proof: String,
+}
+
+/// The answer to a certificate request: the certificate is in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CertificateIssued {
+    /// The leaf certificate then the CA's chain, PEM.
+    pub certificate_chain: String,
+    /// The log index of its `tally.dev/certificate/v1` entry.
+    pub log_index: u64,
+    /// Hex of its serial number.
+    pub serial: String,
+    /// When it expires (unix seconds).
+    pub not_after: i64,
+}
+
 /// The answer to an accepted push (`POST /api/v1/runs/{id}/attestation`).
 /// Borrowed on the server (it is on the path of every push), owned in the
 /// client.

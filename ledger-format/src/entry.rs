@@ -78,7 +78,7 @@ pub struct Entry {
 }
 
 /// Field values: 1..=256 printable ASCII characters from a safe set.
-fn check_token(field: &'static str, value: &str) -> Result<(), EntryError> {
+pub(crate) fn check_token(field: &'static str, value: &str) -> Result<(), EntryError> {
     let bad = |why| EntryError::BadValue {
         field,
         value: value.chars().take(80).collect(),
@@ -130,15 +130,6 @@ impl Entry {
 
     /// Parses canonical entry bytes; anything else is rejected.
     pub fn parse(bytes: &[u8]) -> Result<Self, EntryError> {
-        let s = std::str::from_utf8(bytes).map_err(|_| EntryError::NotText)?;
-        let body = s.strip_suffix('\n').ok_or(EntryError::NotText)?;
-        let lines: Vec<&str> = body.split('\n').collect();
-        if lines.first() != Some(&ENTRY_HEADER) {
-            return Err(EntryError::MissingField {
-                line: 1,
-                expected: ENTRY_HEADER,
-            });
-        }
         const FIELDS: [&str; 8] = [
             "envelope",
             "envelope-size",
@@ -149,22 +140,8 @@ impl Entry {
             "workflow",
             "run",
         ];
-        let mut values = Vec::with_capacity(FIELDS.len());
-        for (i, field) in FIELDS.iter().enumerate() {
-            let line = lines.get(i + 1).ok_or(EntryError::MissingField {
-                line: i + 2,
-                expected: field,
-            })?;
-            let value = line.strip_prefix(field).and_then(|r| r.strip_prefix(' ')).ok_or(
-                EntryError::MissingField {
-                    line: i + 2,
-                    expected: field,
-                },
-            )?;
-            values.push(value);
-        }
+        let (values, rest) = read_fields(bytes, ENTRY_HEADER, &FIELDS)?;
         let mut verdict = None;
-        let rest = &lines[FIELDS.len() + 1..];
         if let Some(line) = rest.first().filter(|l| l.starts_with("verdict ")) {
             let value = &line["verdict ".len()..];
             let bad = || EntryError::BadValue {
@@ -177,9 +154,9 @@ impl Entry {
             let size = parse_decimal(size).ok_or_else(bad)?;
             verdict = Some((hash, size));
         }
-        let used = FIELDS.len() + 1 + usize::from(verdict.is_some());
-        if lines.len() > used {
-            return Err(EntryError::TrailingLines(lines.len() - used));
+        let used = usize::from(verdict.is_some());
+        if rest.len() > used {
+            return Err(EntryError::TrailingLines(rest.len() - used));
         }
         let digest = parse_sha256(values[0]).ok_or_else(|| EntryError::BadValue {
             field: "envelope",
@@ -227,8 +204,41 @@ impl fmt::Display for Entry {
     }
 }
 
+/// The values of `fields` (each on its own line, `<field> <value>`, in
+/// order) after the line `header`, and the lines after them. The text
+/// must be UTF-8 ending in a newline.
+pub(crate) fn read_fields<'a>(
+    bytes: &'a [u8],
+    header: &'static str,
+    fields: &[&'static str],
+) -> Result<(Vec<&'a str>, Vec<&'a str>), EntryError> {
+    let s = std::str::from_utf8(bytes).map_err(|_| EntryError::NotText)?;
+    let body = s.strip_suffix('\n').ok_or(EntryError::NotText)?;
+    let mut lines = body.split('\n');
+    if lines.next() != Some(header) {
+        return Err(EntryError::MissingField {
+            line: 1,
+            expected: header,
+        });
+    }
+    let mut values = Vec::with_capacity(fields.len());
+    for (i, field) in fields.iter().enumerate() {
+        let missing = EntryError::MissingField {
+            line: i + 2,
+            expected: field,
+        };
+        let line = lines.next().ok_or(missing.clone())?;
+        values.push(
+            line.strip_prefix(field)
+                .and_then(|r| r.strip_prefix(' '))
+                .ok_or(missing)?,
+        );
+    }
+    Ok((values, lines.collect()))
+}
+
 /// `sha256:<64 lowercase hex>`.
-fn parse_sha256(s: &str) -> Option<Hash> {
+pub(crate) fn parse_sha256(s: &str) -> Option<Hash> {
     let h = s.strip_prefix("sha256:")?;
     if h.bytes()
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))

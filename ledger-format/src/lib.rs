@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod certificate;
 pub mod checkpoint;
 pub mod entry;
 pub mod hash;

@@ -22,6 +22,21 @@ pub struct Bundle {
     /// The control plane's signed verdict (a VSA envelope's exact bytes),
     /// when the entry binds one (SPEC.md §13.6).
     pub verdict: Option<Vec<u8>>,
+    /// For a keyless signature: the certificate's own log entry and its
+    /// inclusion proof (SPEC.md §15.3).
+    pub certificate: Option<LoggedCertificate>,
+}
+
+/// A certificate entry (`tally.dev/certificate/v1`) and its proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoggedCertificate {
+    /// The entry's log index.
+    pub log_index: u64,
+    /// The entry's text.
+    pub entry: String,
+    /// The tlog-proof text.
+    pub tlog_proof: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -36,6 +51,8 @@ struct Wire {
     /// Standard base64 of the verdict envelope's bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     verdict: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    certificate: Option<LoggedCertificate>,
 }
 
 impl Bundle {
@@ -51,6 +68,7 @@ impl Bundle {
                 .verdict
                 .as_ref()
                 .map(|v| base64::engine::general_purpose::STANDARD.encode(v)),
+            certificate: self.certificate.clone(),
         };
         let mut s = serde_json::to_string_pretty(&w).unwrap_or_default();
         s.push('\n');
@@ -83,6 +101,7 @@ impl Bundle {
             tlog_proof: w.tlog_proof,
             envelope,
             verdict,
+            certificate: w.certificate,
         })
     }
 }

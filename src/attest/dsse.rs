@@ -44,6 +44,10 @@ pub struct Signature {
     pub keyid: Option<String>,
     /// The signature, base64.
     pub sig: String,
+    /// For a keyless signature: the certificate chain (PEM, leaf first)
+    /// the control plane's CA issued for the signing key (SPEC.md §15.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 /// A DSSE envelope as it travels (base64 fields).
@@ -230,6 +234,7 @@ mod tests {
             signatures: (0..signatures)
                 .map(|i| Signature {
                     keyid: None,
+                    certificate: None,
                     sig: format!("AAAA{i:04}"),
                 })
                 .collect(),

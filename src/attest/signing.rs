@@ -224,6 +224,7 @@ impl SigningKey {
             signatures: vec![dsse::Signature {
                 keyid: Some(self.keyid.clone()),
                 sig: b64.encode(sig),
+                certificate: None,
             }],
         })
     }

@@ -1157,7 +1157,16 @@ pub fn push(args: &AttPushArgs) -> Result<Report, Failure> {
             }),
         ));
     }
-    let key = load_signing_key(&args.key)?;
+    let key = match &args.key {
+        Some(p) => load_signing_key(p)?,
+        None if st.dry_run || args.dry_run => {
+            return Err(Failure::Usage(anyhow!(
+                "a dry run signs with --key: keyless signing needs the control plane's CA"
+            )))
+        }
+        // Keyless: a key that lives in memory for this push only.
+        None => SigningKey::generate(crate::attest::signing::Algorithm::EcdsaP256).map_err(key_failure)?,
+    };
     let mut statement = statement::build(&st, &annotations, &now());
     // Policies: the materials' verdicts from `add` travel in the statement
     // (the control plane uses them only for materials it never receives),
@@ -1196,14 +1205,29 @@ pub fn push(args: &AttPushArgs) -> Result<Report, Failure> {
             ));
         }
     }
-    let envelope = key
+    let certificate = match args.key {
+        None => Some(request_certificate(&st, args, &key)?),
+        Some(_) => None,
+    };
+    let mut envelope = key
         .sign_envelope(IN_TOTO_PAYLOAD_TYPE, &payload)
         .map_err(key_failure)?;
+    if let (Some(c), Some(s)) = (&certificate, envelope.signatures.first_mut()) {
+        s.certificate = Some(c.certificate_chain.clone());
+    }
     let mut env_bytes = serde_json::to_vec_pretty(&envelope).map_err(|e| Failure::Usage(e.into()))?;
     env_bytes.push(b'\n');
     let env_digest = format!("sha256:{}", ledger_format::hash::sha256(&env_bytes).to_hex());
     if !args.dry_run {
-        return push_to_server(args, &path, &st, &env_bytes, &env_digest, &key);
+        return push_to_server(
+            args,
+            &path,
+            &st,
+            &env_bytes,
+            &env_digest,
+            &key,
+            certificate.as_ref(),
+        );
     }
     crate::fsutil::write_atomic(&args.envelope, &env_bytes, 0o644, true)
         .map_err(|e| Failure::Unavailable(anyhow!("writing {}: {e}", args.envelope.display())))?;
@@ -1238,6 +1262,67 @@ pub fn push(args: &AttPushArgs) -> Result<Report, Failure> {
     })
 }
 
+/// Keyless signing: asks the control plane's CA to certify `key` for the
+/// run (proving possession by signing the run id). The certificate is in
+/// the log once this returns.
+fn request_certificate(
+    st: &State,
+    args: &AttPushArgs,
+    key: &SigningKey,
+) -> Result<wire::CertificateIssued, Failure> {
+    let client = run_client(st, &args.common, "certify the signing key")?;
+    let proof = key.sign(st.run_id.as_bytes()).map_err(key_failure)?;
+    let req = wire::CertificateRequest {
+        public_key: key.public_pem().to_owned(),
+        proof: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, proof),
+    };
+    let body = serde_json::to_vec(&req).map_err(|e| Failure::Usage(e.into()))?;
+    let (_, issued) = client.post_bytes_as(&format!("/api/v1/runs/{}/certificate", st.run_id), &body)?;
+    Ok(issued)
+}
+
+/// The certificate's entry and inclusion proof, checked, for the bundle
+/// (the attestation is published, and the certificate's entry before it).
+fn logged_certificate(
+    client: &crate::client::Client,
+    c: &wire::CertificateIssued,
+    vkey: &ledger_format::note::VerifierKey,
+) -> Result<crate::attest::bundle::LoggedCertificate, Failure> {
+    use std::io::Read as _;
+    let i = c.log_index;
+    let mut entry = String::new();
+    client
+        .get_stream(&format!("/api/v1/entries/{i}"))?
+        .read_to_string(&mut entry)
+        .map_err(|e| Failure::Unavailable(anyhow!("reading log entry {i}: {e}")))?;
+    let p: wire::InclusionProof = client.get_as(&format!("/api/v1/proof/inclusion?index={i}"))?;
+    let tlog_proof = p.tlog_proof.ok_or_else(|| {
+        Failure::Unavailable(anyhow!(
+            "the control plane sent no inclusion proof for the certificate"
+        ))
+    })?;
+    ledger_format::tlog_proof::TlogProof::parse(tlog_proof.as_bytes())
+        .map_err(|e| Failure::Invalid(e.into()))?
+        .verify(entry.as_bytes(), vkey, &[], Some(vkey.name()))
+        .map_err(|e| Failure::Invalid(anyhow!("the certificate's inclusion proof does not verify: {e}")))?;
+    let leaf = crate::identity::ca::pem_blocks(&c.certificate_chain)
+        .ok()
+        .and_then(|b| b.into_iter().next())
+        .unwrap_or_default();
+    let logged = ledger_format::certificate::CertificateEntry::parse(entry.as_bytes())
+        .map_err(|e| Failure::Invalid(anyhow!("log entry {i} is not a certificate entry: {e}")))?;
+    if logged.certificate_digest != ledger_format::hash::sha256(&leaf) {
+        return Err(Failure::Invalid(anyhow!(
+            "log entry {i} names another certificate than the one issued"
+        )));
+    }
+    Ok(crate::attest::bundle::LoggedCertificate {
+        log_index: i,
+        entry,
+        tlog_proof,
+    })
+}
+
 /// Whether the control plane granted this run a policy exception that is
 /// still usable (it decides again at intake).
 fn exception_granted(st: &State, args: &AttPushArgs) -> Result<bool, Failure> {
@@ -1261,6 +1346,7 @@ fn push_to_server(
     env_bytes: &[u8],
     env_digest: &str,
     key: &SigningKey,
+    certificate: Option<&wire::CertificateIssued>,
 ) -> Result<Report, Failure> {
     use ledger_format::tlog_proof::TlogProof;
     let client = run_client(st, &args.common, "push the attestation")?;
@@ -1353,26 +1439,31 @@ fn push_to_server(
             )))
         }
     };
+    let logged_cert = match certificate {
+        Some(c) => Some(logged_certificate(&client, c, &vkey)?),
+        None => None,
+    };
     let bundle = crate::attest::bundle::Bundle {
         log_index: index,
         entry,
         tlog_proof: tlog,
         envelope: env_bytes.to_vec(),
         verdict,
+        certificate: logged_cert,
     };
     crate::fsutil::write_atomic(&args.bundle, bundle.to_json().as_bytes(), 0o644, true)
         .map_err(|e| Failure::Unavailable(anyhow!("writing {}: {e}", args.bundle.display())))?;
-    let pub_guess = args.key.with_extension("pub");
-    let pub_shown = if pub_guess.is_file() {
-        pub_guess.display().to_string()
-    } else {
-        "<the workflow's public key>".into()
+    let trust = match (&args.key, certificate) {
+        (_, Some(_)) => "--ca <the control plane's CA certificate: GET /api/v1/ca>".to_owned(),
+        (Some(k), None) if k.with_extension("pub").is_file() => {
+            format!("--key {}", k.with_extension("pub").display())
+        }
+        _ => "--key <the workflow's public key>".to_owned(),
     };
     let mut command = format!(
-        "tally verify --bundle {} --log-key '{}' --key {}",
+        "tally verify --bundle {} --log-key '{}' {trust}",
         args.bundle.display(),
         vkey_text,
-        pub_shown
     );
     if let Some(p) = &args.witnesses.witness_policy {
         command.push_str(&format!(" --witness-policy {}", p.display()));
@@ -1394,6 +1485,7 @@ fn push_to_server(
             "log_index": index,
             "envelope_digest": env_digest,
             "keyid": key.keyid(),
+            "certificate_log_index": certificate.map(|c| c.log_index),
             "bundle": args.bundle,
             "verify_command": command,
         }),

@@ -125,6 +125,14 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
         _ => None,
     };
     let signer = match (&args.key, &envelope) {
+        (None, Some((_, env))) if args.ca.is_some() => Some(check_keyless(
+            args,
+            env,
+            parsed.as_ref(),
+            &log_key,
+            origin,
+            verified.inclusion().index(),
+        )?),
         (Some(k), Some((_, env))) => Some(check_signature(k, env, parsed.as_ref())?),
         (Some(_), None) => {
             return Err(Failure::Usage(anyhow!(
@@ -466,7 +474,127 @@ fn check_signature(key: &std::path::Path, env: &[u8], entry: Option<&Entry>) -> 
         .usage()?;
     let key = PublicKey::from_pem(&pem).usage()?;
     let envelope = Envelope::parse(env).invalid()?;
-    let verified = envelope.verify(&[key]).invalid()?;
+    check_signed(&envelope, &[key], entry)
+}
+
+/// A keyless signature (SPEC.md §15.4): the bundle's certificate entry is
+/// in the log (same key, same origin) before the attestation and is the
+/// attestation's run's; the envelope's certificate is that entry's and
+/// chains to `--ca` (valid when it was issued); its identity meets the
+/// `--certificate-*` constraints; its key signed the envelope.
+fn check_keyless(
+    args: &VerifyArgs,
+    env: &[u8],
+    entry: Option<&Entry>,
+    log_key: &ledger_format::note::VerifierKey,
+    origin: Option<&str>,
+    index: u64,
+) -> Result<String, Failure> {
+    use crate::attest::dsse::{Envelope, PublicKey};
+    use ledger_format::certificate::CertificateEntry;
+    let (Some(ca), Some(b)) = (&args.ca, &args.bundle) else {
+        return Err(Failure::Usage(anyhow!("--ca needs --bundle")));
+    };
+    let ca_pem = std::fs::read_to_string(ca)
+        .with_context(|| format!("cannot read the CA certificates {}", ca.display()))
+        .usage()?;
+    let bundle =
+        crate::attest::bundle::Bundle::parse(&read_input(b)?).map_err(|e| Failure::Usage(anyhow!(e)))?;
+    let Some(logged) = bundle.certificate else {
+        return Err(Failure::Invalid(anyhow!(
+            "the bundle carries no logged certificate: a keyless signature is trusted only with its certificate's log entry and inclusion proof"
+        )));
+    };
+    let proof = TlogProof::parse(logged.tlog_proof.as_bytes())
+        .context("the certificate's tlog-proof")
+        .usage()?;
+    proof
+        .verify(logged.entry.as_bytes(), log_key, &[], origin)
+        .context("the certificate's entry is not proven in the log")
+        .invalid()?;
+    if logged.log_index != proof.index || logged.log_index >= index {
+        return Err(Failure::Invalid(anyhow!(
+            "the certificate's entry (index {}) is not logged before the attestation (index {index})",
+            logged.log_index
+        )));
+    }
+    let c = CertificateEntry::parse(logged.entry.as_bytes())
+        .context("the certificate's log entry")
+        .invalid()?;
+    if let Some(e) = entry {
+        if (c.project.as_str(), c.workflow.as_str(), c.run.as_str())
+            != (e.project.as_str(), e.workflow.as_str(), e.run.as_str())
+        {
+            return Err(Failure::Invalid(anyhow!(
+                "the certificate was issued for run {} of {}/{}, not for this attestation's run",
+                c.run,
+                c.project,
+                c.workflow
+            )));
+        }
+    }
+    let envelope = Envelope::parse(env).invalid()?;
+    let chain = envelope
+        .signatures
+        .iter()
+        .filter_map(|s| s.certificate.as_deref())
+        .find(|chain| {
+            crate::identity::ca::pem_blocks(chain)
+                .ok()
+                .and_then(|b| b.into_iter().next())
+                .is_some_and(|leaf| sha256(&leaf) == c.certificate_digest)
+        })
+        .ok_or_else(|| {
+            Failure::Invalid(anyhow!(
+                "no signature of the envelope carries the logged certificate sha256:{}",
+                c.certificate_digest
+            ))
+        })?;
+    let v = crate::identity::cert::verify_chain(chain, &ca_pem, c.not_before as i64).invalid()?;
+    let id = &v.identity;
+    if let Some(want) = &args.certificate_identity {
+        if &id.san != want {
+            return Err(Failure::Invalid(anyhow!(
+                "the signer's identity is {}, not {want}",
+                id.san
+            )));
+        }
+    }
+    if let Some(re) = &args.certificate_identity_regexp {
+        let re = regex::Regex::new(re)
+            .context("--certificate-identity-regexp")
+            .usage()?;
+        if !re.is_match(&id.san) {
+            return Err(Failure::Invalid(anyhow!(
+                "the signer's identity {} does not match {re}",
+                id.san
+            )));
+        }
+    }
+    if let Some(want) = &args.certificate_oidc_issuer {
+        if &id.issuer != want {
+            return Err(Failure::Invalid(anyhow!(
+                "the signer's identity was issued by {}, not {want}",
+                id.issuer
+            )));
+        }
+    }
+    let key = PublicKey::from_pem(&v.public_key_pem).invalid()?;
+    let signed = check_signed(&envelope, &[key], entry)?;
+    Ok(format!(
+        "keyless signature by {} (issuer {}), certificate {} logged at index {}; {signed}",
+        id.san, id.issuer, v.serial, logged.log_index
+    ))
+}
+
+/// The envelope's signature under one of `keys`, and its statement: of
+/// the entry's workflow, run and contract revision.
+fn check_signed(
+    envelope: &crate::attest::dsse::Envelope,
+    keys: &[crate::attest::dsse::PublicKey],
+    entry: Option<&Entry>,
+) -> Result<String, Failure> {
+    let verified = envelope.verify(keys).invalid()?;
     let st = crate::attest::statement::View::parse(verified.payload())
         .context("the signed payload is not an in-toto statement")
         .invalid()?;

@@ -190,21 +190,24 @@ pub fn check_repository(git_dir: &Path, key: &VerifierKey) -> Result<FsckReport,
             .ok_or_else(|| problem(format!("{} is missing", id.path())))?;
         let entries = decode_bundle(id, &bytes).map_err(|e| problem(e.to_string()))?;
         for (i, e) in entries.iter().enumerate() {
-            let Ok(entry) = Entry::parse(e) else { continue };
+            // An attestation entry's envelope, or a certificate entry's DER.
+            let (what, digest, size) = if let Ok(entry) = Entry::parse(e) {
+                ("envelope", entry.envelope_digest, entry.envelope_size)
+            } else if let Ok(c) = ledger_format::certificate::CertificateEntry::parse(e) {
+                ("certificate", c.certificate_digest, c.certificate_size)
+            } else {
+                continue;
+            };
             let index = b * TILE_WIDTH + i as u64;
-            let body = git
-                .read(head.tree, &body_path(index, &entry.envelope_digest))?
-                .ok_or_else(|| {
-                    problem(format!(
-                        "entry {index} names envelope sha256:{} but {} is missing",
-                        entry.envelope_digest,
-                        body_path(index, &entry.envelope_digest)
-                    ))
-                })?;
-            if body.len() as u64 != entry.envelope_size {
+            let body = git.read(head.tree, &body_path(index, &digest))?.ok_or_else(|| {
+                problem(format!(
+                    "entry {index} names {what} sha256:{digest} but {} is missing",
+                    body_path(index, &digest)
+                ))
+            })?;
+            if body.len() as u64 != size {
                 return Err(problem(format!(
-                    "entry {index} names an envelope of {} bytes; the stored one has {}",
-                    entry.envelope_size,
+                    "entry {index}'s {what} should be {size} bytes; the stored one has {}",
                     body.len()
                 )));
             }

@@ -77,6 +77,11 @@ pub enum Refusal {
     #[error("the envelope's signature does not verify: {0}")]
     Signature(String),
     /// Not an in-toto payload.
+    /// A certificate-carrying signature whose certificate is not trusted
+    /// (not issued and logged for this run, or its chain does not verify),
+    /// or a certificate request the CA does not sign.
+    #[error("certificate: {0}")]
+    Certificate(String),
     #[error("payloadType is {0:?}, not {IN_TOTO_PAYLOAD_TYPE}")]
     PayloadType(String),
     /// The payload is not a statement.
@@ -131,6 +136,7 @@ impl Refusal {
         match self {
             Refusal::NoKey(_) => "no_key",
             Refusal::Signature(_) => "signature",
+            Refusal::Certificate(_) => "certificate",
             Refusal::PayloadType(_) => "payload_type",
             Refusal::Statement(_) => "statement",
             Refusal::Violations { .. } => "contract_violation",
@@ -185,14 +191,26 @@ pub async fn accept(app: &Arc<App>, run: &Run, env: Envelope, bytes: Vec<u8>) ->
             what: "reading the workflow's keys",
             cause: cause.to_string(),
         })?;
-    if keys.is_empty() {
+    // Keyless signatures: certificates this control plane logged for the run.
+    let chains = crate::server::certify::logged_certificates(app, run, &env)?;
+    if keys.is_empty() && chains.is_empty() {
         return Err(Refusal::NoKey(run.workflow.clone()));
     }
+    let (ca_pem, now) = (app.ca.chain_pem().to_owned(), unix_now());
     // Verification is the CPU a push can cost before it is known genuine:
     // on the bounded pool, not on the threads serving every other request.
     let verified = app
         .cpu
-        .run(move || env.verify(&keys))
+        .run(move || {
+            let verified = if chains.is_empty() {
+                env.verify(&keys)
+            } else {
+                let mut all = keys.to_vec();
+                all.extend(crate::server::certify::verify_certified(&chains, &ca_pem, now)?);
+                env.verify(&all)
+            };
+            verified.map_err(|e| Refusal::Signature(e.to_string()))
+        })
         .await
         .map_err(|e| match e {
             CpuError::Saturated(_) => Refusal::Saturated,
@@ -200,8 +218,7 @@ pub async fn accept(app: &Arc<App>, run: &Run, env: Envelope, bytes: Vec<u8>) ->
                 what: "verifying the signature",
                 cause,
             },
-        })?
-        .map_err(|e| Refusal::Signature(e.to_string()))?;
+        })??;
     if verified.payload_type() != IN_TOTO_PAYLOAD_TYPE {
         return Err(Refusal::PayloadType(verified.payload_type().to_owned()));
     }

@@ -71,6 +71,9 @@ CREATE TABLE IF NOT EXISTS digests (
   id INTEGER PRIMARY KEY, key INTEGER NOT NULL, digest TEXT NOT NULL, log_index INTEGER NOT NULL,
   role TEXT NOT NULL, name TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS digests_by_key ON digests (key);
+CREATE TABLE IF NOT EXISTS certificates (
+  log_index INTEGER PRIMARY KEY, digest TEXT NOT NULL UNIQUE, serial TEXT NOT NULL,
+  run_id TEXT NOT NULL, not_after INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS run_policies (run_id TEXT PRIMARY KEY, policies_commit TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS exceptions (
   run_id TEXT PRIMARY KEY, granted_by TEXT NOT NULL, reason TEXT NOT NULL,
@@ -624,11 +627,41 @@ impl Meta {
         Ok(())
     }
 
-    /// The highest indexed log index, if any.
+    /// The highest indexed log index (attestation or certificate), if any.
     pub fn max_indexed(&self) -> Result<Option<i64>> {
+        Ok(self.c().query_row(
+            "SELECT MAX(m) FROM (SELECT MAX(log_index) AS m FROM attestations
+             UNION ALL SELECT MAX(log_index) FROM certificates)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Records the certificate entry at `log_index`: the leaf's digest
+    /// (`sha256:…`), serial, run and expiry. Recording it again is a no-op.
+    pub fn record_certificate(
+        &self,
+        log_index: i64,
+        digest: &str,
+        serial: &str,
+        run: &str,
+        not_after: i64,
+    ) -> Result<()> {
+        self.c().execute(
+            "INSERT OR IGNORE INTO certificates (log_index, digest, serial, run_id, not_after) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![log_index, digest, serial, run, not_after],
+        )?;
+        Ok(())
+    }
+
+    /// The log index and run of the logged certificate whose DER has
+    /// `digest` (`sha256:…`).
+    pub fn certificate(&self, digest: &str) -> Result<Option<(i64, String)>> {
         Ok(self
-            .c()
-            .query_row("SELECT MAX(log_index) FROM attestations", [], |r| r.get(0))?)
+            .r()
+            .prepare_cached("SELECT log_index, run_id FROM certificates WHERE digest = ?1")?
+            .query_row([digest], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
     }
 
     /// Records that `workflow` stored the artifact `digest`.
@@ -717,20 +750,25 @@ impl Meta {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// How many attestations are indexed.
+    /// How many entries (attestations and certificates) are indexed.
     pub fn indexed_count(&self) -> Result<u64> {
-        Ok(self
-            .c()
-            .query_row("SELECT COUNT(*) FROM attestations", [], |r| r.get::<_, i64>(0))? as u64)
+        Ok(self.c().query_row(
+            "SELECT (SELECT COUNT(*) FROM attestations) + (SELECT COUNT(*) FROM certificates)",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
     }
 
     /// Whether `index` is in the search index.
     pub fn is_indexed(&self, index: i64) -> Result<bool> {
         Ok(self
             .c()
-            .query_row("SELECT 1 FROM attestations WHERE log_index = ?1", [index], |_| {
-                Ok(())
-            })
+            .query_row(
+                "SELECT 1 FROM attestations WHERE log_index = ?1
+                 UNION ALL SELECT 1 FROM certificates WHERE log_index = ?1",
+                [index],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some())
     }

@@ -94,6 +94,7 @@ fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Vec<u8>), ServerError
         tlog_proof: app.tlog_proof(i)?,
         envelope: envelope.clone(),
         verdict,
+        certificate: crate::server::certify::logged_certificate(app, &envelope)?,
     }
     .to_json()
     .into_bytes();

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod artifact_store;
 pub mod budget;
+pub mod certify;
 pub mod cpu;
 pub mod gate;
 pub mod intake;
@@ -77,6 +78,11 @@ pub struct ServerConfig {
     pub policy_max_input_bytes: u64,
     /// Witnesses that cosign the log's checkpoints (`[witnesses]`).
     pub witnesses: crate::witness::cosigner::WitnessesConfig,
+    /// The CA's private key (PEM), when the operator supplies the CA;
+    /// empty: a CA created in the data directory at first start.
+    pub ca_key: String,
+    /// The CA's certificate then its issuers (PEM), with `ca_key`.
+    pub ca_chain: String,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +106,8 @@ impl Default for ServerConfig {
             policy_memory_mib: 2048,
             policy_max_input_bytes: 64 << 20,
             witnesses: crate::witness::cosigner::WitnessesConfig::default(),
+            ca_key: String::new(),
+            ca_chain: String::new(),
         }
     }
 }
@@ -156,6 +164,12 @@ impl ServerConfig {
         }
         if let Some(v) = get("TALLY_CPU_QUEUE") {
             self.cpu_queue = num("TALLY_CPU_QUEUE", v)? as usize;
+        }
+        if let Some(v) = get("TALLY_CA_KEY") {
+            self.ca_key = v;
+        }
+        if let Some(v) = get("TALLY_CA_CHAIN") {
+            self.ca_chain = v;
         }
         if let Some(v) = get("TALLY_IDLE_TIMEOUT_SECS") {
             self.idle_timeout_secs = num("TALLY_IDLE_TIMEOUT_SECS", v)?;
@@ -271,6 +285,8 @@ pub struct App {
     /// Signature verification and policy evaluation: at most the cores at
     /// once, a bounded queue behind them, off the async workers.
     pub cpu: cpu::CpuPool,
+    /// The CA that certifies runs' ephemeral keys (keyless signing).
+    pub ca: crate::identity::ca::Ca,
 }
 
 /// The search index's watermark: every log index below `below()` has its
@@ -808,6 +824,18 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
     };
     let refusals = budget::RefusalBudget::new(cfg.refusals_per_minute);
     let verdict_key = verdict_key(&dir)?;
+    let ca = match (cfg.ca_key.is_empty(), cfg.ca_chain.is_empty()) {
+        (true, true) => crate::identity::ca::Ca::open_or_create(&dir, &cfg.origin, unix_now()),
+        (false, false) => {
+            crate::identity::ca::Ca::from_files(Path::new(&cfg.ca_key), Path::new(&cfg.ca_chain))
+        }
+        _ => {
+            return Err(ServerError::Config(ConfigError(
+                "ca_key and ca_chain go together: set both (an operator's CA) or neither".into(),
+            )))
+        }
+    }
+    .map_err(|e| ServerError::Refused(e.to_string()))?;
     policy_limits(&cfg).install();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let cpu_queue = cfg.cpu_queue;
@@ -832,6 +860,7 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         verdict_key,
         plans: Mutex::new(HashMap::new()),
         cpu: cpu::CpuPool::new(cores, cpu_queue),
+        ca,
     });
     // One attestation per run, also across a crash: before the first request,
     // every run the log holds an entry for reads as taken.
@@ -901,6 +930,10 @@ impl App {
         let n = claims.len() as u64;
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         for (i, text) in claims {
+            if ledger_format::certificate::is_certificate_entry(&text) {
+                self.record_certificate_text(i, &text)?;
+                continue;
+            }
             let e = ledger_format::entry::Entry::parse(&text).map_err(|e| ServerError::Entry {
                 index: i,
                 reason: e.to_string(),
@@ -909,6 +942,29 @@ impl App {
             pending.insert(e.run, Some((i as i64, digest)));
         }
         Ok(n)
+    }
+
+    /// Records the certificate entry at `index` (SPEC.md §15.3) in the
+    /// search index: intake trusts a certificate only once it is there.
+    pub fn record_certificate(
+        &self,
+        index: u64,
+        e: &ledger_format::certificate::CertificateEntry,
+    ) -> Result<(), ServerError> {
+        let digest = format!("sha256:{}", e.certificate_digest.to_hex());
+        self.meta
+            .record_certificate(index as i64, &digest, &e.serial, &e.run, e.not_after as i64)?;
+        self.indexed.add([index]);
+        Ok(())
+    }
+
+    fn record_certificate_text(&self, index: u64, text: &[u8]) -> Result<(), ServerError> {
+        let e =
+            ledger_format::certificate::CertificateEntry::parse(text).map_err(|e| ServerError::Entry {
+                index,
+                reason: e.to_string(),
+            })?;
+        self.record_certificate(index, &e)
     }
 
     /// Where entries the index lacks may start, and whether there are gaps
@@ -930,6 +986,12 @@ impl App {
         let mut n = 0;
         for i in start..published {
             if gaps && self.meta.is_indexed(i as i64)? {
+                continue;
+            }
+            let text = self.ledger.entry(i)?;
+            if ledger_format::certificate::is_certificate_entry(&text) {
+                self.record_certificate_text(i, &text)?;
+                n += 1;
                 continue;
             }
             let Logged {

@@ -80,6 +80,7 @@ fn ed25519_envelopes_verify_and_the_wrong_key_does_not() {
         signatures: vec![tally::attest::dsse::Signature {
             keyid: None,
             sig: STANDARD.encode(sig.to_bytes()),
+            certificate: None,
         }],
     };
     let pem =

@@ -139,3 +139,232 @@ print(json.dumps(out, sort_keys=True))
     assert_eq!(got["san_critical"], true, "{got}");
     assert_eq!(got["code_signing"], true);
 }
+
+/// The certificate chain of the first keyless signature in a bundle's envelope.
+fn bundle_chain(bundle: &std::path::Path) -> (serde_json::Value, String) {
+    let b: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle).unwrap()).unwrap();
+    let env = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        b["envelope"].as_str().unwrap(),
+    )
+    .unwrap();
+    let env: serde_json::Value = serde_json::from_slice(&env).unwrap();
+    let chain = env["signatures"][0]["certificate"].as_str().unwrap().to_owned();
+    (env, chain)
+}
+
+/// `tally attestation push` with no key, as JSON.
+fn keyless_push(
+    cp: &crate::controlplane::ControlPlane,
+    ws: &std::path::Path,
+    env: &[(&str, &str)],
+) -> serde_json::Value {
+    let args = [
+        "attestation",
+        "push",
+        "--annotation",
+        "change-ticket=CHG-1042",
+        "--output",
+        "json",
+    ];
+    crate::controlplane::ok(&cp.tally(ws, env, &args))
+}
+
+/// Keyless signing end to end, through the real server and CLI: a workflow
+/// with no registered key pushes with an ephemeral key the control plane's
+/// CA certified and logged; an auditor verifies the bundle offline against
+/// the CA with cosign-style identity constraints; OpenSSL verifies the
+/// chain; a certificate of another run, or one the log never saw, is
+/// refused at intake; the log's certificate entries survive a restart.
+#[test]
+fn a_keyless_push_is_certified_logged_and_verified_offline() {
+    use crate::controlplane::{craft_release_with, gh_env, ok, ControlPlane};
+    let d = tmp();
+    let repo = contracts_repo(d.path());
+    let mut cp = ControlPlane::start(&repo, &[]);
+    let ws = d.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let admin = [("TALLY_TOKEN", cp.admin.as_str())];
+    let t = ok(&cp.tally(
+        &ws,
+        &admin,
+        &[
+            "token",
+            "create",
+            "--workflow",
+            "payments-release",
+            "--expires",
+            "1d",
+            "--output",
+            "json",
+        ],
+    ));
+    let token = t["token"].as_str().unwrap().to_owned();
+    let mut env = gh_env();
+    env.push(("TALLY_TOKEN", &token));
+    let image = format!("ghcr.io/acme/payments@sha256:{}", "5e".repeat(32));
+    craft_release_with(&cp, &ws, &env, &image);
+    // No --key, no key registered for the workflow.
+    let pushed = keyless_push(&cp, &ws, &env);
+    let (index, cert_index) = (
+        pushed["log_index"].as_u64().unwrap(),
+        pushed["certificate_log_index"].as_u64().unwrap(),
+    );
+    assert!(cert_index < index, "{pushed}");
+    assert!(
+        pushed["verify_command"].as_str().unwrap().contains("--ca"),
+        "{pushed}"
+    );
+    let bundle = ws.join("attestation.bundle.json");
+    let (envelope, chain) = bundle_chain(&bundle);
+    let entry: String = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&bundle).unwrap())
+        .unwrap()["entry"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let project = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("project "))
+        .unwrap()
+        .to_owned();
+
+    // The CA, as an auditor fetches it once.
+    let ca_pem = cp
+        .http()
+        .get(format!("{}/api/v1/ca", cp.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let auditor = d.path().join("auditor");
+    std::fs::create_dir_all(&auditor).unwrap();
+    let ca = write(&auditor, "ca.pem", &ca_pem);
+    std::fs::copy(&bundle, auditor.join("b.json")).unwrap();
+    let san = format!("https://tally.localhost/log/projects/{project}/workflows/payments-release");
+    let verify_with = |bundle: &str, ca: &str, extra: &[&str]| {
+        let mut args = vec!["verify", "--bundle", bundle, "--log-key", &cp.vkey, "--ca", ca];
+        args.extend_from_slice(extra);
+        cp.tally(&auditor, &[], &args)
+    };
+    let verify = |extra: &[&str]| verify_with("b.json", "ca.pem", extra);
+    let o = verify(&[
+        "--certificate-identity",
+        &san,
+        "--certificate-oidc-issuer",
+        "https://tally.localhost/log",
+    ]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("keyless signature by {san}")),
+        "{}",
+        stdout(&o)
+    );
+    let o = verify(&["--certificate-identity-regexp", "/workflows/payments-release$"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for (flags, says) in [
+        (
+            &[
+                "--certificate-identity",
+                "https://tally.localhost/log/projects/x/workflows/other",
+            ][..],
+            "not https://",
+        ),
+        (
+            &[
+                "--certificate-oidc-issuer",
+                "https://token.actions.githubusercontent.com",
+            ][..],
+            "was issued by",
+        ),
+        (
+            &["--certificate-identity-regexp", "^https://github.com/"][..],
+            "does not match",
+        ),
+    ] {
+        let o = verify(flags);
+        assert_eq!(code(&o), 1, "{flags:?}: {}", stdout(&o));
+        assert!(stderr(&o).contains(says), "{flags:?}: {}", stderr(&o));
+    }
+    // Another CA is not trusted; a bundle without the certificate's log entry is not either.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = Ca::open_or_create(other.path(), "elsewhere", 1_796_000_000).unwrap();
+    write(&auditor, "other.pem", other_ca.chain_pem());
+    let o = verify_with("b.json", "other.pem", &[]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    let mut b: serde_json::Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    b.as_object_mut().unwrap().remove("certificate");
+    write(&auditor, "nocert.json", serde_json::to_vec(&b).unwrap());
+    let o = verify_with("nocert.json", "ca.pem", &[]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(stderr(&o).contains("no logged certificate"), "{}", stderr(&o));
+
+    // OpenSSL: the chain the envelope carries verifies under the CA, for code signing.
+    let leaf = write(&auditor, "leaf.pem", &chain);
+    let o = Command::new("openssl")
+        .args(["verify", "-x509_strict", "-CAfile"])
+        .arg(&ca)
+        .arg(&leaf)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The log's certificate entries survive a restart; then intake refuses
+    // a certificate of another run, and one the log never saw.
+    assert!(cp.stop().success());
+    // The stored log holds the certificate's DER beside its entry.
+    let data = cp.dir.path().join("data/ledger");
+    let o = tally(&["ledger", "fsck", data.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let fsck: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(fsck["entries_with_bodies"], 2, "{fsck}");
+    let dir = std::mem::replace(&mut cp.dir, tempfile::tempdir().unwrap());
+    let cp = ControlPlane::start_in(dir, &repo, &[]);
+    craft_release_with(&cp, &ws, &env, &image);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.join(".tally/attestation.json")).unwrap()).unwrap();
+    let run = state["run_id"].as_str().unwrap().to_owned();
+    let push = |body: &serde_json::Value| {
+        cp.post(
+            &format!("/api/v1/runs/{run}/attestation"),
+            Some(&token),
+            "application/json",
+            serde_json::to_vec(body).unwrap(),
+        )
+    };
+    let (s, body) = push(&envelope);
+    assert_eq!(s, 422, "{body}");
+    assert_eq!(body["error"], "certificate", "{body}");
+    assert!(body.to_string().contains("issued for another run"), "{body}");
+    let mut foreign = envelope.clone();
+    let stranger = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+    let proof = stranger.sign(run.as_bytes()).unwrap();
+    let issued = other_ca
+        .issue(
+            &Request {
+                public_key_pem: stranger.public_pem(),
+                challenge: run.as_bytes(),
+                proof: &proof,
+                identity: &identity(),
+            },
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+        )
+        .unwrap();
+    foreign["signatures"][0]["certificate"] = issued.chain_pem.into();
+    let (s, body) = push(&foreign);
+    assert_eq!(s, 422, "{body}");
+    assert!(body.to_string().contains("is not in this log"), "{body}");
+    // And the honest keyless push of this run still goes through.
+    let pushed = keyless_push(&cp, &ws, &env);
+    assert!(
+        pushed["certificate_log_index"].as_u64().unwrap() > index,
+        "{pushed}"
+    );
+}

@@ -290,6 +290,16 @@ pub(super) async fn proof_consistency(
     }))
 }
 
+/// `GET /api/v1/ca`: the CA's certificate then its issuers (PEM), what a
+/// verifier of keyless signatures pins (`tally verify --ca`).
+pub(super) async fn ca(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/pem-certificate-chain")],
+        app.ca.chain_pem().to_owned(),
+    )
+        .into_response()
+}
+
 pub(super) async fn entry(State(app): State<Arc<App>>, Path(index): Path<String>) -> ApiResult<Response> {
     let index: u64 = index
         .parse()

@@ -43,6 +43,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(log::metrics))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/api/v1/log", get(log::log_info))
+        .route("/api/v1/ca", get(log::ca))
         .route("/api/v1/proof/inclusion", get(log::proof_inclusion))
         .route("/api/v1/proof/consistency", get(log::proof_consistency))
         .route("/api/v1/entries/{index}", get(log::entry))
@@ -53,6 +54,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/runs/{id}/reset", post(runs::reset_run))
         .route("/api/v1/runs/{id}/exception", post(admin::grant_exception))
         .route("/api/v1/runs/{id}/attestation", post(runs::push_attestation))
+        .route("/api/v1/runs/{id}/certificate", post(runs::request_certificate))
         .route(
             "/api/v1/tokens",
             post(admin::create_token).get(admin::list_tokens),

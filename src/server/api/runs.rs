@@ -191,6 +191,17 @@ fn find_run(app: &App, who: &Principal, id: &str) -> ApiResult<Run> {
     Ok(run)
 }
 
+/// [`find_run`], expired first when its time is up.
+fn current_run(app: &App, who: &Principal, id: &str) -> ApiResult<Run> {
+    let run = find_run(app, who, id)?;
+    let now = unix_now();
+    if run.status == "INITIALIZED" && run.created_at + app.cfg.run_ttl_secs as i64 <= now {
+        let _ = app.meta.expire_runs(run.created_at + 1, now);
+        return find_run(app, who, id);
+    }
+    Ok(run)
+}
+
 /// A run appended whose row the index writer has not written yet is SUCCEEDED.
 fn overlay_pending(app: &App, run: &mut Run) {
     if let Some(Some((index, digest))) = app.pending.lock().unwrap_or_else(|p| p.into_inner()).get(&run.id) {
@@ -333,7 +344,7 @@ fn refusal(e: Refusal) -> ApiError {
             let hint = format!("an operator runs `tally workflow key add --workflow {w} --key <public key>`");
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()).hint(hint)
         }
-        Refusal::Signature(_) | Refusal::PayloadType(_) | Refusal::Statement(_) => {
+        Refusal::Signature(_) | Refusal::Certificate(_) | Refusal::PayloadType(_) | Refusal::Statement(_) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
         }
         Refusal::Violations { ref problems, .. } => {
@@ -358,6 +369,37 @@ fn refusal(e: Refusal) -> ApiError {
     }
 }
 
+/// `POST /api/v1/runs/{id}/certificate` (SPEC.md §15.3): certifies a run's
+/// ephemeral key once the certificate is durably in the log.
+pub(super) async fn request_certificate(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let who = authenticate(&app, &headers)?;
+    let run = current_run(&app, &who, &id)?;
+    if run.status != "INITIALIZED" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_finished",
+            format!("run {id} is {}; start a new run", run.status),
+        ));
+    }
+    let (req, _): (wire::CertificateRequest, _) = read_json(&app, &headers, body).await?;
+    let c = crate::server::certify::certify(&app, &run, req.public_key, &req.proof)
+        .await
+        .map_err(|e| reject(&app, &who, &run, e.code(), refusal(e)))?;
+    tracing::info!(workflow = %run.workflow, run = %run.id, log_index = c.index, serial = %c.serial, "certificate issued");
+    let issued = wire::CertificateIssued {
+        certificate_chain: c.chain_pem,
+        log_index: c.index,
+        serial: c.serial,
+        not_after: c.not_after,
+    };
+    Ok((StatusCode::CREATED, axum::Json(issued)).into_response())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PushQuery {
@@ -376,12 +418,7 @@ pub(super) async fn push_attestation(
     let received = Instant::now();
     let q = query(q)?;
     let who = authenticate(&app, &headers)?;
-    let mut run = find_run(&app, &who, &id)?;
-    let now = unix_now();
-    if run.status == "INITIALIZED" && run.created_at + app.cfg.run_ttl_secs as i64 <= now {
-        let _ = app.meta.expire_runs(run.created_at + 1, now);
-        run = find_run(&app, &who, &id)?;
-    }
+    let run = current_run(&app, &who, &id)?;
     if run.status != "INITIALIZED" {
         return Err(reject(
             &app,

@@ -1,0 +1,197 @@
+//! Keyless signing, below HTTP (SPEC.md §15.3): a run's ephemeral key is
+//! certified by the control plane's CA ([`certify`]) once the certificate
+//! is durably in the log, and a pushed envelope's certificate-carrying
+//! signatures are checked against the CA and the log ([`certified_keys`]).
+
+use std::sync::Arc;
+
+use ledger_format::certificate::CertificateEntry;
+use ledger_format::hash::sha256;
+
+use crate::attest::dsse::{Envelope, PublicKey};
+use crate::identity::ca::{pem_blocks, CaError, Request};
+use crate::identity::fulcio::Identity;
+use crate::server::intake::Refusal;
+use crate::server::meta::Run;
+use crate::server::{unix_now, App};
+
+/// A certificate issued and logged.
+#[derive(Debug)]
+pub struct Certified {
+    /// The certificate entry's log index.
+    pub index: u64,
+    /// The leaf then the CA's chain, PEM.
+    pub chain_pem: String,
+    /// Hex of its serial number.
+    pub serial: String,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
+/// The identity the CA binds to a run's key: the workflow (SAN and Build
+/// Signer URI) under this control plane (issuer), and the run.
+pub fn run_identity(app: &App, run: &Run) -> Identity {
+    let base = format!("https://{}", app.cfg.origin);
+    let workflow = format!("{base}/projects/{}/workflows/{}", run.project, run.workflow);
+    Identity {
+        san: workflow.clone(),
+        issuer: base.clone(),
+        build_signer_uri: workflow,
+        run_invocation_uri: format!("{base}/runs/{}", run.id),
+        runner_environment: Some(run.runner_type.clone()).filter(|r| !r.is_empty()),
+        ..Identity::default()
+    }
+}
+
+/// Issues a certificate for `public_key_pem` to `run` (an INITIALIZED run:
+/// the caller checked), once `proof` (base64 of a signature over the run
+/// id) verifies, appends its entry to the log and returns once that entry
+/// is durable. The key is certified for [`crate::identity::ca::LEAF_LIFETIME`].
+pub async fn certify(
+    app: &Arc<App>,
+    run: &Run,
+    public_key_pem: String,
+    proof: &str,
+) -> Result<Certified, Refusal> {
+    let proof = crate::attest::dsse::decode_b64(proof)
+        .ok_or_else(|| Refusal::Certificate("proof is not base64".into()))?;
+    let identity = run_identity(app, run);
+    let now = unix_now();
+    let (a, challenge) = (app.clone(), run.id.clone());
+    let issued = app
+        .cpu
+        .run(move || {
+            a.ca.issue(
+                &Request {
+                    public_key_pem: &public_key_pem,
+                    challenge: challenge.as_bytes(),
+                    proof: &proof,
+                    identity: &identity,
+                },
+                now,
+            )
+        })
+        .await
+        .map_err(|e| match e {
+            crate::server::cpu::CpuError::Saturated(_) => Refusal::Saturated,
+            crate::server::cpu::CpuError::Failed(cause) => Refusal::Unavailable {
+                what: "issuing a certificate",
+                cause,
+            },
+        })?
+        .map_err(|e| match e {
+            CaError::Refused(m) => Refusal::Certificate(m),
+            other => Refusal::Unavailable {
+                what: "issuing a certificate",
+                cause: other.to_string(),
+            },
+        })?;
+    let digest = sha256(&issued.leaf_der);
+    let entry = CertificateEntry {
+        certificate_digest: digest,
+        certificate_size: issued.leaf_der.len() as u64,
+        serial: issued.serial.clone(),
+        not_before: issued.not_before.max(0) as u64,
+        not_after: issued.not_after.max(0) as u64,
+        project: run.project.clone(),
+        workflow: run.workflow.clone(),
+        run: run.id.clone(),
+    };
+    entry
+        .validate()
+        .map_err(|e| Refusal::Certificate(e.to_string()))?;
+    let unavailable = |cause: String| Refusal::Unavailable {
+        what: "appending the certificate to the log",
+        cause,
+    };
+    let appended = app
+        .ledger
+        .submit(entry.to_bytes(), vec![issued.leaf_der.clone()])
+        .map_err(|e| unavailable(e.to_string()))?
+        .await
+        .map_err(|_| unavailable("the log stopped".into()))?
+        .map_err(|e| unavailable(e.to_string()))?;
+    app.record_certificate(appended.index, &entry)
+        .map_err(|e| unavailable(e.to_string()))?;
+    Ok(Certified {
+        index: appended.index,
+        chain_pem: issued.chain_pem,
+        serial: issued.serial,
+        not_after: issued.not_after,
+    })
+}
+
+/// The keys of `env`'s certificate-carrying signatures, each certificate
+/// checked to be one this control plane logged for `run`. The chains
+/// themselves are verified by [`verify_certified`] on the CPU pool.
+pub fn logged_certificates(app: &App, run: &Run, env: &Envelope) -> Result<Vec<String>, Refusal> {
+    let mut chains = Vec::new();
+    for s in env.signatures.iter().take(crate::attest::dsse::MAX_SIGNATURES) {
+        let Some(chain) = &s.certificate else { continue };
+        let leaf = pem_blocks(chain)
+            .map_err(|e| Refusal::Certificate(format!("signatures[].certificate: {e}")))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Refusal::Certificate("signatures[].certificate holds no certificate".into()))?;
+        let digest = format!("sha256:{}", sha256(&leaf).to_hex());
+        match app.meta.certificate(&digest).map_err(|e| Refusal::Unavailable {
+            what: "reading the logged certificates",
+            cause: e.to_string(),
+        })? {
+            Some((_, r)) if r == run.id => chains.push(chain.clone()),
+            Some(_) => {
+                return Err(Refusal::Certificate(format!(
+                    "certificate {digest} was issued for another run"
+                )))
+            }
+            None => {
+                return Err(Refusal::Certificate(format!(
+                    "certificate {digest} is not in this log: only certificates the control plane issued and logged are trusted"
+                )))
+            }
+        }
+    }
+    Ok(chains)
+}
+
+/// The public keys of `chains`, each chain verified against the CA's
+/// certificates `ca_pem` at `now`. Runs on the CPU pool.
+pub fn verify_certified(chains: &[String], ca_pem: &str, now: i64) -> Result<Vec<PublicKey>, Refusal> {
+    chains
+        .iter()
+        .map(|c| {
+            let v = crate::identity::cert::verify_chain(c, ca_pem, now)
+                .map_err(|e| Refusal::Certificate(e.to_string()))?;
+            PublicKey::from_pem(&v.public_key_pem).map_err(|e| Refusal::Certificate(e.to_string()))
+        })
+        .collect()
+}
+
+/// The certificate entry and its proof for an envelope signed keylessly
+/// (its first certificate-carrying signature), for the offline bundle.
+pub fn logged_certificate(
+    app: &App,
+    envelope: &[u8],
+) -> Result<Option<crate::attest::bundle::LoggedCertificate>, crate::server::ServerError> {
+    let Ok(env) = Envelope::parse(envelope) else {
+        return Ok(None);
+    };
+    let Some(leaf) = env
+        .signatures
+        .iter()
+        .filter_map(|s| s.certificate.as_deref())
+        .find_map(|c| pem_blocks(c).ok().and_then(|b| b.into_iter().next()))
+    else {
+        return Ok(None);
+    };
+    let digest = format!("sha256:{}", sha256(&leaf).to_hex());
+    let Some((index, _)) = app.meta.certificate(&digest)? else {
+        return Ok(None);
+    };
+    let index = index as u64;
+    Ok(Some(crate::attest::bundle::LoggedCertificate {
+        log_index: index,
+        entry: String::from_utf8_lossy(&app.ledger.entry(index)?).into_owned(),
+        tlog_proof: app.tlog_proof(index)?,
+    }))
+}
