@@ -135,6 +135,12 @@ pub(crate) struct BenchIntakeArgs {
     /// with forged signatures and stall uploads; `/healthz` timed all along.
     #[arg(long)]
     pub(crate) abuse: bool,
+    /// Keyless: no workflow key; each push first asks the control plane's
+    /// CA for a certificate of its (pre-made) ephemeral key, then pushes the
+    /// envelope carrying it — both timed. Certificates alone are timed
+    /// first, on as many runs again.
+    #[arg(long, conflicts_with_all = ["abuse", "policies", "server"])]
+    pub(crate) keyless: bool,
     /// With `--abuse`: silent connections held open.
     #[arg(long, default_value_t = 1000, requires = "abuse")]
     pub(crate) idle_connections: usize,

@@ -287,24 +287,33 @@ impl LoadConn {
         req: hyper::http::request::Builder,
         body: hyper::body::Bytes,
     ) -> bool {
+        self.send_read(req, body).await.is_some()
+    }
+
+    /// [`LoadConn::send`], returning the 2xx answer's body.
+    pub(crate) async fn send_read(
+        &mut self,
+        req: hyper::http::request::Builder,
+        body: hyper::body::Bytes,
+    ) -> Option<hyper::body::Bytes> {
         use http_body_util::{BodyExt as _, Full};
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
             self.sender = self.connect().await;
         }
-        let Some(s) = self.sender.as_mut() else {
-            return false;
-        };
-        let Ok(req) = req.header(hyper::header::HOST, &self.host).body(Full::new(body)) else {
-            return false;
-        };
+        let s = self.sender.as_mut()?;
+        let req = req
+            .header(hyper::header::HOST, &self.host)
+            .body(Full::new(body))
+            .ok()?;
         match s.send_request(req).await {
             Ok(resp) => {
                 let ok = resp.status().is_success();
-                resp.into_body().collect().await.is_ok() && ok
+                let body = resp.into_body().collect().await.ok()?.to_bytes();
+                ok.then_some(body)
             }
             Err(_) => {
                 self.sender = None;
-                false
+                None
             }
         }
     }
@@ -329,24 +338,78 @@ async fn push_client(
     work: Arc<Vec<(String, hyper::body::Bytes)>>,
     next: Arc<std::sync::atomic::AtomicUsize>,
     token: String,
+    mode: PushMode,
 ) -> (Vec<f64>, u64) {
     let mut conn = LoadConn::new(addr);
     let (mut lat, mut errors) = (Vec::new(), 0u64);
     let auth = format!("Bearer {token}");
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some((id, env)) = work.get(i) else { break };
-        let req = hyper::Request::post(format!("/api/v1/runs/{id}/attestation?wait=0"))
-            .header(hyper::header::AUTHORIZATION, &auth)
-            .header(hyper::header::CONTENT_TYPE, "application/json");
+        let Some((id, body)) = work.get(i) else { break };
         let t = Instant::now();
-        if conn.send(req, env.clone()).await {
+        let env = match mode {
+            PushMode::Signed => Some(body.clone()),
+            PushMode::Keyless | PushMode::CertificatesOnly => {
+                certify_and_splice(&mut conn, &auth, id, body, mode).await
+            }
+        };
+        let ok = match env {
+            Some(env) if mode != PushMode::CertificatesOnly => {
+                let req = hyper::Request::post(format!("/api/v1/runs/{id}/attestation?wait=0"))
+                    .header(hyper::header::AUTHORIZATION, &auth)
+                    .header(hyper::header::CONTENT_TYPE, "application/json");
+                conn.send(req, env).await
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if ok {
             lat.push(t.elapsed().as_secs_f64());
         } else {
             errors += 1;
         }
     }
     (lat, errors)
+}
+
+/// What one timed request of a client does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PushMode {
+    /// Push the pre-signed envelope.
+    Signed,
+    /// `body` is a certificate request, a newline, then the envelope
+    /// (signed by the requested key) with [`CERT_PLACEHOLDER`] where the
+    /// chain goes: certify, splice, push.
+    Keyless,
+    /// As `Keyless`, but stop after the certificate.
+    CertificatesOnly,
+}
+
+/// Where a keyless envelope's chain is spliced in.
+const CERT_PLACEHOLDER: &str = "@@CERTIFICATE@@";
+
+/// Requests the certificate of a keyless work item and returns its
+/// envelope with the chain in place (`None` on any failure).
+async fn certify_and_splice(
+    conn: &mut LoadConn,
+    auth: &str,
+    id: &str,
+    body: &hyper::body::Bytes,
+    mode: PushMode,
+) -> Option<hyper::body::Bytes> {
+    let cut = body.iter().position(|b| *b == b'\n')?;
+    let req = hyper::Request::post(format!("/api/v1/runs/{id}/certificate"))
+        .header(hyper::header::AUTHORIZATION, auth)
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    let answer = conn.send_read(req, body.slice(..cut)).await?;
+    if mode == PushMode::CertificatesOnly {
+        return Some(answer);
+    }
+    let issued: tally::wire::CertificateIssued = serde_json::from_slice(&answer).ok()?;
+    let quoted = serde_json::to_string(&issued.certificate_chain).ok()?;
+    let template = std::str::from_utf8(&body[cut + 1..]).ok()?;
+    let env = template.replacen(CERT_PLACEHOLDER, &quoted[1..quoted.len() - 1], 1);
+    Some(hyper::body::Bytes::from(env))
 }
 
 /// Samples the ledger's (sequenced, published) sizes every millisecond
@@ -659,6 +722,41 @@ fn workflow_token(target: &Target, workflow: &str, id: &str) -> Result<String, F
     }
 }
 
+/// A keyless work item for run `id` (see [`PushMode::Keyless`]): a fresh
+/// P-256 key's certificate request, then the envelope of `payload` it
+/// signed with [`CERT_PLACEHOLDER`] as its certificate. An empty payload
+/// gives the request alone.
+fn keyless_item(id: &str, payload: &[u8]) -> Vec<u8> {
+    use tally::attest::signing::{Algorithm, SigningKey};
+    let Ok(key) = SigningKey::generate(Algorithm::EcdsaP256) else {
+        return Vec::new();
+    };
+    let proof = key.sign(id.as_bytes()).unwrap_or_default();
+    let req = tally::wire::CertificateRequest {
+        public_key: key.public_pem().to_owned(),
+        proof: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, proof),
+    };
+    let mut out = serde_json::to_vec(&req).unwrap_or_default();
+    out.push(b'\n');
+    if !payload.is_empty() {
+        if let Ok(mut env) = key.sign_envelope(tally::attest::dsse::IN_TOTO_PAYLOAD_TYPE, payload) {
+            if let Some(s) = env.signatures.first_mut() {
+                s.certificate = Some(CERT_PLACEHOLDER.into());
+            }
+            out.extend(serde_json::to_vec(&env).unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// The certificate-only work of `--keyless`: one request per run.
+fn keyless_certificate_work(ids: &[String]) -> Result<Vec<(String, hyper::body::Bytes)>, Failure> {
+    Ok(ids
+        .iter()
+        .map(|id| (id.clone(), hyper::body::Bytes::from(keyless_item(id, b""))))
+        .collect())
+}
+
 /// One timed round of pushes: every client takes the next attestation of
 /// `work` until none is left.
 struct Phase {
@@ -675,6 +773,7 @@ impl Phase {
         work: Vec<(String, hyper::body::Bytes)>,
         clients: usize,
         token: &str,
+        mode: PushMode,
     ) -> Phase {
         let shared = Arc::new(work);
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -683,7 +782,7 @@ impl Phase {
             let mut tasks = Vec::new();
             for _ in 0..clients {
                 let (work, next, token) = (shared.clone(), next.clone(), token.to_owned());
-                tasks.push(tokio::spawn(push_client(addr, work, next, token)));
+                tasks.push(tokio::spawn(push_client(addr, work, next, token, mode)));
             }
             let mut out = Vec::new();
             for t in tasks {
@@ -743,13 +842,21 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
     });
     let setup = Instant::now();
     let n = args.attestations;
-    let extra = if args.abuse { args.floods } else { 0 };
+    let extra = if args.abuse {
+        args.floods
+    } else if args.keyless {
+        n
+    } else {
+        0
+    };
     // The runs (ids), the token, the project and the pinned contract.
     let (mut ids, token, project, contract) = match &target {
         Target::Local { app, .. } => {
-            app.meta
-                .add_workflow_key(workflow, key.keyid(), key.public_pem(), server::unix_now())
-                .map_err(|e| Failure::Unavailable(e.into()))?;
+            if !args.keyless {
+                app.meta
+                    .add_workflow_key(workflow, key.keyid(), key.public_pem(), server::unix_now())
+                    .map_err(|e| Failure::Unavailable(e.into()))?;
+            }
             let token = workflow_token(&target, workflow, "tok-bench")?;
             let resolved = app
                 .contracts
@@ -833,7 +940,15 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
             (ids, token, project, contract)
         }
     };
-    let flood_ids = ids.split_off(n);
+    // Beyond the first n: the flooders' runs (--abuse) or the runs whose
+    // certificates alone are timed (--keyless).
+    let extra_ids = ids.split_off(n);
+    let cert_work = if args.keyless {
+        keyless_certificate_work(&extra_ids)?
+    } else {
+        Vec::new()
+    };
+    let flood_ids = if args.abuse { extra_ids } else { Vec::new() };
     // With --policies: the SBOMs the runs name, uploaded (setup, not timed).
     let sboms = match (&target, args.policies) {
         (Target::Local { app, rt, .. }, true) => {
@@ -859,6 +974,7 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
     let key = Arc::new(key);
     let ids = Arc::new(ids);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let keyless = args.keyless;
     let chunks: Vec<Vec<(String, Vec<u8>)>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
             .map(|t| {
@@ -896,10 +1012,13 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
                             "2026-11-25T00:01:00Z",
                         ))
                         .unwrap_or_default();
-                        let env = key
-                            .sign_envelope(tally::attest::dsse::IN_TOTO_PAYLOAD_TYPE, &payload)
-                            .map(|e| serde_json::to_vec(&e).unwrap_or_default())
-                            .unwrap_or_default();
+                        let env = if keyless {
+                            keyless_item(&st.run_id, &payload)
+                        } else {
+                            key.sign_envelope(tally::attest::dsse::IN_TOTO_PAYLOAD_TYPE, &payload)
+                                .map(|e| serde_json::to_vec(&e).unwrap_or_default())
+                                .unwrap_or_default()
+                        };
                         out.push((st.run_id, env));
                     }
                     out
@@ -946,7 +1065,22 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         (work, Vec::new())
     };
     let probe = args.abuse.then(|| crate::abuse::Probe::start(addr));
-    let calm = Phase::run(&crt, addr, calm, args.clients, &token);
+    let certificates = (!cert_work.is_empty()).then(|| {
+        Phase::run(
+            &crt,
+            addr,
+            cert_work,
+            args.clients,
+            &token,
+            PushMode::CertificatesOnly,
+        )
+    });
+    let mode = if args.keyless {
+        PushMode::Keyless
+    } else {
+        PushMode::Signed
+    };
+    let calm = Phase::run(&crt, addr, calm, args.clients, &token, mode);
     let calm_probe = probe.map(crate::abuse::Probe::finish);
     let mut abuse_report = serde_json::Value::Null;
     let abused = if args.abuse {
@@ -966,7 +1100,7 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         };
         let attack = crate::abuse::Abuse::start(&crt, addr, budget, floods, bodies, workflow);
         let probe = crate::abuse::Probe::start(addr);
-        let phase = Phase::run(&crt, addr, abused, args.clients, &token);
+        let phase = Phase::run(&crt, addr, abused, args.clients, &token, PushMode::Signed);
         let probed = probe.finish();
         abuse_report = attack.stop(&crt);
         Some((phase, probed))
@@ -974,6 +1108,17 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         None
     };
     let push_cpu_s = cpu_seconds() - cpu0;
+    let keyless_report = certificates.map(|c| {
+        let mut l = c.lat.clone();
+        l.sort_by(f64::total_cmp);
+        json!({
+            "certificates": l.len(),
+            "errors": c.errors,
+            "certificates_per_s": c.rate(),
+            "certificate_ms": {"p50": percentile(&l, 0.5) * 1e3, "p99": percentile(&l, 0.99) * 1e3, "max": l.last().copied().unwrap_or(f64::NAN) * 1e3},
+            "attestations_timed_as": "certificate request + push, one ephemeral P-256 key per run",
+        })
+    });
     let push_s = calm.secs + abused.as_ref().map_or(0.0, |a| a.0.secs);
     let errors = calm.errors + abused.as_ref().map_or(0, |a| a.0.errors);
     let mut lat: Vec<f64> = calm
@@ -1118,6 +1263,7 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         "proof_reads_per_s": reads as f64 / read_s,
         "oci_mirror": mirror,
         "abuse": abuse,
+        "keyless": keyless_report,
     });
     Ok(Report {
         text: format!("{j}\n"),

@@ -111,7 +111,11 @@ pub async fn certify(
         .await
         .map_err(|_| unavailable("the log stopped".into()))?
         .map_err(|e| unavailable(e.to_string()))?;
-    app.record_certificate(appended.index, &entry)
+    // A SQLite write: off the async workers.
+    let (a, index) = (app.clone(), appended.index);
+    tokio::task::spawn_blocking(move || a.record_certificate(index, &entry))
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
         .map_err(|e| unavailable(e.to_string()))?;
     Ok(Certified {
         index: appended.index,

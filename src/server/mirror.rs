@@ -56,17 +56,24 @@ async fn step(app: &Arc<App>) -> Result<bool, ServerError> {
     let mut work = Vec::new();
     for i in start..end {
         let a = app.clone();
-        let (att, payload) = tokio::task::spawn_blocking(move || load(&a, i))
+        let loaded = tokio::task::spawn_blocking(move || load(&a, i))
             .await
             .map_err(|e| ServerError::Task(e.to_string()))??;
+        // A certificate entry has nothing to copy: the watermark passes it.
+        let Some((att, payload)) = loaded else {
+            work.push((i, None, Vec::new()));
+            continue;
+        };
         // A payload that does not read as a statement attests to nothing here.
         let subjects = subjects(app, &View::parse(&payload).unwrap_or_default()).await?;
-        work.push((i, att, subjects));
+        work.push((i, Some(att), subjects));
     }
-    let results = futures_util::future::join_all(
-        work.iter()
-            .map(|(_, att, subjects)| app.artifacts.put_attestation(att, subjects)),
-    )
+    let results = futures_util::future::join_all(work.iter().map(|(_, att, subjects)| async move {
+        match att {
+            Some(att) => app.artifacts.put_attestation(att, subjects).await,
+            None => Ok(Vec::new()),
+        }
+    }))
     .await;
     for ((i, _, _), r) in work.iter().zip(results) {
         let refs = r.map_err(|e| ServerError::Artifacts(e.to_string()))?;
@@ -76,8 +83,11 @@ async fn step(app: &Arc<App>) -> Result<bool, ServerError> {
 }
 
 /// Entry `i`'s envelope, its artifact's annotations, and the statement's
-/// bytes.
-fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Vec<u8>), ServerError> {
+/// bytes; `None` for a certificate entry (SPEC.md §3.1).
+fn load(app: &App, i: u64) -> Result<Option<(AttestationArtifact, Vec<u8>)>, ServerError> {
+    if ledger_format::certificate::is_certificate_entry(&app.ledger.entry(i)?) {
+        return Ok(None);
+    }
     let crate::server::Logged {
         entry: e,
         text,
@@ -111,7 +121,7 @@ fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Vec<u8>), ServerError
         "org.opencontainers.image.created".to_owned(),
         jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
     );
-    Ok((
+    Ok(Some((
         AttestationArtifact {
             log_index: i,
             envelope,
@@ -119,7 +129,7 @@ fn load(app: &App, i: u64) -> Result<(AttestationArtifact, Vec<u8>), ServerError
             annotations,
         },
         payload,
-    ))
+    )))
 }
 
 /// What the attestation attests to, in the registry: its subjects that are

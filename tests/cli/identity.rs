@@ -368,3 +368,99 @@ fn a_keyless_push_is_certified_logged_and_verified_offline() {
         "{pushed}"
     );
 }
+
+/// The OCI mirror copies a keyless attestation (the certificate entry
+/// before it is passed over, not retried forever) and the bundle it puts
+/// in the registry carries the certificate's entry and proof, so an
+/// auditor who pulls it verifies the keyless signature with `--ca`.
+#[test]
+fn the_oci_mirror_copies_keyless_attestations_with_their_certificate() {
+    use crate::controlplane::{craft_release_with, gh_env, ok, ControlPlane};
+    let Some(reg) = registry() else { return };
+    let d = tmp();
+    let repo = contracts_repo(d.path());
+    let oci = format!("{}/tally/artifacts", reg.addr);
+    let cp = ControlPlane::start(&repo, &["--oci-repository", &oci]);
+    let image_digest = reg.push_image("acme/payments", "1.4.2", b"payments layer");
+    let ws = d.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let admin = [("TALLY_TOKEN", cp.admin.as_str())];
+    let args = [
+        "token",
+        "create",
+        "--workflow",
+        "payments-release",
+        "--output",
+        "json",
+    ];
+    let token = ok(&cp.tally(&ws, &admin, &args))["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut env = gh_env();
+    env.push(("TALLY_TOKEN", &token));
+    craft_release_with(&cp, &ws, &env, &format!("{}/acme/payments:1.4.2", reg.addr));
+    let pushed = keyless_push(&cp, &ws, &env);
+    let index = pushed["log_index"].as_u64().unwrap();
+    let tag = image_digest.replace(':', "-");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let referrers = loop {
+        let (s, b) = reg.get(
+            &format!("acme/payments/manifests/{tag}"),
+            "application/vnd.oci.image.index.v1+json",
+        );
+        if s == 200 {
+            break serde_json::from_slice::<serde_json::Value>(&b).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not mirrored after 60 s; server log:\n{}",
+            cp.log.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let referrer = referrers["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let (_, m) = reg.get(
+        &format!("acme/payments/manifests/{referrer}"),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    let m: serde_json::Value = serde_json::from_slice(&m).unwrap();
+    assert_eq!(
+        m["annotations"]["dev.tally.log.index"],
+        index.to_string().as_str(),
+        "{m}"
+    );
+    let bundle_digest = m["layers"][1]["digest"].as_str().unwrap();
+    let (s, bundle) = reg.get(&format!("acme/payments/blobs/{bundle_digest}"), "*/*");
+    assert_eq!(s, 200);
+    let b: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
+    assert_eq!(
+        b["certificate"]["logIndex"], pushed["certificate_log_index"],
+        "{b}"
+    );
+    let auditor = d.path().join("auditor");
+    std::fs::create_dir_all(&auditor).unwrap();
+    write(&auditor, "pulled.json", &bundle);
+    let ca = cp
+        .http()
+        .get(format!("{}/api/v1/ca", cp.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    write(&auditor, "ca.pem", ca);
+    let o = cp.tally(
+        &auditor,
+        &[],
+        &[
+            "verify",
+            "--bundle",
+            "pulled.json",
+            "--log-key",
+            &cp.vkey,
+            "--ca",
+            "ca.pem",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+}
