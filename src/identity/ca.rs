@@ -30,6 +30,8 @@ const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// The CA files in the data directory.
 const KEY_FILE: &str = "ca/key.pem";
 const CHAIN_FILE: &str = "ca/chain.pem";
+/// Every CA certificate the control plane has used, oldest first.
+const HISTORY_FILE: &str = "ca/history.pem";
 
 /// Why the CA could not start or issue.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +180,51 @@ impl Ca {
     /// The CA certificate and its issuers, PEM (what verifiers pin).
     pub fn chain_pem(&self) -> &str {
         &self.chain_pem
+    }
+
+    /// Records this CA's certificate in the data directory's history
+    /// (`ca/history.pem`, every CA certificate used, oldest first) when it
+    /// is not there yet — a rotated CA joins it, the earlier ones stay —
+    /// and returns what verifiers pin: this CA's chain, then every earlier
+    /// CA certificate, so certificates issued before a rotation still
+    /// verify offline (at their issuance).
+    pub fn trust_bundle(&self, dir: &Path) -> Result<String, CaError> {
+        let path = dir.join(HISTORY_FILE);
+        let old = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(CaError::Io {
+                    what: "reading",
+                    path,
+                    source,
+                })
+            }
+        };
+        let history = pem_blocks(&old).map_err(|e| CaError::Config(format!("{}: {e}", path.display())))?;
+        let chain = pem_blocks(&self.chain_pem).map_err(CaError::Config)?;
+        let current = chain.first().cloned().unwrap_or_default();
+        if !history.contains(&current) {
+            let mut text = old.clone();
+            text.push_str(&pem::encode(&pem::Pem::new("CERTIFICATE", current.clone())));
+            std::fs::create_dir_all(dir.join("ca")).map_err(|source| CaError::Io {
+                what: "creating",
+                path: dir.join("ca"),
+                source,
+            })?;
+            crate::fsutil::write_atomic(&path, text.as_bytes(), 0o644, true).map_err(|source| {
+                CaError::Io {
+                    what: "writing",
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
+        let mut bundle = self.chain_pem.clone();
+        for c in history.iter().filter(|c| !chain.contains(c)) {
+            bundle.push_str(&pem::encode(&pem::Pem::new("CERTIFICATE", c.clone())));
+        }
+        Ok(bundle)
     }
 
     /// Issues a certificate for `req` valid from `now` for [`LEAF_LIFETIME`],

@@ -251,6 +251,33 @@ mod tests {
         }
     }
 
+    /// A rotated CA (the operator's new key and certificate in the same
+    /// data directory) joins the history: the trust bundle then holds both,
+    /// and a certificate the first CA issued before the rotation still
+    /// verifies against it, at its issuance.
+    #[test]
+    fn after_a_rotation_the_trust_bundle_still_verifies_earlier_certificates() {
+        let d = tempfile::tempdir().unwrap();
+        let first = Ca::open_or_create(d.path(), "tally.example/log", NOW - 10).unwrap();
+        assert_eq!(first.trust_bundle(d.path()).unwrap(), first.chain_pem());
+        let key = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+        let before = issue(&first, &key, b"run-1").unwrap();
+        // The operator's new CA, made elsewhere, supplied by path.
+        let made = tempfile::tempdir().unwrap();
+        let second = Ca::open_or_create(made.path(), "tally.example/log", NOW).unwrap();
+        let rotated =
+            Ca::from_files(&made.path().join("ca/key.pem"), &made.path().join("ca/chain.pem")).unwrap();
+        let bundle = rotated.trust_bundle(d.path()).unwrap();
+        assert_eq!(rotated.trust_bundle(d.path()).unwrap(), bundle, "recorded once");
+        assert!(bundle.starts_with(second.chain_pem()), "the active chain first");
+        assert_eq!(crate::identity::ca::pem_blocks(&bundle).unwrap().len(), 2);
+        verify_chain(&before.chain_pem, &bundle, NOW + 1).unwrap();
+        let after = issue(&rotated, &key, b"run-2").unwrap();
+        verify_chain(&after.chain_pem, &bundle, NOW + 1).unwrap();
+        // Only the active CA's chain is what intake trusts.
+        assert!(verify_chain(&before.chain_pem, rotated.chain_pem(), NOW + 1).is_err());
+    }
+
     #[test]
     fn the_ca_is_kept_across_restarts_and_refuses_a_key_without_proof() {
         let d = tempfile::tempdir().unwrap();

@@ -287,6 +287,9 @@ pub struct App {
     pub cpu: cpu::CpuPool,
     /// The CA that certifies runs' ephemeral keys (keyless signing).
     pub ca: crate::identity::ca::Ca,
+    /// What `GET /api/v1/ca` serves: the CA's chain, then every earlier CA
+    /// certificate of this data directory (SPEC.md §15.3).
+    pub ca_bundle: String,
 }
 
 /// The search index's watermark: every log index below `below()` has its
@@ -836,6 +839,9 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         }
     }
     .map_err(|e| ServerError::Refused(e.to_string()))?;
+    let ca_bundle = ca
+        .trust_bundle(&dir)
+        .map_err(|e| ServerError::Refused(e.to_string()))?;
     policy_limits(&cfg).install();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let cpu_queue = cfg.cpu_queue;
@@ -861,6 +867,7 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         plans: Mutex::new(HashMap::new()),
         cpu: cpu::CpuPool::new(cores, cpu_queue),
         ca,
+        ca_bundle,
     });
     // One attestation per run, also across a crash: before the first request,
     // every run the log holds an entry for reads as taken.

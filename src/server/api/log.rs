@@ -290,12 +290,13 @@ pub(super) async fn proof_consistency(
     }))
 }
 
-/// `GET /api/v1/ca`: the CA's certificate then its issuers (PEM), what a
-/// verifier of keyless signatures pins (`tally verify --ca`).
+/// `GET /api/v1/ca`: the CA's certificate then its issuers, then the CA
+/// certificates used before a rotation (PEM): what a verifier of keyless
+/// signatures pins (`tally verify --ca`).
 pub(super) async fn ca(State(app): State<Arc<App>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/pem-certificate-chain")],
-        app.ca.chain_pem().to_owned(),
+        app.ca_bundle.clone(),
     )
         .into_response()
 }
