@@ -35,6 +35,9 @@ fn git_err(what: &str, e: impl std::fmt::Display) -> RepoError {
     RepoError::Git(format!("{what}: {e}"))
 }
 
+/// Most `*.pub` files a workflow's key directory may hold.
+pub const MAX_WORKFLOW_KEYS: usize = 64;
+
 /// One revision of a contract file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileChange {
@@ -134,6 +137,47 @@ impl ContractsRepo {
             .lookup_entry_by_path(path)
             .map_err(|e| git_err("looking up a path", e))?
             .map(|e| e.object_id()))
+    }
+
+    /// The public keys a workflow's signatures may use at `commit`
+    /// (SPEC.md §15.5): the `*.pub` files of `keys/<workflow>/`, by name,
+    /// at most [`MAX_WORKFLOW_KEYS`] of at most 64 KiB each (more, or
+    /// larger, are an error: the linter refuses them first).
+    pub fn workflow_keys_at(
+        &self,
+        commit: ObjectId,
+        workflow: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
+        let tree = self.tree_of(commit)?;
+        let Some(dir) = tree
+            .lookup_entry_by_path(format!("keys/{workflow}"))
+            .map_err(|e| git_err("looking up a path", e))?
+        else {
+            return Ok(Vec::new());
+        };
+        if !dir.mode().is_tree() {
+            return Ok(Vec::new());
+        }
+        let dir = dir
+            .object()
+            .map_err(|e| git_err("reading a tree", e))?
+            .into_tree();
+        let mut out = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(|e| git_err("reading a tree entry", e))?;
+            let name = entry.filename().to_string();
+            if !name.ends_with(".pub") || !entry.mode().is_blob() {
+                continue;
+            }
+            let bytes = self.read_blob(entry.oid().to_owned())?;
+            if bytes.len() > 64 << 10 || out.len() >= MAX_WORKFLOW_KEYS {
+                return Err(RepoError::Git(format!(
+                    "keys/{workflow}/: at most {MAX_WORKFLOW_KEYS} keys of at most 64 KiB each"
+                )));
+            }
+            out.push((format!("keys/{workflow}/{name}"), bytes));
+        }
+        Ok(out)
     }
 
     /// The `*.toml` files at the root of `commit`'s tree (larger ones are
@@ -279,7 +323,60 @@ impl ContractsRepo {
                 }
             }
         }
+        self.lint_keys(commit, &mut report)?;
         Ok(report)
+    }
+
+    /// Every `keys/<workflow>/*.pub` at `commit` must be a public key tally
+    /// verifies with (PEM, ECDSA P-256 or Ed25519), within the limits.
+    fn lint_keys(&self, commit: ObjectId, report: &mut LintReport) -> Result<(), RepoError> {
+        let tree = self.tree_of(commit)?;
+        let Some(keys) = tree
+            .lookup_entry_by_path("keys")
+            .map_err(|e| git_err("looking up a path", e))?
+        else {
+            return Ok(());
+        };
+        if !keys.mode().is_tree() {
+            return Ok(());
+        }
+        let keys = keys
+            .object()
+            .map_err(|e| git_err("reading a tree", e))?
+            .into_tree();
+        let mut workflows = Vec::new();
+        for entry in keys.iter() {
+            let entry = entry.map_err(|e| git_err("reading a tree entry", e))?;
+            if entry.mode().is_tree() {
+                workflows.push(entry.filename().to_string());
+            }
+        }
+        for w in workflows {
+            let shown = format!("{}:keys/{w}/", short(&commit));
+            match self.workflow_keys_at(commit, &w) {
+                Ok(files) => {
+                    for (path, bytes) in files {
+                        let shown = format!("{}:{path}", short(&commit));
+                        let text = String::from_utf8_lossy(&bytes);
+                        if let Err(e) = crate::attest::dsse::PublicKey::from_pem(&text) {
+                            report.files.push(shown.clone());
+                            report.diagnostics.push(Diagnostic::file(
+                                &shown,
+                                format!("is not a public key tally verifies with: {e}"),
+                                None,
+                            ));
+                        }
+                    }
+                }
+                Err(e) => {
+                    report.files.push(shown.clone());
+                    report
+                        .diagnostics
+                        .push(Diagnostic::file(&shown, e.to_string(), None));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The root `*.toml` files that differ between two commits.

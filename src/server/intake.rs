@@ -71,7 +71,7 @@ pub fn digests(st: &View<'_>) -> Vec<DigestRow> {
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     /// The workflow has no key to verify with.
-    #[error("no public key is registered for workflow `{0}`")]
+    #[error("no public key is trusted for workflow `{0}` (none registered, none in the contracts repository's keys/{0}/ at the run's commit) and no signature carries a certificate")]
     NoKey(String),
     /// No signature verifies with the workflow's keys.
     #[error("the envelope's signature does not verify: {0}")]
@@ -180,17 +180,53 @@ async fn run_contract(app: &App, rev: &ContractRevision) -> Result<Arc<Contract>
         .map_err(|e| unavailable(e.to_string()))
 }
 
+/// The keys a key-based signature of `run` may use: those registered
+/// through the admin API, and those the contracts repository lists for the
+/// workflow at the commit the run was pinned at (read off the async
+/// workers on a miss; SPEC.md §15.5).
+async fn workflow_keys(
+    app: &Arc<App>,
+    run: &Run,
+) -> Result<Arc<Vec<crate::attest::dsse::PublicKey>>, Refusal> {
+    let unavailable = |cause: String| Refusal::Unavailable {
+        what: "reading the workflow's keys",
+        cause,
+    };
+    let registered = app
+        .workflow_keys(&run.workflow)
+        .map_err(|e| unavailable(e.to_string()))?;
+    let Some(commit) = app
+        .meta
+        .policies_commit(&run.id)
+        .map_err(|e| unavailable(e.to_string()))?
+    else {
+        // A run started before runs were pinned: the registered keys only.
+        return Ok(registered);
+    };
+    let pinned = match app.cached_repository_keys(&run.workflow, &commit) {
+        Some(k) => k,
+        None => {
+            let (a, workflow) = (app.clone(), run.workflow.clone());
+            tokio::task::spawn_blocking(move || a.repository_keys(&workflow, &commit))
+                .await
+                .map_err(|e| unavailable(e.to_string()))?
+                .map_err(|e| unavailable(e.to_string()))?
+        }
+    };
+    if pinned.is_empty() {
+        return Ok(registered);
+    }
+    Ok(Arc::new(
+        registered.iter().chain(pinned.iter()).cloned().collect(),
+    ))
+}
+
 /// Verifies, checks and appends an attestation pushed to `run` (SPEC.md
 /// §12.4): the envelope's signature against the workflow's keys, the
 /// statement against the run's pinned contract ([`problems`]), then one
 /// claim per run and the append. Returns once the entry is durable.
 pub async fn accept(app: &Arc<App>, run: &Run, env: Envelope, bytes: Vec<u8>) -> Result<Accepted, Refusal> {
-    let keys = app
-        .workflow_keys(&run.workflow)
-        .map_err(|cause| Refusal::Unavailable {
-            what: "reading the workflow's keys",
-            cause: cause.to_string(),
-        })?;
+    let keys = workflow_keys(app, run).await?;
     // Keyless signatures: certificates this control plane logged for the run.
     let chains = crate::server::certify::logged_certificates(app, run, &env)?;
     if keys.is_empty() && chains.is_empty() {

@@ -261,7 +261,7 @@ pub struct App {
     /// The log's verifier key text.
     pub verifier_key: String,
     /// Verification keys by workflow, cached from `meta`.
-    keys: Mutex<HashMap<String, Arc<Vec<crate::attest::dsse::PublicKey>>>>,
+    keys: Mutex<HashMap<String, Keys>>,
     /// SHA-256 of the admin token (fixed at first start).
     pub admin_hash: Vec<u8>,
     /// Workflow tokens by the hash of their secret, cached from `meta`.
@@ -287,10 +287,15 @@ pub struct App {
     pub cpu: cpu::CpuPool,
     /// The CA that certifies runs' ephemeral keys (keyless signing).
     pub ca: crate::identity::ca::Ca,
+    /// Keys of `keys/<workflow>/` by (commit, workflow).
+    repo_keys: Mutex<HashMap<(String, String), Keys>>,
     /// What `GET /api/v1/ca` serves: the CA's chain, then every earlier CA
     /// certificate of this data directory (SPEC.md §15.3).
     pub ca_bundle: String,
 }
+
+/// Public keys a workflow's signatures may use.
+pub type Keys = Arc<Vec<crate::attest::dsse::PublicKey>>;
 
 /// The search index's watermark: every log index below `below()` has its
 /// rows. Entries are indexed out of order (concurrent pushes), so indices
@@ -868,6 +873,7 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         cpu: cpu::CpuPool::new(cores, cpu_queue),
         ca,
         ca_bundle,
+        repo_keys: Mutex::new(HashMap::new()),
     });
     // One attestation per run, also across a crash: before the first request,
     // every run the log holds an entry for reads as taken.
@@ -888,6 +894,58 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
 
 impl App {
     /// A workflow's verification keys (cached until a key is added).
+    /// The keys the contracts repository lists for `workflow` at `commit`
+    /// (`keys/<workflow>/*.pub`, SPEC.md §15.5), cached by (commit,
+    /// workflow). A file that is not a key is skipped (the linter refuses
+    /// it before it merges). Blocking (git).
+    pub fn repository_keys(
+        &self,
+        workflow: &str,
+        commit: &str,
+    ) -> Result<Arc<Vec<crate::attest::dsse::PublicKey>>, ServerError> {
+        if let Some(k) = self.cached_repository_keys(workflow, commit) {
+            return Ok(k);
+        }
+        let at = (commit.to_owned(), workflow.to_owned());
+        let id = gix::ObjectId::from_hex(commit.as_bytes())
+            .map_err(|e| ServerError::Refused(format!("the run's pinned commit {commit:?}: {e}")))?;
+        let files = self
+            .contracts
+            .local()
+            .workflow_keys_at(id, workflow)
+            .map_err(|e| ServerError::Contracts(e.into()))?;
+        let keys: Vec<_> = files
+            .iter()
+            .filter_map(|(path, pem)| {
+                let key = crate::attest::dsse::PublicKey::from_pem(&String::from_utf8_lossy(pem));
+                if let Err(e) = &key {
+                    tracing::warn!(%path, commit, error = %e, "not a public key; skipped");
+                }
+                key.ok()
+            })
+            .collect();
+        let keys = Arc::new(keys);
+        let mut cache = self.repo_keys.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= 1024 {
+            cache.clear();
+        }
+        cache.insert(at, keys.clone());
+        Ok(keys)
+    }
+
+    /// [`App::repository_keys`] when cached.
+    pub fn cached_repository_keys(
+        &self,
+        workflow: &str,
+        commit: &str,
+    ) -> Option<Arc<Vec<crate::attest::dsse::PublicKey>>> {
+        self.repo_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(commit.to_owned(), workflow.to_owned()))
+            .cloned()
+    }
+
     pub fn workflow_keys(
         &self,
         workflow: &str,

@@ -153,6 +153,23 @@ fn bundle_chain(bundle: &std::path::Path) -> (serde_json::Value, String) {
     (env, chain)
 }
 
+/// A workflow token for `payments-release` (and no key registered).
+fn workflow_token(cp: &crate::controlplane::ControlPlane, ws: &std::path::Path) -> String {
+    let admin = [("TALLY_TOKEN", cp.admin.as_str())];
+    let args = [
+        "token",
+        "create",
+        "--workflow",
+        "payments-release",
+        "--output",
+        "json",
+    ];
+    crate::controlplane::ok(&cp.tally(ws, &admin, &args))["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// `tally attestation push` with no key, as JSON.
 fn keyless_push(
     cp: &crate::controlplane::ControlPlane,
@@ -178,28 +195,13 @@ fn keyless_push(
 /// refused at intake; the log's certificate entries survive a restart.
 #[test]
 fn a_keyless_push_is_certified_logged_and_verified_offline() {
-    use crate::controlplane::{craft_release_with, gh_env, ok, ControlPlane};
+    use crate::controlplane::{craft_release_with, gh_env, ControlPlane};
     let d = tmp();
     let repo = contracts_repo(d.path());
     let mut cp = ControlPlane::start(&repo, &[]);
     let ws = d.path().join("ws");
     std::fs::create_dir_all(&ws).unwrap();
-    let admin = [("TALLY_TOKEN", cp.admin.as_str())];
-    let t = ok(&cp.tally(
-        &ws,
-        &admin,
-        &[
-            "token",
-            "create",
-            "--workflow",
-            "payments-release",
-            "--expires",
-            "1d",
-            "--output",
-            "json",
-        ],
-    ));
-    let token = t["token"].as_str().unwrap().to_owned();
+    let token = workflow_token(&cp, &ws);
     let mut env = gh_env();
     env.push(("TALLY_TOKEN", &token));
     let image = format!("ghcr.io/acme/payments@sha256:{}", "5e".repeat(32));
@@ -375,7 +377,7 @@ fn a_keyless_push_is_certified_logged_and_verified_offline() {
 /// auditor who pulls it verifies the keyless signature with `--ca`.
 #[test]
 fn the_oci_mirror_copies_keyless_attestations_with_their_certificate() {
-    use crate::controlplane::{craft_release_with, gh_env, ok, ControlPlane};
+    use crate::controlplane::{craft_release_with, gh_env, ControlPlane};
     let Some(reg) = registry() else { return };
     let d = tmp();
     let repo = contracts_repo(d.path());
@@ -384,19 +386,7 @@ fn the_oci_mirror_copies_keyless_attestations_with_their_certificate() {
     let image_digest = reg.push_image("acme/payments", "1.4.2", b"payments layer");
     let ws = d.path().join("ws");
     std::fs::create_dir_all(&ws).unwrap();
-    let admin = [("TALLY_TOKEN", cp.admin.as_str())];
-    let args = [
-        "token",
-        "create",
-        "--workflow",
-        "payments-release",
-        "--output",
-        "json",
-    ];
-    let token = ok(&cp.tally(&ws, &admin, &args))["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = workflow_token(&cp, &ws);
     let mut env = gh_env();
     env.push(("TALLY_TOKEN", &token));
     craft_release_with(&cp, &ws, &env, &format!("{}/acme/payments:1.4.2", reg.addr));
@@ -463,4 +453,78 @@ fn the_oci_mirror_copies_keyless_attestations_with_their_certificate() {
         ],
     );
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+}
+
+/// Trust roots reviewed in git: a workflow's keys are the `*.pub` files of
+/// `keys/<workflow>/` in the contracts repository, read at the commit the
+/// run was pinned at. The pull-request check refuses a file that is not a
+/// key; removing a key (revocation by pull request) refuses it for runs
+/// started afterwards, while an attestation it signed before still verifies.
+#[test]
+fn keys_in_the_contracts_repository_are_pinned_per_run_and_revoked_by_removal() {
+    use crate::controlplane::{craft_release_with, gh_env, ok, push, ControlPlane};
+    let d = tmp();
+    let repo = contracts_repo(d.path());
+    let ws = d.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let cp = ControlPlane::start(&repo, &[]);
+    ok(&cp.tally(
+        &ws,
+        &[("TALLY_KEY_PASSWORD", "pw")],
+        &["key", "generate", "--kind", "signing"],
+    ));
+    std::fs::create_dir_all(repo.join("keys/payments-release")).unwrap();
+    std::fs::copy(ws.join("cosign.pub"), repo.join("keys/payments-release/ci.pub")).unwrap();
+    git(&repo, &["add", "."]);
+    git(
+        &repo,
+        &["commit", "-q", "-m", "trust the CI key of payments-release"],
+    );
+    // The pull-request check: a file that is not a key does not merge.
+    std::fs::write(repo.join("keys/payments-release/typo.pub"), "not a key\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "a broken key"]);
+    let repo_s = repo.to_str().unwrap();
+    let o = tally(&[
+        "contract", "check", "--repo", repo_s, "--base", "HEAD~1", "--head", "HEAD",
+    ]);
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("keys/payments-release/typo.pub") && stderr(&o).contains("not a public key"),
+        "{}",
+        stderr(&o)
+    );
+    git(&repo, &["reset", "-q", "--hard", "HEAD~1"]);
+
+    let token = workflow_token(&cp, &ws);
+    let mut env = gh_env();
+    env.push(("TALLY_TOKEN", &token));
+    let image = format!("ghcr.io/acme/payments@sha256:{}", "5e".repeat(32));
+    // No key registered through the API: the repository's key is trusted.
+    craft_release_with(&cp, &ws, &env, &image);
+    let first = ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
+    std::fs::copy(ws.join("attestation.bundle.json"), ws.join("first.bundle.json")).unwrap();
+    // A run started now is pinned before the revocation: it still may.
+    craft_release_with(&cp, &ws, &env, &image);
+    // Revocation: the key is removed by a reviewed commit.
+    git(&repo, &["rm", "-q", "keys/payments-release/ci.pub"]);
+    git(
+        &repo,
+        &["commit", "-q", "-m", "revoke the CI key of payments-release"],
+    );
+    ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
+    // A run started after the revocation is refused with that key.
+    craft_release_with(&cp, &ws, &env, &image);
+    let o = push(&cp, &ws, &env, "cosign.key", &["--output", "json"]);
+    assert_ne!(code(&o), 0, "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("no public key") || stdout(&o).contains("no_key"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // What the key signed before is still proven, offline.
+    let o = cp.verify_bundle(&ws, "first.bundle.json");
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(first["log_index"].is_u64());
 }

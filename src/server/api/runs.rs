@@ -152,13 +152,12 @@ pub(super) async fn create_run(
         log_index: None,
         envelope_digest: None,
     };
-    // The pin first: a run row never exists without it (a crash between
-    // the two leaves only an unused pin).
-    if plan.is_some() {
-        app.meta
-            .set_policies_commit(&run.id, &resolved.at)
-            .map_err(ApiError::meta)?;
-    }
+    // The pin first (the contracts repository's commit: its policies and
+    // `keys/<workflow>/` are read there): a run row never exists without it
+    // (a crash between the two leaves only an unused pin).
+    app.meta
+        .set_policies_commit(&run.id, &resolved.at)
+        .map_err(ApiError::meta)?;
     app.meta.insert_run(&run).map_err(ApiError::meta)?;
     let answer = wire::RunStarted {
         run: run_wire(&run),
@@ -341,7 +340,9 @@ fn refusal(e: Refusal) -> ApiError {
     let code = e.code();
     match e {
         Refusal::NoKey(ref w) => {
-            let hint = format!("an operator runs `tally workflow key add --workflow {w} --key <public key>`");
+            let hint = format!(
+                "push keyless (no --key), add the public key to keys/{w}/ in the contracts repository by pull request, or an operator runs `tally workflow key add --workflow {w} --key <public key>`"
+            );
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()).hint(hint)
         }
         Refusal::Signature(_) | Refusal::Certificate(_) | Refusal::PayloadType(_) | Refusal::Statement(_) => {
