@@ -18,6 +18,8 @@ fuzz_target!(|data: &[u8]| {
     round::<wire::GrantException>(data);
     round::<wire::CreateToken>(data);
     round::<wire::AddKey>(data);
+    round::<wire::CertificateRequest>(data);
+    round::<wire::CertificateIssued>(data);
     round::<wire::RunStarted>(data);
     round::<wire::LogInfo>(data);
     round::<wire::InclusionProof>(data);
