@@ -170,6 +170,25 @@ fn workflow_token(cp: &crate::controlplane::ControlPlane, ws: &std::path::Path) 
         .to_owned()
 }
 
+/// An auditor's directory (`<dir>/auditor`) holding the control plane's
+/// CA as it serves it (`ca.pem`), fetched once.
+fn auditor_with_ca(
+    cp: &crate::controlplane::ControlPlane,
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let pem = cp
+        .http()
+        .get(format!("{}/api/v1/ca", cp.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let auditor = dir.join("auditor");
+    std::fs::create_dir_all(&auditor).unwrap();
+    let ca = write(&auditor, "ca.pem", &pem);
+    (auditor, ca)
+}
+
 /// `tally attestation push` with no key, as JSON.
 fn keyless_push(
     cp: &crate::controlplane::ControlPlane,
@@ -231,16 +250,7 @@ fn a_keyless_push_is_certified_logged_and_verified_offline() {
         .to_owned();
 
     // The CA, as an auditor fetches it once.
-    let ca_pem = cp
-        .http()
-        .get(format!("{}/api/v1/ca", cp.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    let auditor = d.path().join("auditor");
-    std::fs::create_dir_all(&auditor).unwrap();
-    let ca = write(&auditor, "ca.pem", &ca_pem);
+    let (auditor, ca) = auditor_with_ca(&cp, d.path());
     std::fs::copy(&bundle, auditor.join("b.json")).unwrap();
     let san = format!("https://tally.localhost/log/projects/{project}/workflows/payments-release");
     let verify_with = |bundle: &str, ca: &str, extra: &[&str]| {
@@ -428,17 +438,8 @@ fn the_oci_mirror_copies_keyless_attestations_with_their_certificate() {
         b["certificate"]["logIndex"], pushed["certificate_log_index"],
         "{b}"
     );
-    let auditor = d.path().join("auditor");
-    std::fs::create_dir_all(&auditor).unwrap();
+    let (auditor, _) = auditor_with_ca(&cp, d.path());
     write(&auditor, "pulled.json", &bundle);
-    let ca = cp
-        .http()
-        .get(format!("{}/api/v1/ca", cp.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    write(&auditor, "ca.pem", ca);
     let o = cp.tally(
         &auditor,
         &[],
