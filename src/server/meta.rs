@@ -759,6 +759,41 @@ impl Meta {
         )? as u64)
     }
 
+    /// The log indices below `below` that neither the attestation rows nor
+    /// the certificate rows hold, ascending: one ordered scan of each
+    /// table's primary key, merged (a start-up after a crash with a gap in
+    /// the index reads the index once, not once per log entry).
+    pub fn unindexed_below(&self, below: i64) -> Result<Vec<i64>> {
+        let c = self.c();
+        let mut a =
+            c.prepare("SELECT log_index FROM attestations WHERE log_index < ?1 ORDER BY log_index")?;
+        let mut b =
+            c.prepare("SELECT log_index FROM certificates WHERE log_index < ?1 ORDER BY log_index")?;
+        let mut a = a.query_map([below], |r| r.get::<_, i64>(0))?.peekable();
+        let mut b = b.query_map([below], |r| r.get::<_, i64>(0))?.peekable();
+        let mut missing = Vec::new();
+        let mut next = 0i64;
+        loop {
+            let pa = a.peek().map(|r| r.as_ref().map_or(i64::MIN, |v| *v));
+            let pb = b.peek().map(|r| r.as_ref().map_or(i64::MIN, |v| *v));
+            let take_a = match (pa, pb) {
+                (None, None) => break,
+                (Some(x), Some(y)) => x <= y,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+            };
+            let i = if take_a { a.next() } else { b.next() };
+            let i = match i {
+                Some(r) => r?,
+                None => break,
+            };
+            missing.extend(next..i);
+            next = next.max(i + 1);
+        }
+        missing.extend(next..below);
+        Ok(missing)
+    }
+
     /// Whether `index` is in the search index.
     pub fn is_indexed(&self, index: i64) -> Result<bool> {
         Ok(self
@@ -931,6 +966,23 @@ mod tests {
         assert_eq!(m.envelope_index("sha256:e1").unwrap(), Some(1));
         assert_eq!(m.envelope_index("sha256:e2").unwrap(), None);
         assert_eq!(m.indexed_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn the_gaps_of_the_index_are_found_across_attestations_and_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Meta::open(&dir.path().join("meta.db")).unwrap();
+        assert_eq!(m.unindexed_below(3).unwrap(), vec![0, 1, 2]);
+        m.record_attestation(&row(0, "sha256:e0"), &[], 1).unwrap();
+        m.record_attestation(&row(2, "sha256:e2"), &[], 1).unwrap();
+        m.record_certificate(3, "sha256:c3", "01", "run-3", 9).unwrap();
+        m.record_attestation(&row(7, "sha256:e7"), &[], 1).unwrap();
+        assert_eq!(m.unindexed_below(6).unwrap(), vec![1, 4, 5]);
+        assert_eq!(m.unindexed_below(9).unwrap(), vec![1, 4, 5, 6, 8]);
+        assert_eq!(m.indexed_count().unwrap(), 4);
+        assert_eq!(m.max_indexed().unwrap(), Some(7));
+        assert!(m.is_indexed(3).unwrap() && !m.is_indexed(4).unwrap());
+        assert_eq!(m.certificate("sha256:c3").unwrap(), Some((3, "run-3".into())));
     }
 
     #[test]

@@ -978,12 +978,8 @@ impl App {
         // sequencing log itself: no waiting for a publication that a full
         // disk or a witness hold may delay.
         let (first, recovered) = self.ledger.take_recovered();
-        let (start, gaps) = self.unindexed_from()?;
         let mut claims = Vec::new();
-        for i in start..first {
-            if gaps && self.meta.is_indexed(i as i64)? {
-                continue;
-            }
+        for i in self.unindexed(first)? {
             claims.push((i, self.ledger.entry(i)?));
         }
         claims.extend(
@@ -1032,12 +1028,17 @@ impl App {
         self.record_certificate(index, &e)
     }
 
-    /// Where entries the index lacks may start, and whether there are gaps
-    /// below the highest indexed entry (then every index must be checked).
-    fn unindexed_from(&self) -> Result<(u64, bool), ServerError> {
+    /// The log indices below `below` the search index lacks, ascending.
+    /// Without a gap below the highest indexed entry that is a range after
+    /// it; with one, the index is read once for its gaps.
+    fn unindexed(&self, below: u64) -> Result<Box<dyn Iterator<Item = u64>>, ServerError> {
         let next = self.meta.max_indexed()?.map_or(0, |m| m as u64 + 1);
         let count = self.meta.indexed_count()?;
-        Ok(if count == next { (next, false) } else { (0, true) })
+        if count == next {
+            return Ok(Box::new(next..below.max(next)));
+        }
+        let gaps = self.meta.unindexed_below(below as i64)?;
+        Ok(Box::new(gaps.into_iter().map(|i| i as u64)))
     }
 
     /// Indexes published entries the search index lacks (after a crash
@@ -1047,12 +1048,8 @@ impl App {
     pub fn reindex(&self) -> Result<(u64, u64), ServerError> {
         let published = self.ledger.sizes().published;
         // No gap below the highest indexed entry: start after it; else look at every entry.
-        let (start, gaps) = self.unindexed_from()?;
         let mut n = 0;
-        for i in start..published {
-            if gaps && self.meta.is_indexed(i as i64)? {
-                continue;
-            }
+        for i in self.unindexed(published)? {
             let text = self.ledger.entry(i)?;
             if ledger_format::certificate::is_certificate_entry(&text) {
                 self.record_certificate_text(i, &text)?;
