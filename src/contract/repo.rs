@@ -130,6 +130,26 @@ impl ContractsRepo {
             .map_err(|e| git_err("reading a tree", e))
     }
 
+    /// The directory `path` at `commit`, if it is one.
+    fn subtree(&self, commit: ObjectId, path: &str) -> Result<Option<gix::Tree<'_>>, RepoError> {
+        let tree = self.tree_of(commit)?;
+        let Some(entry) = tree
+            .lookup_entry_by_path(path)
+            .map_err(|e| git_err("looking up a path", e))?
+        else {
+            return Ok(None);
+        };
+        if !entry.mode().is_tree() {
+            return Ok(None);
+        }
+        Ok(Some(
+            entry
+                .object()
+                .map_err(|e| git_err("reading a tree", e))?
+                .into_tree(),
+        ))
+    }
+
     /// The blob id of `path` at `commit`, if present.
     pub fn blob_at(&self, commit: ObjectId, path: &str) -> Result<Option<ObjectId>, RepoError> {
         let tree = self.tree_of(commit)?;
@@ -148,20 +168,9 @@ impl ContractsRepo {
         commit: ObjectId,
         workflow: &str,
     ) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
-        let tree = self.tree_of(commit)?;
-        let Some(dir) = tree
-            .lookup_entry_by_path(format!("keys/{workflow}"))
-            .map_err(|e| git_err("looking up a path", e))?
-        else {
+        let Some(dir) = self.subtree(commit, &format!("keys/{workflow}"))? else {
             return Ok(Vec::new());
         };
-        if !dir.mode().is_tree() {
-            return Ok(Vec::new());
-        }
-        let dir = dir
-            .object()
-            .map_err(|e| git_err("reading a tree", e))?
-            .into_tree();
         let mut out = Vec::new();
         for entry in dir.iter() {
             let entry = entry.map_err(|e| git_err("reading a tree entry", e))?;
@@ -330,20 +339,9 @@ impl ContractsRepo {
     /// Every `keys/<workflow>/*.pub` at `commit` must be a public key tally
     /// verifies with (PEM, ECDSA P-256 or Ed25519), within the limits.
     fn lint_keys(&self, commit: ObjectId, report: &mut LintReport) -> Result<(), RepoError> {
-        let tree = self.tree_of(commit)?;
-        let Some(keys) = tree
-            .lookup_entry_by_path("keys")
-            .map_err(|e| git_err("looking up a path", e))?
-        else {
+        let Some(keys) = self.subtree(commit, "keys")? else {
             return Ok(());
         };
-        if !keys.mode().is_tree() {
-            return Ok(());
-        }
-        let keys = keys
-            .object()
-            .map_err(|e| git_err("reading a tree", e))?
-            .into_tree();
         let mut workflows = Vec::new();
         for entry in keys.iter() {
             let entry = entry.map_err(|e| git_err("reading a tree entry", e))?;
