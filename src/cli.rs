@@ -354,9 +354,20 @@ pub struct AttCommon {
     /// The control plane's URL.
     #[arg(long, env = "TALLY_SERVER", hide_env_values = true)]
     pub server: Option<String>,
-    /// The workflow's service token.
+    /// The workflow's service token. Without one, the CI's OIDC ID token
+    /// is used (tokenless CI): --id-token, --id-token-file, or GitHub
+    /// Actions' token service.
     #[arg(long, env = "TALLY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The CI's OIDC ID token itself (e.g. a GitLab `id_tokens` entry named TALLY_ID_TOKEN).
+    #[arg(long, env = "TALLY_ID_TOKEN", hide_env_values = true)]
+    pub id_token: Option<String>,
+    /// A file holding the CI's OIDC ID token.
+    #[arg(long, env = "TALLY_ID_TOKEN_FILE")]
+    pub id_token_file: Option<PathBuf>,
+    /// The audience to request from GitHub Actions' token service.
+    #[arg(long, env = "TALLY_OIDC_AUDIENCE", default_value = "tally")]
+    pub oidc_audience: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,

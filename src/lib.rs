@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attest;
+pub mod ci_token;
 pub mod cli;
 pub mod client;
 pub mod cmd;

@@ -47,33 +47,44 @@ fn refused(message: String, json: serde_json::Value) -> Failure {
     Failure::Refused(anyhow::Error::new(Details { message, json }))
 }
 
-/// The control plane's client, from `--server`/`TALLY_SERVER` and `--token`/`TALLY_TOKEN`.
+/// The control plane's client, from `--server`/`TALLY_SERVER` and the
+/// caller's credential ([`credential`]).
 fn server_client(common: &AttCommon, what: &str) -> Result<Client, Failure> {
-    connect(common.server.as_deref(), common.token.as_deref(), what)
+    connect(common.server.as_deref(), common, what)
 }
 
 /// The client of the server a run was started on (the state's URL unless overridden).
 fn run_client(st: &State, common: &AttCommon, what: &str) -> Result<Client, Failure> {
-    connect(
-        Some(common.server.as_deref().unwrap_or(&st.server)),
-        common.token.as_deref(),
-        what,
-    )
+    connect(Some(common.server.as_deref().unwrap_or(&st.server)), common, what)
 }
 
-fn connect(server: Option<&str>, token: Option<&str>, what: &str) -> Result<Client, Failure> {
+/// `--token`/`TALLY_TOKEN`, else the CI's OIDC ID token (SPEC.md §15.6).
+fn credential(common: &AttCommon) -> Result<Option<String>, Failure> {
+    if let Some(t) = common.token.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Some(t.to_owned()));
+    }
+    crate::ci_token::find(&crate::ci_token::Sources {
+        token: common.id_token.as_deref(),
+        file: common.id_token_file.as_deref(),
+        audience: &common.oidc_audience,
+    })
+}
+
+fn connect(server: Option<&str>, common: &AttCommon, what: &str) -> Result<Client, Failure> {
     let Some(url) = server else {
         return Err(Failure::Usage(anyhow!(
             "{what} needs a control plane: set TALLY_SERVER (and TALLY_TOKEN) or pass --server; \
              to work without one, start the run with `tally attestation init --dry-run --contract <file>`"
         )));
     };
-    if token.is_none_or(str::is_empty) {
+    let Some(token) = credential(common)? else {
         return Err(Failure::Usage(anyhow!(
-            "{what} on {url} needs the workflow's token: set TALLY_TOKEN or pass --token"
+            "{what} on {url} needs a credential: the workflow's token (TALLY_TOKEN or --token), \
+             or the CI's OIDC ID token (TALLY_ID_TOKEN, TALLY_ID_TOKEN_FILE, or GitHub Actions with \
+             `permissions: id-token: write`) for an identity the workflow declares"
         )));
-    }
-    Client::new(url, token)
+    };
+    Client::new(url, Some(&token))
 }
 
 fn parse_annotations(args: &[String]) -> Result<BTreeMap<String, String>, Failure> {

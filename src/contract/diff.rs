@@ -308,6 +308,26 @@ pub fn diff_workflows(old: &[Workflow], new: &[Workflow]) -> Vec<Change> {
                 for (_, what, breaking) in changes.into_iter().filter(|c| c.0) {
                     push(&mut out, s, what, breaking);
                 }
+                for i in w.identities.iter().filter(|i| !o.identities.contains(i)) {
+                    push(
+                        &mut out,
+                        s,
+                        format!("workflow `{}` now trusts CI identity {}", w.name, describe(i)),
+                        false,
+                    );
+                }
+                for i in o.identities.iter().filter(|i| !w.identities.contains(i)) {
+                    push(
+                        &mut out,
+                        s,
+                        format!(
+                            "workflow `{}` no longer trusts CI identity {}; its pipelines need another",
+                            w.name,
+                            describe(i)
+                        ),
+                        true,
+                    );
+                }
             }
         }
     }
@@ -320,6 +340,25 @@ pub fn diff_workflows(old: &[Workflow], new: &[Workflow]) -> Vec<Change> {
                 true,
             );
         }
+    }
+    out
+}
+
+/// One line naming a CI identity: issuer, subject and claims.
+fn describe(i: &crate::contract::CiIdentity) -> String {
+    let subject = match (&i.subject, &i.subject_pattern) {
+        (Some(s), _) => format!("sub `{s}`"),
+        (None, Some(p)) => format!("sub ~ `{p}`"),
+        (None, None) => "any sub".into(),
+    };
+    let claims: Vec<String> = i
+        .claims
+        .iter()
+        .map(|(k, v)| format!("{k} ∈ [{}]", v.join(", ")))
+        .collect();
+    let mut out = format!("{} {subject} (aud `{}`)", i.issuer, i.audience);
+    if !claims.is_empty() {
+        out.push_str(&format!(" with {}", claims.join(", ")));
     }
     out
 }

@@ -60,7 +60,18 @@ const MATERIAL_KEYS: &[&str] = &[
 ];
 const POLICY_KEYS: &[&str] = &["ref", "materials", "with", "blocking"];
 const WORKFLOWS_KEYS: &[&str] = &["schema", "workflows"];
-const WORKFLOW_KEYS: &[&str] = &["name", "project", "contract", "owners", "description"];
+const WORKFLOW_KEYS: &[&str] = &[
+    "name",
+    "project",
+    "contract",
+    "owners",
+    "description",
+    "identities",
+];
+const IDENTITY_KEYS: &[&str] = &["issuer", "audience", "subject", "subject_pattern", "claims"];
+
+/// The audience an ID token must carry when a workflow's identity names none.
+pub const DEFAULT_AUDIENCE: &str = "tally";
 
 /// An annotation: a key and a value; an empty value must be supplied when crafting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -139,6 +150,25 @@ pub struct Workflow {
     pub owners: Vec<String>,
     /// What it is.
     pub description: String,
+    /// The CI identities (OIDC ID tokens) allowed to act for it without a
+    /// tally token (SPEC.md §15.6).
+    pub identities: Vec<CiIdentity>,
+}
+
+/// A CI identity allowed to act for a workflow: an OIDC ID token from
+/// `issuer`, for `audience`, whose subject and claims match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CiIdentity {
+    /// The token's `iss`, exactly (an https URL; http only on loopback).
+    pub issuer: String,
+    /// A value the token's `aud` must hold.
+    pub audience: String,
+    /// The token's `sub`, exactly; or
+    pub subject: Option<String>,
+    /// a regular expression the whole `sub` must match.
+    pub subject_pattern: Option<String>,
+    /// Other claims: each named claim must be a string equal to one of the values.
+    pub claims: Vec<(String, Vec<String>)>,
 }
 
 /// Collects diagnostics for one file.
@@ -572,6 +602,119 @@ fn policy_refs(
     policies
 }
 
+/// The `[[workflows.identities]]` of one workflow.
+fn ci_identities(ctx: &mut Ctx<'_>, t: &Table<'_>, what: &str) -> Vec<CiIdentity> {
+    let mut out = Vec::new();
+    for (it, span) in ctx.tables(t, "identities") {
+        let who = format!("an identity of {what}");
+        ctx.check_keys(it, IDENTITY_KEYS, &who);
+        let Some((issuer, ispan)) = ctx.string(it, "issuer", &who, true, span.clone()) else {
+            continue;
+        };
+        if let Err(m) = issuer_ok(&issuer) {
+            ctx.err(ispan, format!("issuer `{issuer}` of {what}: {m}"), None);
+        }
+        let audience = ctx
+            .string(it, "audience", &who, false, span.clone())
+            .map(|a| a.0)
+            .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned());
+        let subject = ctx.string(it, "subject", &who, false, span.clone());
+        let pattern = ctx.string(it, "subject_pattern", &who, false, span.clone());
+        match (&subject, &pattern) {
+            (Some(_), Some((_, pspan))) => ctx.err(
+                pspan.clone(),
+                format!("{who} gives both `subject` and `subject_pattern`"),
+                Some("keep one".into()),
+            ),
+            (None, None) => ctx.err(
+                span.clone(),
+                format!("{who} names no `subject` or `subject_pattern`"),
+                Some("an issuer alone admits every pipeline it serves: add `subject = \"repo:org/repo:ref:refs/heads/main\"` (or a pattern)".into()),
+            ),
+            _ => {}
+        }
+        if let Some((p, pspan)) = &pattern {
+            if let Err(e) = regex::Regex::new(&anchored(p)) {
+                ctx.err(
+                    pspan.clone(),
+                    format!("`subject_pattern` of {what} is not a regular expression: {e}"),
+                    None,
+                );
+            }
+        }
+        let mut claims = Vec::new();
+        if let Some(v) = ctx.get(it, "claims") {
+            match v.get_ref() {
+                DeValue::Table(c) => {
+                    for (k, val) in c.iter() {
+                        let name = k.get_ref().to_string();
+                        let values: Option<Vec<String>> = match val.get_ref() {
+                            DeValue::String(s) => Some(vec![s.to_string()]),
+                            DeValue::Array(items) => items
+                                .iter()
+                                .map(|i| match i.get_ref() {
+                                    DeValue::String(s) => Some(s.to_string()),
+                                    _ => None,
+                                })
+                                .collect::<Option<Vec<_>>>()
+                                .filter(|v| !v.is_empty()),
+                            _ => None,
+                        };
+                        match values {
+                            Some(values) if !name.is_empty() => claims.push((name, values)),
+                            _ => ctx.err(
+                                val.span(),
+                                format!(
+                                    "claim `{name}` of {who} must be a string or a non-empty list of strings"
+                                ),
+                                None,
+                            ),
+                        }
+                    }
+                }
+                _ => ctx.err(
+                    v.span(),
+                    format!("`claims` in {who} must be a table of claim = value(s)"),
+                    Some("e.g. `claims = { repository = \"org/repo\", ref = [\"refs/heads/main\"] }`".into()),
+                ),
+            }
+        }
+        out.push(CiIdentity {
+            issuer,
+            audience,
+            subject: subject.map(|s| s.0),
+            subject_pattern: pattern.map(|p| p.0),
+            claims,
+        });
+    }
+    out
+}
+
+/// `pattern` made to match a whole string.
+pub fn anchored(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
+}
+
+/// Whether `issuer` may name an OIDC issuer: an https URL without query or
+/// fragment (http only on a loopback host, for tests and local issuers).
+pub fn issuer_ok(issuer: &str) -> Result<(), &'static str> {
+    let u = url::Url::parse(issuer).map_err(|_| "not a URL")?;
+    if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+        return Err("an issuer URL has no query, fragment or user");
+    }
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => return Err("an issuer URL names a host"),
+    };
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err("an issuer must be an https URL (http only on a loopback host)"),
+    }
+}
+
 fn policy_ref_ok(r: &str) -> bool {
     if let Some(rest) = r.strip_prefix("https://") {
         return rest.rsplit_once("@sha256:").is_some_and(|(u, d)| {
@@ -661,17 +804,72 @@ pub fn parse_workflows(
             .string(t, "description", &what, false, span)
             .map(|d| d.0)
             .unwrap_or_default();
+        let identities = ci_identities(&mut ctx, t, &what);
         out.push(Workflow {
             name,
             project,
             contract,
             owners,
             description,
+            identities,
         });
     }
     if ctx.diags.is_empty() {
         Ok(out)
     } else {
         Err(ctx.diags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workflows(identity: &str) -> Result<Vec<Workflow>, Vec<Diagnostic>> {
+        let src = format!(
+            "schema = \"tally.dev/contract/v1\"\n[[workflows]]\nname = \"w\"\nproject = \"p\"\ncontract = \"c\"\nowners = [\"o\"]\n[[workflows.identities]]\n{identity}"
+        );
+        parse_workflows("workflows.toml", &src, None)
+    }
+
+    #[test]
+    fn ci_identities_are_checked_where_they_are_written() {
+        let ok = workflows(
+            "issuer = \"https://gitlab.com\"\nsubject_pattern = \"project_path:a/b:.+\"\nclaims = { ref = [\"main\", \"dev\"] }\n",
+        )
+        .unwrap();
+        let i = &ok[0].identities[0];
+        assert_eq!(i.audience, DEFAULT_AUDIENCE);
+        assert_eq!(
+            i.claims,
+            vec![("ref".to_owned(), vec!["main".to_owned(), "dev".to_owned()])]
+        );
+        for (identity, says) in [
+            (
+                "issuer = \"https://gitlab.com\"\n",
+                "no `subject` or `subject_pattern`",
+            ),
+            (
+                "issuer = \"https://x\"\nsubject = \"a\"\nsubject_pattern = \"a\"\n",
+                "both",
+            ),
+            ("issuer = \"http://idp.example\"\nsubject = \"a\"\n", "https"),
+            (
+                "issuer = \"https://x\"\nsubject_pattern = \"(\"\n",
+                "not a regular expression",
+            ),
+            (
+                "issuer = \"https://x\"\nsubject = \"a\"\nclaims = { ref = 1 }\n",
+                "claim `ref`",
+            ),
+            (
+                "issuer = \"https://x\"\nsubject = \"a\"\naud = \"t\"\n",
+                "unknown field `aud`",
+            ),
+        ] {
+            let d = workflows(identity).unwrap_err();
+            assert!(d.iter().any(|d| d.message.contains(says)), "{identity}: {d:?}");
+        }
+        assert!(workflows("issuer = \"http://127.0.0.1:8080\"\nsubject = \"a\"\n").is_ok());
     }
 }

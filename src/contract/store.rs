@@ -98,6 +98,8 @@ pub struct ContractStore {
     state: Option<PathBuf>,
     head: Mutex<Option<ObjectId>>,
     cache: Mutex<HashMap<ObjectId, Arc<Contract>>>,
+    /// `workflows.toml` as parsed at a head.
+    workflows: Mutex<Option<(ObjectId, Arc<Vec<Workflow>>)>>,
 }
 
 impl ContractStore {
@@ -120,6 +122,7 @@ impl ContractStore {
             state,
             head: Mutex::new(recorded),
             cache: Mutex::new(HashMap::new()),
+            workflows: Mutex::new(None),
         };
         store.refresh()?;
         Ok(store)
@@ -213,22 +216,32 @@ impl ContractStore {
         *self.head.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The workflows declared at the accepted head.
-    pub fn workflows(&self) -> Result<Vec<Workflow>, StoreError> {
+    /// The workflows declared at the accepted head (parsed once per head).
+    pub fn workflows(&self) -> Result<Arc<Vec<Workflow>>, StoreError> {
         let head = self
             .head()
             .ok_or_else(|| StoreError::NoBranch(self.branch.clone()))?;
+        if let Some((at, w)) = &*self.workflows.lock().unwrap_or_else(|p| p.into_inner()) {
+            if *at == head {
+                return Ok(w.clone());
+            }
+        }
         let repo = self.local();
-        let Some(blob) = repo.blob_at(head, WORKFLOWS_FILE)? else {
-            return Ok(Vec::new());
+        let parsed = match repo.blob_at(head, WORKFLOWS_FILE)? {
+            None => Vec::new(),
+            Some(blob) => {
+                let bytes = repo.read_blob(blob)?;
+                let src = String::from_utf8_lossy(&bytes);
+                parse_workflows(WORKFLOWS_FILE, &src, None).map_err(|d| StoreError::Invalid {
+                    file: WORKFLOWS_FILE.into(),
+                    commit: head.to_string(),
+                    first: d.first().map(|x| x.message.clone()).unwrap_or_default(),
+                })?
+            }
         };
-        let bytes = repo.read_blob(blob)?;
-        let src = String::from_utf8_lossy(&bytes);
-        parse_workflows(WORKFLOWS_FILE, &src, None).map_err(|d| StoreError::Invalid {
-            file: WORKFLOWS_FILE.into(),
-            commit: head.to_string(),
-            first: d.first().map(|x| x.message.clone()).unwrap_or_default(),
-        })
+        let parsed = Arc::new(parsed);
+        *self.workflows.lock().unwrap_or_else(|p| p.into_inner()) = Some((head, parsed.clone()));
+        Ok(parsed)
     }
 
     /// The bytes of a blob (a contract's exact text at a revision).
@@ -245,8 +258,9 @@ impl ContractStore {
             .ok_or_else(|| StoreError::NoBranch(self.branch.clone()))?;
         let wf = self
             .workflows()?
-            .into_iter()
+            .iter()
             .find(|w| w.name == workflow)
+            .cloned()
             .ok_or_else(|| StoreError::UnknownWorkflow(workflow.to_owned()))?;
         let repo = self.local();
         let at = match pinned {

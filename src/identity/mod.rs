@@ -2,7 +2,9 @@
 //! the control plane's certificate authority for keyless signing, which
 //! binds a pipeline's ephemeral key to the run's identity in a short-lived
 //! X.509 certificate carrying Fulcio's extensions ([`fulcio`]), so
-//! identity policies written for Sigstore read it unchanged.
+//! identity policies written for Sigstore read it unchanged. [`oidc`]
+//! checks a CI platform's ID token (tokenless CI) and maps its claims to
+//! the same extensions.
 //!
 //! Below the HTTP layer: the server's API calls into it, it imports
 //! nothing from `server`.
@@ -10,3 +12,4 @@
 pub mod ca;
 pub mod cert;
 pub mod fulcio;
+pub mod oidc;

@@ -11,6 +11,7 @@ use ledger_format::hash::sha256;
 use crate::attest::dsse::{Envelope, PublicKey};
 use crate::identity::ca::{pem_blocks, CaError, Request};
 use crate::identity::fulcio::Identity;
+use crate::identity::oidc::{fulcio_identity, Claims};
 use crate::server::intake::Refusal;
 use crate::server::meta::Run;
 use crate::server::{unix_now, App};
@@ -45,17 +46,23 @@ pub fn run_identity(app: &App, run: &Run) -> Identity {
 
 /// Issues a certificate for `public_key_pem` to `run` (an INITIALIZED run:
 /// the caller checked), once `proof` (base64 of a signature over the run
-/// id) verifies, appends its entry to the log and returns once that entry
+/// id) verifies. A caller authenticated by a CI ID token (`ci`) gets the CI
+/// identity its verified claims name (SPEC.md §15.6); any other caller, the
+/// run's identity under this control plane. It appends its entry to the log and returns once that entry
 /// is durable. The key is certified for [`crate::identity::ca::LEAF_LIFETIME`].
 pub async fn certify(
     app: &Arc<App>,
     run: &Run,
+    ci: Option<&Arc<Claims>>,
     public_key_pem: String,
     proof: &str,
 ) -> Result<Certified, Refusal> {
     let proof = crate::attest::dsse::decode_b64(proof)
         .ok_or_else(|| Refusal::Certificate("proof is not base64".into()))?;
-    let identity = run_identity(app, run);
+    let identity = match ci {
+        Some(c) => fulcio_identity(c, &run_identity(app, run)),
+        None => run_identity(app, run),
+    };
     let now = unix_now();
     let (a, challenge) = (app.clone(), run.id.clone());
     let issued = app

@@ -292,6 +292,8 @@ pub struct App {
     /// What `GET /api/v1/ca` serves: the CA's chain, then every earlier CA
     /// certificate of this data directory (SPEC.md §15.3).
     pub ca_bundle: String,
+    /// Checks CI platforms' ID tokens (tokenless CI, SPEC.md §15.6).
+    pub oidc: crate::identity::oidc::Verifier,
 }
 
 /// Public keys a workflow's signatures may use.
@@ -874,6 +876,7 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         ca,
         ca_bundle,
         repo_keys: Mutex::new(HashMap::new()),
+        oidc: crate::identity::oidc::Verifier::new(),
     });
     // One attestation per run, also across a crash: before the first request,
     // every run the log holds an entry for reads as taken.

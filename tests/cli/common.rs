@@ -386,3 +386,25 @@ pub fn python_has(modules: &str) -> bool {
     }
     ok
 }
+
+/// Starts `tests/fixtures/<script>` under python3 with `args`; it prints
+/// the loopback port it serves on, returned with the child.
+pub fn python_fixture_server(script: &str, args: &[&Path]) -> (std::process::Child, u16) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(script);
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    (child, port.trim().parse().expect("the fixture prints its port"))
+}

@@ -529,3 +529,356 @@ fn keys_in_the_contracts_repository_are_pinned_per_run_and_revoked_by_removal() 
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     assert!(first["log_index"].is_u64());
 }
+
+/// The local OIDC issuer (tests/fixtures/oidc_issuer.py): discovery and
+/// JWKS over HTTP on loopback, tokens minted by PyJWT.
+struct Issuer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Issuer {
+    /// `None` (skipped) outside CI when PyJWT is missing.
+    fn start() -> Option<Issuer> {
+        if !python_has("jwt, cryptography") {
+            return None;
+        }
+        let (child, port) = python_fixture_server("oidc_issuer.py", &[]);
+        Some(Issuer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    fn post(&self, path: &str, body: serde_json::Value) -> String {
+        reqwest::blocking::Client::new()
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
+    /// A token with `claims` (over the issuer's defaults), made `how`.
+    fn mint(&self, claims: serde_json::Value, how: &str) -> String {
+        self.post("/mint", serde_json::json!({ "claims": claims, "how": how }))
+    }
+}
+
+impl Drop for Issuer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The claims GitHub Actions documents for a release job's ID token.
+fn github_claims() -> serde_json::Value {
+    serde_json::json!({
+        "aud": "tally",
+        "sub": "repo:acme/payments:ref:refs/heads/main",
+        "repository": "acme/payments",
+        "repository_owner": "acme",
+        "workflow_ref": "acme/payments/.github/workflows/release.yml@refs/heads/main",
+        "job_workflow_ref": "acme/payments/.github/workflows/release.yml@refs/heads/main",
+        "job_workflow_sha": "9fceb02d0ae598e95dc970b74767f19372d61af8",
+        "event_name": "push",
+        "ref": "refs/heads/main",
+        "ref_type": "branch",
+        "environment": "production",
+        "sha": "9fceb02d0ae598e95dc970b74767f19372d61af8",
+        "run_id": "991",
+        "run_attempt": "1",
+        "runner_environment": "github-hosted",
+    })
+}
+
+/// The claims GitLab documents for a job's `id_tokens` entry.
+fn gitlab_claims() -> serde_json::Value {
+    serde_json::json!({
+        "aud": "tally",
+        "sub": "project_path:acme/payments:ref_type:branch:ref:main",
+        "namespace_id": "72",
+        "namespace_path": "acme",
+        "project_id": "20",
+        "project_path": "acme/payments",
+        "user_id": "5",
+        "user_login": "octocat",
+        "pipeline_id": "574",
+        "pipeline_source": "push",
+        "job_id": "302",
+        "ref": "main",
+        "ref_type": "branch",
+        "ref_path": "refs/heads/main",
+        "ref_protected": "true",
+        "ci_config_ref_uri": "gitlab.com/acme/payments//.gitlab-ci.yml@refs/heads/main",
+        "ci_config_sha": "9fceb02d0ae598e95dc970b74767f19372d61af8",
+        "sha": "9fceb02d0ae598e95dc970b74767f19372d61af8",
+        "runner_id": "1",
+        "runner_environment": "gitlab-hosted",
+    })
+}
+
+/// A contracts repository whose `payments-release` trusts the local
+/// issuer's GitHub-shaped tokens from acme/payments' main branch, and
+/// `payments-quality` its GitLab-shaped tokens from any branch.
+fn contracts_trusting(dir: &std::path::Path, issuer: &str) -> std::path::PathBuf {
+    let repo = contracts_repo(dir);
+    let path = repo.join("workflows.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text
+        .replace(
+            "description = \"Release pipeline of the payments service\"\n",
+            &format!(
+                "description = \"Release pipeline of the payments service\"\n\n\
+                 [[workflows.identities]]\nissuer = \"{issuer}\"\n\
+                 subject = \"repo:acme/payments:ref:refs/heads/main\"\n\
+                 claims = {{ repository = \"acme/payments\", ref = [\"refs/heads/main\"], environment = \"production\" }}\n"
+            ),
+        )
+        .replace(
+            "owners = [\"team-payments@example.com\"]\n\n# GitLab",
+            &format!(
+                "owners = [\"team-payments@example.com\"]\n\n\
+                 [[workflows.identities]]\nissuer = \"{issuer}\"\n\
+                 subject_pattern = \"project_path:acme/payments:ref_type:branch:ref:.+\"\n\n# GitLab"
+            ),
+        );
+    assert!(text.matches(issuer).count() == 2, "{text}");
+    std::fs::write(&path, text).unwrap();
+    let o = tally(&["contract", "lint", repo.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    git(&repo, &["commit", "-q", "-am", "trust the CI's ID tokens"]);
+    repo
+}
+
+/// Tokenless CI end to end: a GitHub Actions job with no tally token gets
+/// its ID token from the (local) token service, starts a run, uploads,
+/// and pushes keylessly; its certificate carries the CI identity in
+/// Fulcio's extensions (read by OpenSSL), and the bundle verifies offline
+/// with cosign-style `--certificate-identity`/`--certificate-oidc-issuer`.
+#[test]
+fn a_tokenless_github_job_pushes_with_its_id_token_and_is_certified_as_itself() {
+    use crate::controlplane::{craft_release_with, gh_env, ControlPlane};
+    let Some(issuer) = Issuer::start() else { return };
+    let d = tmp();
+    let repo = contracts_trusting(d.path(), &issuer.url);
+    let cp = ControlPlane::start(&repo, &[]);
+    let ws = d.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let service = format!("{}/github-token?api-version=2.0", issuer.url);
+    let mut env = gh_env();
+    env.push(("ACTIONS_ID_TOKEN_REQUEST_URL", &service));
+    env.push(("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token"));
+    let image = format!("ghcr.io/acme/payments@sha256:{}", "7a".repeat(32));
+    craft_release_with(&cp, &ws, &env, &image);
+    let pushed = keyless_push(&cp, &ws, &env);
+    assert!(pushed["certificate_log_index"].as_u64().is_some(), "{pushed}");
+
+    let bundle = ws.join("attestation.bundle.json");
+    let (_, chain) = bundle_chain(&bundle);
+    let leaf = write(
+        d.path(),
+        "leaf.pem",
+        chain
+            .split_inclusive("-----END CERTIFICATE-----\n")
+            .next()
+            .unwrap(),
+    );
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&leaf)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let san = "https://github.com/acme/payments/.github/workflows/release.yml@refs/heads/main";
+    assert!(text.contains(&format!("URI:{san}")), "{text}");
+    for (n, value) in [
+        (oid::ISSUER, issuer.url.as_str()),
+        (oid::SOURCE_REPOSITORY_URI, "https://github.com/acme/payments"),
+        (oid::SOURCE_REPOSITORY_REF, "refs/heads/main"),
+        (
+            oid::SOURCE_REPOSITORY_DIGEST,
+            "9fceb02d0ae598e95dc970b74767f19372d61af8",
+        ),
+        (oid::RUNNER_ENVIRONMENT, "github-hosted"),
+        (
+            oid::RUN_INVOCATION_URI,
+            "https://github.com/acme/payments/actions/runs/991/attempts/1",
+        ),
+    ] {
+        let at = text
+            .find(&dotted(n))
+            .unwrap_or_else(|| panic!("{} missing: {text}", dotted(n)));
+        assert!(
+            text[at..].lines().nth(1).unwrap().contains(value),
+            "{}: {text}",
+            dotted(n)
+        );
+    }
+
+    let (auditor, _) = auditor_with_ca(&cp, d.path());
+    std::fs::copy(&bundle, auditor.join("b.json")).unwrap();
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "--bundle",
+            "b.json",
+            "--log-key",
+            &cp.vkey,
+            "--ca",
+            "ca.pem",
+        ];
+        args.extend_from_slice(extra);
+        cp.tally(&auditor, &[], &args)
+    };
+    let o = verify(&[
+        "--certificate-identity",
+        san,
+        "--certificate-oidc-issuer",
+        &issuer.url,
+    ]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("keyless signature by {san}")),
+        "{}",
+        stdout(&o)
+    );
+    let o = verify(&["--certificate-oidc-issuer", "https://tally.localhost/log"]);
+    assert_ne!(code(&o), 0, "{}", stdout(&o));
+
+    // Without any credential the CLI says what it looked for.
+    let o = cp.tally(
+        &ws,
+        &gh_env(),
+        &[
+            "attestation",
+            "init",
+            "--workflow",
+            "payments-release",
+            "--version",
+            "1",
+            "--state",
+            "other.json",
+        ],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("TALLY_ID_TOKEN"), "{}", stderr(&o));
+}
+
+/// Every way an ID token can be wrong is refused before a run starts, with
+/// a message naming what is wrong; GitLab-shaped and ES256 tokens are
+/// accepted; a rotated issuer key is fetched on its first unknown `kid`.
+#[test]
+fn every_wrong_id_token_is_refused_and_a_rotated_key_is_fetched() {
+    use crate::controlplane::ControlPlane;
+    let Some(issuer) = Issuer::start() else { return };
+    let d = tmp();
+    let repo = contracts_trusting(d.path(), &issuer.url);
+    let cp = ControlPlane::start(&repo, &[]);
+    let start = |token: &str, workflow: &str| {
+        let runner = if workflow == "payments-quality" {
+            "gitlab"
+        } else {
+            "github-actions"
+        };
+        let body = serde_json::json!({ "workflow": workflow, "runner": { "type": runner, "env": {} } });
+        cp.post(
+            "/api/v1/runs",
+            Some(token),
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+    };
+    let with = |changes: serde_json::Value| {
+        let mut c = github_claims();
+        for (k, v) in changes.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+
+    let (s, v) = start(&issuer.mint(github_claims(), "good"), "payments-release");
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = start(&issuer.mint(github_claims(), "es256"), "payments-release");
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = start(&issuer.mint(gitlab_claims(), "good"), "payments-quality");
+    assert_eq!(s, 201, "{v}");
+
+    let cases: Vec<(&str, String, &str, u16, &str)> = vec![
+        (
+            "expired",
+            issuer.mint(with(serde_json::json!({"iat": now - 4000, "nbf": now - 4000, "exp": now - 3600})), "good"),
+            "payments-release",
+            401,
+            "expired",
+        ),
+        (
+            "not yet valid",
+            issuer.mint(with(serde_json::json!({"nbf": now + 3600, "exp": now + 7200})), "good"),
+            "payments-release",
+            401,
+            "nbf",
+        ),
+        ("wrong audience", issuer.mint(with(serde_json::json!({"aud": "sigstore"})), "good"), "payments-release", 403, "aud"),
+        (
+            "wrong issuer",
+            issuer.mint(with(serde_json::json!({"iss": "https://token.example.net"})), "good"),
+            "payments-release",
+            401,
+            "not trusted",
+        ),
+        ("unknown kid", issuer.mint(github_claims(), "unknown-kid"), "payments-release", 401, "k9"),
+        ("alg none", issuer.mint(github_claims(), "none"), "payments-release", 401, "alg `none`"),
+        ("HS256 with the public key", issuer.mint(github_claims(), "hs256"), "payments-release", 401, "alg `HS256`"),
+        ("no kid, several keys", issuer.mint(github_claims(), "no-kid"), "payments-release", 401, "no key id"),
+        (
+            "another branch",
+            issuer.mint(with(serde_json::json!({"sub": "repo:acme/payments:ref:refs/heads/dev", "ref": "refs/heads/dev"})), "good"),
+            "payments-release",
+            403,
+            "sub `repo:acme/payments:ref:refs/heads/dev` is not",
+        ),
+        (
+            "another environment",
+            issuer.mint(with(serde_json::json!({"environment": "staging"})), "good"),
+            "payments-release",
+            403,
+            "claim `environment` is `staging`",
+        ),
+        ("a workflow declaring no identity", issuer.mint(github_claims(), "good"), "psirt-advisories", 403, "declares no identity"),
+        ("not a JWT", "eyJ.eyJ.sig".to_owned(), "payments-release", 401, "header"),
+    ];
+    for (what, token, workflow, status, says) in &cases {
+        let (s, v) = start(token, workflow);
+        assert_eq!(s, *status, "{what}: {v}");
+        assert!(v.to_string().contains(says), "{what}: {v}");
+    }
+    // A forged signature over the right claims.
+    let good = issuer.mint(github_claims(), "good");
+    let (head, _) = good.rsplit_once('.').unwrap();
+    let forged = issuer.mint(
+        with(serde_json::json!({"sub": "repo:acme/other:ref:refs/heads/main"})),
+        "good",
+    );
+    let (_, sig) = forged.rsplit_once('.').unwrap();
+    let (s, v) = start(&format!("{head}.{sig}"), "payments-release");
+    assert_eq!(s, 401, "{v}");
+    assert!(v.to_string().contains("signature"), "{v}");
+    // A CI identity is never the admin.
+    let (s, _) = cp.get("/api/v1/tokens", Some(&good));
+    assert_eq!(s, 403);
+
+    // The issuer rotates its key; the first token under the new kid makes
+    // the server fetch the JWKS again (at most once per 5 s per issuer).
+    issuer.post("/rotate", serde_json::json!({}));
+    std::thread::sleep(std::time::Duration::from_millis(5200));
+    let (s, v) = start(&issuer.mint(github_claims(), "good"), "payments-release");
+    assert_eq!(s, 201, "{v}");
+}

@@ -689,24 +689,9 @@ fn a_policy_pinned_by_url_is_fetched_once_checked_and_cached() {
     let yaml = std::fs::read(policies_dir().join("no-critical-vulnerabilities.yaml")).unwrap();
     std::fs::write(served.join("vulns.yaml"), &yaml).unwrap();
     let (ca, cert, key) = loopback_tls(d.path());
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/https_server.py");
-    let mut server = Command::new("python3")
-        .arg(script)
-        .arg(&served)
-        .arg(&cert)
-        .arg(&key)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
-        &mut port,
-    )
-    .unwrap();
+    let (mut server, port) = crate::common::python_fixture_server("https_server.py", &[&served, &cert, &key]);
     let hex = ledger_format::hash::sha256(&yaml).to_hex();
-    let url = format!("https://127.0.0.1:{}/vulns.yaml", port.trim());
+    let url = format!("https://127.0.0.1:{port}/vulns.yaml");
     let repo = d.path().join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     let write = |digest: &str| {

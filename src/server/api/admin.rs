@@ -18,7 +18,7 @@ use crate::server::meta::ExceptionRow;
 use crate::server::{new_secret, token_hash, unix_now, App};
 use crate::wire;
 
-fn known_workflows(app: &App) -> ApiResult<Vec<crate::contract::Workflow>> {
+fn known_workflows(app: &App) -> ApiResult<Arc<Vec<crate::contract::Workflow>>> {
     app.contracts
         .workflows()
         .map_err(|e| ApiError::unavailable_because("the contracts repository", e, 5))
@@ -29,7 +29,7 @@ pub(super) async fn create_token(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    authenticate(&app, &headers)?.admin()?;
+    authenticate(&app, &headers).await?.admin()?;
     let (req, _): (wire::CreateToken, _) = read_json(&app, &headers, body).await?;
     if req.workflows.is_empty() {
         return Err(ApiError::bad("a token needs at least one workflow"));
@@ -68,7 +68,7 @@ pub(super) async fn list_tokens(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> ApiResult<Json<wire::TokenList>> {
-    authenticate(&app, &headers)?.admin()?;
+    authenticate(&app, &headers).await?.admin()?;
     let tokens = app.meta.list_tokens().map_err(ApiError::meta)?;
     Ok(Json(wire::TokenList { tokens }))
 }
@@ -78,7 +78,7 @@ pub(super) async fn revoke_token(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<wire::TokenRevoked>> {
-    authenticate(&app, &headers)?.admin()?;
+    authenticate(&app, &headers).await?.admin()?;
     let revoked = app.meta.revoke_token(&id, unix_now()).map_err(ApiError::meta)?;
     app.tokens.lock().unwrap_or_else(|p| p.into_inner()).clear();
     if !revoked {
@@ -99,7 +99,7 @@ pub(super) async fn grant_exception(
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult<Json<wire::ExceptionGranted>> {
-    let who = authenticate(&app, &headers)?;
+    let who = authenticate(&app, &headers).await?;
     who.admin()?;
     let (req, _): (wire::GrantException, _) = read_json(&app, &headers, body).await?;
     let bad = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "malformed", m);
@@ -152,9 +152,9 @@ pub(super) async fn list_workflows(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> ApiResult<Json<wire::WorkflowList>> {
-    let who = authenticate(&app, &headers)?;
+    let who = authenticate(&app, &headers).await?;
     let mut out = Vec::new();
-    for w in known_workflows(&app)? {
+    for w in known_workflows(&app)?.iter() {
         if who.may(&w.name).is_err() {
             continue;
         }
@@ -166,10 +166,10 @@ pub(super) async fn list_workflows(
             .map(|(k, _)| k)
             .collect();
         out.push(wire::WorkflowInfo {
-            name: w.name,
-            project: w.project,
-            contract: w.contract,
-            owners: w.owners,
+            name: w.name.clone(),
+            project: w.project.clone(),
+            contract: w.contract.clone(),
+            owners: w.owners.clone(),
             keys,
         });
     }
@@ -182,7 +182,7 @@ pub(super) async fn add_key(
     Path(name): Path<String>,
     body: Body,
 ) -> ApiResult<Response> {
-    authenticate(&app, &headers)?.admin()?;
+    authenticate(&app, &headers).await?.admin()?;
     let (req, _): (wire::AddKey, _) = read_json(&app, &headers, body).await?;
     if !known_workflows(&app)?.iter().any(|w| w.name == name) {
         return Err(ApiError::new(
@@ -219,7 +219,7 @@ pub(super) async fn stats(
     headers: HeaderMap,
     q: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<wire::Stats>> {
-    authenticate(&app, &headers)?.admin()?;
+    authenticate(&app, &headers).await?.admin()?;
     let q = query(q)?;
     let days = q.days.unwrap_or(30).clamp(1, 3650);
     let since = unix_now() - days * 86_400;

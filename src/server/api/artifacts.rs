@@ -117,7 +117,7 @@ async fn put_inner(
     q: Result<Query<PutQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Result<(Response, &'static str, u64), ApiError> {
-    let who = authenticate(app, &headers)?;
+    let who = authenticate(app, &headers).await?;
     let Query(q) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     who.may(&q.workflow)?;
     let hex = parse_digest(&digest)?;
@@ -278,7 +278,7 @@ pub async fn get(
     let who = if public && !headers.contains_key(header::AUTHORIZATION) {
         None
     } else {
-        Some(authenticate(&app, &headers)?)
+        Some(authenticate(&app, &headers).await?)
     };
     if method == Method::HEAD {
         // Asked before anything else: an uploader learns here (503) that the
@@ -288,7 +288,7 @@ pub async fn get(
             return Err(not_found());
         }
     }
-    if let Some(Principal::Workflow { workflows, .. }) = &who {
+    if let Some(workflows) = who.as_ref().and_then(Principal::workflows) {
         if !public && !owners.iter().any(|o| workflows.contains(o)) {
             return Err(not_found());
         }

@@ -72,7 +72,7 @@ pub(super) async fn create_run(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let who = authenticate(&app, &headers)?;
+    let who = authenticate(&app, &headers).await?;
     let (req, _): (wire::StartRun, _) = read_json(&app, &headers, body).await?;
     who.may(&req.workflow)?;
     let store = app.contracts.clone();
@@ -215,7 +215,7 @@ pub(super) async fn describe_run(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<wire::Run>> {
-    let who = authenticate(&app, &headers)?;
+    let who = authenticate(&app, &headers).await?;
     let run = find_run(&app, &who, &id)?;
     let mut v = run_wire(&run);
     // Where the mirror put its attestation in the OCI store (SPEC.md §12.7).
@@ -249,7 +249,7 @@ pub(super) async fn list_runs(
     headers: HeaderMap,
     q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<wire::RunList>> {
-    let who = authenticate(&app, &headers)?;
+    let who = authenticate(&app, &headers).await?;
     let q = query(q)?;
     if let Some(w) = &q.workflow {
         who.may(w)?;
@@ -280,7 +280,7 @@ pub(super) async fn reset_run(
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult<Json<wire::Run>> {
-    let who = authenticate(&app, &headers)?;
+    let who = authenticate(&app, &headers).await?;
     let (req, _): (wire::ResetRun, _) = read_json(&app, &headers, body).await?;
     let run = find_run(&app, &who, &id)?;
     if app
@@ -378,7 +378,7 @@ pub(super) async fn request_certificate(
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult<Response> {
-    let who = authenticate(&app, &headers)?;
+    let who = authenticate(&app, &headers).await?;
     let run = current_run(&app, &who, &id)?;
     if run.status != "INITIALIZED" {
         return Err(ApiError::new(
@@ -388,7 +388,7 @@ pub(super) async fn request_certificate(
         ));
     }
     let (req, _): (wire::CertificateRequest, _) = read_json(&app, &headers, body).await?;
-    let c = crate::server::certify::certify(&app, &run, req.public_key, &req.proof)
+    let c = crate::server::certify::certify(&app, &run, who.ci_claims(), req.public_key, &req.proof)
         .await
         .map_err(|e| reject(&app, &who, &run, e.code(), refusal(e)))?;
     tracing::info!(workflow = %run.workflow, run = %run.id, log_index = c.index, serial = %c.serial, "certificate issued");
@@ -418,7 +418,7 @@ pub(super) async fn push_attestation(
 ) -> ApiResult<Response> {
     let received = Instant::now();
     let q = query(q)?;
-    let who = authenticate(&app, &headers)?;
+    let who = authenticate(&app, &headers).await?;
     let run = current_run(&app, &who, &id)?;
     if run.status != "INITIALIZED" {
         return Err(reject(
