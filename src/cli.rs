@@ -245,8 +245,37 @@ pub enum WorkflowCommand {
 /// `tally workflow key …`
 #[derive(Debug, Subcommand)]
 pub enum WorkflowKeyCommand {
-    /// Register the public key that signs a workflow's attestations.
+    /// Register the public key that signs a workflow's attestations (a log
+    /// entry).
     Add(WorkflowKeyAddArgs),
+    /// Revoke a registered key (a log entry): no new push verifies with
+    /// it; attestations it signed before stay valid.
+    Revoke(WorkflowKeyRevokeArgs),
+    /// The keys registered for a workflow.
+    List(WorkflowKeyListArgs),
+}
+
+/// `tally workflow key revoke`
+#[derive(Debug, Args)]
+pub struct WorkflowKeyRevokeArgs {
+    /// The workflow.
+    #[arg(long)]
+    pub workflow: String,
+    /// The public key (PEM file), or its key id (64 hex digits).
+    #[arg(long)]
+    pub key: String,
+    #[command(flatten)]
+    pub conn: ServerConn,
+}
+
+/// `tally workflow key list`
+#[derive(Debug, Args)]
+pub struct WorkflowKeyListArgs {
+    /// The workflow.
+    #[arg(long)]
+    pub workflow: String,
+    #[command(flatten)]
+    pub conn: ServerConn,
 }
 
 /// `tally workflow key add`
@@ -956,6 +985,12 @@ pub struct VerifyArgs {
     /// A folder holding the attestation's materials (found by digest).
     #[arg(long, requires = "contracts")]
     pub materials: Option<PathBuf>,
+    /// A clone of the ledger (`git clone <server>/ledger.git`): say whether
+    /// --key was trusted for the entry's workflow at its log index —
+    /// registered by a key entry before it and not revoked, or (with
+    /// --contracts) in `keys/<workflow>/` at the run's pinned commit.
+    #[arg(long, requires_all = ["key", "bundle"])]
+    pub ledger: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,

@@ -74,6 +74,12 @@ fn main() -> ExitCode {
         Command::Workflow(WorkflowCommand::Key(WorkflowKeyCommand::Add(a))) => {
             (a.conn.output, cmd::admin::workflow_key_add(a))
         }
+        Command::Workflow(WorkflowCommand::Key(WorkflowKeyCommand::Revoke(a))) => {
+            (a.conn.output, cmd::admin::workflow_key_revoke(a))
+        }
+        Command::Workflow(WorkflowCommand::Key(WorkflowKeyCommand::List(a))) => {
+            (a.conn.output, cmd::admin::workflow_key_list(a))
+        }
         Command::Run(RunCommand::List(a)) => (a.conn.output, cmd::admin::run_list(a)),
         Command::Run(RunCommand::Describe(a)) => (a.conn.output, cmd::admin::run_describe(a)),
         Command::Run(RunCommand::Exception(a)) => (a.conn.output, cmd::admin::run_exception(a)),

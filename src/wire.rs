@@ -200,6 +200,11 @@ pub struct RunContract {
     /// (empty: the contract has none).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub policies_commit: String,
+    /// The contracts repository's commit the run is pinned at (its head
+    /// when the run started): its policies and `keys/<workflow>/` are read
+    /// there, and the statement records it (SPEC.md §15.5).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pinned_at: String,
     /// Every policy file it uses, by repository path: the bytes the
     /// crafting CLI evaluates (the control plane evaluates the same).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -418,6 +423,38 @@ pub struct KeyAdded {
     pub workflow: String,
     /// The key's id (SHA-256 of its SPKI).
     pub keyid: String,
+    /// The index of the log entry that registered it (SPEC.md §3.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_index: Option<u64>,
+}
+
+/// The answer to revoking a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeyRevoked {
+    /// The workflow.
+    pub workflow: String,
+    /// The key's id.
+    pub keyid: String,
+    /// The index of the log entry that revoked it.
+    pub log_index: u64,
+}
+
+/// A workflow's registered keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeyList {
+    /// The workflow.
+    pub workflow: String,
+    /// Its keys, oldest first.
+    pub keys: Vec<RegisteredKey>,
+}
+
+/// One registered key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RegisteredKey {
+    /// Its id (SHA-256 of its SPKI).
+    pub keyid: String,
+    /// PEM.
+    pub public_key: String,
 }
 
 /// Runs started on one day.

@@ -871,6 +871,7 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
                 source: String::new(),
                 text: String::from_utf8_lossy(&blob).into_owned(),
                 policies_commit: String::new(),
+                pinned_at: String::new(),
                 policies: Default::default(),
             };
             let ids: Vec<String> = (0..n + extra).map(|i| format!("run-bench-{i:08}")).collect();
@@ -935,6 +936,7 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
                 source: String::new(),
                 text: c.text,
                 policies_commit: c.policies_commit,
+                pinned_at: c.pinned_at,
                 policies: c.policies,
             };
             (ids, token, project, contract)

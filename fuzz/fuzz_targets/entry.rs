@@ -1,8 +1,9 @@
-//! Entry parsing (attestation and certificate entries) never panics and
+//! Entry parsing (attestation, certificate and key entries) never panics and
 //! accepts only canonical bytes.
 #![no_main]
 use ledger_format::certificate::CertificateEntry;
 use ledger_format::entry::Entry;
+use ledger_format::key::KeyEntry;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -10,6 +11,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(e.to_bytes(), data);
     }
     if let Ok(e) = CertificateEntry::parse(data) {
+        assert_eq!(e.to_bytes(), data);
+    }
+    if let Ok(e) = KeyEntry::parse(data) {
         assert_eq!(e.to_bytes(), data);
     }
 });

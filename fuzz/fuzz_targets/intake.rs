@@ -115,6 +115,7 @@ fn new_run(app: &App, n: u64) -> (String, Value) {
             source: String::new(),
             text: String::from_utf8_lossy(&blob).into_owned(),
             policies_commit: String::new(),
+            pinned_at: String::new(),
             policies: Default::default(),
         },
         runner,

@@ -3,7 +3,7 @@
 //! RFC 9162 Merkle hashing and proofs ([`merkle`]), C2SP signed notes
 //! ([`note`]), checkpoints and cosignatures ([`checkpoint`]), tlog-tiles paths
 //! and encodings ([`tile`]), tlog-proof files ([`tlog_proof`]), tally's entry
-//! format ([`entry`]) and whole-log auditing over any tile source ([`audit`]).
+//! formats ([`entry`], [`certificate`], [`key`]) and whole-log auditing over any tile source ([`audit`]).
 //!
 //! What it is not: it does no I/O, no async, no HTTP, git or OCI. It is what
 //! an auditor compiles to verify a log offline. Verification returns witness
@@ -18,6 +18,7 @@ pub mod certificate;
 pub mod checkpoint;
 pub mod entry;
 pub mod hash;
+pub mod key;
 pub mod merkle;
 pub mod note;
 pub mod rsmerkle;

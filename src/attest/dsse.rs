@@ -149,6 +149,17 @@ impl PublicKey {
             .map_err(|_| DsseError::Key("not a PEM ECDSA P-256 or Ed25519 public key".into()))
     }
 
+    /// The key's SubjectPublicKeyInfo DER (its SHA-256 is tally's key id).
+    pub fn spki_der(&self) -> Result<Vec<u8>, String> {
+        use ed25519_dalek::pkcs8::EncodePublicKey as _;
+        match self {
+            PublicKey::EcdsaP256(k) => p256::pkcs8::EncodePublicKey::to_public_key_der(&k.key),
+            PublicKey::Ed25519(k) => k.to_public_key_der(),
+        }
+        .map(|d| d.as_bytes().to_vec())
+        .map_err(|e| e.to_string())
+    }
+
     /// Whether `sig` (DER or fixed r‖s for P-256) signs `msg` under this key.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
         match self {

@@ -61,6 +61,7 @@ const RUNNERS: &[Spec] = &[
         vars: &[
             "CI_COMMIT_REF_NAME",
             "CI_COMMIT_SHA",
+            "CI_CONFIG_PATH",
             "CI_JOB_ID",
             "CI_JOB_NAME",
             "CI_JOB_URL",

@@ -232,13 +232,8 @@ impl SigningKey {
 
 /// The key id tally uses for a PEM public key: hex SHA-256 of its DER.
 pub fn keyid_of_pem(pem: &str) -> Result<String, String> {
-    use ed25519_dalek::pkcs8::EncodePublicKey as _;
-    let der = match PublicKey::from_pem(pem).map_err(|e| e.to_string())? {
-        PublicKey::EcdsaP256(k) => p256::pkcs8::EncodePublicKey::to_public_key_der(k.verifying_key()),
-        PublicKey::Ed25519(k) => k.to_public_key_der(),
-    }
-    .map_err(|e| e.to_string())?;
-    Ok(hex::encode(Sha256::digest(der.as_bytes())))
+    let der = PublicKey::from_pem(pem).map_err(|e| e.to_string())?.spki_der()?;
+    Ok(hex::encode(Sha256::digest(der)))
 }
 
 #[cfg(test)]

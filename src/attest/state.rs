@@ -35,6 +35,10 @@ pub struct ContractRef {
     /// (empty: none, or read beside a contract file).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub policies_commit: String,
+    /// The contracts repository's commit the control plane pinned the run
+    /// at (empty without a control plane): recorded in the statement.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pinned_at: String,
     /// Its policy files by repository path, so every step evaluates the
     /// same bytes (SPEC.md §13.4).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -98,7 +98,17 @@ pub fn build(state: &State, annotations: &BTreeMap<String, String>, finished_on:
     }
     // The builder is the kind of CI that ran the pipeline (a stable identity
     // a verifier can pin); this run's link is in internalParameters.runner.url.
-    let builder_id = format!("https://tally.dev/runner/{}", state.runner.kind);
+    let builder_id = format!("{BUILDER_PREFIX}{}", state.runner.kind);
+    let mut external = json!({
+        "workflow": state.workflow,
+        "project": state.project,
+        "version": state.version,
+        "contract": state.contract.revision,
+        "annotations": annotations,
+    });
+    if !state.contract.pinned_at.is_empty() {
+        external["contractsCommit"] = json!(state.contract.pinned_at);
+    }
     json!({
         "_type": STATEMENT_TYPE,
         "subject": subjects,
@@ -106,13 +116,7 @@ pub fn build(state: &State, annotations: &BTreeMap<String, String>, finished_on:
         "predicate": {
             "buildDefinition": {
                 "buildType": BUILD_TYPE,
-                "externalParameters": {
-                    "workflow": state.workflow,
-                    "project": state.project,
-                    "version": state.version,
-                    "contract": state.contract.revision,
-                    "annotations": annotations,
-                },
+                "externalParameters": external,
                 "internalParameters": {
                     "runner": state.runner,
                     "env": state.env,
@@ -135,6 +139,9 @@ pub fn build(state: &State, annotations: &BTreeMap<String, String>, finished_on:
         },
     })
 }
+
+/// A tally statement's `runDetails.builder.id`, before the runner type.
+pub const BUILDER_PREFIX: &str = "https://tally.dev/runner/";
 
 /// The deepest nesting of arrays and objects a statement may have. tally's
 /// own statements nest 6 levels; in-toto predicates rarely exceed 20.
@@ -244,6 +251,10 @@ pub struct BuildDefinition<'a> {
     /// `internalParameters`.
     #[serde(borrow)]
     pub internal_parameters: Internal<'a>,
+    /// `resolvedDependencies`: the source checkout (`git+<url>@<ref>`,
+    /// `gitCommit` digest).
+    #[serde(borrow)]
+    pub resolved_dependencies: Vec<Descriptor<'a>>,
 }
 
 /// tally's `externalParameters` (SPEC.md §11.5).
@@ -262,6 +273,9 @@ pub struct External<'a> {
     /// Attestation-level annotations.
     #[serde(borrow)]
     pub annotations: Pairs<'a>,
+    /// The contracts repository's commit the run was pinned at.
+    #[serde(rename = "contractsCommit", borrow)]
+    pub contracts_commit: Leaf<'a>,
 }
 
 /// `externalParameters.contract`.
@@ -300,18 +314,45 @@ pub struct RunnerParams<'a> {
     /// The runner type.
     #[serde(rename = "type", borrow)]
     pub kind: Leaf<'a>,
+    /// The runner's run (or job) id.
+    #[serde(borrow)]
+    pub run_id: Leaf<'a>,
+    /// A link to the run.
+    #[serde(borrow)]
+    pub url: Leaf<'a>,
+    /// The commit the runner says it built.
+    #[serde(borrow)]
+    pub commit: Leaf<'a>,
+    /// The branch or tag.
+    #[serde(borrow)]
+    pub reference: Leaf<'a>,
+    /// The runner's recorded variables.
+    #[serde(borrow)]
+    pub env: Pairs<'a>,
 }
 
 /// `predicate.runDetails`.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default)]
 pub struct RunDetails<'a> {
+    /// `builder`.
+    #[serde(borrow)]
+    pub builder: Builder<'a>,
     /// `metadata`.
     #[serde(borrow)]
     pub metadata: Metadata<'a>,
     /// `byproducts`: the materials that are not subjects.
     #[serde(borrow)]
     pub byproducts: Vec<Descriptor<'a>>,
+}
+
+/// `predicate.runDetails.builder`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct Builder<'a> {
+    /// `id`: `https://tally.dev/runner/<type>` in tally's statements.
+    #[serde(borrow)]
+    pub id: Leaf<'a>,
 }
 
 /// `predicate.runDetails.metadata`.

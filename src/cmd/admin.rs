@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 
 use crate::cli::{
     ArtifactDownloadArgs, ArtifactUploadArgs, ConnArgs, RunDescribeArgs, RunExceptionArgs, RunListArgs,
-    ServerConn, StatsArgs, TokenCreateArgs, TokenRevokeArgs, WorkflowKeyAddArgs,
+    ServerConn, StatsArgs, TokenCreateArgs, TokenRevokeArgs, WorkflowKeyAddArgs, WorkflowKeyListArgs,
+    WorkflowKeyRevokeArgs,
 };
 use crate::client::Client;
 use crate::cmd::Report;
@@ -130,10 +131,48 @@ pub fn workflow_key_add(a: &WorkflowKeyAddArgs) -> Result<Report, Failure> {
         &format!("/api/v1/workflows/{}/keys", a.workflow),
         &wire::AddKey { public_key: pem },
     )?;
+    let at = k
+        .log_index
+        .map(|i| format!(" (log entry {i})"))
+        .unwrap_or_default();
     Ok(Report {
-        text: format!("key {} now signs workflow {}\n", k.keyid, a.workflow),
+        text: format!("key {} now signs workflow {}{at}\n", k.keyid, a.workflow),
         json: echo(&k),
     })
+}
+
+/// `tally workflow key revoke`
+pub fn workflow_key_revoke(a: &WorkflowKeyRevokeArgs) -> Result<Report, Failure> {
+    let is_keyid = a.key.len() == 64 && a.key.bytes().all(|b| b.is_ascii_hexdigit());
+    let keyid = if is_keyid {
+        a.key.to_ascii_lowercase()
+    } else {
+        let pem = std::fs::read_to_string(&a.key)
+            .map_err(|e| Failure::Usage(anyhow!("cannot read {}: {e}", a.key)))?;
+        crate::attest::signing::keyid_of_pem(&pem).map_err(|e| Failure::Usage(anyhow!("{}: {e}", a.key)))?
+    };
+    let k: wire::KeyRevoked =
+        client(&a.conn)?.delete_as(&format!("/api/v1/workflows/{}/keys/{keyid}", a.workflow))?;
+    Ok(Report {
+        text: format!(
+            "key {} revoked for workflow {} (log entry {}); attestations it signed before stay valid\n",
+            k.keyid, k.workflow, k.log_index
+        ),
+        json: echo(&k),
+    })
+}
+
+/// `tally workflow key list`
+pub fn workflow_key_list(a: &WorkflowKeyListArgs) -> Result<Report, Failure> {
+    let k: wire::KeyList = client(&a.conn)?.get_as(&format!("/api/v1/workflows/{}/keys", a.workflow))?;
+    let mut text = String::new();
+    for key in &k.keys {
+        text.push_str(&format!("{}\n", key.keyid));
+    }
+    if k.keys.is_empty() {
+        text.push_str(&format!("no key is registered for workflow {}\n", k.workflow));
+    }
+    Ok(Report { text, json: echo(&k) })
 }
 
 fn run_line(r: &wire::Run) -> String {

@@ -222,6 +222,7 @@ pub fn init(args: &AttInitArgs) -> Result<Report, Failure> {
             ),
             text: c.text,
             policies_commit: c.policies_commit,
+            pinned_at: c.pinned_at,
             policies: c.policies,
         };
         let (id, project) = (started.run.id, started.run.project);
@@ -355,6 +356,7 @@ fn dry_run_contract(
             source: file.display().to_string(),
             text,
             policies_commit: String::new(),
+            pinned_at: String::new(),
             policies: BTreeMap::new(),
         };
         // Policies are read beside the contract file (its folder is a
@@ -419,6 +421,7 @@ fn dry_run_contract(
         ),
         text,
         policies_commit: String::new(),
+        pinned_at: String::new(),
         policies: BTreeMap::new(),
     };
     let at =

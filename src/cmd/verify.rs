@@ -104,19 +104,25 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
             )))
         }
     };
-    let verdict_text = match (&args.verdict_key, &verdict) {
+    let checked_verdict = match (&args.verdict_key, &verdict) {
         (Some(k), Some(v)) => Some(check_verdict(k, v, parsed.as_ref())?),
         (Some(_), None) => {
             return Err(Failure::Invalid(anyhow!(
-                "--verdict-key given, but the entry binds no policy verdict (its contract had no policies)"
+                "--verdict-key given, but the entry binds no verdict (its contract had no policies and no CI identity vouched for its provenance)"
             )))
         }
         _ => None,
+    };
+    let (verdict_text, ci_identity) = match checked_verdict {
+        Some((t, i)) => (Some(t), i),
+        None => (None, None),
     };
     let recheck = match (&args.contracts, &verdict, &envelope, &parsed) {
         (Some(c), Some(v), Some((_, env)), Some(e)) => {
             Some(recheck(c, args.materials.as_deref(), v, env, e)?)
         }
+        // --contracts with --ledger: where the key may have been trusted.
+        (Some(_), None, _, _) if args.ledger.is_some() => None,
         (Some(_), None, _, _) => {
             return Err(Failure::Usage(anyhow!(
                 "--contracts re-checks a policy verdict, and the entry binds none"
@@ -137,6 +143,24 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
         (Some(_), None) => {
             return Err(Failure::Usage(anyhow!(
                 "--key checks the envelope's signature: give --envelope or --bundle"
+            )))
+        }
+        _ => None,
+    };
+    let trust = match (&args.ledger, &args.key, &envelope, &parsed) {
+        (Some(l), Some(k), Some((_, env)), Some(e)) => Some(key_trust(
+            l,
+            args.contracts.as_deref(),
+            k,
+            &log_key,
+            verified.inclusion().index(),
+            &entry,
+            e,
+            env,
+        )?),
+        (Some(_), _, _, _) => {
+            return Err(Failure::Usage(anyhow!(
+                "--ledger answers whether --key was trusted for the entry's workflow at its index: give --key and --bundle"
             )))
         }
         _ => None,
@@ -176,8 +200,26 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
     if let Some(s) = &signer {
         text.push_str(&format!("    {s}\n"));
     }
+    if let Some(t) = &trust {
+        text.push_str(&format!("    {t}\n"));
+    }
     if let Some(v) = &verdict_text {
         text.push_str(&format!("    {v}\n"));
+    }
+    if let Some(i) = &ci_identity {
+        text.push_str(&format!(
+            "    provenance vouched for by the CI identity {} ({}): {}\n",
+            i.subject, i.issuer, i.level
+        ));
+        for (field, value) in &i.verified {
+            text.push_str(&format!("      ✓ {field} = {value}\n"));
+        }
+        for field in &i.unstated {
+            text.push_str(&format!("      – {field}: not stated by the statement\n"));
+        }
+        for field in &i.unvouched {
+            text.push_str(&format!("      – {field}: not named by the issuer's token\n"));
+        }
     }
     if let Some(r) = &recheck {
         text.push_str(&format!(
@@ -207,6 +249,9 @@ pub fn verify(args: &VerifyArgs) -> Result<Report, Failure> {
             "cosigned_by": cosigned,
             "envelope_checked": envelope.is_some(),
             "verdict_checked": verdict_text.is_some(),
+            "key_trusted": trust,
+            "slsa_build_level": ci_identity.as_ref().map(|i| i.level.clone()),
+            "ci_identity": ci_identity,
             "policies_rechecked": recheck.as_ref().map(|r| json!({"agree": r.agree, "unchecked": r.unchecked})),
             "entry": parsed.map(|e| json!({
                 "envelope_digest": format!("sha256:{}", e.envelope_digest),
@@ -271,8 +316,13 @@ fn inputs(args: &VerifyArgs) -> Result<Inputs, Failure> {
 }
 
 /// Checks the verdict envelope's signature under the control plane's
-/// verdict key, and that it is a VSA about the entry's envelope.
-fn check_verdict(key: &std::path::Path, verdict: &[u8], entry: Option<&Entry>) -> Result<String, Failure> {
+/// verdict key, and that it is a VSA about the entry's envelope; returns
+/// its summary and what a CI identity vouched for, if anything.
+fn check_verdict(
+    key: &std::path::Path,
+    verdict: &[u8],
+    entry: Option<&Entry>,
+) -> Result<(String, Option<crate::identity::provenance::Verification>), Failure> {
     use crate::attest::dsse::{Envelope, PublicKey};
     let pem = std::fs::read_to_string(key)
         .with_context(|| format!("cannot read the verdict key {}", key.display()))
@@ -293,16 +343,24 @@ fn check_verdict(key: &std::path::Path, verdict: &[u8], entry: Option<&Entry>) -
     }
     let p = &vsa.predicate;
     let failed = p.policy_evaluations.iter().filter(|e| e.failed()).count();
-    Ok(format!(
-        "policy verdict signed by the control plane: {} ({} evaluation(s), {failed} failing{}), policies at {}",
-        p.verification_result,
-        p.policy_evaluations.len(),
-        p.exception
-            .as_ref()
-            .map(|x| format!("; accepted through an exception by {}: {}", x.granted_by, x.reason))
-            .unwrap_or_default(),
-        p.policies_commit
-    ))
+    let text = if p.policies_commit.is_empty() && p.policy_evaluations.is_empty() {
+        format!(
+            "verdict signed by the control plane: {} (its contract has no policies)",
+            p.verification_result
+        )
+    } else {
+        format!(
+            "policy verdict signed by the control plane: {} ({} evaluation(s), {failed} failing{}), policies at {}",
+            p.verification_result,
+            p.policy_evaluations.len(),
+            p.exception
+                .as_ref()
+                .map(|x| format!("; accepted through an exception by {}: {}", x.granted_by, x.reason))
+                .unwrap_or_default(),
+            p.policies_commit
+        )
+    };
+    Ok((text, p.ci_identity.clone()))
 }
 
 /// Re-evaluates the policies a verdict records, at its pinned commit of a
@@ -347,6 +405,18 @@ fn recheck(
             d.first().map(|x| x.message.clone()).unwrap_or_default()
         ))
     })?;
+    if vsa.predicate.policies_commit.is_empty() {
+        // A verdict with no policy evaluation (a CI identity's): right
+        // only if the pinned contract has no policies.
+        if !contract.policies.is_empty() || !contract.policy_groups.is_empty() {
+            return Err(Failure::Invalid(anyhow!(
+                "the verdict records no policy evaluation, but contract `{}` @ {} has policies",
+                entry.contract.name,
+                entry.contract.commit
+            )));
+        }
+        return Ok(verdict::Recheck::default());
+    }
     let commit = gix::ObjectId::from_hex(vsa.predicate.policies_commit.as_bytes())
         .context("the verdict's policies commit is not a git object id")
         .invalid()?;
@@ -463,6 +533,127 @@ fn recheck(
         )));
     }
     Ok(r)
+}
+
+/// Whether `key` was trusted for the entry's workflow at log index `index`
+/// (SPEC.md §15.5), from a clone of the ledger (checked whole under the
+/// log key, its entry at `index` the bundle's) and, for keys reviewed in
+/// git, a clone of the contracts repository: registered by a key entry
+/// before `index` and not revoked since, or in `keys/<workflow>/` at the
+/// commit the run was pinned at (the statement records it, intake checked
+/// it). Not trusted is exit 1, naming why.
+#[allow(clippy::too_many_arguments)]
+fn key_trust(
+    ledger: &std::path::Path,
+    contracts: Option<&std::path::Path>,
+    key: &std::path::Path,
+    log_key: &ledger_format::note::VerifierKey,
+    index: u64,
+    entry_bytes: &[u8],
+    e: &Entry,
+    envelope: &[u8],
+) -> Result<String, Failure> {
+    use crate::ledger::fsck;
+    use ledger_format::key::{KeyAction, KeyEntry};
+    let pem = std::fs::read_to_string(key)
+        .with_context(|| format!("cannot read the key {}", key.display()))
+        .usage()?;
+    let keyid = crate::attest::signing::keyid_of_pem(&pem).map_err(|m| Failure::Usage(anyhow!(m)))?;
+    let (git_dir, is_ledger_dir) = fsck::locate(ledger)
+        .ok_or_else(|| anyhow!("{} is not a ledger, nor a git clone of one", ledger.display()))
+        .usage()?;
+    let git_dir = if is_ledger_dir {
+        git_dir.join("ledger.git")
+    } else {
+        git_dir
+    };
+    let report = fsck::check_repository(&git_dir, log_key).map_err(|err| {
+        Failure::Invalid(anyhow!(
+            "the ledger clone {} does not verify: {err}",
+            ledger.display()
+        ))
+    })?;
+    if report.size <= index {
+        return Err(Failure::Usage(anyhow!(
+            "the ledger clone holds {} entries, not entry {index}: fetch it again",
+            report.size
+        )));
+    }
+    let head = report
+        .head
+        .as_ref()
+        .ok_or_else(|| anyhow!("the clone has no head"))
+        .invalid()?;
+    let git = crate::ledger::git::LedgerRepo::open_existing(&git_dir).usage()?;
+    type Keep<'f> = &'f mut dyn FnMut(u64, &[u8]) -> Option<(u64, Vec<u8>)>;
+    let read = |below: u64, f: Keep<'_>| {
+        fsck::scan_entries(&git, head.tree, report.size, below, f)
+            .map_err(|err| Failure::Invalid(anyhow!("reading the ledger clone: {err}")))
+    };
+    let same = read(index + 1, &mut |i, b| (i == index).then(|| (i, b.to_vec())))?;
+    if same.first().map(|(_, b)| b.as_slice()) != Some(entry_bytes) {
+        return Err(Failure::Invalid(anyhow!(
+            "the ledger clone's entry {index} is not the bundle's: another log?"
+        )));
+    }
+    let workflow = &e.workflow;
+    let changes = read(index, &mut |i, b| {
+        KeyEntry::parse(b)
+            .ok()
+            .filter(|k| &k.workflow == workflow && k.key_digest.to_hex() == keyid)
+            .map(|_| (i, b.to_vec()))
+    })?;
+    if let Some((at, bytes)) = changes.last() {
+        let k = KeyEntry::parse(bytes).invalid()?;
+        return match k.action {
+            KeyAction::Add => Ok(format!(
+                "key {keyid} was trusted for workflow {workflow} at index {index}: registered through the admin API by log entry {at} (by {}), not revoked before it",
+                k.by
+            )),
+            KeyAction::Revoke => Err(Failure::Invalid(anyhow!(
+                "key {keyid} was not trusted for workflow {workflow} at index {index}: log entry {at} revoked it (by {})",
+                k.by
+            ))),
+        };
+    }
+    let statement = crate::attest::dsse::Envelope::parse(envelope)
+        .ok()
+        .and_then(|env| crate::attest::dsse::decode_b64(&env.payload))
+        .ok_or_else(|| anyhow!("the envelope's payload is not base64"))
+        .invalid()?;
+    let st = crate::attest::statement::View::parse(&statement).invalid()?;
+    let Some(pin) = st.external().contracts_commit.get() else {
+        return Err(Failure::Invalid(anyhow!(
+            "key {keyid} was not registered for workflow {workflow} by a key entry before index {index}, and the statement does not record the contracts commit its run was pinned at"
+        )));
+    };
+    let Some(contracts) = contracts else {
+        return Err(Failure::Invalid(anyhow!(
+            "key {keyid} was not registered for workflow {workflow} by a key entry before index {index}; give --contracts <clone> to look in keys/{workflow}/ at the run's pinned commit {pin}"
+        )));
+    };
+    let repo = ContractsRepo::open(contracts)
+        .map_err(|err| Failure::Usage(anyhow!("{}: {err}", contracts.display())))?;
+    let commit = gix::ObjectId::from_hex(pin.as_bytes())
+        .context("the statement's contractsCommit is not a git object id")
+        .invalid()?;
+    let files = repo
+        .workflow_keys_at(commit, workflow)
+        .with_context(|| format!("reading keys/{workflow}/ at {pin} in {}", contracts.display()))
+        .usage()?;
+    for (path, bytes) in files {
+        let id = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| crate::attest::signing::keyid_of_pem(t).ok());
+        if id.as_deref() == Some(keyid.as_str()) {
+            return Ok(format!(
+                "key {keyid} was trusted for workflow {workflow} at index {index}: {path} of the contracts repository at {pin}, the commit the run was pinned at"
+            ));
+        }
+    }
+    Err(Failure::Invalid(anyhow!(
+        "key {keyid} was not trusted for workflow {workflow} at index {index}: no key entry registered it before, and keys/{workflow}/ at {pin} (the run's pin) does not hold it"
+    )))
 }
 
 /// Checks the envelope's signature under the key file and that it is a

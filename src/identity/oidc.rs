@@ -539,20 +539,25 @@ pub fn fulcio_identity(c: &Claims, fallback: &Identity) -> Identity {
     }
 }
 
+/// Claims as a verified token would carry them (`iss`, `sub` required),
+/// for tests.
+#[cfg(test)]
+pub(crate) fn test_claims(all: Value) -> Claims {
+    let all = all.as_object().expect("an object").clone();
+    Claims {
+        issuer: all["iss"].as_str().expect("iss").to_owned(),
+        subject: all["sub"].as_str().expect("sub").to_owned(),
+        audience: vec!["tally".into()],
+        expires: 0,
+        all,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn claims(all: Value) -> Claims {
-        let all = all.as_object().unwrap().clone();
-        Claims {
-            issuer: all["iss"].as_str().unwrap().to_owned(),
-            subject: all["sub"].as_str().unwrap().to_owned(),
-            audience: vec!["tally".into()],
-            expires: 0,
-            all,
-        }
-    }
+    use super::test_claims as claims;
 
     fn rule() -> CiIdentity {
         CiIdentity {

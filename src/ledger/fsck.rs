@@ -190,11 +190,14 @@ pub fn check_repository(git_dir: &Path, key: &VerifierKey) -> Result<FsckReport,
             .ok_or_else(|| problem(format!("{} is missing", id.path())))?;
         let entries = decode_bundle(id, &bytes).map_err(|e| problem(e.to_string()))?;
         for (i, e) in entries.iter().enumerate() {
-            // An attestation entry's envelope, or a certificate entry's DER.
+            // An attestation entry's envelope, a certificate entry's DER, a key
+            // entry's SubjectPublicKeyInfo.
             let (what, digest, size) = if let Ok(entry) = Entry::parse(e) {
                 ("envelope", entry.envelope_digest, entry.envelope_size)
             } else if let Ok(c) = ledger_format::certificate::CertificateEntry::parse(e) {
                 ("certificate", c.certificate_digest, c.certificate_size)
+            } else if let Ok(k) = ledger_format::key::KeyEntry::parse(e) {
+                ("key", k.key_digest, k.key_size)
             } else {
                 continue;
             };
@@ -297,5 +300,33 @@ pub fn worktree_differences(
         }
     }
     out.sort();
+    Ok(out)
+}
+
+/// The entries of `tree` (a checked head of a ledger of `size`) at indices
+/// below `below`, oldest first, as `f` keeps them: read bundle by bundle.
+pub fn scan_entries<T>(
+    git: &LedgerRepo,
+    tree: gix::ObjectId,
+    size: u64,
+    below: u64,
+    mut f: impl FnMut(u64, &[u8]) -> Option<T>,
+) -> Result<Vec<T>, FsckError> {
+    let below = below.min(size);
+    let mut out = Vec::new();
+    for b in 0..below.div_ceil(TILE_WIDTH) {
+        let id = BundleId::for_entry(b * TILE_WIDTH, size);
+        let bytes = git
+            .read(tree, &id.path())?
+            .ok_or_else(|| problem(format!("{} is missing", id.path())))?;
+        let entries = decode_bundle(id, &bytes).map_err(|e| problem(e.to_string()))?;
+        for (i, e) in entries.iter().enumerate() {
+            let index = b * TILE_WIDTH + i as u64;
+            if index >= below {
+                break;
+            }
+            out.extend(f(index, e));
+        }
+    }
     Ok(out)
 }

@@ -189,7 +189,8 @@ pub struct Predicate {
     pub input_attestations: Vec<InputAttestation>,
     /// PASSED, or FAILED (accepted only through an exception).
     pub verification_result: String,
-    /// SLSA levels verified: none (tally verifies contracts, not build tracks).
+    /// SLSA Build levels verified: `SLSA_BUILD_LEVEL_3` or `_2` when a CI
+    /// identity vouched for the provenance (`ci_identity`), else none.
     pub verified_levels: Vec<String>,
     /// The commit of the contracts repository the policies were read at.
     pub policies_commit: String,
@@ -198,6 +199,10 @@ pub struct Predicate {
     /// The exception used, if the result is FAILED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exception: Option<Exception>,
+    /// What a verified CI ID token vouched for in the statement's
+    /// provenance (SPEC.md §15.7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_identity: Option<crate::identity::provenance::Verification>,
 }
 
 /// `verifier` of a VSA.

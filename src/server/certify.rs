@@ -12,6 +12,7 @@ use crate::attest::dsse::{Envelope, PublicKey};
 use crate::identity::ca::{pem_blocks, CaError, Request};
 use crate::identity::fulcio::Identity;
 use crate::identity::oidc::{fulcio_identity, Claims};
+use crate::identity::provenance::Expected;
 use crate::server::intake::Refusal;
 use crate::server::meta::Run;
 use crate::server::{unix_now, App};
@@ -60,7 +61,15 @@ pub async fn certify(
     let proof = crate::attest::dsse::decode_b64(proof)
         .ok_or_else(|| Refusal::Certificate("proof is not base64".into()))?;
     let identity = match ci {
-        Some(c) => fulcio_identity(c, &run_identity(app, run)),
+        Some(c) => {
+            // The run as `attestation init` described it must be the job
+            // the token names (SPEC.md §15.7).
+            let wrong = Expected::from_claims(c).run_contradictions(&run.runner_type, &run.runner_url);
+            if !wrong.is_empty() {
+                return Err(Refusal::Provenance(wrong));
+            }
+            fulcio_identity(c, &run_identity(app, run))
+        }
         None => run_identity(app, run),
     };
     let now = unix_now();

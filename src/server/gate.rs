@@ -18,6 +18,7 @@ use ledger_format::hash::sha256;
 use crate::attest::material::Kind;
 use crate::attest::statement::{View, KIND_ANNOTATION};
 use crate::contract::Contract;
+use crate::identity::provenance::Verification;
 use crate::policy::verdict::{self, Evaluator, Exception, Vsa, CLIENT_EVALUATIONS};
 use crate::policy::{input, Evaluation, Plan};
 use crate::server::intake::Refusal;
@@ -274,6 +275,7 @@ pub fn verdict(
     envelope_digest: &str,
     evaluations: Vec<Evaluation>,
     exception: Option<&ExceptionRow>,
+    identity: Option<&Verification>,
     now: i64,
 ) -> Result<Vec<u8>, Refusal> {
     let result = verdict::result_of(&evaluations);
@@ -300,7 +302,8 @@ pub fn verdict(
                 digest: BTreeMap::from([("sha256".to_owned(), hex)]),
             }],
             verification_result: result.into(),
-            verified_levels: Vec::new(),
+            verified_levels: identity.map(|i| vec![i.level.clone()]).unwrap_or_default(),
+            ci_identity: identity.cloned(),
             policies_commit: policies_commit.to_owned(),
             policy_evaluations: evaluations,
             exception: exception.filter(|_| result == "FAILED").map(|e| Exception {

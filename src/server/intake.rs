@@ -14,6 +14,8 @@ use crate::attest::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::attest::statement::View;
 use crate::contract::check::{self, Binding, Evidence};
 use crate::contract::{Contract, ContractRevision};
+use crate::identity::oidc::Claims;
+use crate::identity::provenance::Expected;
 use crate::server::cpu::CpuError;
 use crate::server::meta::{AttestationRow, DigestRow, Run, MAX_DIGESTS};
 use crate::server::{gate, unix_now, App};
@@ -100,6 +102,13 @@ pub enum Refusal {
         /// Every evaluation (blocking and advisory), for the answer.
         evaluations: Vec<crate::policy::Evaluation>,
     },
+    /// The statement's provenance contradicts the verified CI identity the
+    /// push was authenticated with (SPEC.md §15.7).
+    #[error(
+        "the statement's provenance contradicts the CI identity ({} problem(s)): {}",
+        .0.len(), .0.join("; ")
+    )]
+    Provenance(Vec<String>),
     /// The statement breaks the run's contract.
     #[error(
         "the attestation does not satisfy contract `{}` @ {} ({} problem(s)): {}",
@@ -140,6 +149,7 @@ impl Refusal {
             Refusal::PayloadType(_) => "payload_type",
             Refusal::Statement(_) => "statement",
             Refusal::Violations { .. } => "contract_violation",
+            Refusal::Provenance(_) => "provenance_mismatch",
             Refusal::Policy { .. } => "policy_violation",
             Refusal::Overload | Refusal::Saturated => "overload",
             Refusal::Busy(_) => "run_finished",
@@ -183,11 +193,12 @@ async fn run_contract(app: &App, rev: &ContractRevision) -> Result<Arc<Contract>
 /// The keys a key-based signature of `run` may use: those registered
 /// through the admin API, and those the contracts repository lists for the
 /// workflow at the commit the run was pinned at (read off the async
-/// workers on a miss; SPEC.md §15.5).
+/// workers on a miss; SPEC.md §15.5); and that commit (`None` for a run
+/// started before runs were pinned).
 async fn workflow_keys(
     app: &Arc<App>,
     run: &Run,
-) -> Result<Arc<Vec<crate::attest::dsse::PublicKey>>, Refusal> {
+) -> Result<(Arc<Vec<crate::attest::dsse::PublicKey>>, Option<String>), Refusal> {
     let unavailable = |cause: String| Refusal::Unavailable {
         what: "reading the workflow's keys",
         cause,
@@ -201,32 +212,41 @@ async fn workflow_keys(
         .map_err(|e| unavailable(e.to_string()))?
     else {
         // A run started before runs were pinned: the registered keys only.
-        return Ok(registered);
+        return Ok((registered, None));
     };
     let pinned = match app.cached_repository_keys(&run.workflow, &commit) {
         Some(k) => k,
         None => {
-            let (a, workflow) = (app.clone(), run.workflow.clone());
-            tokio::task::spawn_blocking(move || a.repository_keys(&workflow, &commit))
+            let (a, workflow, at) = (app.clone(), run.workflow.clone(), commit.clone());
+            tokio::task::spawn_blocking(move || a.repository_keys(&workflow, &at))
                 .await
                 .map_err(|e| unavailable(e.to_string()))?
                 .map_err(|e| unavailable(e.to_string()))?
         }
     };
     if pinned.is_empty() {
-        return Ok(registered);
+        return Ok((registered, Some(commit)));
     }
-    Ok(Arc::new(
-        registered.iter().chain(pinned.iter()).cloned().collect(),
+    Ok((
+        Arc::new(registered.iter().chain(pinned.iter()).cloned().collect()),
+        Some(commit),
     ))
 }
 
 /// Verifies, checks and appends an attestation pushed to `run` (SPEC.md
 /// §12.4): the envelope's signature against the workflow's keys, the
-/// statement against the run's pinned contract ([`problems`]), then one
-/// claim per run and the append. Returns once the entry is durable.
-pub async fn accept(app: &Arc<App>, run: &Run, env: Envelope, bytes: Vec<u8>) -> Result<Accepted, Refusal> {
-    let keys = workflow_keys(app, run).await?;
+/// statement against the run's pinned contract ([`problems`]) and, for a
+/// caller authenticated by a CI ID token (`ci`), its provenance against the
+/// token's claims (SPEC.md §15.7), then one claim per run and the append.
+/// Returns once the entry is durable.
+pub async fn accept(
+    app: &Arc<App>,
+    run: &Run,
+    env: Envelope,
+    bytes: Vec<u8>,
+    ci: Option<&Claims>,
+) -> Result<Accepted, Refusal> {
+    let (keys, pinned_at) = workflow_keys(app, run).await?;
     // Keyless signatures: certificates this control plane logged for the run.
     let chains = crate::server::certify::logged_certificates(app, run, &env)?;
     if keys.is_empty() && chains.is_empty() {
@@ -261,20 +281,34 @@ pub async fn accept(app: &Arc<App>, run: &Run, env: Envelope, bytes: Vec<u8>) ->
     let st = View::parse(verified.payload()).map_err(|e| Refusal::Statement(e.to_string()))?;
     let contract = run_contract(app, &run.contract).await?;
     let digests = digests(&st);
-    let found = problems(&contract, run, &st, &digests);
+    let mut found = problems(&contract, run, &st, &digests);
+    // The pin the statement records is the run's (SPEC.md §15.5): what an
+    // auditor reads the keys and policies at.
+    if let (Some(stated), Some(pin)) = (st.external().contracts_commit.get(), &pinned_at) {
+        if stated != pin {
+            found.push(format!(
+                "externalParameters.contractsCommit is {stated:?}; the run is pinned at {pin}"
+            ));
+        }
+    }
     if !found.is_empty() {
         return Err(Refusal::Violations {
             contract: run.contract.clone(),
             problems: found,
         });
     }
+    let identity = match ci {
+        Some(c) => Some(Expected::from_claims(c).check(&st).map_err(Refusal::Provenance)?),
+        None => None,
+    };
     // The policy gate: evaluated again here, at the run's pinned revision.
     let digest = sha256(&bytes);
     let now = unix_now();
     let mut verdict = None;
     let mut evaluations = Vec::new();
-    if let Some((plan, commit)) = gate::plan(app, run, &contract).await? {
-        evaluations = gate::evaluate(app, &plan, &contract, &st, verified.payload()).await?;
+    let planned = gate::plan(app, run, &contract).await?;
+    if let Some((plan, commit)) = &planned {
+        evaluations = gate::evaluate(app, plan, &contract, &st, verified.payload()).await?;
         let blocking = crate::policy::violations(&evaluations);
         let exception = if blocking.is_empty() {
             None
@@ -293,10 +327,24 @@ pub async fn accept(app: &Arc<App>, run: &Run, env: Envelope, bytes: Vec<u8>) ->
         verdict = Some(gate::verdict(
             app,
             run,
-            &commit,
+            commit,
             &digest.to_hex(),
             evaluations.clone(),
             exception.as_ref(),
+            identity.as_ref(),
+            now,
+        )?);
+    } else if identity.is_some() {
+        // No policies, but a CI identity vouched for the provenance: the
+        // verdict records what it verified.
+        verdict = Some(gate::verdict(
+            app,
+            run,
+            "",
+            &digest.to_hex(),
+            Vec::new(),
+            None,
+            identity.as_ref(),
             now,
         )?);
     }

@@ -74,6 +74,9 @@ CREATE INDEX IF NOT EXISTS digests_by_key ON digests (key);
 CREATE TABLE IF NOT EXISTS certificates (
   log_index INTEGER PRIMARY KEY, digest TEXT NOT NULL UNIQUE, serial TEXT NOT NULL,
   run_id TEXT NOT NULL, not_after INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS key_events (
+  log_index INTEGER PRIMARY KEY, workflow TEXT NOT NULL, keyid TEXT NOT NULL, action TEXT NOT NULL,
+  at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS run_policies (run_id TEXT PRIMARY KEY, policies_commit TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS exceptions (
   run_id TEXT PRIMARY KEY, granted_by TEXT NOT NULL, reason TEXT NOT NULL,
@@ -442,6 +445,59 @@ impl Meta {
         Ok(())
     }
 
+    /// Applies the key entry at `log_index` (SPEC.md §3.2): an `add`
+    /// registers `pem` for the workflow, a `revoke` removes it — unless a
+    /// later entry about the same key is already recorded (it decides), so
+    /// entries may be recorded in any order and again (a replay of the log
+    /// after a crash).
+    pub fn record_key_event(
+        &self,
+        log_index: i64,
+        workflow: &str,
+        keyid: &str,
+        add: Option<&str>,
+        at: i64,
+    ) -> Result<()> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        let action = if add.is_some() { "add" } else { "revoke" };
+        tx.execute(
+            "INSERT OR IGNORE INTO key_events (log_index, workflow, keyid, action, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![log_index, workflow, keyid, action, at],
+        )?;
+        let latest: i64 = tx.query_row(
+            "SELECT MAX(log_index) FROM key_events WHERE workflow = ?1 AND keyid = ?2",
+            params![workflow, keyid],
+            |r| r.get(0),
+        )?;
+        if latest == log_index {
+            match add {
+                Some(pem) => tx.execute(
+                    "INSERT OR REPLACE INTO workflow_keys (workflow, keyid, pem, added_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![workflow, keyid, pem, at],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM workflow_keys WHERE workflow = ?1 AND keyid = ?2",
+                    params![workflow, keyid],
+                )?,
+            };
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The PEM of `workflow`'s registered key `keyid`, if registered.
+    pub fn workflow_key(&self, workflow: &str, keyid: &str) -> Result<Option<String>> {
+        Ok(self
+            .c()
+            .query_row(
+                "SELECT pem FROM workflow_keys WHERE workflow = ?1 AND keyid = ?2",
+                params![workflow, keyid],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// A workflow's keys: (keyid, pem).
     pub fn workflow_keys(&self, workflow: &str) -> Result<Vec<(String, String)>> {
         let c = self.c();
@@ -631,7 +687,8 @@ impl Meta {
     pub fn max_indexed(&self) -> Result<Option<i64>> {
         Ok(self.c().query_row(
             "SELECT MAX(m) FROM (SELECT MAX(log_index) AS m FROM attestations
-             UNION ALL SELECT MAX(log_index) FROM certificates)",
+             UNION ALL SELECT MAX(log_index) FROM certificates
+             UNION ALL SELECT MAX(log_index) FROM key_events)",
             [],
             |r| r.get(0),
         )?)
@@ -753,7 +810,8 @@ impl Meta {
     /// How many entries (attestations and certificates) are indexed.
     pub fn indexed_count(&self) -> Result<u64> {
         Ok(self.c().query_row(
-            "SELECT (SELECT COUNT(*) FROM attestations) + (SELECT COUNT(*) FROM certificates)",
+            "SELECT (SELECT COUNT(*) FROM attestations) + (SELECT COUNT(*) FROM certificates)
+             + (SELECT COUNT(*) FROM key_events)",
             [],
             |r| r.get::<_, i64>(0),
         )? as u64)
@@ -791,6 +849,14 @@ impl Meta {
             next = next.max(i + 1);
         }
         missing.extend(next..below);
+        // Key entries are few: read whole, taken out of what is missing.
+        let keys: Vec<i64> = c
+            .prepare("SELECT log_index FROM key_events WHERE log_index < ?1 ORDER BY log_index")?
+            .query_map([below], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if !keys.is_empty() {
+            missing.retain(|i| keys.binary_search(i).is_err());
+        }
         Ok(missing)
     }
 
@@ -800,7 +866,8 @@ impl Meta {
             .c()
             .query_row(
                 "SELECT 1 FROM attestations WHERE log_index = ?1
-                 UNION ALL SELECT 1 FROM certificates WHERE log_index = ?1",
+                 UNION ALL SELECT 1 FROM certificates WHERE log_index = ?1
+                 UNION ALL SELECT 1 FROM key_events WHERE log_index = ?1",
                 [index],
                 |_| Ok(()),
             )
@@ -1012,5 +1079,25 @@ mod tests {
         // A database already in the current form is left as it is.
         let m = Meta::open(&path).unwrap();
         assert_eq!(m.indexed_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn key_entries_decide_by_log_order_whatever_the_order_they_are_recorded_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Meta::open(&dir.path().join("meta.db")).unwrap();
+        let pem = "-----BEGIN PUBLIC KEY-----\nk\n-----END PUBLIC KEY-----\n";
+        // The revocation (index 5) recorded before the addition (index 2),
+        // as a start-up applies revocations before the reindex adds keys.
+        m.record_key_event(5, "wf", "k1", None, 20).unwrap();
+        m.record_key_event(2, "wf", "k1", Some(pem), 10).unwrap();
+        assert!(m.workflow_key("wf", "k1").unwrap().is_none());
+        // Re-added later: trusted; replaying an old revocation changes nothing.
+        m.record_key_event(9, "wf", "k1", Some(pem), 30).unwrap();
+        m.record_key_event(5, "wf", "k1", None, 20).unwrap();
+        assert_eq!(m.workflow_key("wf", "k1").unwrap().as_deref(), Some(pem));
+        assert_eq!(m.workflow_keys("wf").unwrap().len(), 1);
+        // Key entries count as indexed.
+        assert_eq!(m.unindexed_below(10).unwrap(), vec![0, 1, 3, 4, 6, 7, 8]);
+        assert!(m.is_indexed(9).unwrap());
     }
 }

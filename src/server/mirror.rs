@@ -83,9 +83,10 @@ async fn step(app: &Arc<App>) -> Result<bool, ServerError> {
 }
 
 /// Entry `i`'s envelope, its artifact's annotations, and the statement's
-/// bytes; `None` for a certificate entry (SPEC.md §3.1).
+/// bytes; `None` for a certificate or key entry (SPEC.md §3.1, §3.2).
 fn load(app: &App, i: u64) -> Result<Option<(AttestationArtifact, Vec<u8>)>, ServerError> {
-    if ledger_format::certificate::is_certificate_entry(&app.ledger.entry(i)?) {
+    let text = app.ledger.entry(i)?;
+    if ledger_format::certificate::is_certificate_entry(&text) || ledger_format::key::is_key_entry(&text) {
         return Ok(None);
     }
     let crate::server::Logged {

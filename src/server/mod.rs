@@ -10,6 +10,7 @@ pub mod certify;
 pub mod cpu;
 pub mod gate;
 pub mod intake;
+pub mod keys;
 pub mod listener;
 pub mod meta;
 pub mod metrics;
@@ -998,6 +999,20 @@ impl App {
                 self.record_certificate_text(i, &text)?;
                 continue;
             }
+            if ledger_format::key::is_key_entry(&text) {
+                // A revocation takes effect now; an addition too when its
+                // key (the body) is published, else by the reindex once it
+                // is (until then the key is not trusted: fail-safe).
+                let e = self.parse_key_entry(i, &text)?;
+                let pem = self
+                    .ledger
+                    .body(i, &e.key_digest)?
+                    .map(|der| pem::encode(&pem::Pem::new("PUBLIC KEY", der)));
+                if e.action == ledger_format::key::KeyAction::Revoke || pem.is_some() {
+                    self.record_key_entry(i, &e, pem.as_deref())?;
+                }
+                continue;
+            }
             let e = ledger_format::entry::Entry::parse(&text).map_err(|e| ServerError::Entry {
                 index: i,
                 reason: e.to_string(),
@@ -1020,6 +1035,40 @@ impl App {
             .record_certificate(index as i64, &digest, &e.serial, &e.run, e.not_after as i64)?;
         self.indexed.add([index]);
         Ok(())
+    }
+
+    /// Applies the key entry at `index` (SPEC.md §3.2) to the registered
+    /// keys: `pem` is the key of an `add` (ignored for a `revoke`).
+    pub fn record_key_entry(
+        &self,
+        index: u64,
+        e: &ledger_format::key::KeyEntry,
+        pem: Option<&str>,
+    ) -> Result<(), ServerError> {
+        let add = match e.action {
+            ledger_format::key::KeyAction::Add => Some(pem.ok_or_else(|| ServerError::Entry {
+                index,
+                reason: "a key addition without its key".into(),
+            })?),
+            ledger_format::key::KeyAction::Revoke => None,
+        };
+        self.meta.record_key_event(
+            index as i64,
+            &e.workflow,
+            &e.key_digest.to_hex(),
+            add,
+            e.at as i64,
+        )?;
+        self.indexed.add([index]);
+        self.forget_keys(&e.workflow);
+        Ok(())
+    }
+
+    fn parse_key_entry(&self, index: u64, text: &[u8]) -> Result<ledger_format::key::KeyEntry, ServerError> {
+        ledger_format::key::KeyEntry::parse(text).map_err(|e| ServerError::Entry {
+            index,
+            reason: e.to_string(),
+        })
     }
 
     fn record_certificate_text(&self, index: u64, text: &[u8]) -> Result<(), ServerError> {
@@ -1056,6 +1105,20 @@ impl App {
             let text = self.ledger.entry(i)?;
             if ledger_format::certificate::is_certificate_entry(&text) {
                 self.record_certificate_text(i, &text)?;
+                n += 1;
+                continue;
+            }
+            if ledger_format::key::is_key_entry(&text) {
+                let e = self.parse_key_entry(i, &text)?;
+                let der = self
+                    .ledger
+                    .body(i, &e.key_digest)?
+                    .ok_or_else(|| ServerError::Entry {
+                        index: i,
+                        reason: "its key is not stored".into(),
+                    })?;
+                let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", der));
+                self.record_key_entry(i, &e, Some(&pem))?;
                 n += 1;
                 continue;
             }

@@ -247,6 +247,22 @@ pub(crate) fn workspace(cp: &ControlPlane, dir: &Path, workflow: &str) -> (std::
     (ws, op)
 }
 
+/// `git clone <server>/ledger.git <into>` (replacing what is there).
+pub(crate) fn clone_ledger(cp: &ControlPlane, into: &Path) -> std::path::PathBuf {
+    let _ = std::fs::remove_dir_all(into);
+    let o = Command::new("git")
+        .args(["clone", "-q", &format!("{}/ledger.git", cp.url)])
+        .arg(into)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    into.to_owned()
+}
+
+/// Log entries the operator's set-up makes ([`operator`] registers one key:
+/// a key entry, SPEC.md §3.2) before any attestation.
+pub(crate) const SETUP_ENTRIES: u64 = 1;
+
 /// The operator's flow: a token for the workflow, its signing key registered.
 pub(crate) fn operator(cp: &ControlPlane, ws: &Path, workflow: &str) -> Operator {
     let admin = [("TALLY_TOKEN", cp.admin.as_str())];
@@ -386,7 +402,7 @@ fn operator_developer_and_auditor_flows_end_to_end() {
     assert_eq!(status["ready"], true, "{status}");
     let push = ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
     let index = push["log_index"].as_u64().unwrap();
-    assert_eq!(index, 0);
+    assert_eq!(index, SETUP_ENTRIES);
     let cmd = push["verify_command"].as_str().unwrap();
     assert!(
         cmd.starts_with("tally verify --bundle attestation.bundle.json --log-key "),
@@ -400,7 +416,7 @@ fn operator_developer_and_auditor_flows_end_to_end() {
     std::fs::copy(ws.join("attestation.bundle.json"), auditor.join("b.json")).unwrap();
     std::fs::copy(ws.join("cosign.pub"), auditor.join("cosign.pub")).unwrap();
     let v = ok(&cp.verify_bundle(&auditor, "b.json"));
-    assert_eq!(v["index"], 0);
+    assert_eq!(v["index"], SETUP_ENTRIES);
     assert_eq!(v["signature_checked"], true);
     assert_eq!(v["entry"]["run"], run_id.as_str());
     // A tampered bundle fails.
@@ -423,7 +439,7 @@ fn operator_developer_and_auditor_flows_end_to_end() {
     // The run is SUCCEEDED, visible to its workflow's token and the admin.
     let (s, r) = cp.get(&format!("/api/v1/runs/{run_id}"), Some(&op.token));
     assert_eq!((s, r["status"].as_str()), (200, Some("SUCCEEDED")));
-    assert_eq!(r["log_index"], 0);
+    assert_eq!(r["log_index"], SETUP_ENTRIES);
     let runs = ok(&cp.tally(
         &ws,
         &[("TALLY_TOKEN", &cp.admin)],
@@ -435,7 +451,7 @@ fn operator_developer_and_auditor_flows_end_to_end() {
     // Search by the image digest finds it, with its log index.
     let (s, sr) = cp.get(&format!("/api/v1/search?digest=sha256:{}", "5e".repeat(32)), None);
     assert_eq!(s, 200);
-    assert_eq!(sr["results"][0]["log_index"], 0);
+    assert_eq!(sr["results"][0]["log_index"], SETUP_ENTRIES);
     assert_eq!(sr["results"][0]["role"], "subject");
     let (_, sr) = cp.get("/api/v1/search?workflow=payments-release", None);
     assert_eq!(sr["results"].as_array().unwrap().len(), 1);
@@ -463,13 +479,7 @@ fn operator_developer_and_auditor_flows_end_to_end() {
         &[],
         &["audit", &format!("{}/", cp.url), "--log-key", &cp.vkey],
     ));
-    let clone = auditor.join("ledger");
-    let o = Command::new("git")
-        .args(["clone", "-q", &format!("{}/ledger.git", cp.url)])
-        .arg(&clone)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let clone = clone_ledger(&cp, &auditor.join("ledger"));
     ok(&cp.tally(
         &auditor,
         &[],
@@ -532,7 +542,14 @@ fn operator_developer_and_auditor_flows_end_to_end() {
         m.contains("tally_attestations_accepted_total{workflow=\"payments-release\"} 1"),
         "{m}"
     );
-    assert!(m.contains("tally_tree_size{stage=\"published\"} 1"));
+    // The two operators' key entries and the attestation.
+    assert!(
+        m.contains(&format!(
+            "tally_tree_size{{stage=\"published\"}} {}",
+            2 * SETUP_ENTRIES + 1
+        )),
+        "{m}"
+    );
     assert!(m.contains("tally_runs{status=\"SUCCEEDED\"} 1"));
 
     // Graceful stop; a restart serves the same log.
@@ -556,19 +573,22 @@ fn operator_developer_and_auditor_flows_end_to_end() {
     let dir = std::mem::replace(&mut cp.dir, tempfile::tempdir().unwrap());
     let cp2 = ControlPlane::start_in(dir, &repo, &[]);
     assert_eq!(cp2.vkey, cp.vkey);
+    let setup = 2 * SETUP_ENTRIES;
     assert!(
         cp2.admin.is_empty(),
         "the admin token is shown at first start only"
     );
-    assert_eq!(cp2.published(), 1);
+    assert_eq!(cp2.published(), setup + 1);
     let q = format!("/api/v1/search?digest=sha256:{}", "5e".repeat(32));
     let mut found = Value::Null;
     for _ in 0..100 {
         found = cp2.get(&q, None).1;
         // An answer is complete below the size it states, even while the
-        // index is being rebuilt: never "published_size 1, no results".
+        // index is being rebuilt: never "published_size 2, no results"
+        // (entry 0 is the key entry).
         assert!(
-            found["published_size"] == 0 || found["results"].as_array().is_some_and(|r| !r.is_empty()),
+            found["published_size"].as_u64().unwrap() <= setup
+                || found["results"].as_array().is_some_and(|r| !r.is_empty()),
             "{found}"
         );
         if found["results"].as_array().is_some_and(|r| !r.is_empty()) {
@@ -576,9 +596,9 @@ fn operator_developer_and_auditor_flows_end_to_end() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert_eq!(found["results"][0]["log_index"], 0, "{found}");
+    assert_eq!(found["results"][0]["log_index"], SETUP_ENTRIES, "{found}");
     assert_eq!(found["results"].as_array().map(Vec::len), Some(1), "{found}");
-    assert_eq!(found["published_size"], 1, "{found}");
+    assert_eq!(found["published_size"], setup + 1, "{found}");
     // The envelope is found through the rebuilt index; the stale one is gone.
     let get = |d: &str| {
         cp2.http()
@@ -603,7 +623,9 @@ fn failures_are_refused_clearly_and_leave_the_log_unchanged() {
     let other = operator(&cp, &ws, "payments-quality");
     let mut env = gh_env();
     env.push(("TALLY_TOKEN", &op.token));
-    assert_eq!(cp.published(), 0);
+    // The two operators' key entries.
+    let setup = 2 * SETUP_ENTRIES;
+    assert_eq!(cp.published(), setup);
 
     // Wrong runner: refused at init by the server's contract check.
     let o = cp.tally(
@@ -689,7 +711,7 @@ fn failures_are_refused_clearly_and_leave_the_log_unchanged() {
         ws.join(".tally/attestation.json").exists(),
         "a refused push keeps the state"
     );
-    assert_eq!(cp.published(), 0);
+    assert_eq!(cp.published(), setup);
 
     // A missing material the client did not notice (its state's contract was
     // tampered with): the server checks the run's pinned contract itself.
@@ -720,7 +742,7 @@ fn failures_are_refused_clearly_and_leave_the_log_unchanged() {
             .contains("required material `unit-tests` (JUNIT_XML) is missing")),
         "{j}"
     );
-    assert_eq!(cp.published(), 0);
+    assert_eq!(cp.published(), setup);
 
     // Raw HTTP: oversized body, malformed JSON, wrong content type.
     let run_id = state["run_id"].as_str().unwrap().to_owned();
@@ -745,7 +767,7 @@ fn failures_are_refused_clearly_and_leave_the_log_unchanged() {
         let (s, e) = cp.post("/api/v1/runs", Some(token), "application/json", ghost.clone());
         assert_eq!((s, e["error"].as_str()), (status, Some(error)));
     }
-    assert_eq!(cp.published(), 0, "no failure appended anything");
+    assert_eq!(cp.published(), setup, "no failure appended anything");
 
     // A contract changed between init and push: the pinned revision counts.
     ok(&cp.tally(&ws, &env, &["attestation", "reset", "--reason", "retry"]));
@@ -756,7 +778,7 @@ fn failures_are_refused_clearly_and_leave_the_log_unchanged() {
     std::fs::write(&p, t).unwrap();
     git(&repo, &["commit", "-q", "-am", "v2: require a pentest report"]);
     let push = ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
-    assert_eq!(push["log_index"], 0);
+    assert_eq!(push["log_index"], setup);
     // A run started now is checked against v2.
     let init = ok(&cp.tally(
         &ws,
@@ -787,7 +809,7 @@ fn failures_are_refused_clearly_and_leave_the_log_unchanged() {
         cp.get(&format!("/api/v1/runs/{rid}"), Some(&op.token)).1["status"],
         "CANCELLED"
     );
-    assert_eq!(cp.published(), 1);
+    assert_eq!(cp.published(), setup + 1);
 }
 
 /// Every endpoint: anonymous, a workflow token, another workflow's token, the admin.
@@ -826,14 +848,15 @@ fn authorization_of_every_endpoint() {
         // A directory of the repository is not a file to serve.
         ("GET", "/ledger.git/objects/pack".into(), None, [404; 4]),
         ("GET", "/tile/0/000".into(), None, [404; 4]),
-        ("GET", "/api/v1/proof/inclusion?index=0".into(), None, [404; 4]),
+        // The log holds the two key entries of the operators' set-up.
+        ("GET", "/api/v1/proof/inclusion?index=1000".into(), None, [404; 4]),
         (
             "GET",
             "/api/v1/proof/consistency?old=0&new=0".into(),
             None,
             [400; 4],
         ),
-        ("GET", "/api/v1/entries/0".into(), None, [404; 4]),
+        ("GET", "/api/v1/entries/1000".into(), None, [404; 4]),
         (
             "GET",
             format!("/api/v1/envelopes/sha256:{}", "00".repeat(32)),
@@ -885,6 +908,18 @@ fn authorization_of_every_endpoint() {
             "/api/v1/workflows/payments-release/keys".into(),
             Some(json!({"public_key": "x"})),
             [401, 403, 403, 422],
+        ),
+        (
+            "GET",
+            "/api/v1/workflows/payments-release/keys".into(),
+            None,
+            [401, 403, 403, 200],
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/workflows/payments-release/keys/{}", "ab".repeat(32)),
+            None,
+            [401, 403, 403, 404],
         ),
         ("GET", "/api/v1/stats".into(), None, [401, 403, 403, 200]),
         ("GET", format!("/api/v1/artifacts/sha256:{}", "ab".repeat(32)), None, [401, 404, 404, 404]),
@@ -1115,7 +1150,7 @@ fn unfinished_runs_expire_and_cannot_be_pushed() {
         cp.get(&format!("/api/v1/runs/{rid}"), Some(&op.token)).1["status"],
         "EXPIRED"
     );
-    assert_eq!(cp.published(), 0);
+    assert_eq!(cp.published(), SETUP_ENTRIES);
     let runs = ok(&cp.tally(
         &ws,
         &[("TALLY_TOKEN", &cp.admin)],
@@ -1160,10 +1195,10 @@ fn a_run_in_the_log_stays_taken_across_a_crash() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(cp2.published(), 1, "one entry for the run");
+    assert_eq!(cp2.published(), SETUP_ENTRIES + 1, "one entry for the run");
     let (s, run) = cp2.get(&format!("/api/v1/runs/{run_id}"), Some(&op.token));
     assert_eq!((s, run["status"].as_str()), (200, Some("SUCCEEDED")), "{run}");
-    assert_eq!(run["log_index"], 0);
+    assert_eq!(run["log_index"], SETUP_ENTRIES);
 }
 
 /// A request body that breaks on the wire (a malformed chunk size) is the
@@ -1268,7 +1303,7 @@ fn refused_pushes_are_rate_limited_per_token() {
     // Another token is not affected.
     let (s, e) = cp.post(&path, Some(&cp.admin), "application/json", bogus);
     assert_eq!((s, e["error"].as_str()), (422, Some("signature")), "{e}");
-    assert_eq!(cp.published(), 0);
+    assert_eq!(cp.published(), SETUP_ENTRIES);
 }
 
 /// `tally-bench intake --server` loads a control plane it did not start:
@@ -1301,7 +1336,8 @@ fn the_intake_benchmark_loads_an_external_server() {
         "{v}"
     );
     assert_eq!(v["server"], cp.url.as_str());
-    assert_eq!(cp.published(), 40);
+    // The bench registers its key (a key entry), then pushes 40.
+    assert_eq!(cp.published(), 41);
 }
 
 /// strace attached to `pid` failing `syscalls` with `errno` (strace's
@@ -1417,14 +1453,21 @@ fn a_failing_disk_is_survived_without_a_restart() {
     let env = op.env();
     craft_release(&cp, &ws, &env);
     ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
-    assert_eq!(cp.published(), 1);
+    assert_eq!(cp.published(), SETUP_ENTRIES + 1);
 
     // (phase, syscalls failed, from which call, log size before, what the
     // server logs when the fault starts, and when it is over)
     for (phase, syscalls, when, sequenced_before, said, back) in [
         // The sequencing log cannot be synced: the push is refused (503,
         // Retry-After) and nothing is sequenced.
-        ("append", "fdatasync", "1+", 1, "appends refused", "written again"),
+        (
+            "append",
+            "fdatasync",
+            "1+",
+            SETUP_ENTRIES + 1,
+            "appends refused",
+            "written again",
+        ),
         // The sequencing log works but the pack, ref and checkpoint renames
         // fail from the second on (the signed checkpoint is persisted, its
         // publication fails): the push is acknowledged, publication waits.
@@ -1432,7 +1475,7 @@ fn a_failing_disk_is_survived_without_a_restart() {
             "publish",
             "rename,renameat,renameat2",
             "2+",
-            2,
+            SETUP_ENTRIES + 2,
             "publishing stalled",
             "publishing again",
         ),
@@ -1465,7 +1508,7 @@ fn a_failing_disk_is_survived_without_a_restart() {
         assert!(log.contains(back), "{phase}: {log}");
     }
     let (_, l) = cp.get("/api/v1/log", None);
-    assert_eq!(l["sizes"]["published"], 3, "{l}");
+    assert_eq!(l["sizes"]["published"], SETUP_ENTRIES + 3, "{l}");
 
     // SIGTERM while publishing fails: a clean exit (0), and the next start
     // publishes what was acknowledged meanwhile.
@@ -1485,7 +1528,7 @@ fn a_failing_disk_is_survived_without_a_restart() {
         let (_, l) = cp.get("/api/v1/log", None);
         assert_eq!(
             (l["sizes"]["sequenced"].as_u64(), l["sizes"]["published"].as_u64()),
-            (Some(4), Some(3)),
+            (Some(SETUP_ENTRIES + 4), Some(SETUP_ENTRIES + 3)),
             "{l}"
         );
         h.join().unwrap()
@@ -1503,7 +1546,7 @@ fn a_failing_disk_is_survived_without_a_restart() {
     // The start does not wait for it (its run is claimed from the
     // sequencing log), but publishes it.
     crate::witness::eventually("published after the next start", || {
-        cp.get("/api/v1/log", None).1["sizes"]["published"] == 4
+        cp.get("/api/v1/log", None).1["sizes"]["published"] == SETUP_ENTRIES + 4
     });
 
     stop_and_audit(&mut cp);
@@ -1526,7 +1569,7 @@ fn a_fault_at_any_durable_write_loses_nothing() {
     let (_d, repo, mut cp, ws, op) = pipeline(&[]);
     let env = op.env();
     let mut runs = Vec::new();
-    let mut expected = 0u64;
+    let mut expected = SETUP_ENTRIES;
     let mut injected = 0;
     for syscalls in ["fdatasync", "fsync", "rename,renameat,renameat2", "openat"] {
         for errno in ["ENOSPC", "EIO"] {
@@ -1568,7 +1611,7 @@ fn a_fault_at_any_durable_write_loses_nothing() {
     for (i, run) in runs.iter().enumerate() {
         let (s, r) = cp2.get(&format!("/api/v1/runs/{run}"), Some(&op.token));
         assert_eq!((s, r["status"].as_str()), (200, Some("SUCCEEDED")), "{r}");
-        assert_eq!(r["log_index"], i as u64, "{r}");
+        assert_eq!(r["log_index"], SETUP_ENTRIES + i as u64, "{r}");
     }
     assert_eq!(cp2.published(), expected);
 }

@@ -852,6 +852,7 @@ fn statement_shape_is_stable() {
             source: "contracts@main".into(),
             text: String::new(),
             policies_commit: String::new(),
+            pinned_at: String::new(),
             policies: BTreeMap::new(),
         },
         runner: RunnerContext {

@@ -21,9 +21,10 @@ fn the_demo_runs_the_whole_loop() {
     for shown in [
         "$ tally attestation push --key cosign.key",
         "one material of group `vex`",
-        "appended to the log at index 0",
+        "now signs workflow psirt-advisories (log entry 0)",
+        "appended to the log at index 1",
         "$ git clone",
-        "is a consistent log of 1 entries",
+        "is a consistent log of 2 entries",
     ] {
         assert!(out.contains(shown), "{shown} missing from:\n{out}");
     }

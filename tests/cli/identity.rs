@@ -528,6 +528,181 @@ fn keys_in_the_contracts_repository_are_pinned_per_run_and_revoked_by_removal() 
     let o = cp.verify_bundle(&ws, "first.bundle.json");
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     assert!(first["log_index"].is_u64());
+    // And that it was trusted when it was accepted: from clones of the
+    // ledger and of the contracts repository, at the run's pinned commit
+    // (recorded in the statement), though the key is gone from the head.
+    let clone = crate::controlplane::clone_ledger(&cp, &d.path().join("ledger-clone"));
+    let trusted = |extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "--bundle",
+            "first.bundle.json",
+            "--log-key",
+            &cp.vkey,
+            "--key",
+            "cosign.pub",
+            "--ledger",
+            clone.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        cp.tally(&ws, &[], &args)
+    };
+    let o = trusted(&[]);
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("give --contracts"), "{}", stderr(&o));
+    let o = trusted(&["--contracts", repo_s]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("was trusted for workflow payments-release at index")
+            && stdout(&o).contains("keys/payments-release/ci.pub of the contracts repository at"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// Keys registered through the admin API are log entries
+/// (`tally.dev/key/v1`): adding and revoking each append one, durable
+/// before they take effect. After a revocation the key verifies no new
+/// push, while `tally verify --ledger` proves from a clone that it was
+/// trusted when an earlier attestation was accepted; the entries survive a
+/// lost metadata database, and `tally audit` checks their bodies.
+#[test]
+fn admin_key_changes_are_log_entries_and_trust_is_answered_offline() {
+    use crate::controlplane::{craft_release_with, ok, pipeline, push};
+    let (d, repo, mut cp, ws, op) = pipeline(&[]);
+    let env = op.env();
+    let admin = [("TALLY_TOKEN", cp.admin.as_str())];
+    let image = format!("ghcr.io/acme/payments@sha256:{}", "5e".repeat(32));
+    craft_release_with(&cp, &ws, &env, &image);
+    let first = ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
+    let first_index = first["log_index"].as_u64().unwrap();
+    std::fs::copy(ws.join("attestation.bundle.json"), ws.join("first.bundle.json")).unwrap();
+    let keyid = ok(&cp.tally(
+        &ws,
+        &admin,
+        &[
+            "workflow",
+            "key",
+            "list",
+            "--workflow",
+            "payments-release",
+            "--output",
+            "json",
+        ],
+    ))["keys"][0]["keyid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let revoked = ok(&cp.tally(
+        &ws,
+        &admin,
+        &[
+            "workflow",
+            "key",
+            "revoke",
+            "--workflow",
+            "payments-release",
+            "--key",
+            "cosign.pub",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(revoked["keyid"], keyid.as_str());
+    let revoked_at = revoked["log_index"].as_u64().unwrap();
+    assert!(revoked_at > first_index, "{revoked}");
+    let o = cp.tally(
+        &ws,
+        &admin,
+        &[
+            "workflow",
+            "key",
+            "revoke",
+            "--workflow",
+            "payments-release",
+            "--key",
+            &keyid,
+        ],
+    );
+    assert_ne!(code(&o), 0);
+    assert!(
+        stderr(&o).contains("unknown_key") || stderr(&o).contains("has no registered key"),
+        "{}",
+        stderr(&o)
+    );
+    // No new push verifies with it.
+    craft_release_with(&cp, &ws, &env, &image);
+    let o = push(&cp, &ws, &env, "cosign.key", &[]);
+    assert_eq!(code(&o), 4, "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("no public key is trusted"), "{}", stderr(&o));
+
+    // Offline: the clone holds both key entries; the earlier attestation
+    // was accepted while the key was trusted.
+    let clone = crate::controlplane::clone_ledger(&cp, &d.path().join("ledger-clone"));
+    ok(&cp.tally(
+        &ws,
+        &[],
+        &["audit", clone.to_str().unwrap(), "--log-key", &cp.vkey],
+    ));
+    let trusted = |ledger: &std::path::Path, extra: &[&str]| {
+        let args = [
+            "verify",
+            "--bundle",
+            "first.bundle.json",
+            "--log-key",
+            &cp.vkey,
+            "--key",
+            "cosign.pub",
+            "--ledger",
+            ledger.to_str().unwrap(),
+        ];
+        cp.tally(&ws, &[], &[&args[..], extra].concat())
+    };
+    let o = trusted(&clone, &["--output", "json"]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let said = v["key_trusted"].as_str().unwrap();
+    assert!(
+        said.contains(&format!(
+            "key {keyid} was trusted for workflow payments-release at index {first_index}"
+        )) && said.contains("registered through the admin API by log entry")
+            && said.contains("(by admin)"),
+        "{said}"
+    );
+    // A folder that holds no ledger is a usage error.
+    let o = trusted(tmp().path(), &[]);
+    assert_eq!(code(&o), 2, "{}{}", stdout(&o), stderr(&o));
+
+    // The registered keys are rebuilt from the log: a lost metadata
+    // database still knows the key is revoked.
+    cp.crash();
+    {
+        let db = rusqlite::Connection::open(cp.dir.path().join("data/meta.db")).unwrap();
+        db.execute_batch("DELETE FROM key_events; DELETE FROM workflow_keys;")
+            .unwrap();
+    }
+    let dir = std::mem::replace(&mut cp.dir, tempfile::tempdir().unwrap());
+    let cp2 = crate::controlplane::ControlPlane::start_in(dir, &repo, &[]);
+    let listed = ok(&cp2.tally(
+        &ws,
+        &[("TALLY_TOKEN", cp.admin.as_str())],
+        &[
+            "workflow",
+            "key",
+            "list",
+            "--workflow",
+            "payments-release",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(listed["keys"], serde_json::json!([]), "{listed}");
+    let db = rusqlite::Connection::open(cp2.dir.path().join("data/meta.db")).unwrap();
+    let events: i64 = db
+        .query_row("SELECT COUNT(*) FROM key_events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(events, 2);
 }
 
 /// The local OIDC issuer (tests/fixtures/oidc_issuer.py): discovery and
@@ -766,6 +941,145 @@ fn a_tokenless_github_job_pushes_with_its_id_token_and_is_certified_as_itself() 
     );
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("TALLY_ID_TOKEN"), "{}", stderr(&o));
+}
+
+/// A GitHub Actions job's checkout (`main`, origin on github.com) with
+/// one commit, and the ID token GitHub would give that job.
+fn github_job(issuer: &Issuer, dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String, String) {
+    let ws = dir.join(name);
+    std::fs::create_dir_all(&ws).unwrap();
+    git(&ws, &["init", "-q", "-b", "main"]);
+    write(&ws, "README.md", format!("{name}\n"));
+    git(&ws, &["add", "README.md"]);
+    git(&ws, &["commit", "-q", "-m", "release"]);
+    git(
+        &ws,
+        &["remote", "add", "origin", "git@github.com:acme/payments.git"],
+    );
+    let sha = git(&ws, &["rev-parse", "HEAD"]);
+    let mut claims = github_claims();
+    claims["sha"] = serde_json::json!(sha);
+    let token = issuer.mint(claims, "good");
+    (ws, sha, token)
+}
+
+/// SLSA Build L3 through the control plane (SPEC.md §15.7): a tokenless
+/// job whose statement agrees with its ID token on builder, repository,
+/// commit, ref, workflow and run is vouched for at level 3 in the verdict
+/// the log binds, which `tally verify` reads offline; a statement that
+/// contradicts its token is refused naming each contradiction, and a run
+/// started as another job than the token's gets no certificate.
+#[test]
+fn provenance_is_checked_against_the_id_token_and_recorded_with_its_slsa_level() {
+    use crate::controlplane::{craft_release_with, gh_env, ControlPlane};
+    let Some(issuer) = Issuer::start() else { return };
+    let d = tmp();
+    let repo = contracts_trusting(d.path(), &issuer.url);
+    let cp = ControlPlane::start(&repo, &[]);
+    let image = format!("ghcr.io/acme/payments@sha256:{}", "7a".repeat(32));
+    let job_env = |sha: &'static str, token: &'static str| {
+        let mut env = gh_env();
+        env.extend([
+            ("TALLY_ID_TOKEN", token),
+            ("GITHUB_SHA", sha),
+            ("GITHUB_REF", "refs/heads/main"),
+            (
+                "GITHUB_WORKFLOW_REF",
+                "acme/payments/.github/workflows/release.yml@refs/heads/main",
+            ),
+            ("GITHUB_RUN_ATTEMPT", "1"),
+        ]);
+        env
+    };
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+
+    // 1. The job as its token describes it: level 3, every field verified.
+    let (ws, sha, token) = github_job(&issuer, d.path(), "job");
+    let (sha, token) = (leak(sha), leak(token));
+    let env = job_env(sha, token);
+    craft_release_with(&cp, &ws, &env, &image);
+    keyless_push(&cp, &ws, &env);
+    let (auditor, _) = auditor_with_ca(&cp, d.path());
+    let log: serde_json::Value = cp.get("/api/v1/log", None).1;
+    write(&auditor, "verdict.pub", log["verdict_key"].as_str().unwrap());
+    std::fs::copy(ws.join("attestation.bundle.json"), auditor.join("b.json")).unwrap();
+    let verify = |extra: &[&str]| {
+        let args = [
+            "verify",
+            "--bundle",
+            "b.json",
+            "--log-key",
+            &cp.vkey,
+            "--ca",
+            "ca.pem",
+            "--verdict-key",
+            "verdict.pub",
+        ];
+        cp.tally(&auditor, &[], &[&args[..], extra].concat())
+    };
+    let o = verify(&["--output", "json"]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["slsa_build_level"], "SLSA_BUILD_LEVEL_3", "{report}");
+    let ci = &report["ci_identity"];
+    assert_eq!(ci["issuer"], issuer.url.as_str());
+    assert_eq!(ci["subject"], "repo:acme/payments:ref:refs/heads/main");
+    assert_eq!(ci["verified"]["commit"], sha);
+    assert_eq!(
+        ci["verified"]["sourceRepository"],
+        "https://github.com/acme/payments"
+    );
+    assert_eq!(ci["verified"]["ref"], "refs/heads/main");
+    assert_eq!(ci["verified"]["builder"], "github-actions");
+    assert_eq!(
+        ci["verified"]["workflow"],
+        "acme/payments/.github/workflows/release.yml@refs/heads/main"
+    );
+    assert_eq!(
+        ci["verified"]["run"],
+        "https://github.com/acme/payments/actions/runs/991/attempts/1"
+    );
+    let o = verify(&[]);
+    assert!(
+        stdout(&o).contains(&format!("provenance vouched for by the CI identity repo:acme/payments:ref:refs/heads/main ({}): SLSA_BUILD_LEVEL_3", issuer.url))
+            && stdout(&o).contains(&format!("✓ commit = {sha}")),
+        "{}",
+        stdout(&o)
+    );
+
+    // 2. The token of that job, the checkout of another commit: refused,
+    // naming where the statement says what.
+    let (other, other_sha, _) = github_job(&issuer, d.path(), "other");
+    let env = job_env(sha, token);
+    craft_release_with(&cp, &other, &env, &image);
+    let push = ["attestation", "push", "--annotation", "change-ticket=CHG-1042"];
+    let o = cp.tally(&other, &env, &push);
+    assert_eq!(code(&o), 4, "{}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("provenance contradicts the CI identity")
+            && err.contains(&format!("commit: the statement's subject git.head is {other_sha:?}; the ID token from {} says {sha:?}", issuer.url)),
+        "{err}"
+    );
+    assert!(
+        !err.contains("runner.commit"),
+        "GITHUB_SHA agrees with the token: {err}"
+    );
+
+    // 3. A run started as another job (run 992) gets no certificate for
+    // the token of run 991.
+    let (third, third_sha, third_token) = github_job(&issuer, d.path(), "third");
+    let mut env = job_env(leak(third_sha), leak(third_token));
+    env.retain(|(k, _)| *k != "GITHUB_RUN_ID");
+    env.push(("GITHUB_RUN_ID", "992"));
+    craft_release_with(&cp, &third, &env, &image);
+    let o = cp.tally(&third, &env, &push);
+    assert_eq!(code(&o), 4, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("the run's link is \"https://github.com/acme/payments/actions/runs/992\"; the ID token names run \"https://github.com/acme/payments/actions/runs/991\""),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// Every way an ID token can be wrong is refused before a run starts, with

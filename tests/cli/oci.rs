@@ -292,7 +292,8 @@ fn oras_reads_what_tally_wrote_and_finds_the_attestation_of_an_image() {
 
     // The metrics show the copy and the uploads (two files: the SBOM and the tests).
     let m = cp.metrics();
-    assert!(m.contains("tally_attestations_in_artifact_store 1\n"), "{m}");
+    // Entries copied: the operator's key entry (nothing to copy) and the attestation.
+    assert!(m.contains("tally_attestations_in_artifact_store 2\n"), "{m}");
     assert!(
         m.contains("tally_artifact_uploads_total{outcome=\"new\"} 3\n"),
         "{m}"

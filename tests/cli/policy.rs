@@ -11,7 +11,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::common::{code, git, stderr, stdout, tally};
-use crate::controlplane::{ok, valid, workspace, ControlPlane};
+use crate::controlplane::{ok, valid, workspace, ControlPlane, SETUP_ENTRIES};
 
 /// Where the crafting state is (the default, relative to the workspace).
 const STATE: &str = tally::attest::state::DEFAULT_STATE;
@@ -408,7 +408,7 @@ fn the_policy_gate_end_to_end() {
     let status = cp.tally(&ws, &env, &["attestation", "status"]);
     assert!(stdout(&status).contains("ready to push"), "{}", stdout(&status));
     let pushed = ok(&push(&cp, &ws, &env, "clean.bundle.json"));
-    assert_eq!(pushed["log_index"], 0);
+    assert_eq!(pushed["log_index"], SETUP_ENTRIES);
     let vsa = vsa_of(&ws.join("clean.bundle.json"));
     let p = &vsa["predicate"];
     assert_eq!(vsa["predicateType"], "https://slsa.dev/verification_summary/v1");
@@ -502,7 +502,7 @@ fn the_policy_gate_end_to_end() {
     );
     let o = push(&cp, &ws, &env, "blocked.bundle.json");
     assert_eq!(code(&o), 4, "{}{}", stdout(&o), stderr(&o));
-    assert_eq!(cp.published(), 1, "nothing was sent");
+    assert_eq!(cp.published(), SETUP_ENTRIES + 1, "nothing was sent");
     // The control plane does not trust the client: with the CLI's verdict
     // erased from the crafting state, the push reaches it and is refused there.
     erase_client_verdicts(&ws);
@@ -520,7 +520,7 @@ fn the_policy_gate_end_to_end() {
         !refused.contains("readline is licensed"),
         "advisory violations do not refuse: {text}"
     );
-    assert_eq!(cp.published(), 1, "the log is unchanged");
+    assert_eq!(cp.published(), SETUP_ENTRIES + 1, "the log is unchanged");
 
     // 3. An exception: granted by an operator, the same push goes through,
     // and the verdict records FAILED with who, why and until when.
@@ -542,7 +542,7 @@ fn the_policy_gate_end_to_end() {
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let pushed = ok(&push(&cp, &ws, &env, "excepted.bundle.json"));
-    assert_eq!(pushed["log_index"], 1);
+    assert_eq!(pushed["log_index"], SETUP_ENTRIES + 1);
     let vsa = vsa_of(&ws.join("excepted.bundle.json"));
     let p = &vsa["predicate"];
     assert_eq!(p["verificationResult"], "FAILED");
@@ -593,7 +593,7 @@ fn a_hostile_policy_at_intake_is_a_policy_error_and_the_server_carries_on() {
     assert_eq!(code(&o), 4, "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("time budget"), "{}", stdout(&o));
     assert_eq!(cp.get("/healthz", None).0, 200);
-    assert_eq!(cp.published(), 0);
+    assert_eq!(cp.published(), SETUP_ENTRIES);
     // A policy that calls the network does not even start a run.
     let other = d.path().join("b");
     let repo2 = gated_repo(

@@ -13,7 +13,9 @@ use serde::Deserialize;
 use super::auth::authenticate;
 use super::body::{query, read_json};
 use super::error::{ApiError, ApiResult};
-use crate::attest::dsse::PublicKey;
+use ledger_format::key::KeyAction;
+
+use crate::server::keys;
 use crate::server::meta::ExceptionRow;
 use crate::server::{new_secret, token_hash, unix_now, App};
 use crate::wire;
@@ -182,7 +184,8 @@ pub(super) async fn add_key(
     Path(name): Path<String>,
     body: Body,
 ) -> ApiResult<Response> {
-    authenticate(&app, &headers).await?.admin()?;
+    let who = authenticate(&app, &headers).await?;
+    who.admin()?;
     let (req, _): (wire::AddKey, _) = read_json(&app, &headers, body).await?;
     if !known_workflows(&app)?.iter().any(|w| w.name == name) {
         return Err(ApiError::new(
@@ -191,21 +194,74 @@ pub(super) async fn add_key(
             format!("workflow `{name}` is not declared in workflows.toml"),
         ));
     }
-    PublicKey::from_pem(&req.public_key).map_err(|e| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_key", e.to_string())
-            .hint("a PEM P-256 or Ed25519 public key")
-    })?;
-    let keyid = crate::attest::signing::keyid_of_pem(&req.public_key)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_key", e))?;
-    app.meta
-        .add_workflow_key(&name, &keyid, &req.public_key, unix_now())
-        .map_err(ApiError::meta)?;
-    app.forget_keys(&name);
+    let (keyid, log_index) = keys::change(&app, KeyAction::Add, &name, &req.public_key, who.id())
+        .await
+        .map_err(key_error)?;
     let added = wire::KeyAdded {
         workflow: name,
         keyid,
+        log_index: Some(log_index),
     };
     Ok((StatusCode::CREATED, Json(added)).into_response())
+}
+
+/// `DELETE /api/v1/workflows/{name}/keys/{keyid}` (SPEC.md §15.5): the
+/// revocation is a log entry; from it on, the key verifies no new push.
+pub(super) async fn revoke_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((name, keyid)): Path<(String, String)>,
+) -> ApiResult<Json<wire::KeyRevoked>> {
+    let who = authenticate(&app, &headers).await?;
+    who.admin()?;
+    let unknown = || {
+        key_error(keys::KeyChangeError::Unknown {
+            workflow: name.clone(),
+            keyid: keyid.clone(),
+        })
+    };
+    let pem = app
+        .meta
+        .workflow_key(&name, &keyid)
+        .map_err(ApiError::meta)?
+        .ok_or_else(unknown)?;
+    let (keyid, log_index) = keys::change(&app, KeyAction::Revoke, &name, &pem, who.id())
+        .await
+        .map_err(key_error)?;
+    Ok(Json(wire::KeyRevoked {
+        workflow: name,
+        keyid,
+        log_index,
+    }))
+}
+
+fn key_error(e: keys::KeyChangeError) -> ApiError {
+    match e {
+        keys::KeyChangeError::BadKey(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_key", m)
+            .hint("a PEM P-256 or Ed25519 public key"),
+        e @ keys::KeyChangeError::Unknown { .. } => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_key", e.to_string())
+                .hint("tally workflow key list shows the registered keys")
+        }
+        keys::KeyChangeError::Unavailable(cause) => ApiError::unavailable_because("the log", cause, 5),
+    }
+}
+
+/// `GET /api/v1/workflows/{name}/keys`: the keys registered for a workflow.
+pub(super) async fn list_keys(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<wire::KeyList>> {
+    authenticate(&app, &headers).await?.admin()?;
+    let keys = app
+        .meta
+        .workflow_keys(&name)
+        .map_err(ApiError::meta)?
+        .into_iter()
+        .map(|(keyid, public_key)| wire::RegisteredKey { keyid, public_key })
+        .collect();
+    Ok(Json(wire::KeyList { workflow: name, keys }))
 }
 
 #[derive(Debug, Deserialize)]

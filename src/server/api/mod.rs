@@ -61,7 +61,14 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/tokens/{id}", axum::routing::delete(admin::revoke_token))
         .route("/api/v1/workflows", get(admin::list_workflows))
-        .route("/api/v1/workflows/{name}/keys", post(admin::add_key))
+        .route(
+            "/api/v1/workflows/{name}/keys",
+            post(admin::add_key).get(admin::list_keys),
+        )
+        .route(
+            "/api/v1/workflows/{name}/keys/{keyid}",
+            axum::routing::delete(admin::revoke_key),
+        )
         .route("/api/v1/stats", get(admin::stats))
         .route(
             "/api/v1/artifacts/{digest}",

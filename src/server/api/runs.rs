@@ -172,6 +172,7 @@ pub(super) async fn create_run(
             } else {
                 String::new()
             },
+            pinned_at: resolved.at.clone(),
             policies: plan.map(|p| p.files.clone()).unwrap_or_default(),
         },
     };
@@ -348,6 +349,12 @@ fn refusal(e: Refusal) -> ApiError {
         Refusal::Signature(_) | Refusal::Certificate(_) | Refusal::PayloadType(_) | Refusal::Statement(_) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
         }
+        Refusal::Provenance(ref problems) => {
+            let details = json!({ "contradictions": problems });
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+                .details(details)
+                .hint("the statement must describe the job its ID token names: push from that job, with its checkout")
+        }
         Refusal::Violations { ref problems, .. } => {
             let details = json!({ "violations": problems });
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
@@ -452,7 +459,7 @@ pub(super) async fn push_attestation(
         Ok(x) => x,
         Err(e) => return Err(reject(&app, &who, &run, e.code(), e)),
     };
-    let accepted = match intake::accept(&app, &run, env, bytes).await {
+    let accepted = match intake::accept(&app, &run, env, bytes, who.ci_claims().map(|c| &**c)).await {
         Ok(a) => a,
         // A concurrent push won the run: not counted as a refusal of this workflow.
         Err(e @ Refusal::Busy(_)) => return Err(refusal(e)),
