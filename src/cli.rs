@@ -397,6 +397,16 @@ pub struct AttCommon {
     /// The audience to request from GitHub Actions' token service.
     #[arg(long, env = "TALLY_OIDC_AUDIENCE", default_value = "tally")]
     pub oidc_audience: String,
+    /// Keep the crafting state on the control plane, for a run whose jobs
+    /// share no disk: `init` stores it there; `add` (from any job), `status`
+    /// and `push` read and update it (optimistic concurrency: concurrent
+    /// adds never lose a material).
+    #[arg(long, env = "TALLY_REMOTE_STATE")]
+    pub remote_state: bool,
+    /// With --remote-state: the run (`init` prints it) [default: the run of
+    /// the local state file].
+    #[arg(long, env = "TALLY_RUN_ID")]
+    pub run_id: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,

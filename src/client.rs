@@ -216,6 +216,56 @@ impl Client {
         Err(failure(status, &body))
     }
 
+    /// A run's crafting state kept on the control plane (SPEC.md §12.8):
+    /// its JSON and version.
+    pub fn get_state(&self, run: &str) -> Result<(Vec<u8>, i64), Failure> {
+        let path = format!("/api/v1/runs/{run}/state");
+        let resp = self.get_stream(&path)?;
+        let version = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok()?.trim_matches('"').parse::<i64>().ok())
+            .ok_or_else(|| Failure::Unavailable(anyhow!("{path}: the answer has no version (ETag)")))?;
+        let bytes = resp
+            .bytes()
+            .map_err(|e| Failure::Unavailable(anyhow!("reading {path}: {e}")))?;
+        Ok((bytes.to_vec(), version))
+    }
+
+    /// Replaces a run's state if it is still at `expected` (`None`: the
+    /// first state): `Ok(Ok(new version))`, or `Ok(Err(()))` when another
+    /// job changed it since it was read (412).
+    pub fn put_state(
+        &self,
+        run: &str,
+        expected: Option<i64>,
+        state: &[u8],
+    ) -> Result<Result<i64, ()>, Failure> {
+        let path = format!("/api/v1/runs/{run}/state");
+        let result = self.send(|| {
+            let r = self
+                .http
+                .put(self.url(&path))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(state.to_vec());
+            match expected {
+                Some(v) => r.header(reqwest::header::IF_MATCH, format!("\"{v}\"")),
+                None => r.header(reqwest::header::IF_NONE_MATCH, "*"),
+            }
+        });
+        match result {
+            Ok((_, v)) => Ok(Ok(v["version"].as_i64().unwrap_or_default())),
+            Err(f)
+                if f.error()
+                    .downcast_ref::<Details>()
+                    .is_some_and(|d| d.json["status"] == 412) =>
+            {
+                Ok(Err(()))
+            }
+            Err(f) => Err(f),
+        }
+    }
+
     /// DELETE.
     pub fn delete(&self, path: &str) -> Result<Value, Failure> {
         self.send(|| self.http.delete(self.url(path))).map(|(_, v)| v)

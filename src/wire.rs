@@ -428,6 +428,13 @@ pub struct KeyAdded {
     pub log_index: Option<u64>,
 }
 
+/// The answer to saving a run's crafting state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StateSaved {
+    /// The state's new version (its `ETag`).
+    pub version: i64,
+}
+
 /// The answer to revoking a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KeyRevoked {

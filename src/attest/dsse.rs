@@ -149,6 +149,17 @@ impl PublicKey {
             .map_err(|_| DsseError::Key("not a PEM ECDSA P-256 or Ed25519 public key".into()))
     }
 
+    /// Reads a SubjectPublicKeyInfo DER of either kind.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, DsseError> {
+        use p256::pkcs8::DecodePublicKey as _;
+        if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_der(der) {
+            return P256Key::new(k).map(PublicKey::EcdsaP256);
+        }
+        ed25519_dalek::VerifyingKey::from_public_key_der(der)
+            .map(PublicKey::Ed25519)
+            .map_err(|_| DsseError::Key("not an ECDSA P-256 or Ed25519 SubjectPublicKeyInfo".into()))
+    }
+
     /// The key's SubjectPublicKeyInfo DER (its SHA-256 is tally's key id).
     pub fn spki_der(&self) -> Result<Vec<u8>, String> {
         use ed25519_dalek::pkcs8::EncodePublicKey as _;

@@ -58,6 +58,56 @@ fn run_client(st: &State, common: &AttCommon, what: &str) -> Result<Client, Fail
     connect(Some(common.server.as_deref().unwrap_or(&st.server)), common, what)
 }
 
+/// A crafting state as read: from the local file, or from the control
+/// plane (`--remote-state`, SPEC.md §12.8) with its client and the version
+/// read.
+struct Loaded {
+    st: State,
+    remote: Option<(Client, i64)>,
+}
+
+/// Reads the crafting state `common` names.
+fn load_state(common: &AttCommon) -> Result<Loaded, Failure> {
+    let path = state::state_path(common.state.as_deref());
+    if !common.remote_state {
+        let st = State::load(&path).map_err(state_failure)?;
+        return Ok(Loaded { st, remote: None });
+    }
+    let run = match &common.run_id {
+        Some(r) => r.clone(),
+        None => State::load(&path)
+            .map_err(|e| {
+                Failure::Usage(anyhow!(
+                    "--remote-state needs the run: pass --run-id or set TALLY_RUN_ID (`tally attestation init` prints it); no local state either: {e}"
+                ))
+            })?
+            .run_id,
+    };
+    let client = server_client(common, "the run's remote crafting state")?;
+    let (st, version) = fetch_state(&client, &run)?;
+    Ok(Loaded {
+        st,
+        remote: Some((client, version)),
+    })
+}
+
+fn fetch_state(client: &Client, run: &str) -> Result<(State, i64), Failure> {
+    let (bytes, version) = client.get_state(run)?;
+    let st: State = serde_json::from_slice(&bytes)
+        .map_err(|e| Failure::Unavailable(anyhow!("run {run}'s remote crafting state does not read: {e}")))?;
+    if st.run_id != run {
+        return Err(Failure::Unavailable(anyhow!(
+            "the control plane answered the state of run {} for run {run}",
+            st.run_id
+        )));
+    }
+    Ok((st, version))
+}
+
+fn state_bytes(st: &State) -> Result<Vec<u8>, Failure> {
+    serde_json::to_vec(st).map_err(|e| Failure::Unavailable(e.into()))
+}
+
 /// `--token`/`TALLY_TOKEN`, else the CI's OIDC ID token (SPEC.md §15.6).
 fn credential(common: &AttCommon) -> Result<Option<String>, Failure> {
     if let Some(t) = common.token.as_deref().filter(|t| !t.is_empty()) {
@@ -281,6 +331,20 @@ pub fn init(args: &AttInitArgs) -> Result<Report, Failure> {
         materials: Vec::new(),
     };
     st.save(&path).map_err(state_failure)?;
+    if args.common.remote_state {
+        if st.dry_run {
+            return Err(Failure::Usage(anyhow!(
+                "--remote-state keeps the state on a control plane; a --dry-run run has none"
+            )));
+        }
+        let client = run_client(&st, &args.common, "storing the crafting state")?;
+        if client.put_state(&st.run_id, None, &state_bytes(&st)?)?.is_err() {
+            return Err(Failure::Refused(anyhow!(
+                "run {} already has a remote state",
+                st.run_id
+            )));
+        }
+    }
     let required: Vec<&str> = contract
         .materials
         .iter()
@@ -512,7 +576,7 @@ fn parse_kind(s: &str) -> Result<Kind, Failure> {
 /// `tally attestation add`
 pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
     let path = state::state_path(args.common.state.as_deref());
-    let mut st = State::load(&path).map_err(state_failure)?;
+    let Loaded { mut st, remote } = load_state(&args.common)?;
     let contract = load_contract(&st)?;
     let declared = contract.materials.iter().find(|m| m.name == args.name);
     let given = args.kind.as_deref().map(parse_kind).transpose()?;
@@ -697,9 +761,14 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
             };
         }
     }
-    st.materials.retain(|m| m.name != record.name);
-    st.materials.push(record.clone());
-    st.save(&path).map_err(state_failure)?;
+    match remote {
+        None => {
+            st.materials.retain(|m| m.name != record.name);
+            st.materials.push(record.clone());
+            st.save(&path).map_err(state_failure)?;
+        }
+        Some((client, version)) => save_remote_material(&client, st, version, &record, args.replace)?,
+    }
     let verdicts = policy_lines(&record.policy_evaluations);
     Ok(Report {
         text: format!(
@@ -724,6 +793,44 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
 }
 
 /// Each evaluation's summary and violations, indented.
+/// Adds `record` to a remote state read at `version`: when another job
+/// changed it meanwhile (412), reads it again and re-applies the addition —
+/// unless that job added a material of the same name with other bytes (a
+/// conflict, without `--replace`).
+fn save_remote_material(
+    client: &Client,
+    mut st: State,
+    mut version: i64,
+    record: &MaterialRecord,
+    replace: bool,
+) -> Result<(), Failure> {
+    let run = st.run_id.clone();
+    for _ in 0..50 {
+        st.materials.retain(|m| m.name != record.name);
+        st.materials.push(record.clone());
+        if client.put_state(&run, Some(version), &state_bytes(&st)?)?.is_ok() {
+            return Ok(());
+        }
+        (st, version) = fetch_state(client, &run)?;
+        if let Some(m) = st.material(&record.name) {
+            if m.digest == record.digest && m.kind == record.kind {
+                return Ok(()); // the same material, added by another job
+            }
+            if !replace {
+                return Err(Failure::Refused(anyhow!(
+                    "material `{}` was added to run {run} by another job meanwhile ({}); pass --replace to replace it",
+                    record.name,
+                    m.digest
+                )));
+            }
+        }
+    }
+    Err(Failure::Unavailable(anyhow!(
+        "run {run}'s remote state kept changing under 50 attempts to add `{}`",
+        record.name
+    )))
+}
+
 fn policy_lines(evals: &[Evaluation]) -> String {
     let mut out = String::new();
     for e in evals {
@@ -944,8 +1051,7 @@ fn short(s: &str, n: usize) -> String {
 
 /// `tally attestation status`
 pub fn status(args: &AttStatusArgs) -> Result<Report, Failure> {
-    let path = state::state_path(args.common.state.as_deref());
-    let st = State::load(&path).map_err(state_failure)?;
+    let st = load_state(&args.common)?.st;
     let c = load_contract(&st)?;
     let ck = check_state(&st, &c, None);
     let pending_ann: Vec<String> = c
@@ -1106,7 +1212,7 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, Failure> {
 /// `tally attestation push`
 pub fn push(args: &AttPushArgs) -> Result<Report, Failure> {
     let path = state::state_path(args.common.state.as_deref());
-    let st = State::load(&path).map_err(state_failure)?;
+    let st = load_state(&args.common)?.st;
     if st.dry_run && !args.dry_run {
         return Err(Failure::Usage(anyhow!(
             "run {} was started with --dry-run; finish it with `tally attestation push --dry-run`",

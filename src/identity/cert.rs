@@ -37,6 +37,12 @@ fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
     Ok(c)
 }
 
+/// The SubjectPublicKeyInfo DER of the certificate `der` (one certificate,
+/// nothing after it).
+pub fn public_key_der(der: &[u8]) -> Result<Vec<u8>, CertError> {
+    Ok(parse(der)?.public_key().raw.to_vec())
+}
+
 /// Verifies `chain_pem` (leaf first, then intermediates) against the
 /// certificates of `roots_pem`, everything valid at unix time `at`.
 pub fn verify_chain(chain_pem: &str, roots_pem: &str, at: i64) -> Result<Verified, CertError> {

@@ -127,12 +127,9 @@ pub async fn certify(
         .await
         .map_err(|_| unavailable("the log stopped".into()))?
         .map_err(|e| unavailable(e.to_string()))?;
-    // A SQLite write: off the async workers.
-    let (a, index) = (app.clone(), appended.index);
-    tokio::task::spawn_blocking(move || a.record_certificate(index, &entry))
-        .await
-        .map_err(|e| unavailable(e.to_string()))?
-        .map_err(|e| unavailable(e.to_string()))?;
+    // Trusted at once (the overlay); its row is written in the index
+    // writer's next batch.
+    app.index_certificate(appended.index, &entry);
     Ok(Certified {
         index: appended.index,
         chain_pem: issued.chain_pem,
@@ -141,11 +138,18 @@ pub async fn certify(
     })
 }
 
-/// The keys of `env`'s certificate-carrying signatures, each certificate
-/// checked to be one this control plane logged for `run`. The chains
-/// themselves are verified by [`verify_certified`] on the CPU pool.
-pub fn logged_certificates(app: &App, run: &Run, env: &Envelope) -> Result<Vec<String>, Refusal> {
-    let mut chains = Vec::new();
+/// The leaf certificates (DER) of `env`'s certificate-carrying
+/// signatures, each one this control plane issued and logged for `run`
+/// and not expired at `now` (SPEC.md §15.3). Their keys are read by
+/// [`certified_keys`] on the CPU pool.
+///
+/// The log's record is the trust: a leaf whose SHA-256 is a certificate
+/// entry of this log for this run holds exactly the bytes the CA signed,
+/// so its chain is not verified again here (the offline verifier does,
+/// `tally verify --ca`); this saves a P-256 verification and a parse of
+/// the chain and the CA per push.
+pub fn logged_certificates(app: &App, run: &Run, env: &Envelope, now: i64) -> Result<Vec<Vec<u8>>, Refusal> {
+    let mut leaves = Vec::new();
     for s in env.signatures.iter().take(crate::attest::dsse::MAX_SIGNATURES) {
         let Some(chain) = &s.certificate else { continue };
         let leaf = pem_blocks(chain)
@@ -154,11 +158,18 @@ pub fn logged_certificates(app: &App, run: &Run, env: &Envelope) -> Result<Vec<S
             .next()
             .ok_or_else(|| Refusal::Certificate("signatures[].certificate holds no certificate".into()))?;
         let digest = format!("sha256:{}", sha256(&leaf).to_hex());
-        match app.meta.certificate(&digest).map_err(|e| Refusal::Unavailable {
+        match app.logged_certificate_row(&digest).map_err(|e| Refusal::Unavailable {
             what: "reading the logged certificates",
             cause: e.to_string(),
         })? {
-            Some((_, r)) if r == run.id => chains.push(chain.clone()),
+            Some((_, r, not_after)) if r == run.id => {
+                if now > not_after {
+                    return Err(Refusal::Certificate(format!(
+                        "certificate {digest} expired at {not_after} (now {now}): request a new one"
+                    )));
+                }
+                leaves.push(leaf);
+            }
             Some(_) => {
                 return Err(Refusal::Certificate(format!(
                     "certificate {digest} was issued for another run"
@@ -171,18 +182,18 @@ pub fn logged_certificates(app: &App, run: &Run, env: &Envelope) -> Result<Vec<S
             }
         }
     }
-    Ok(chains)
+    Ok(leaves)
 }
 
-/// The public keys of `chains`, each chain verified against the CA's
-/// certificates `ca_pem` at `now`. Runs on the CPU pool.
-pub fn verify_certified(chains: &[String], ca_pem: &str, now: i64) -> Result<Vec<PublicKey>, Refusal> {
-    chains
+/// The public keys of logged leaf certificates (DER), read straight from
+/// their SubjectPublicKeyInfo. Runs on the CPU pool.
+pub fn certified_keys(leaves: &[Vec<u8>]) -> Result<Vec<PublicKey>, Refusal> {
+    leaves
         .iter()
-        .map(|c| {
-            let v = crate::identity::cert::verify_chain(c, ca_pem, now)
+        .map(|der| {
+            let spki = crate::identity::cert::public_key_der(der)
                 .map_err(|e| Refusal::Certificate(e.to_string()))?;
-            PublicKey::from_pem(&v.public_key_pem).map_err(|e| Refusal::Certificate(e.to_string()))
+            PublicKey::from_spki_der(&spki).map_err(|e| Refusal::Certificate(e.to_string()))
         })
         .collect()
 }
@@ -205,7 +216,7 @@ pub fn logged_certificate(
         return Ok(None);
     };
     let digest = format!("sha256:{}", sha256(&leaf).to_hex());
-    let Some((index, _)) = app.meta.certificate(&digest)? else {
+    let Some((index, _, _)) = app.logged_certificate_row(&digest)? else {
         return Ok(None);
     };
     let index = index as u64;

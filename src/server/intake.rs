@@ -248,21 +248,21 @@ pub async fn accept(
 ) -> Result<Accepted, Refusal> {
     let (keys, pinned_at) = workflow_keys(app, run).await?;
     // Keyless signatures: certificates this control plane logged for the run.
-    let chains = crate::server::certify::logged_certificates(app, run, &env)?;
-    if keys.is_empty() && chains.is_empty() {
+    let now = unix_now();
+    let leaves = crate::server::certify::logged_certificates(app, run, &env, now)?;
+    if keys.is_empty() && leaves.is_empty() {
         return Err(Refusal::NoKey(run.workflow.clone()));
     }
-    let (ca_pem, now) = (app.ca.chain_pem().to_owned(), unix_now());
     // Verification is the CPU a push can cost before it is known genuine:
     // on the bounded pool, not on the threads serving every other request.
     let verified = app
         .cpu
         .run(move || {
-            let verified = if chains.is_empty() {
+            let verified = if leaves.is_empty() {
                 env.verify(&keys)
             } else {
                 let mut all = keys.to_vec();
-                all.extend(crate::server::certify::verify_certified(&chains, &ca_pem, now)?);
+                all.extend(crate::server::certify::certified_keys(&leaves)?);
                 env.verify(&all)
             };
             verified.map_err(|e| Refusal::Signature(e.to_string()))

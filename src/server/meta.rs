@@ -77,6 +77,8 @@ CREATE TABLE IF NOT EXISTS certificates (
 CREATE TABLE IF NOT EXISTS key_events (
   log_index INTEGER PRIMARY KEY, workflow TEXT NOT NULL, keyid TEXT NOT NULL, action TEXT NOT NULL,
   at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS run_states (
+  run_id TEXT PRIMARY KEY, version INTEGER NOT NULL, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS run_policies (run_id TEXT PRIMARY KEY, policies_commit TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS exceptions (
   run_id TEXT PRIMARY KEY, granted_by TEXT NOT NULL, reason TEXT NOT NULL,
@@ -109,6 +111,21 @@ DROP INDEX IF EXISTS attestations_by_envelope;
 DROP TABLE IF EXISTS attestations;
 DROP TABLE IF EXISTS digests;
 ";
+
+/// A logged certificate's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRow {
+    /// Its entry's log index.
+    pub log_index: i64,
+    /// `sha256:<hex>` of the leaf's DER.
+    pub digest: String,
+    /// Hex serial.
+    pub serial: String,
+    /// The run it was issued for.
+    pub run: String,
+    /// Unix seconds.
+    pub not_after: i64,
+}
 
 /// The search key of a digest string (`sha256:<hex>`): the first 8 bytes of
 /// its SHA-256, as a signed integer.
@@ -520,6 +537,46 @@ impl Meta {
         Ok(())
     }
 
+    /// A run's crafting state kept for its jobs: (version, JSON text).
+    pub fn run_state(&self, run: &str) -> Result<Option<(i64, String)>> {
+        Ok(self
+            .c()
+            .query_row(
+                "SELECT version, state FROM run_states WHERE run_id = ?1",
+                [run],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Replaces a run's state if it is at version `expected` (`None`: only
+    /// if it has none). `Ok(Ok(new version))`, or `Ok(Err(current
+    /// version))` when another writer got there first.
+    pub fn put_run_state(
+        &self,
+        run: &str,
+        expected: Option<i64>,
+        text: &str,
+    ) -> Result<std::result::Result<i64, Option<i64>>> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        let current: Option<i64> = tx
+            .query_row("SELECT version FROM run_states WHERE run_id = ?1", [run], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if current != expected {
+            return Ok(Err(current));
+        }
+        let next = current.unwrap_or(0) + 1;
+        tx.execute(
+            "INSERT OR REPLACE INTO run_states (run_id, version, state) VALUES (?1, ?2, ?3)",
+            params![run, next, text],
+        )?;
+        tx.commit()?;
+        Ok(Ok(next))
+    }
+
     /// Records the commit a run's policies are read at (runs whose
     /// contract has policies; SPEC.md §13.2).
     pub fn set_policies_commit(&self, run: &str, commit: &str) -> Result<()> {
@@ -711,13 +768,30 @@ impl Meta {
         Ok(())
     }
 
-    /// The log index and run of the logged certificate whose DER has
-    /// `digest` (`sha256:…`).
-    pub fn certificate(&self, digest: &str) -> Result<Option<(i64, String)>> {
+    /// Records certificate rows in one transaction (the index writer's
+    /// batches). Recording one again is a no-op.
+    pub fn record_certificates(&self, rows: &[CertificateRow]) -> Result<()> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO certificates (log_index, digest, serial, run_id, not_after) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for r in rows {
+                st.execute(params![r.log_index, r.digest, r.serial, r.run, r.not_after])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The log index, run and expiry (unix seconds) of the logged
+    /// certificate whose DER has `digest` (`sha256:…`).
+    pub fn certificate(&self, digest: &str) -> Result<Option<(i64, String, i64)>> {
         Ok(self
             .r()
-            .prepare_cached("SELECT log_index, run_id FROM certificates WHERE digest = ?1")?
-            .query_row([digest], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached("SELECT log_index, run_id, not_after FROM certificates WHERE digest = ?1")?
+            .query_row([digest], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?)
     }
 
@@ -1049,7 +1123,18 @@ mod tests {
         assert_eq!(m.indexed_count().unwrap(), 4);
         assert_eq!(m.max_indexed().unwrap(), Some(7));
         assert!(m.is_indexed(3).unwrap() && !m.is_indexed(4).unwrap());
-        assert_eq!(m.certificate("sha256:c3").unwrap(), Some((3, "run-3".into())));
+        assert_eq!(m.certificate("sha256:c3").unwrap(), Some((3, "run-3".into(), 9)));
+        // The index writer's batch of certificates: same rows, same answers.
+        let batch = CertificateRow {
+            log_index: 8,
+            digest: "sha256:c8".into(),
+            serial: "02".into(),
+            run: "run-8".into(),
+            not_after: 10,
+        };
+        m.record_certificates(&[batch.clone(), batch]).unwrap();
+        assert_eq!(m.certificate("sha256:c8").unwrap(), Some((8, "run-8".into(), 10)));
+        assert_eq!(m.unindexed_below(9).unwrap(), vec![1, 4, 5, 6]);
     }
 
     #[test]
@@ -1099,5 +1184,17 @@ mod tests {
         // Key entries count as indexed.
         assert_eq!(m.unindexed_below(10).unwrap(), vec![0, 1, 3, 4, 6, 7, 8]);
         assert!(m.is_indexed(9).unwrap());
+    }
+
+    #[test]
+    fn a_run_state_is_replaced_only_over_the_version_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Meta::open(&dir.path().join("meta.db")).unwrap();
+        assert_eq!(m.put_run_state("r", None, "{}").unwrap(), Ok(1));
+        assert_eq!(m.put_run_state("r", None, "{}").unwrap(), Err(Some(1)));
+        assert_eq!(m.put_run_state("r", Some(1), "{\"a\":1}").unwrap(), Ok(2));
+        assert_eq!(m.put_run_state("r", Some(1), "{\"b\":1}").unwrap(), Err(Some(2)));
+        assert_eq!(m.run_state("r").unwrap(), Some((2, "{\"a\":1}".to_owned())));
+        assert_eq!(m.put_run_state("other", Some(1), "{}").unwrap(), Err(None));
     }
 }

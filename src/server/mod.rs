@@ -273,7 +273,9 @@ pub struct App {
     /// Refused pushes per caller (429 past the budget).
     pub refusals: budget::RefusalBudget,
     /// The search-index writer (batches rows into transactions).
-    index_tx: Mutex<Option<std::sync::mpsc::Sender<IndexJob>>>,
+    index_tx: Mutex<Option<std::sync::mpsc::Sender<IndexWork>>>,
+    /// Logged certificates not yet written to the database.
+    pub pending_certificates: PendingCertificates,
     index_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// How far the search index is complete (see [`Indexed`]).
     pub indexed: Arc<Indexed>,
@@ -477,6 +479,18 @@ const INDEX_INTERVAL: Duration = Duration::from_millis(50);
 /// One accepted attestation for the index writer.
 pub type IndexJob = (meta::AttestationRow, Vec<meta::DigestRow>);
 
+/// Certificates logged whose row the index writer has not written yet:
+/// leaf digest (`sha256:…`) → (log index, run, not-after). Intake reads it
+/// before the database, so a certificate is trusted from the moment its
+/// entry is durable (SPEC.md §15.3).
+pub type PendingCertificates = Arc<Mutex<HashMap<String, meta::CertificateRow>>>;
+
+/// What the index writer writes.
+enum IndexWork {
+    Attestation(IndexJob),
+    Certificate(meta::CertificateRow),
+}
+
 /// Writes accepted attestations to the metadata in batches, then forgets
 /// them from `pending` (whose overlay answered for them meanwhile).
 ///
@@ -488,8 +502,9 @@ pub type IndexJob = (meta::AttestationRow, Vec<meta::DigestRow>);
 fn index_writer(
     meta: Arc<Meta>,
     pending: Pending,
+    certificates: PendingCertificates,
     indexed: Arc<Indexed>,
-    rx: std::sync::mpsc::Receiver<IndexJob>,
+    rx: std::sync::mpsc::Receiver<IndexWork>,
 ) {
     let mut last: Option<std::time::Instant> = None;
     while let Ok(first) = rx.recv() {
@@ -498,9 +513,32 @@ fn index_writer(
         if let Some(left) = last.map(|t| INDEX_INTERVAL.saturating_sub(t.elapsed())) {
             std::thread::sleep(left);
         }
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter().take(1 << 16));
+        let mut batch = Vec::new();
+        let mut certs = Vec::new();
+        for work in std::iter::once(first).chain(rx.try_iter().take(1 << 16)) {
+            match work {
+                IndexWork::Attestation(job) => batch.push(job),
+                IndexWork::Certificate(c) => certs.push(c),
+            }
+        }
         last = Some(std::time::Instant::now());
+        if !certs.is_empty() {
+            match meta.record_certificates(&certs) {
+                Ok(()) => {
+                    indexed.add(certs.iter().map(|c| c.log_index as u64));
+                    let mut p = certificates.lock().unwrap_or_else(|p| p.into_inner());
+                    for c in &certs {
+                        p.remove(&c.digest);
+                    }
+                }
+                // Kept in the overlay (trusted) and rebuilt from the log at
+                // the next start.
+                Err(e) => tracing::error!(count = certs.len(), error = %e, "indexing certificates failed"),
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         match meta.record_attestations(&batch, unix_now()) {
             Ok(()) => {
                 indexed.add(batch.iter().map(|(row, _)| row.log_index as u64));
@@ -824,13 +862,19 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
     let admin_hash = hex::decode(&stored)
         .map_err(|e| ServerError::Refused(format!("the stored admin token hash is not hex: {e}")))?;
     let pending = Arc::new(Mutex::new(HashMap::new()));
+    let pending_certificates: PendingCertificates = Arc::new(Mutex::new(HashMap::new()));
     let (index_tx, index_rx) = std::sync::mpsc::channel();
     let indexed = Arc::new(Indexed::new());
     let index_thread = {
-        let (meta, pending, indexed) = (meta.clone(), pending.clone(), indexed.clone());
+        let (meta, pending, certs, indexed) = (
+            meta.clone(),
+            pending.clone(),
+            pending_certificates.clone(),
+            indexed.clone(),
+        );
         std::thread::Builder::new()
             .name("tally-indexer".into())
-            .spawn(move || index_writer(meta, pending, indexed, index_rx))
+            .spawn(move || index_writer(meta, pending, certs, indexed, index_rx))
             .map_err(io("starting the indexer"))?
     };
     let refusals = budget::RefusalBudget::new(cfg.refusals_per_minute);
@@ -869,6 +913,7 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         pending,
         refusals,
         index_tx: Mutex::new(Some(index_tx)),
+        pending_certificates,
         index_thread: Mutex::new(Some(index_thread)),
         indexed,
         verdict_key,
@@ -1201,6 +1246,44 @@ impl App {
 
     /// Queues an accepted attestation for the search index.
     pub fn index(&self, job: IndexJob) {
+        self.send_index(IndexWork::Attestation(job));
+    }
+
+    /// Trusts the certificate entry at `index` at once (the overlay) and
+    /// queues its row for the index writer.
+    pub fn index_certificate(&self, index: u64, e: &ledger_format::certificate::CertificateEntry) {
+        let row = meta::CertificateRow {
+            log_index: index as i64,
+            digest: format!("sha256:{}", e.certificate_digest.to_hex()),
+            serial: e.serial.clone(),
+            run: e.run.clone(),
+            not_after: e.not_after as i64,
+        };
+        self.pending_certificates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(row.digest.clone(), row.clone());
+        self.send_index(IndexWork::Certificate(row));
+    }
+
+    /// The logged certificate whose leaf has `digest`: (log index, run,
+    /// not-after), from the overlay or the database.
+    pub fn logged_certificate_row(
+        &self,
+        digest: &str,
+    ) -> Result<Option<(i64, String, i64)>, meta::MetaError> {
+        if let Some(c) = self
+            .pending_certificates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(digest)
+        {
+            return Ok(Some((c.log_index, c.run.clone(), c.not_after)));
+        }
+        self.meta.certificate(digest)
+    }
+
+    fn send_index(&self, job: IndexWork) {
         let sent = self
             .index_tx
             .lock()

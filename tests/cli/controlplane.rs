@@ -924,6 +924,13 @@ fn authorization_of_every_endpoint() {
         ("GET", "/api/v1/stats".into(), None, [401, 403, 403, 200]),
         ("GET", format!("/api/v1/artifacts/sha256:{}", "ab".repeat(32)), None, [401, 404, 404, 404]),
         ("PUT", "/api/v1/artifacts/sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824?workflow=payments-release".into(), Some(json!("raw:hello")), [401, 201, 403, 200]),
+        ("GET", format!("/api/v1/runs/{rid}/state"), None, [401, 404, 404, 404]),
+        (
+            "PUT",
+            format!("/api/v1/runs/{rid}/state"),
+            Some(json!({"schema": "tally.dev/crafting-state/v1", "run_id": rid})),
+            [401, 428, 404, 428],
+        ),
         (
             "POST",
             format!("/api/v1/runs/{rid}/reset"),
@@ -1614,4 +1621,190 @@ fn a_fault_at_any_durable_write_loses_nothing() {
         assert_eq!(r["log_index"], SETUP_ENTRIES + i as u64, "{r}");
     }
     assert_eq!(cp2.published(), expected);
+}
+
+/// `tally attestation add --name <name> --kind STRING --value <value>` in `dir`.
+fn add_string(cp: &ControlPlane, dir: &Path, env: &[(&str, &str)], name: &str, value: &str) -> Output {
+    cp.tally(
+        dir,
+        env,
+        &[
+            "attestation",
+            "add",
+            "--name",
+            name,
+            "--kind",
+            "STRING",
+            "--value",
+            value,
+        ],
+    )
+}
+
+/// A run whose jobs share no disk (SPEC.md §12.8): `init --remote-state`
+/// keeps the crafting state on the control plane; twelve jobs (processes,
+/// each in its own empty directory) add materials at once and none is
+/// lost; two jobs adding one name with different bytes: one wins, the
+/// other is told; `status` from anywhere shows everything; one job pushes,
+/// and the attestation names every job's material.
+#[test]
+fn jobs_that_share_no_disk_craft_one_run_through_the_remote_state() {
+    let (d, _repo, cp, ws, _) = pipeline(&[]);
+    let op = operator(&cp, &ws, "psirt-advisories");
+    let token = op.token.clone();
+    let base = [("TALLY_TOKEN", token.as_str()), ("TALLY_REMOTE_STATE", "true")];
+    let init = ok(&cp.tally(
+        &ws,
+        &base,
+        &[
+            "attestation",
+            "init",
+            "--workflow",
+            "psirt-advisories",
+            "--version",
+            "2026.12",
+            "--output",
+            "json",
+        ],
+    ));
+    let run = init["run_id"].as_str().unwrap().to_owned();
+    let mut env = base.to_vec();
+    env.push(("TALLY_RUN_ID", run.as_str()));
+    let job = |n: &str| {
+        let dir = d.path().join(format!("job-{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    };
+    std::thread::scope(|s| {
+        let adds: Vec<_> = (0..12)
+            .map(|i| {
+                let (dir, env) = (job(&i.to_string()), env.clone());
+                let cp = &cp;
+                s.spawn(move || {
+                    add_string(
+                        cp,
+                        &dir,
+                        &env,
+                        &format!("shard-{i}"),
+                        &format!("result of shard {i}"),
+                    )
+                })
+            })
+            .collect();
+        for (i, h) in adds.into_iter().enumerate() {
+            let o = h.join().unwrap();
+            assert_eq!(code(&o), 0, "shard {i}: {}{}", stdout(&o), stderr(&o));
+        }
+    });
+    // One name, two different values, at once: exactly one is kept.
+    let (a, b) = std::thread::scope(|s| {
+        let one = |v: &'static str, n: &'static str| {
+            let (dir, env, cp) = (job(n), env.clone(), &cp);
+            s.spawn(move || add_string(cp, &dir, &env, "release-notes", v))
+        };
+        let (a, b) = (one("notes from job a", "a"), one("notes from job b", "b"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(
+        [code(&a), code(&b)].iter().filter(|c| **c == 0).count(),
+        1,
+        "{}{}\n{}{}",
+        stdout(&a),
+        stderr(&a),
+        stdout(&b),
+        stderr(&b)
+    );
+    let lost = if code(&a) == 0 { &b } else { &a };
+    assert!(
+        stderr(lost).contains("was added to run") || stderr(lost).contains("was already added"),
+        "{}",
+        stderr(lost)
+    );
+
+    // The protocol itself: a write over a stale version is 412, a write
+    // without a precondition 428.
+    let url = format!("{}/api/v1/runs/{run}/state", cp.url);
+    let current = cp.http().get(&url).bearer_auth(&token).send().unwrap();
+    let version: i64 = current.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .trim_matches('"')
+        .parse()
+        .unwrap();
+    assert!(version >= 14, "{version}: one version per add at least");
+    let body = current.bytes().unwrap().to_vec();
+    let put = |h: Option<(&str, String)>| {
+        let mut r = cp
+            .http()
+            .put(&url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if let Some((k, v)) = h {
+            r = r.header(k, v);
+        }
+        let a = r.send().unwrap();
+        let status = a.status().as_u16();
+        (
+            status,
+            serde_json::from_slice::<Value>(&a.bytes().unwrap()).unwrap_or(Value::Null),
+        )
+    };
+    let (s412, e) = put(Some(("if-match", format!("\"{}\"", version - 1))));
+    assert_eq!((s412, e["error"].as_str()), (412, Some("state_conflict")), "{e}");
+    assert_eq!(e["details"]["version"], version);
+    assert_eq!(put(None).0, 428);
+    assert_eq!(put(Some(("if-none-match", "*".into()))).0, 412);
+
+    // Another job, anywhere: the VEX document, then the push.
+    let last = job("last");
+    std::fs::write(
+        last.join("vex.json"),
+        include_str!("../../src/cmd/demo/openvex.json"),
+    )
+    .unwrap();
+    ok(&cp.tally(
+        &last,
+        &env,
+        &["attestation", "add", "--name", "openvex", "--value", "vex.json"],
+    ));
+    let status = ok(&cp.tally(&last, &env, &["attestation", "status", "--output", "json"]));
+    let names: Vec<&str> = status["materials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    for i in 0..12 {
+        assert!(
+            names.contains(&format!("shard-{i}").as_str()),
+            "shard-{i} lost: {status}"
+        );
+    }
+    assert!(
+        names.contains(&"release-notes") && names.contains(&"openvex"),
+        "{status}"
+    );
+    std::fs::copy(ws.join("cosign.key"), last.join("cosign.key")).unwrap();
+    let mut push_env = env.clone();
+    push_env.push(("TALLY_KEY_PASSWORD", "pw"));
+    let pushed = ok(&cp.tally(
+        &last,
+        &push_env,
+        &["attestation", "push", "--key", "cosign.key", "--output", "json"],
+    ));
+    let digest = pushed["envelope_digest"].as_str().unwrap();
+    let envelope: Value = cp.get(&format!("/api/v1/envelopes/{digest}"), None).1;
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        envelope["payload"].as_str().unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    let text = String::from_utf8_lossy(&payload);
+    for i in 0..12 {
+        assert!(text.contains(&format!("\"shard-{i}\"")), "shard-{i} not attested");
+    }
+    // The run is finished: its state no longer changes.
+    let o = add_string(&cp, &last, &env, "late", "x");
+    assert_ne!(code(&o), 0, "{}", stdout(&o));
 }

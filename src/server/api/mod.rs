@@ -15,6 +15,7 @@ pub mod body;
 pub mod error;
 pub mod log;
 pub mod openapi;
+pub mod run_state;
 pub mod runs;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,6 +56,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/runs/{id}/exception", post(admin::grant_exception))
         .route("/api/v1/runs/{id}/attestation", post(runs::push_attestation))
         .route("/api/v1/runs/{id}/certificate", post(runs::request_certificate))
+        .route(
+            "/api/v1/runs/{id}/state",
+            get(run_state::get_state).put(run_state::put_state),
+        )
         .route(
             "/api/v1/tokens",
             post(admin::create_token).get(admin::list_tokens),

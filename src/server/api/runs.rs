@@ -192,12 +192,25 @@ fn find_run(app: &App, who: &Principal, id: &str) -> ApiResult<Run> {
 }
 
 /// [`find_run`], expired first when its time is up.
-fn current_run(app: &App, who: &Principal, id: &str) -> ApiResult<Run> {
+pub(super) fn current_run(app: &App, who: &Principal, id: &str) -> ApiResult<Run> {
     let run = find_run(app, who, id)?;
     let now = unix_now();
     if run.status == "INITIALIZED" && run.created_at + app.cfg.run_ttl_secs as i64 <= now {
         let _ = app.meta.expire_runs(run.created_at + 1, now);
         return find_run(app, who, id);
+    }
+    Ok(run)
+}
+
+/// [`current_run`], which must still be INITIALIZED (409 `run_finished`).
+pub(super) fn open_run(app: &App, who: &Principal, id: &str) -> ApiResult<Run> {
+    let run = current_run(app, who, id)?;
+    if run.status != "INITIALIZED" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_finished",
+            format!("run {id} is {}; start a new run", run.status),
+        ));
     }
     Ok(run)
 }
@@ -386,14 +399,7 @@ pub(super) async fn request_certificate(
     body: Body,
 ) -> ApiResult<Response> {
     let who = authenticate(&app, &headers).await?;
-    let run = current_run(&app, &who, &id)?;
-    if run.status != "INITIALIZED" {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "run_finished",
-            format!("run {id} is {}; start a new run", run.status),
-        ));
-    }
+    let run = open_run(&app, &who, &id)?;
     let (req, _): (wire::CertificateRequest, _) = read_json(&app, &headers, body).await?;
     let c = crate::server::certify::certify(&app, &run, who.ci_claims(), req.public_key, &req.proof)
         .await
