@@ -77,6 +77,31 @@ pub enum Command {
     /// Artifacts stored through the control plane.
     #[command(subcommand)]
     Artifact(ArtifactCommand),
+    /// Print a shell completion script: `source <(tally completion bash)`.
+    Completion(CompletionArgs),
+    /// Write the manual pages (tally(1) and one per subcommand) into a
+    /// directory, or print tally(1) in roff.
+    Man(ManArgs),
+}
+
+/// `tally completion`
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `tally man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write every page here (`tally.1`, `tally-attestation-push.1`, …)
+    /// instead of printing tally(1).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Output format (with --dir: the pages written).
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 /// `tally artifact …`

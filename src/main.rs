@@ -44,6 +44,14 @@ fn init_logging(command: &Command) {
     };
 }
 
+/// Writes the answer on stdout. A reader that went away (`tally … | head`)
+/// is not an error to report: the rest is dropped.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.command);
@@ -67,6 +75,8 @@ fn main() -> ExitCode {
         Command::Attestation(AttestationCommand::Verify(a)) => (a.output, cmd::attestation::verify(a)),
         Command::Serve(a) => (Output::Text, cmd::serve::serve(a)),
         Command::Demo(a) => (a.output, cmd::demo::demo(a)),
+        Command::Completion(a) => (Output::Text, cmd::shell::completion(a)),
+        Command::Man(a) => (a.output, cmd::shell::man(a)),
         Command::Token(TokenCommand::Create(a)) => (a.conn.output, cmd::admin::token_create(a)),
         Command::Token(TokenCommand::List(a)) => (a.conn.output, cmd::admin::token_list(a)),
         Command::Token(TokenCommand::Revoke(a)) => (a.conn.output, cmd::admin::token_revoke(a)),
@@ -99,11 +109,11 @@ fn main() -> ExitCode {
     };
     match (result, output) {
         (Ok(r), Output::Text) => {
-            print!("{}", r.text);
+            emit(&r.text);
             ExitCode::from(OK)
         }
         (Ok(r), Output::Json) => {
-            println!("{}", r.json);
+            emit(&format!("{}\n", r.json));
             ExitCode::from(OK)
         }
         (Err(f), Output::Text) => {
@@ -116,8 +126,8 @@ fn main() -> ExitCode {
                 .error()
                 .downcast_ref::<tally::exit::Details>()
                 .map(|d| d.json.clone());
-            println!(
-                "{}",
+            emit(&format!(
+                "{}\n",
                 serde_json::json!({
                     "valid": false,
                     "error": f.kind(),
@@ -126,7 +136,7 @@ fn main() -> ExitCode {
                     "details": details,
                     "exit_code": f.code(),
                 })
-            );
+            ));
             ExitCode::from(f.code())
         }
     }

@@ -12,6 +12,7 @@ pub mod monitor;
 pub mod policy;
 pub mod proof;
 pub mod serve;
+pub mod shell;
 pub mod verify;
 pub mod witness;
 

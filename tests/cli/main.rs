@@ -18,5 +18,6 @@ mod monitor;
 mod oci;
 mod policy;
 mod proof;
+mod shell;
 mod verify;
 mod witness;
