@@ -453,7 +453,9 @@ impl Meta {
         )? == 1)
     }
 
-    /// Registers a public key for a workflow.
+    /// Registers a public key for a workflow, without a log entry: for
+    /// in-process harnesses (the admin API goes through
+    /// `server::keys::change`, which logs it first).
     pub fn add_workflow_key(&self, workflow: &str, keyid: &str, pem: &str, now: i64) -> Result<()> {
         self.c().execute(
             "INSERT OR REPLACE INTO workflow_keys (workflow, keyid, pem, added_at) VALUES (?1, ?2, ?3, ?4)",

@@ -3,7 +3,8 @@
 //! control plane (in this process), a workflow of the example contracts, a
 //! signing key registered by the operator, a run crafted with a real
 //! material, a push the contract refuses, the accepted push, the offline
-//! verification of its bundle, and an audit of a `git clone` of the ledger.
+//! verification of its bundle, an audit of a `git clone` of the ledger, and
+//! from that clone, whether the signing key was trusted when it was accepted.
 //!
 //! The CLI steps are this binary run as child processes (what a pipeline and
 //! an auditor run); each step's exit code is checked, and the demo fails
@@ -250,6 +251,22 @@ pub fn demo(args: &DemoArgs) -> Result<Report, Failure> {
             "An auditor: every tile and checkpoint of the clone recomputed",
             &[],
             &["audit", "ledger", "--log-key", &vkey],
+            0,
+        )?;
+        s.run(
+            "An auditor: was the signing key trusted when the attestation was accepted? (the key entry in the clone)",
+            &[],
+            &[
+                "verify",
+                "--bundle",
+                "attestation.bundle.json",
+                "--log-key",
+                &vkey,
+                "--key",
+                "cosign.pub",
+                "--ledger",
+                "ledger",
+            ],
             0,
         )?;
         Ok(())
