@@ -366,7 +366,15 @@ pub fn artifact_download(a: &ArtifactDownloadArgs) -> Result<Report, Failure> {
         .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
         .ok_or_else(|| Failure::Usage(anyhow!("{:?} is not sha256:<64 hex>", a.digest)))?
         .to_ascii_lowercase();
-    let mut resp = client(&a.conn)?.get_stream(&format!("/api/v1/artifacts/sha256:{want}"))?;
+    let resp = client(&a.conn)?.get_stream(&format!("/api/v1/artifacts/sha256:{want}"))?;
+    let bar = crate::cmd::progress::bytes(
+        resp.content_length().unwrap_or(0),
+        format!("downloading sha256:{}", &want[..12]),
+    );
+    let mut resp = crate::cmd::progress::Counting {
+        inner: resp,
+        bar: bar.clone(),
+    };
     let dir = match a.file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => std::path::PathBuf::from("."),
@@ -387,6 +395,9 @@ pub fn artifact_download(a: &ArtifactDownloadArgs) -> Result<Report, Failure> {
         tmp.write_all(&buf[..n])
             .map_err(|e| Failure::Unavailable(anyhow!("writing {}: {e}", tmp.path().display())))?;
         size += n as u64;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
     }
     let got = hex::encode(h.finalize());
     if got != want {

@@ -6,7 +6,6 @@
 //! leaves the state exactly as it was.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::path::Path;
 
 use anyhow::anyhow;
@@ -678,7 +677,7 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
         }
         _ => {
             let len = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-            let bar = progress_bar(len, &args.name);
+            let bar = crate::cmd::progress::bytes(len, format!("hashing {}", args.name));
             let (d, n) = material::hash_file(file, |x| {
                 if let Some(b) = &bar {
                     b.set_position(x);
@@ -904,13 +903,10 @@ pub fn upload_file(
             }
             _ => {}
         }
-        let bar = progress_bar(len, name);
-        if let Some(b) = &bar {
-            b.set_message(format!("uploading {name}"));
-        }
+        let bar = crate::cmd::progress::bytes(len, format!("uploading {name}"));
         let f = std::fs::File::open(file)
             .map_err(|e| Failure::Usage(anyhow!("cannot open the material file {}: {e}", file.display())))?;
-        let reader = Counting {
+        let reader = crate::cmd::progress::Counting {
             inner: f,
             bar: bar.clone(),
         };
@@ -934,36 +930,6 @@ pub fn upload_file(
         "{} (gave up after {ATTEMPTS} attempts; nothing was stored, run the same command again later)",
         last.unwrap_or_default()
     )))
-}
-
-/// A reader that moves a progress bar.
-struct Counting<R> {
-    inner: R,
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl<R: std::io::Read> std::io::Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(b) = &self.bar {
-            b.inc(n as u64);
-        }
-        Ok(n)
-    }
-}
-
-fn progress_bar(len: u64, name: &str) -> Option<indicatif::ProgressBar> {
-    if len < (16 << 20) || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let b = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-    ) {
-        b.set_style(style.progress_chars("=> "));
-    }
-    b.set_message(format!("hashing {name}"));
-    Some(b)
 }
 
 fn material_json(m: &MaterialRecord) -> serde_json::Value {

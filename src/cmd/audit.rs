@@ -98,12 +98,37 @@ fn audit_only(args: &AuditArgs) -> Result<Report, Failure> {
     })
 }
 
+/// A tile source that counts what it read on a terminal's progress line.
+struct Shown<'a, S> {
+    inner: &'a mut S,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl<S: TileSource> TileSource for Shown<'_, S> {
+    type Error = S::Error;
+    fn fetch(&mut self, path: &str) -> Result<Option<Vec<u8>>, S::Error> {
+        let got = self.inner.fetch(path);
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+        got
+    }
+}
+
 fn run<S: TileSource>(
     src: &mut S,
     key: &ledger_format::note::VerifierKey,
     opts: &AuditOptions<'_>,
 ) -> Result<AuditReport, Failure> {
-    audit_log(src, key, opts).map_err(|e| match e {
+    let mut shown = Shown {
+        inner: src,
+        bar: crate::cmd::progress::counter("auditing: tiles and bundles read"),
+    };
+    let audited = audit_log(&mut shown, key, opts);
+    if let Some(b) = shown.bar {
+        b.finish_and_clear();
+    }
+    audited.map_err(|e| match e {
         // Nothing to read: unavailable (3), not a log that fails (1).
         AuditError::Fetch { .. } | AuditError::NoCheckpoint => Failure::Unavailable(anyhow!(e)),
         // A checkpoint that does not parse is malformed input (2).

@@ -10,6 +10,7 @@ pub mod key;
 pub mod ledger;
 pub mod monitor;
 pub mod policy;
+pub mod progress;
 pub mod proof;
 pub mod serve;
 pub mod shell;

@@ -93,3 +93,32 @@ fn a_reader_that_stops_early_is_not_a_crash() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(status.success(), "{status:?}: {err}");
 }
+
+/// Progress is drawn on a terminal (a pty from `script`) and never in a CI
+/// log (stderr a pipe), nor with `TALLY_PROGRESS=0`.
+#[test]
+fn progress_is_drawn_on_a_terminal_only() {
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/log");
+    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/log.pub");
+    let audit = format!("{} audit {golden} --log-key {key}", env!("CARGO_BIN_EXE_tally"));
+    let on_pty = |env: &[(&str, &str)]| {
+        let mut c = Command::new("script");
+        c.args(["-qec", &audit, "/dev/null"]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let shown = on_pty(&[]);
+    assert!(
+        shown.contains("auditing: tiles and bundles read")
+            && shown.contains("is a consistent log of 1000 entries"),
+        "{shown}"
+    );
+    assert!(!on_pty(&[("TALLY_PROGRESS", "0")]).contains("auditing:"));
+    let o = tally(&["audit", golden, "--log-key", key]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("auditing:") && !stdout(&o).contains("auditing:"));
+}
