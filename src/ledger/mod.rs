@@ -469,8 +469,18 @@ impl Ledger {
         }
         let lock_path = cfg.dir.join("lock");
         let lock_file = File::create(&lock_path).map_err(LedgerError::io("creating the ledger lock"))?;
-        rustix::fs::flock(&lock_file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-            .map_err(|_| LedgerError::Locked(lock_path.clone()))?;
+        // Held elsewhere: another process has the ledger open — or, for a
+        // moment, a child another thread of this process is starting holds a
+        // copy of the descriptor of a just-closed ledger between its fork
+        // and its exec. So a few tries over two seconds before giving up.
+        let mut tries = 0;
+        while rustix::fs::flock(&lock_file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            tries += 1;
+            if tries > 40 {
+                return Err(LedgerError::Locked(lock_path.clone()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let git = LedgerRepo::open_or_init(&cfg.dir.join("ledger.git"))?;
         let verifier = cfg.signer.verifier();
         let origin = cfg.signer.name().to_owned();

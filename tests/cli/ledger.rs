@@ -265,22 +265,10 @@ mod props {
             let d = tmp();
             let signer = SignerKey::from_seed("prop.tally.test/log", &[4; 32]).unwrap();
             let open = || {
-                // Another test's child process, between its fork and exec,
-                // briefly holds a copy of every descriptor of this test
-                // process, the just-closed ledger's lock among them.
-                let mut tries = 0;
-                loop {
-                    let mut cfg = LedgerConfig::new(d.path(), signer.clone());
-                    cfg.max_batch = max_batch;
-                    cfg.max_backlog = max_backlog;
-                    match Ledger::open(cfg) {
-                        Err(tally::ledger::LedgerError::Locked(_)) if tries < 100 => {
-                            tries += 1;
-                            std::thread::sleep(std::time::Duration::from_millis(20));
-                        }
-                        r => break r.unwrap(),
-                    }
-                }
+                let mut cfg = LedgerConfig::new(d.path(), signer.clone());
+                cfg.max_batch = max_batch;
+                cfg.max_backlog = max_backlog;
+                Ledger::open(cfg).unwrap()
             };
             let mut ledger = open();
             let mut by_index: Vec<Option<Vec<u8>>> = Vec::new();
