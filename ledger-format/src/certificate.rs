@@ -6,8 +6,7 @@
 
 use std::fmt;
 
-use crate::checkpoint::parse_decimal;
-use crate::entry::{check_token, parse_sha256, read_fields, EntryError};
+use crate::entry::{bad_value, check_token, decimal_at, parse_sha256, read_fields, EntryError};
 use crate::hash::Hash;
 
 /// First line of a certificate entry.
@@ -93,18 +92,10 @@ impl CertificateEntry {
         if !rest.is_empty() {
             return Err(EntryError::TrailingLines(rest.len()));
         }
-        let bad = |field: &'static str, value: &str, why: &'static str| EntryError::BadValue {
-            field,
-            value: value.chars().take(80).collect(),
-            why,
-        };
-        let decimal = |i: usize| {
-            parse_decimal(v[i])
-                .ok_or_else(|| bad(FIELDS[i], v[i], "expected a decimal without leading zeros"))
-        };
+        let decimal = |i: usize| decimal_at(&FIELDS, &v, i);
         let e = CertificateEntry {
             certificate_digest: parse_sha256(v[0])
-                .ok_or_else(|| bad("certificate", v[0], "expected sha256:<64 lowercase hex digits>"))?,
+                .ok_or_else(|| bad_value("certificate", v[0], "expected sha256:<64 lowercase hex digits>"))?,
             certificate_size: decimal(1)?,
             serial: v[2].to_owned(),
             not_before: decimal(3)?,

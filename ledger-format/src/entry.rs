@@ -238,6 +238,21 @@ pub(crate) fn read_fields<'a>(
 }
 
 /// `sha256:<64 lowercase hex>`.
+/// A refused field value (shown up to 80 characters).
+pub(crate) fn bad_value(field: &'static str, value: &str, why: &'static str) -> EntryError {
+    EntryError::BadValue {
+        field,
+        value: value.chars().take(80).collect(),
+        why,
+    }
+}
+
+/// Field `i` of `values` (named `names[i]`) as a canonical decimal.
+pub(crate) fn decimal_at(names: &[&'static str], values: &[&str], i: usize) -> Result<u64, EntryError> {
+    parse_decimal(values[i])
+        .ok_or_else(|| bad_value(names[i], values[i], "expected a decimal without leading zeros"))
+}
+
 pub(crate) fn parse_sha256(s: &str) -> Option<Hash> {
     let h = s.strip_prefix("sha256:")?;
     if h.bytes()

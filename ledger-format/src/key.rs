@@ -6,8 +6,7 @@
 
 use std::fmt;
 
-use crate::checkpoint::parse_decimal;
-use crate::entry::{check_token, parse_sha256, read_fields, EntryError};
+use crate::entry::{bad_value, check_token, decimal_at, parse_sha256, read_fields, EntryError};
 use crate::hash::Hash;
 
 /// First line of a key entry.
@@ -85,25 +84,17 @@ impl KeyEntry {
         if !rest.is_empty() {
             return Err(EntryError::TrailingLines(rest.len()));
         }
-        let bad = |field: &'static str, value: &str, why: &'static str| EntryError::BadValue {
-            field,
-            value: value.chars().take(80).collect(),
-            why,
-        };
-        let decimal = |i: usize| {
-            parse_decimal(v[i])
-                .ok_or_else(|| bad(FIELDS[i], v[i], "expected a decimal without leading zeros"))
-        };
+        let decimal = |i: usize| decimal_at(&FIELDS, &v, i);
         let action = match v[0] {
             "add" => KeyAction::Add,
             "revoke" => KeyAction::Revoke,
-            other => return Err(bad("action", other, "expected add or revoke")),
+            other => return Err(bad_value("action", other, "expected add or revoke")),
         };
         let e = KeyEntry {
             action,
             workflow: v[1].to_owned(),
             key_digest: parse_sha256(v[2])
-                .ok_or_else(|| bad("key", v[2], "expected sha256:<64 lowercase hex digits>"))?,
+                .ok_or_else(|| bad_value("key", v[2], "expected sha256:<64 lowercase hex digits>"))?,
             key_size: decimal(3)?,
             at: decimal(4)?,
             by: v[5].to_owned(),
