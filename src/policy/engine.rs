@@ -377,6 +377,12 @@ fn forbidden_calls(at: &Origin, rego: &str) -> Result<(), String> {
 pub const MAX_LITERAL_NESTING: usize = 10;
 /// Deepest nesting of all brackets, parentheses included.
 pub const MAX_NESTING: usize = 32;
+/// Most unary minus operators one expression may chain (`- - x`,
+/// `-a * -b`, across lines and enclosing brackets): regorus parses each
+/// one by a recursive call outside its own expression-depth limit, so a
+/// long chain (a few hundred on a 2 MiB thread stack) overflows the stack
+/// and kills the process. Real policies use one or two.
+pub const MAX_UNARY_CHAIN: usize = 16;
 
 /// Largest exponent (`1e400`) and most digits a number may have, in a
 /// script or in a string `units.parse`/`units.parse_bytes` read: regorus
@@ -494,35 +500,90 @@ fn guarded_units(f: &str, args: Vec<regorus::Value>) -> anyhow::Result<regorus::
 }
 
 /// Refuses scripts nested deeper than [`MAX_LITERAL_NESTING`] /
-/// [`MAX_NESTING`] (outside strings and comments).
+/// [`MAX_NESTING`], or with more than [`MAX_UNARY_CHAIN`] unary minus
+/// operators in one expression (outside strings and comments).
 fn nesting(at: &Origin, rego: &str) -> Result<(), String> {
-    let mut stack: Vec<char> = Vec::new();
+    // Per open bracket (and the top level, first): the bracket and the
+    // unary minus operators met in its current expression.
+    let mut stack: Vec<(char, usize)> = vec![(' ', 0)];
+    // Whether the last token ends an operand (a `-` after one is binary).
+    let mut after_operand = false;
+    let mut word = String::new();
+    let place =
+        |n: usize, col: usize| format!("{}:{}:{}", at.file, n + 1 + at.line_offset, col + 1 + at.indent);
     for (n, line) in rego.lines().enumerate() {
-        for (col, c) in strip_comment_and_strings(line).chars().enumerate() {
+        // A line break after a whole operand ends a body's expression; one
+        // after an operator (`x *`) or inside a call's arguments does not
+        // end anything, so the count goes on.
+        if after_operand {
+            if let Some(top) = stack.last_mut() {
+                top.1 = 0;
+            }
+        }
+        for (col, c) in strip_comment_and_strings(line)
+            .chars()
+            .chain(std::iter::once(' '))
+            .enumerate()
+        {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                word.push(c);
+                continue;
+            }
+            if !word.is_empty() {
+                after_operand = !UNARY_KEYWORDS.contains(&word.as_str());
+                word.clear();
+            }
             match c {
                 '(' | '[' | '{' => {
-                    stack.push(c);
-                    let literal = stack.iter().filter(|&&b| b != '(').count();
-                    if stack.len() > MAX_NESTING || literal > MAX_LITERAL_NESTING {
+                    stack.push((c, 0));
+                    let brackets = stack.len() - 1;
+                    let literal = stack.iter().filter(|b| matches!(b.0, '[' | '{')).count();
+                    if brackets > MAX_NESTING || literal > MAX_LITERAL_NESTING {
                         return Err(format!(
-                            "{}:{}:{}: brackets nested deeper than {} ({} for arrays, sets and objects)",
-                            at.file,
-                            n + 1 + at.line_offset,
-                            col + 1 + at.indent,
-                            MAX_NESTING,
-                            MAX_LITERAL_NESTING
+                            "{}: brackets nested deeper than {MAX_NESTING} ({MAX_LITERAL_NESTING} for arrays, sets and objects)",
+                            place(n, col)
+                        ));
+                    }
+                    after_operand = false;
+                }
+                ')' | ']' | '}' => {
+                    if stack.len() > 1 {
+                        stack.pop();
+                    }
+                    after_operand = true;
+                }
+                '"' | '`' => after_operand = true,
+                ',' | ';' => {
+                    if let Some(top) = stack.last_mut() {
+                        top.1 = 0;
+                    }
+                    after_operand = false;
+                }
+                '-' if !after_operand => {
+                    if let Some(top) = stack.last_mut() {
+                        top.1 += 1;
+                    }
+                    // Each unary minus is a level of regorus' parser's
+                    // recursion, and the levels of enclosing brackets add up.
+                    if stack.iter().map(|b| b.1).sum::<usize>() > MAX_UNARY_CHAIN {
+                        return Err(format!(
+                            "{}: more than {MAX_UNARY_CHAIN} unary minus operators in one expression",
+                            place(n, col)
                         ));
                     }
                 }
-                ')' | ']' | '}' => {
-                    stack.pop();
-                }
-                _ => {}
+                c if c.is_whitespace() => {}
+                _ => after_operand = false,
             }
         }
     }
     Ok(())
 }
+
+/// Words after which a `-` is a unary minus (`x in -1`, `not -x`).
+const UNARY_KEYWORDS: &[&str] = &[
+    "as", "contains", "default", "else", "every", "if", "import", "in", "not", "package", "some", "with",
+];
 
 /// Refuses recursive functions (`f(x) := f(x)`, or `f` → `g` → `f`).
 /// Rego forbids recursion; regorus catches it between rules at run time,
@@ -816,5 +877,44 @@ mod tests {
         let e = huge.eval(json(serde_json::json!({}))).unwrap_err();
         assert!(e.contains("budget"), "{e}");
         assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    }
+
+    /// Compiles `rego` on a thread with the 2 MiB stack of the server's
+    /// worker threads (where a stack overflow kills the whole process).
+    fn compile_on_small_stack(rego: String) -> Result<(), String> {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || Script::compile("u.rego", &rego, &limits()).map(drop))
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn long_unary_minus_chains_are_refused_before_they_overflow_the_stack() {
+        // The shape the policy fuzz target found (a SIGSEGV at ~7.7 M
+        // inputs): unary minus runs continued across lines by a trailing
+        // `*`; each line is short of regorus' 1,024-column limit.
+        let line = format!("ff*\n {}", "-".repeat(60));
+        let chain = format!("package t\nx := {{\n{}ff\n}}\n", line.repeat(40));
+        let e = compile_on_small_stack(chain).unwrap_err();
+        assert!(e.contains("u.rego:4:") && e.contains("unary minus"), "{e}");
+        // Spread over operands and brackets, the chain still adds up.
+        let spread = format!("package t\nx := {}1\n", "-a * (".repeat(20));
+        let e = compile_on_small_stack(spread).unwrap_err();
+        assert!(e.contains("unary minus"), "{e}");
+        // After a keyword a minus is unary too.
+        let keyword = format!("package t\nx := [1 {}]\n", "in -\n".repeat(30));
+        let e = compile_on_small_stack(keyword).unwrap_err();
+        assert!(e.contains("unary minus"), "{e}");
+        // What real policies write compiles: many negative numbers, each in
+        // its own expression, element or line; binary minus of any length.
+        let many: String = (0..200).map(|i| format!("  a{i} := -{i} * -2 - 1\n")).collect();
+        let fine = format!(
+            "package t\nimport rego.v1\nx := [{}]\ny := {}\nz if {{\n{many}}}\nw if 1 in -1\nv := 1e-5 - -1\n",
+            vec!["-1"; 300].join(",\n"),
+            vec!["input.n"; 100].join(" -\n"),
+        );
+        compile_on_small_stack(fine).unwrap();
     }
 }
