@@ -7,6 +7,7 @@ pub mod api;
 pub mod artifact_store;
 pub mod budget;
 pub mod certify;
+pub mod console;
 pub mod cpu;
 pub mod gate;
 pub mod intake;
@@ -1403,7 +1404,7 @@ pub async fn run(
         .artifacts
         .stores_attestations()
         .then(|| tokio::spawn(mirror::run(app.clone())));
-    let router = api::router(app.clone());
+    let router = api::router(app.clone()).merge(console::router());
     let listener = listener::Bounded::new(
         started.listener,
         app.cfg.max_connections,

@@ -118,7 +118,7 @@ pub fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
 
 #[path = "../support/vectors.rs"]
 mod support_vectors;
-pub use support_vectors::vectors_dir;
+pub use support_vectors::{json_files, vectors_dir};
 
 /// A static file server (Python's http.server) on loopback; killed on drop.
 pub struct Server(std::process::Child);

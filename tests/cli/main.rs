@@ -5,6 +5,7 @@
 mod attest;
 mod audit;
 mod common;
+mod console;
 mod contract;
 mod controlplane;
 mod craft;

@@ -29,3 +29,21 @@ pub fn vectors_dir() -> Option<PathBuf> {
     println!("skipping: shared vectors not found at {}", dir.display());
     None
 }
+
+/// Every `.json` file under `dir`, recursively, sorted.
+pub fn json_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}

@@ -9,4 +9,4 @@ mod vectors;
 
 #[path = "../../../tests/support/vectors.rs"]
 mod support_vectors;
-pub use support_vectors::vectors_dir;
+pub use support_vectors::{json_files, vectors_dir};

@@ -13,22 +13,10 @@ use ledger_format::note::{Note, NoteError, SignerKey, VerifierKey};
 use ledger_format::tile::{parse_level_index, parse_path, tiles_for_size, BundleId, TileId, TilePath};
 use serde_json::Value;
 
-use crate::vectors_dir;
+use crate::{json_files, vectors_dir};
 
 fn json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            walk(&p, out);
-        } else if p.extension().is_some_and(|x| x == "json") {
-            out.push(p);
-        }
-    }
-    out.sort();
 }
 
 fn b64(v: &Value) -> Vec<u8> {
@@ -51,8 +39,7 @@ fn hashes(v: &Value) -> Option<Vec<Hash>> {
 #[test]
 fn merkle_inclusion_vectors() {
     let Some(dir) = vectors_dir() else { return };
-    let mut files = Vec::new();
-    walk(&dir.join("merkle/inclusion"), &mut files);
+    let files = json_files(&dir.join("merkle/inclusion"));
     assert!(
         files.len() >= 90,
         "expected the 98 inclusion vectors, found {}",
@@ -81,8 +68,7 @@ fn merkle_inclusion_vectors() {
 #[test]
 fn merkle_consistency_vectors() {
     let Some(dir) = vectors_dir() else { return };
-    let mut files = Vec::new();
-    walk(&dir.join("merkle/consistency"), &mut files);
+    let files = json_files(&dir.join("merkle/consistency"));
     assert!(
         files.len() >= 90,
         "expected the 98 consistency vectors, found {}",

@@ -1,0 +1,346 @@
+//! The web console's in-browser verifier (`/console/verify.js`), run in
+//! headless Chromium from the distribution (driven over WebDriver by
+//! chromedriver) on `../shared/vectors/`: every verdict must equal the Rust
+//! verifier's on the same input.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use ledger_format::hash::{leaf_hash, Hash};
+use ledger_format::merkle::{verify_consistency, verify_inclusion};
+use serde_json::{json, Value};
+
+use crate::common::{free_port, json_files, tmp, vectors_dir};
+use crate::controlplane::ControlPlane;
+
+/// A headless Chromium session through chromedriver; both end on drop.
+///
+/// The W3C WebDriver protocol is four JSON calls here (new session,
+/// navigate, execute an async script, delete), made with the blocking HTTP
+/// client the tests already use: the WebDriver crates are async clients
+/// that would bring a runtime into these synchronous tests for no more.
+struct Browser {
+    driver: Child,
+    url: String,
+    session: String,
+    http: reqwest::blocking::Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts one, or `None` when Chromium is not installed (outside CI).
+    fn start() -> Option<Browser> {
+        let installed =
+            Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists();
+        if !installed {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "chromium and chromium-driver are required under CI=true (.ci/run installs them)"
+            );
+            eprintln!("skipped: chromium / chromedriver not installed");
+            return None;
+        }
+        let port = free_port();
+        let driver = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        for _ in 0..200 {
+            if http.get(format!("{url}/status")).send().is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let profile = tmp();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        }}});
+        let mut b = Browser {
+            driver,
+            url,
+            session: String::new(),
+            http,
+            _profile: profile,
+        };
+        let v = b.call("POST", "/session", caps);
+        b.session = v["sessionId"].as_str().expect("a WebDriver session").to_owned();
+        b.call(
+            "POST",
+            &format!("/session/{}/timeouts", b.session),
+            json!({"script": 120_000}),
+        );
+        Some(b)
+    }
+
+    fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let req = match method {
+            "POST" => self
+                .http
+                .post(format!("{}{path}", self.url))
+                .header("content-type", "application/json")
+                .body(body.to_string()),
+            "DELETE" => self.http.delete(format!("{}{path}", self.url)),
+            _ => unreachable!(),
+        };
+        let v: Value = serde_json::from_slice(&req.send().unwrap().bytes().unwrap()).unwrap();
+        assert!(v["value"].get("error").is_none(), "WebDriver {path}: {v}");
+        v["value"].clone()
+    }
+
+    fn goto(&self, url: &str) {
+        self.call(
+            "POST",
+            &format!("/session/{}/url", self.session),
+            json!({"url": url}),
+        );
+    }
+
+    /// Runs `script` (its last argument is the callback) with `args`.
+    fn run_async(&self, script: &str, args: Value) -> Value {
+        self.call(
+            "POST",
+            &format!("/session/{}/execute/async", self.session),
+            json!({"script": script, "args": args}),
+        )
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self
+                .http
+                .delete(format!("{}/session/{}", self.url, self.session))
+                .send();
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Runs every case through `verify.js` in the page; one answer per case:
+/// a hex leaf hash, `true`/`false`, or `"error: …"` (a refused argument).
+const RUNNER: &str = r#"
+const [cases, done] = arguments;
+import('/console/verify.js').then(async (v) => {
+  const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  const out = [];
+  for (const c of cases) {
+    try {
+      if (c.op === 'leaf') out.push(hex(await v.leafHash(v.fromHex(c.data))));
+      else if (c.op === 'inclusion') out.push(await v.verifyInclusion(BigInt(c.index), BigInt(c.size),
+          v.fromHex(c.leaf), c.proof.map(v.fromHex), v.fromHex(c.root)));
+      else out.push(await v.verifyConsistency(BigInt(c.size1), BigInt(c.size2),
+          v.fromHex(c.root1), v.fromHex(c.root2), c.proof.map(v.fromHex)));
+    } catch (e) { out.push('error: ' + e.message); }
+  }
+  done(out);
+}, (e) => done('import failed: ' + e));
+"#;
+
+fn b64_hex(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        v => hex::encode(STANDARD.decode(v.as_str().unwrap()).unwrap()),
+    }
+}
+
+fn proof_hex(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map_or_else(Vec::new, |a| a.iter().map(b64_hex).collect())
+}
+
+fn hash(h: &str) -> Option<Hash> {
+    Hash::from_slice(&hex::decode(h).ok()?).ok()
+}
+
+fn hashes(p: &[String]) -> Option<Vec<Hash>> {
+    p.iter().map(|h| hash(h)).collect()
+}
+
+/// The Rust verifier's verdict on a case of [`RUNNER`]'s shape.
+fn rust_verdict(c: &Value) -> bool {
+    let s = |k: &str| c[k].as_str().unwrap().to_owned();
+    let n = |k: &str| {
+        c[k].as_str()
+            .unwrap()
+            .parse::<i128>()
+            .ok()
+            .and_then(|v| u64::try_from(v).ok())
+    };
+    let proof: Vec<String> = c["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_owned())
+        .collect();
+    (|| match c["op"].as_str()? {
+        "inclusion" => verify_inclusion(
+            &hash(&s("leaf"))?,
+            n("index")?,
+            n("size")?,
+            &hashes(&proof)?,
+            &hash(&s("root"))?,
+        )
+        .ok()
+        .map(drop),
+        _ => verify_consistency(
+            n("size1")?,
+            n("size2")?,
+            &hash(&s("root1"))?,
+            &hash(&s("root2"))?,
+            &hashes(&proof)?,
+        )
+        .ok()
+        .map(drop),
+    })()
+    .is_some()
+}
+
+fn js_verdict(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::String(s) if s.starts_with("error: ") => false,
+        other => panic!("unexpected answer from verify.js: {other}"),
+    }
+}
+
+#[test]
+fn the_browser_verifier_agrees_with_the_rust_one_on_every_merkle_vector() {
+    let Some(vectors) = vectors_dir() else { return };
+    let Some(browser) = Browser::start() else { return };
+    let work = tmp();
+    let cp = ControlPlane::start(&crate::common::contracts_repo(work.path()), &[]);
+    // The module is served as JavaScript, and the page loads it from the
+    // server's origin as a user's browser would.
+    let resp = cp
+        .http()
+        .get(format!("{}/console/verify.js", cp.url))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/javascript; charset=utf-8");
+    browser.goto(&format!("{}/healthz", cp.url));
+
+    // transparency-dev/merkle's vectors, each base case and its mutations.
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for (kind, dir) in [
+        ("inclusion", "merkle/inclusion"),
+        ("consistency", "merkle/consistency"),
+    ] {
+        let files = json_files(&vectors.join(dir));
+        assert!(files.len() >= 90, "{dir}: {} files", files.len());
+        for f in files {
+            let v: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+            let case = if kind == "inclusion" {
+                json!({"op": "inclusion", "index": v["leafIdx"].to_string(), "size": v["treeSize"].to_string(),
+                    "leaf": b64_hex(&v["leafHash"]), "proof": proof_hex(&v["proof"]), "root": b64_hex(&v["root"])})
+            } else {
+                json!({"op": "consistency", "size1": v["size1"].to_string(), "size2": v["size2"].to_string(),
+                    "root1": b64_hex(&v["root1"]), "root2": b64_hex(&v["root2"]), "proof": proof_hex(&v["proof"])})
+            };
+            expected.push((f.display().to_string(), v["wantErr"].as_bool().unwrap()));
+            cases.push(case);
+        }
+    }
+    // The classic 8-leaf tree: every leaf hash, every inclusion and
+    // consistency proof, and each with its first hash corrupted.
+    let eight: Value =
+        serde_json::from_slice(&std::fs::read(vectors.join("merkle/rfc6962-8leaf-all-proofs.json")).unwrap())
+            .unwrap();
+    let root = |size: &Value| eight["roots_hex"][size.to_string()].as_str().unwrap().to_owned();
+    let leaves: Vec<String> = eight["leaf_hashes_hex"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_owned())
+        .collect();
+    let corrupt = |h: &str| format!("{:02x}{}", u8::from_str_radix(&h[..2], 16).unwrap() ^ 1, &h[2..]);
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut eight_cases = Vec::new();
+    for p in eight["inclusion"].as_array().unwrap() {
+        let leaf = leaves[p["index"].as_u64().unwrap() as usize].clone();
+        let good = json!({"op": "inclusion", "index": p["index"].to_string(), "size": p["size"].to_string(),
+            "leaf": leaf, "proof": strs(&p["proof_hex"]), "root": root(&p["size"])});
+        let mut bad = good.clone();
+        bad["root"] = json!(corrupt(&root(&p["size"])));
+        eight_cases.push((good, true));
+        eight_cases.push((bad, false));
+    }
+    for p in eight["consistency"].as_array().unwrap() {
+        let good = json!({"op": "consistency", "size1": p["size1"].to_string(), "size2": p["size2"].to_string(),
+            "root1": root(&p["size1"]), "root2": root(&p["size2"]), "proof": strs(&p["proof_hex"])});
+        let mut bad = good.clone();
+        bad["root2"] = json!(corrupt(&root(&p["size2"])));
+        eight_cases.push((good, p["size1"] != 0));
+        eight_cases.push((bad, false));
+    }
+    for (c, want) in &eight_cases {
+        expected.push((format!("8-leaf {c}"), !want));
+        cases.push(c.clone());
+    }
+    let n = cases.len();
+    for (i, data) in eight["leaves_hex"].as_array().unwrap().iter().enumerate() {
+        cases.push(json!({"op": "leaf", "data": data}));
+        assert_eq!(
+            leaf_hash(&hex::decode(data.as_str().unwrap()).unwrap()).to_hex(),
+            leaves[i]
+        );
+    }
+
+    let answers = browser.run_async(RUNNER, json!([cases]));
+    let answers = answers
+        .as_array()
+        .unwrap_or_else(|| panic!("verify.js: {answers}"));
+    assert_eq!(answers.len(), cases.len());
+    let mut deviations = 0;
+    for (i, (name, want_err)) in expected.iter().enumerate() {
+        let js = js_verdict(&answers[i]);
+        let rust = rust_verdict(&cases[i]);
+        assert_eq!(
+            js, rust,
+            "{name}: the browser says {}, Rust says {rust}",
+            answers[i]
+        );
+        if js == *want_err {
+            // The one documented deviation (SPEC.md §2): equal sizes with
+            // equal 12-byte roots, which both verifiers refuse.
+            assert!(
+                name.contains("consistency") && !js,
+                "{name}: {} against wantErr {want_err}",
+                answers[i]
+            );
+            deviations += 1;
+        }
+    }
+    assert!(deviations <= 1, "{deviations} deviations from the vectors");
+    for (i, want) in leaves.iter().enumerate() {
+        assert_eq!(answers[n + i], json!(want), "leaf {i}");
+    }
+}
