@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ledger_format::hash::{leaf_hash, Hash};
 use ledger_format::merkle::{verify_consistency, verify_inclusion};
+use ledger_format::note::{Note, VerifierKey};
 use serde_json::{json, Value};
 
 use crate::common::{free_port, json_files, tmp, vectors_dir};
@@ -343,4 +344,177 @@ fn the_browser_verifier_agrees_with_the_rust_one_on_every_merkle_vector() {
     for (i, want) in leaves.iter().enumerate() {
         assert_eq!(answers[n + i], json!(want), "leaf {i}");
     }
+}
+
+/// Verifies each case's note (base64) against its keys in the page:
+/// `{ok: true, verified: ["name+keyid[@time]"…]}` or `{ok: false, error}`.
+const NOTE_RUNNER: &str = r#"
+const [cases, done] = arguments;
+import('/console/verify.js').then(async (v) => {
+  const out = [];
+  for (const c of cases) {
+    try {
+      const keys = [];
+      for (const k of c.keys) keys.push(await v.parseVerifierKey(k));
+      const r = await v.verifyNote(v.fromBase64(c.note), keys);
+      out.push({ ok: true, verified: r.verified.map((x) => `${x.name}+${x.keyId.toString(16).padStart(8, '0')}`
+        + (x.timestamp === null ? '' : `@${x.timestamp}`)) });
+    } catch (e) { out.push({ ok: false, error: String(e && e.message || e) }); }
+  }
+  done(out);
+}, (e) => done('import failed: ' + e));
+"#;
+
+/// The Rust verifier's answer on a case of [`NOTE_RUNNER`]'s shape.
+fn rust_note(keys: &[String], note: &[u8]) -> Value {
+    let got = keys
+        .iter()
+        .map(|k| VerifierKey::parse(k))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|keys| Note::parse(note).and_then(|n| n.verify(&keys)));
+    match got {
+        Ok(v) => {
+            let verified: Vec<String> = v
+                .verified()
+                .iter()
+                .map(|s| {
+                    let t = s.timestamp().map_or(String::new(), |t| format!("@{t}"));
+                    format!("{}+{:08x}{t}", s.name(), s.key_id())
+                })
+                .collect();
+            json!({"ok": true, "verified": verified})
+        }
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
+    }
+}
+
+#[test]
+fn the_browser_verifier_agrees_with_the_rust_one_on_every_signed_note_vector() {
+    let Some(vectors) = vectors_dir() else { return };
+    let Some(browser) = Browser::start() else { return };
+    let work = tmp();
+    let cp = ControlPlane::start(&crate::common::contracts_repo(work.path()), &[]);
+    browser.goto(&format!("{}/healthz", cp.url));
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(vectors.join("signed-note/signed-notes.json")).unwrap())
+            .unwrap();
+    // (what, keys, note bytes, expected to verify)
+    let mut cases: Vec<(String, Vec<String>, Vec<u8>, bool)> = Vec::new();
+    let s = |v: &Value| v.as_str().unwrap().to_owned();
+    for c in v["vectors"].as_array().unwrap() {
+        let note = s(&c["note"]);
+        let valid = c["expect"].as_str().unwrap().starts_with("valid");
+        cases.push((s(&c["id"]), vec![s(&c["vkey"])], note.clone().into_bytes(), valid));
+        // The same note with a character of the known key's signature changed.
+        let name = c["vkey"].as_str().unwrap().split('+').next().unwrap();
+        let line = format!("\u{2014} {name} ");
+        let at = note.find(&line).unwrap() + line.len() + 3;
+        let mut bad = note.into_bytes();
+        bad[at] = if bad[at] == b'A' { b'B' } else { b'A' };
+        cases.push((
+            format!("{} (signature altered)", s(&c["id"])),
+            vec![s(&c["vkey"])],
+            bad,
+            false,
+        ));
+    }
+    let peter = v["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "go-sumdb-note-peter")
+        .map(|c| s(&c["vkey"]))
+        .unwrap();
+    for (i, item) in v["malformed_notes_must_reject"]["items_b64"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let bytes = STANDARD.decode(item.as_str().unwrap()).unwrap();
+        cases.push((format!("malformed note {i}"), vec![peter.clone()], bytes, false));
+    }
+    let many = &v["too_many_signatures"];
+    for (count, ok) in [(101, false), (16, true)] {
+        let text = s(&many["note_prefix"]) + &s(&many["repeat_line"]).repeat(count);
+        cases.push((
+            format!("{count} signature lines"),
+            vec![peter.clone()],
+            text.into_bytes(),
+            ok,
+        ));
+    }
+    let c = &v["generated_cosignature_v1"];
+    let (log, witness, cosigned) = (
+        s(&c["log_vkey"]),
+        s(&c["witness_vkey_type04"]),
+        s(&c["cosigned_note"]),
+    );
+    cases.push((
+        "cosigned".into(),
+        vec![log.clone(), witness.clone()],
+        cosigned.clone().into_bytes(),
+        true,
+    ));
+    let flipped = cosigned.replacen("JLN4UQAAAABlU/EAP16", "JLN4UQAAAABlU/EAP17", 1);
+    cases.push((
+        "cosignature altered".into(),
+        vec![log.clone(), witness.clone()],
+        flipped.into_bytes(),
+        false,
+    ));
+    cases.push((
+        "only a witness key".into(),
+        vec![witness],
+        cosigned.into_bytes(),
+        false,
+    ));
+    // Every checkpoint of the Tessera test log (another implementation's).
+    let tessera = "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx".to_owned();
+    for n in 0..=15 {
+        let bytes = std::fs::read(vectors.join(format!("tessera-log/checkpoint.{n}"))).unwrap();
+        cases.push((
+            format!("tessera checkpoint.{n}"),
+            vec![tessera.clone()],
+            bytes,
+            true,
+        ));
+    }
+    // Malformed keys: a wrong key id, an unknown type, uppercase hex.
+    for bad_key in [
+        log.replace("33d7b496", "33d7b497"),
+        log.replace("+Ae", "+Be"),
+        log.replace("33d7b496", "33D7B496"),
+    ] {
+        cases.push((
+            format!("key {bad_key}"),
+            vec![bad_key],
+            s(&c["cosigned_note"]).into_bytes(),
+            false,
+        ));
+    }
+
+    let args: Vec<Value> = cases
+        .iter()
+        .map(|(_, keys, note, _)| json!({"keys": keys, "note": STANDARD.encode(note)}))
+        .collect();
+    let answers = browser.run_async(NOTE_RUNNER, json!([args]));
+    let answers = answers
+        .as_array()
+        .unwrap_or_else(|| panic!("verify.js: {answers}"));
+    assert_eq!(answers.len(), cases.len());
+    for ((what, keys, note, want), js) in cases.iter().zip(answers) {
+        let rust = rust_note(keys, note);
+        assert_eq!(
+            js["ok"], rust["ok"],
+            "{what}: the browser says {js}, Rust says {rust}"
+        );
+        assert_eq!(js["verified"], rust["verified"], "{what}");
+        assert_eq!(js["ok"], json!(*want), "{what}: {js}");
+    }
+    let cosigned = &answers[cases.iter().position(|c| c.0 == "cosigned").unwrap()];
+    assert_eq!(
+        cosigned["verified"],
+        json!(["example.com/log/testdata+33d7b496", "witness+24b37851@1700000000"])
+    );
 }
