@@ -1404,7 +1404,7 @@ pub async fn run(
         .artifacts
         .stores_attestations()
         .then(|| tokio::spawn(mirror::run(app.clone())));
-    let router = api::router(app.clone()).merge(console::router());
+    let router = api::router(app.clone()).merge(console::router(app.clone()));
     let listener = listener::Bounded::new(
         started.listener,
         app.cfg.max_connections,

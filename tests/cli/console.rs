@@ -3,7 +3,7 @@
 //! chromedriver) on `../shared/vectors/`: every verdict must equal the Rust
 //! verifier's on the same input.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -517,4 +517,189 @@ fn the_browser_verifier_agrees_with_the_rust_one_on_every_signed_note_vector() {
         cosigned["verified"],
         json!(["example.com/log/testdata+33d7b496", "witness+24b37851@1700000000"])
     );
+}
+
+impl Browser {
+    /// Runs `script` synchronously in the page; its value.
+    fn run(&self, script: &str, args: Value) -> Value {
+        self.call(
+            "POST",
+            &format!("/session/{}/execute/sync", self.session),
+            json!({"script": script, "args": args}),
+        )
+    }
+
+    /// Saves a PNG screenshot of the page to `path` (a test artifact).
+    fn screenshot(&self, path: &Path) {
+        let v = self
+            .http
+            .get(format!("{}/session/{}/screenshot", self.url, self.session))
+            .send()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&v.bytes().unwrap()).unwrap();
+        let png = STANDARD.decode(v["value"].as_str().unwrap()).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+
+    /// Pins `key`, submits the verify form and waits for the verdict.
+    fn verify_entry(&self, key: &str) -> String {
+        self.run(
+            "document.getElementById('key').value = arguments[0];\
+             document.getElementById('verdict').textContent = '';\
+             document.getElementById('verify-form').requestSubmit();",
+            json!([key]),
+        );
+        for _ in 0..200 {
+            let v = self.run("return document.getElementById('verdict').textContent", json!([]));
+            let v = v.as_str().unwrap_or_default().to_owned();
+            if v.starts_with("Verified") || v.starts_with("Verification FAILED") {
+                self.run("document.getElementById('verify-title').scrollIntoView()", json!([]));
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("no verdict in the page");
+    }
+}
+
+/// Where the console's screenshots go (kept by CI as artifacts).
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
+}
+
+#[test]
+fn an_entry_page_verifies_its_inclusion_in_the_browser_and_catches_a_lying_page() {
+    let Some(browser) = Browser::start() else { return };
+    let work = tmp();
+    let cp = ControlPlane::start(&crate::common::contracts_repo(work.path()), &[]);
+    // Three log entries: a signing key registered for three workflows.
+    let ws = work.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    for w in ["payments-release", "payments-quality", "psirt-advisories"] {
+        crate::controlplane::operator(&cp, &ws, w);
+    }
+    let log = cp.get("/api/v1/log", None).1;
+    let key = log["verifier_key"].as_str().unwrap().to_owned();
+    for _ in 0..200 {
+        if cp.get("/api/v1/log", None).1["sizes"]["published"] == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The overview and its form lead to the entry.
+    browser.goto(&format!("{}/console/log", cp.url));
+    assert_eq!(
+        browser.run(
+            "return document.getElementById('published').textContent",
+            json!([])
+        ),
+        "3"
+    );
+    browser.screenshot(&screenshots().join("log.png"));
+    browser.run(
+        "document.getElementById('index').value = '1'; document.querySelector('form').requestSubmit();",
+        json!([]),
+    );
+    for _ in 0..100 {
+        if browser.run("return location.pathname", json!([])) == "/console/log/entries/1" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(
+        browser.run("return location.pathname", json!([])),
+        "/console/log/entries/1"
+    );
+    assert_eq!(
+        browser.run(
+            "return document.querySelectorAll('#proof code').length",
+            json!([])
+        ),
+        2
+    );
+
+    // The real key verifies what the server sent, and is remembered.
+    let v = browser.verify_entry(&key);
+    assert!(
+        v.starts_with("Verified in this browser") && v.contains("entry 1 is in that tree"),
+        "{v}"
+    );
+    browser.screenshot(&screenshots().join("entry-verified.png"));
+    assert_eq!(
+        browser.run("return localStorage.getItem('tally.verifierKey')", json!([])),
+        json!(key)
+    );
+
+    // Another key (a server showing its own): refused.
+    let dir = tmp();
+    let pub_out = dir.path().join("log.pub");
+    let o = crate::common::tally(&[
+        "key",
+        "generate",
+        "--origin",
+        "evil.example/log",
+        "--key-out",
+        dir.path().join("log.key").to_str().unwrap(),
+        "--pub-out",
+        pub_out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", crate::common::stderr(&o));
+    let other = std::fs::read_to_string(&pub_out).unwrap();
+    let v = browser.verify_entry(other.trim());
+    assert!(
+        v.starts_with("Verification FAILED") && v.contains("no signature from any trusted key"),
+        "{v}"
+    );
+
+    // A page that lies: each tampering is caught by the page itself.
+    let tamper = [
+        // A proof hash changed.
+        "const c = document.querySelector('#proof code'); c.textContent = c.textContent.replace(/^./, (x) => x === '0' ? '1' : '0');",
+        // Another entry's bytes, shown and verified.
+        "const e = document.getElementById('entry'); const t = e.textContent.replace('payments-quality', 'payments-release'); e.textContent = t; e.dataset.bytes = btoa(t);",
+        // The bytes verified are not those shown.
+        "const e = document.getElementById('entry'); e.textContent = e.textContent + ' ';",
+        // The checkpoint's root replaced (its signature then fails).
+        "const c = document.getElementById('checkpoint'); const l = c.textContent.split('\\n'); l[2] = l[2].replace(/^./, (x) => x === 'A' ? 'B' : 'A'); c.textContent = l.join('\\n');",
+        // The checkpoint's size claimed larger.
+        "const c = document.getElementById('checkpoint'); const l = c.textContent.split('\\n'); l[1] = '4'; c.textContent = l.join('\\n');",
+    ];
+    for (i, t) in tamper.iter().enumerate() {
+        browser.goto(&format!("{}/console/log/entries/1", cp.url));
+        browser.run(t, json!([]));
+        let v = browser.verify_entry(&key);
+        assert!(v.starts_with("Verification FAILED"), "tampering {i} passed: {v}");
+        if i == 0 {
+            browser.screenshot(&screenshots().join("entry-tampered.png"));
+        }
+    }
+
+    // The page's data is plain HTML: only the verification needs JavaScript.
+    let html = cp
+        .http()
+        .get(format!("{}/console/log/entries/1", cp.url))
+        .send()
+        .unwrap();
+    assert_eq!(html.status(), 200);
+    let csp = html.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let body = html.text().unwrap();
+    assert!(
+        body.contains("<noscript>") && body.contains("id=\"checkpoint\""),
+        "{body}"
+    );
+    // Unknown or unpublished entries, and a bad index, say so.
+    for (path, status) in [
+        ("/console/log/entries/3", 404),
+        ("/console/log/entries/x", 400),
+        ("/console/log/entry?index=-1", 400),
+    ] {
+        let r = cp.http().get(format!("{}{path}", cp.url)).send().unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+    }
 }
