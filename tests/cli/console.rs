@@ -554,7 +554,10 @@ impl Browser {
             let v = self.run("return document.getElementById('verdict').textContent", json!([]));
             let v = v.as_str().unwrap_or_default().to_owned();
             if v.starts_with("Verified") || v.starts_with("Verification FAILED") {
-                self.run("document.getElementById('verify-title').scrollIntoView()", json!([]));
+                self.run(
+                    "document.getElementById('verify-title').scrollIntoView()",
+                    json!([]),
+                );
                 return v;
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -676,6 +679,55 @@ fn an_entry_page_verifies_its_inclusion_in_the_browser_and_catches_a_lying_page(
         }
     }
 
+    // The log grows; the browser holds the server to the history it saw.
+    let ws2 = work.path().join("ws2");
+    std::fs::create_dir_all(&ws2).unwrap();
+    for w in ["payments-release", "payments-quality", "psirt-advisories"] {
+        crate::controlplane::operator(&cp, &ws2, w);
+    }
+    for _ in 0..200 {
+        if cp.get("/api/v1/log", None).1["sizes"]["published"] == 6 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    browser.goto(&format!("{}/console/log/entries/4", cp.url));
+    let v = browser.verify_entry(&key);
+    assert!(
+        v.contains("It extends the checkpoint this browser verified before (size 3)"),
+        "{v}"
+    );
+    browser.screenshot(&screenshots().join("entry-consistent.png"));
+    let v = browser.verify_entry(&key);
+    assert!(
+        v.contains("It is the checkpoint this browser verified before"),
+        "{v}"
+    );
+    // What this browser saw before, rewritten: another history at size 3,
+    // then a larger tree than the server now shows.
+    let seen = browser.run(
+        "return Object.keys(localStorage).find((k) => k.startsWith('tally.seen.'))",
+        json!([]),
+    );
+    let seen = seen.as_str().unwrap().to_owned();
+    for (record, want) in [
+        (
+            json!({"size": "3", "root": "00".repeat(32)}),
+            "the server shows different histories",
+        ),
+        (
+            json!({"size": "9", "root": "00".repeat(32)}),
+            "the log went back in time",
+        ),
+    ] {
+        browser.run(
+            "localStorage.setItem(arguments[0], arguments[1])",
+            json!([seen, record.to_string()]),
+        );
+        let v = browser.verify_entry(&key);
+        assert!(v.starts_with("Verification FAILED") && v.contains(want), "{v}");
+    }
+
     // The page's data is plain HTML: only the verification needs JavaScript.
     let html = cp
         .http()
@@ -695,7 +747,7 @@ fn an_entry_page_verifies_its_inclusion_in_the_browser_and_catches_a_lying_page(
     );
     // Unknown or unpublished entries, and a bad index, say so.
     for (path, status) in [
-        ("/console/log/entries/3", 404),
+        ("/console/log/entries/99", 404),
         ("/console/log/entries/x", 400),
         ("/console/log/entry?index=-1", 400),
     ] {
