@@ -16,6 +16,7 @@ pub mod listener;
 pub mod meta;
 pub mod metrics;
 pub mod mirror;
+pub mod search;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -755,3 +755,88 @@ fn an_entry_page_verifies_its_inclusion_in_the_browser_and_catches_a_lying_page(
         assert_eq!(r.status().as_u16(), status, "{path}");
     }
 }
+
+#[test]
+fn a_digest_search_finds_the_attestation_whose_entry_then_verifies_in_the_browser() {
+    use crate::controlplane::{craft_release, ok, pipeline, push, SETUP_ENTRIES};
+    let Some(browser) = Browser::start() else { return };
+    let (_d, _repo, cp, ws, op) = pipeline(&[]);
+    let env = op.env();
+    craft_release(&cp, &ws, &env);
+    let pushed = ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
+    assert_eq!(pushed["log_index"], SETUP_ENTRIES);
+    let key = cp.get("/api/v1/log", None).1["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    browser.goto(&format!("{}/console/log/search", cp.url));
+    // The image's digest, typed in upper case.
+    browser.run(
+        "document.getElementById('digest').value = arguments[0]; document.querySelector('main form').requestSubmit();",
+        json!([format!("sha256:{}", "5E".repeat(32))]),
+    );
+    let mut link = Value::Null;
+    for _ in 0..100 {
+        link = browser.run(
+            "const a = document.querySelector('#hits a'); return a && a.getAttribute('href')",
+            json!([]),
+        );
+        if !link.is_null() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(link, json!(format!("/console/log/entries/{SETUP_ENTRIES}")));
+    let row = browser.run(
+        "return document.querySelector('#hits tbody tr').textContent",
+        json!([]),
+    );
+    assert!(
+        row.as_str().unwrap().contains("subject") && row.as_str().unwrap().contains("payments-release"),
+        "{row}"
+    );
+    let complete = browser.run(
+        "return document.getElementById('complete').textContent",
+        json!([]),
+    );
+    assert!(
+        complete.as_str().unwrap().contains("first 2 entries"),
+        "{complete}"
+    );
+    browser.screenshot(&screenshots().join("search.png"));
+    browser.run("document.querySelector('#hits a').click()", json!([]));
+    for _ in 0..100 {
+        if browser.run("return location.pathname", json!([])) == link {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let v = browser.verify_entry(&key);
+    assert!(
+        v.starts_with("Verified in this browser")
+            && v.contains(&format!("entry {SETUP_ENTRIES} is in that tree")),
+        "{v}"
+    );
+
+    // No hit, a malformed digest, markup in the query: said plainly, escaped.
+    for (q, status, says) in [
+        (
+            format!("sha256:{}", "ab".repeat(32)),
+            200,
+            "No attestation names this digest",
+        ),
+        ("nonsense".to_owned(), 400, "digest must be"),
+        ("<script>x</script>:zz".to_owned(), 400, "&lt;script&gt;"),
+    ] {
+        let r = cp
+            .http()
+            .get(format!("{}/console/log/search", cp.url))
+            .query(&[("digest", &q)])
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{q}");
+        let body = r.text().unwrap();
+        assert!(body.contains(says) && !body.contains("<script>x"), "{q}: {body}");
+    }
+}

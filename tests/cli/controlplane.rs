@@ -325,7 +325,7 @@ fn image() -> String {
 }
 
 /// The developer's flow up to a ready run.
-fn craft_release(cp: &ControlPlane, ws: &Path, env: &[(&str, &str)]) -> Value {
+pub(crate) fn craft_release(cp: &ControlPlane, ws: &Path, env: &[(&str, &str)]) -> Value {
     craft_release_with(cp, ws, env, &image()).0
 }
 

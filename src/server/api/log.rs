@@ -3,7 +3,6 @@
 //! proofs, entries, envelopes, search, health and metrics. No token needed.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -17,6 +16,7 @@ use serde::Deserialize;
 use super::body::{hash_param, query};
 use super::error::{ApiError, ApiResult};
 use crate::server::meta::AttestationRow;
+use crate::server::search::{self, Search, SearchError};
 use crate::server::App;
 use crate::wire;
 
@@ -364,43 +364,21 @@ pub(super) async fn search(
     q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<wire::SearchAnswer>> {
     let q = query(q)?;
-    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    // Complete up to where both the log is published and the index is
-    // written (the index follows the acknowledgement by a few milliseconds;
-    // wait for it briefly rather than answer short).
-    let published = app
-        .indexed
-        .reach(app.ledger.sizes().published, Duration::from_secs(2))
-        .await as i64;
-    let results: Vec<wire::SearchHit> = if let Some(d) = &q.digest {
-        let (alg, hex) = d
-            .split_once(':')
-            .ok_or_else(|| ApiError::bad("digest must be <algorithm>:<hex>, e.g. sha256:…"))?;
-        if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ApiError::bad(format!("{d:?} is not <algorithm>:<hex>")));
-        }
-        let d = format!("{alg}:{}", hex.to_ascii_lowercase());
-        app.meta
-            .search_digest(&d)
-            .map_err(ApiError::meta)?
-            .into_iter()
-            .filter(|(a, _)| a.log_index < published)
-            .take(limit as usize)
-            .map(|(a, dr)| hit(a, Some(dr)))
-            .collect()
-    } else if q.workflow.is_some() || q.contract_revision.is_some() {
-        app.meta
-            .search(q.workflow.as_deref(), q.contract_revision.as_deref(), limit)
-            .map_err(ApiError::meta)?
-            .into_iter()
-            .filter(|a| a.log_index < published)
-            .map(|a| hit(a, None))
-            .collect()
-    } else {
-        return Err(ApiError::bad("give digest, workflow or contract_revision"));
+    let what = match &q.digest {
+        Some(d) => Search::Digest(d),
+        None => Search::Filter {
+            workflow: q.workflow.as_deref(),
+            contract_revision: q.contract_revision.as_deref(),
+        },
     };
+    let found = search::search(&app, what, q.limit.unwrap_or(1000))
+        .await
+        .map_err(|e| match e {
+            SearchError::Bad(m) => ApiError::bad(m),
+            SearchError::Meta(e) => ApiError::meta(e),
+        })?;
     Ok(Json(wire::SearchAnswer {
-        published_size: published,
-        results,
+        published_size: found.published,
+        results: found.hits.into_iter().map(|(a, d)| hit(a, d)).collect(),
     }))
 }

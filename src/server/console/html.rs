@@ -26,7 +26,8 @@ pub(super) fn page(status: StatusCode, title: &str, body: &str) -> Response {
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{} — tally</title>\n<link rel=\"stylesheet\" href=\"/console/console.css\">\n</head>\n<body>\n\
-         <header><nav aria-label=\"Main\"><a href=\"/console/log\">Log</a></nav></header>\n\
+         <header><nav aria-label=\"Main\"><a href=\"/console/log\">Log</a> · \
+         <a href=\"/console/log/search\">Search</a></nav></header>\n\
          <main>\n{body}</main>\n</body>\n</html>\n",
         escape(title)
     );

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::html::{error, escape, page};
+use crate::server::search::{self, Search, SearchError};
 use crate::server::{checkpoint_size, App};
 
 /// `GET /console/log`: the published checkpoint and a way to an entry.
@@ -110,3 +111,81 @@ pub(super) async fn entry(State(app): State<Arc<App>>, Path(index): Path<String>
     );
     page(StatusCode::OK, &format!("Entry {index}"), &body)
 }
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Lookup {
+    digest: Option<String>,
+}
+
+/// `GET /console/log/search?digest=…`: the attestations naming a digest
+/// (subject, material or envelope), each linked to its entry's page, and
+/// the size up to which the answer is complete.
+pub(super) async fn search(
+    State(app): State<Arc<App>>,
+    q: Result<Query<Lookup>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let digest = q.ok().and_then(|q| q.0.digest).unwrap_or_default();
+    let form = format!(
+        "<h1>Search the log</h1>\n<form method=\"get\" action=\"/console/log/search\">\n\
+         <label for=\"digest\">Digest of a subject, material or envelope</label>\n\
+         <input id=\"digest\" name=\"digest\" size=\"70\" placeholder=\"sha256:…\" value=\"{}\" \
+         spellcheck=\"false\" required>\n<button type=\"submit\">Search</button>\n</form>\n",
+        escape(&digest)
+    );
+    if digest.trim().is_empty() {
+        return page(StatusCode::OK, "Search", &form);
+    }
+    let found = match search::search(&app, Search::Digest(&digest), SEARCH_LIMIT).await {
+        Ok(f) => f,
+        Err(SearchError::Bad(m)) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Search",
+                &format!("{form}<p role=\"alert\">{}</p>\n", escape(&m)),
+            )
+        }
+        Err(SearchError::Meta(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    let rows: String = found
+        .hits
+        .iter()
+        .map(|(a, d)| {
+            let (role, name) = d.as_ref().map_or((String::new(), String::new()), |d| (d.role.clone(), d.name.clone()));
+            format!(
+                "<tr><td><a href=\"/console/log/entries/{i}\">{i}</a></td><td>{role}</td><td>{name}</td>\
+                 <td>{workflow}</td><td>{project}</td><td><code>{run}</code></td><td><code>{env}</code></td></tr>\n",
+                i = a.log_index,
+                role = escape(&role),
+                name = escape(&name),
+                workflow = escape(&a.workflow),
+                project = escape(&a.project),
+                run = escape(&a.run_id),
+                env = escape(&a.envelope_digest),
+            )
+        })
+        .collect();
+    let table = if found.hits.is_empty() {
+        "<p id=\"hits\">No attestation names this digest.</p>\n".to_owned()
+    } else {
+        format!(
+            "<table id=\"hits\">\n<caption>{n} attestation(s) name it</caption>\n<thead><tr><th scope=\"col\">Entry</th>\
+             <th scope=\"col\">As</th><th scope=\"col\">Name</th><th scope=\"col\">Workflow</th><th scope=\"col\">Project</th>\
+             <th scope=\"col\">Run</th><th scope=\"col\">Envelope</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n",
+            n = found.hits.len()
+        )
+    };
+    let body = format!(
+        "{form}{table}<p id=\"complete\">Complete for the first {published} entries of the log (what is \
+         published and indexed){more}.</p>\n",
+        published = found.published,
+        more = if found.hits.len() as i64 >= SEARCH_LIMIT {
+            format!("; only the first {SEARCH_LIMIT} hits are shown")
+        } else {
+            String::new()
+        },
+    );
+    page(StatusCode::OK, "Search", &body)
+}
+
+/// Most hits a search page lists.
+const SEARCH_LIMIT: i64 = 500;

@@ -39,6 +39,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/console/log", get(log::overview))
         .route("/console/log/entry", get(log::find_entry))
         .route("/console/log/entries/{index}", get(log::entry))
+        .route("/console/log/search", get(log::search))
         .with_state(app)
 }
 
