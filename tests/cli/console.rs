@@ -529,6 +529,19 @@ impl Browser {
         )
     }
 
+    /// Polls `script` until it returns `want` (2.5 s at most); its last value.
+    fn wait_for(&self, script: &str, want: &Value) -> Value {
+        let mut v = Value::Null;
+        for _ in 0..100 {
+            v = self.run(script, json!([]));
+            if v == *want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        v
+    }
+
     /// Saves a PNG screenshot of the page to `path` (a test artifact).
     fn screenshot(&self, path: &Path) {
         let v = self
@@ -566,6 +579,16 @@ impl Browser {
     }
 }
 
+/// Waits (10 s at most) until `cp` has published `size` entries.
+fn wait_published(cp: &ControlPlane, size: u64) {
+    for _ in 0..200 {
+        if cp.get("/api/v1/log", None).1["sizes"]["published"] == size {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Where the console's screenshots go (kept by CI as artifacts).
 fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
@@ -584,12 +607,7 @@ fn an_entry_page_verifies_its_inclusion_in_the_browser_and_catches_a_lying_page(
     }
     let log = cp.get("/api/v1/log", None).1;
     let key = log["verifier_key"].as_str().unwrap().to_owned();
-    for _ in 0..200 {
-        if cp.get("/api/v1/log", None).1["sizes"]["published"] == 3 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_published(&cp, 3);
 
     // The overview and its form lead to the entry.
     browser.goto(&format!("{}/console/log", cp.url));
@@ -605,14 +623,8 @@ fn an_entry_page_verifies_its_inclusion_in_the_browser_and_catches_a_lying_page(
         "document.getElementById('index').value = '1'; document.querySelector('form').requestSubmit();",
         json!([]),
     );
-    for _ in 0..100 {
-        if browser.run("return location.pathname", json!([])) == "/console/log/entries/1" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
     assert_eq!(
-        browser.run("return location.pathname", json!([])),
+        browser.wait_for("return location.pathname", &json!("/console/log/entries/1")),
         "/console/log/entries/1"
     );
     assert_eq!(
@@ -685,12 +697,7 @@ fn an_entry_page_verifies_its_inclusion_in_the_browser_and_catches_a_lying_page(
     for w in ["payments-release", "payments-quality", "psirt-advisories"] {
         crate::controlplane::operator(&cp, &ws2, w);
     }
-    for _ in 0..200 {
-        if cp.get("/api/v1/log", None).1["sizes"]["published"] == 6 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_published(&cp, 6);
     browser.goto(&format!("{}/console/log/entries/4", cp.url));
     let v = browser.verify_entry(&key);
     assert!(
@@ -776,18 +783,14 @@ fn a_digest_search_finds_the_attestation_whose_entry_then_verifies_in_the_browse
         "document.getElementById('digest').value = arguments[0]; document.querySelector('main form').requestSubmit();",
         json!([format!("sha256:{}", "5E".repeat(32))]),
     );
-    let mut link = Value::Null;
-    for _ in 0..100 {
-        link = browser.run(
+    let link = json!(format!("/console/log/entries/{SETUP_ENTRIES}"));
+    assert_eq!(
+        browser.wait_for(
             "const a = document.querySelector('#hits a'); return a && a.getAttribute('href')",
-            json!([]),
-        );
-        if !link.is_null() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert_eq!(link, json!(format!("/console/log/entries/{SETUP_ENTRIES}")));
+            &link
+        ),
+        link
+    );
     let row = browser.run(
         "return document.querySelector('#hits tbody tr').textContent",
         json!([]),
@@ -806,12 +809,7 @@ fn a_digest_search_finds_the_attestation_whose_entry_then_verifies_in_the_browse
     );
     browser.screenshot(&screenshots().join("search.png"));
     browser.run("document.querySelector('#hits a').click()", json!([]));
-    for _ in 0..100 {
-        if browser.run("return location.pathname", json!([])) == link {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    browser.wait_for("return location.pathname", &link);
     let v = browser.verify_entry(&key);
     assert!(
         v.starts_with("Verified in this browser")
