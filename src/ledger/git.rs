@@ -32,6 +32,8 @@ pub struct Head {
     pub commit: ObjectId,
     /// Its tree.
     pub tree: ObjectId,
+    /// Its commit time: when it was published (Unix seconds).
+    pub time: i64,
 }
 
 fn git_err(what: &str, e: impl std::fmt::Display) -> LedgerError {
@@ -132,9 +134,14 @@ impl LedgerRepo {
         let tree = commit
             .tree_id()
             .map_err(|e| git_err("reading the head tree", e))?;
+        let time = commit
+            .time()
+            .map_err(|e| git_err("reading the head commit's time", e))?
+            .seconds;
         Ok(Some(Head {
             commit: commit.id,
             tree: tree.detach(),
+            time,
         }))
     }
 
@@ -224,10 +231,11 @@ impl LedgerRepo {
             .write(|t| repo.objects.write(t))
             .map_err(|e| git_err("writing the tree", e))?;
         drop(editor);
+        let now = gix::date::Time::now_utc();
         let sig = gix::actor::Signature {
             name: "tally".into(),
             email: "tally@localhost".into(),
-            time: gix::date::Time::now_utc(),
+            time: now,
         };
         let parents: Vec<ObjectId> = base.map(|h| h.commit).into_iter().collect();
         let commit_obj = gix::objs::Commit {
@@ -271,7 +279,11 @@ impl LedgerRepo {
                 .map_err(LedgerError::io("writing HEAD"))?;
         }
         self.write_info_refs(commit)?;
-        Ok(Head { commit, tree })
+        Ok(Head {
+            commit,
+            tree,
+            time: now.seconds,
+        })
     }
 
     /// `info/refs` for the dumb HTTP protocol (what `git update-server-info` writes).

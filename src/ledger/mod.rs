@@ -669,6 +669,12 @@ impl Ledger {
         lock(&self.inner.state).published.checkpoint.to_string()
     }
 
+    /// When the published checkpoint was published (Unix seconds; `None`
+    /// before the first publication).
+    pub fn published_at(&self) -> Option<i64> {
+        lock(&self.inner.state).published.head.as_ref().map(|h| h.time)
+    }
+
     /// Blocks until the published size exceeds `index` (or `timeout`);
     /// returns the published size.
     pub fn wait_published(&self, index: u64, timeout: Duration) -> Result<u64, LedgerError> {

@@ -83,6 +83,15 @@ CREATE TABLE IF NOT EXISTS run_policies (run_id TEXT PRIMARY KEY, policies_commi
 CREATE TABLE IF NOT EXISTS exceptions (
   run_id TEXT PRIMARY KEY, granted_by TEXT NOT NULL, reason TEXT NOT NULL,
   granted_at INTEGER NOT NULL, until INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at, id);
+CREATE TABLE IF NOT EXISTS refusals (
+  id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, workflow TEXT NOT NULL, caller TEXT NOT NULL,
+  code TEXT NOT NULL, message TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS refusals_by_run ON refusals (run_id);
+CREATE INDEX IF NOT EXISTS refusals_by_time ON refusals (at);
+CREATE TABLE IF NOT EXISTS console_sessions (
+  id_hash BLOB PRIMARY KEY, token_hash BLOB NOT NULL, csrf TEXT NOT NULL,
+  created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
 ";
 
 /// The search tables of releases before the compact keys, as they created
@@ -253,6 +262,53 @@ pub struct WorkflowStats {
     pub mean_duration_s: Option<f64>,
 }
 
+/// A refused push, as recorded for the console (SPEC.md §16.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalRow {
+    /// The run pushed to.
+    pub run_id: String,
+    /// Its workflow.
+    pub workflow: String,
+    /// Who pushed (token id, `admin` or `oidc:<iss>#<sub>`).
+    pub caller: String,
+    /// The refusal's machine code (SPEC.md §12.4).
+    pub code: String,
+    /// What the client was told.
+    pub message: String,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// A console session (SPEC.md §16.3): only hashes of secrets are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// SHA-256 of the token the session was opened with.
+    pub token_hash: Vec<u8>,
+    /// The session's CSRF token.
+    pub csrf: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Which runs a page lists, newest first (SPEC.md §16.3).
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only these workflows (`None`: all; the caller's scope).
+    pub scope: Option<Vec<String>>,
+    /// One workflow.
+    pub workflow: Option<String>,
+    /// One project.
+    pub project: Option<String>,
+    /// One status.
+    pub status: Option<String>,
+    /// Created at or after (unix seconds).
+    pub since: Option<i64>,
+    /// Created before (unix seconds).
+    pub until: Option<i64>,
+    /// Strictly after this (created_at, id) in the listing's order.
+    pub after: Option<(i64, String)>,
+}
+
 /// The metadata store.
 pub struct Meta {
     conn: Mutex<Connection>,
@@ -304,6 +360,22 @@ const RUN_COLS: &str = run_cols!();
 /// Looked up on every push: a literal, so the statement cache is hit without
 /// formatting the query first.
 const RUN_BY_ID: &str = concat!("SELECT ", run_cols!(), " FROM runs WHERE id = ?1");
+
+fn refusal_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefusalRow> {
+    Ok(RefusalRow {
+        run_id: r.get(0)?,
+        workflow: r.get(1)?,
+        caller: r.get(2)?,
+        code: r.get(3)?,
+        message: r.get(4)?,
+        at: r.get(5)?,
+    })
+}
+
+/// A scope of workflows as the JSON array `json_each` reads (`None`: all).
+fn scope_json(scope: Option<&[String]>) -> Option<String> {
+    scope.map(|s| serde_json::to_string(s).unwrap_or_else(|_| "[]".into()))
+}
 
 fn att_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttestationRow> {
     Ok(AttestationRow {
@@ -883,6 +955,15 @@ impl Meta {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The workflows that stored artifact `digest`, with the size each stored.
+    pub fn artifact_owners(&self, digest: &str) -> Result<Vec<(String, i64)>> {
+        let c = self.r();
+        let mut st =
+            c.prepare_cached("SELECT workflow, size FROM artifacts WHERE digest = ?1 ORDER BY workflow")?;
+        let rows = st.query_map([digest], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// How many entries (attestations and certificates) are indexed.
     pub fn indexed_count(&self) -> Result<u64> {
         Ok(self.c().query_row(
@@ -1032,6 +1113,156 @@ impl Meta {
         )?;
         let rows = st.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records a refused push; the message is cut to 8 KiB.
+    pub fn record_refusal(&self, r: &RefusalRow) -> Result<()> {
+        let mut message = r.message.clone();
+        if message.len() > 8192 {
+            let mut cut = 8192;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        self.c().execute(
+            "INSERT INTO refusals (run_id, workflow, caller, code, message, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![r.run_id, r.workflow, r.caller, r.code, message, r.at],
+        )?;
+        Ok(())
+    }
+
+    /// A run's refused pushes, oldest first (at most `limit`).
+    pub fn refusals_of(&self, run: &str, limit: i64) -> Result<Vec<RefusalRow>> {
+        let c = self.r();
+        let mut st = c.prepare_cached(
+            "SELECT run_id, workflow, caller, code, message, at FROM refusals WHERE run_id = ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![run, limit], refusal_from)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Refused pushes newest first, within `scope`, of one code if given,
+    /// older than refusal `before` (the cursor): (cursor, refusal).
+    pub fn refusals_page(
+        &self,
+        scope: Option<&[String]>,
+        code: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<(i64, RefusalRow)>> {
+        let c = self.r();
+        let mut st = c.prepare_cached(
+            "SELECT run_id, workflow, caller, code, message, at, id FROM refusals WHERE \
+               (?1 IS NULL OR workflow IN (SELECT value FROM json_each(?1))) \
+               AND (?2 IS NULL OR code = ?2) AND (?3 IS NULL OR id < ?3) \
+             ORDER BY id DESC LIMIT ?4",
+        )?;
+        let rows = st.query_map(params![scope_json(scope), code, before, limit], |r| {
+            Ok((r.get(6)?, refusal_from(r)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Refused pushes since `since` by code, within `scope` (`None`: all
+    /// workflows), most frequent first.
+    pub fn refusals_by_code(&self, since: i64, scope: Option<&[String]>) -> Result<Vec<(String, i64)>> {
+        let c = self.r();
+        let mut st = c.prepare_cached(
+            "SELECT code, COUNT(*) FROM refusals WHERE at >= ?1 \
+             AND (?2 IS NULL OR workflow IN (SELECT value FROM json_each(?2))) \
+             GROUP BY code ORDER BY 2 DESC, 1",
+        )?;
+        let rows = st.query_map(params![since, scope_json(scope)], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A page of runs, newest first: `filter`, at most `limit`.
+    pub fn runs_page(&self, f: &RunFilter, limit: i64) -> Result<Vec<Run>> {
+        let c = self.r();
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {RUN_COLS} FROM runs WHERE \
+               (?1 IS NULL OR workflow IN (SELECT value FROM json_each(?1))) \
+               AND (?2 IS NULL OR workflow = ?2) AND (?3 IS NULL OR project = ?3) \
+               AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR created_at >= ?5) \
+               AND (?6 IS NULL OR created_at < ?6) \
+               AND (?7 IS NULL OR created_at < ?7 OR (created_at = ?7 AND id < ?8)) \
+             ORDER BY created_at DESC, id DESC LIMIT ?9"
+        ))?;
+        let (after_at, after_id) = match &f.after {
+            Some((t, id)) => (Some(*t), Some(id.as_str())),
+            None => (None, None),
+        };
+        let rows = st.query_map(
+            params![
+                scope_json(f.scope.as_deref()),
+                f.workflow,
+                f.project,
+                f.status,
+                f.since,
+                f.until,
+                after_at,
+                after_id,
+                limit
+            ],
+            run_from,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Runs per UTC day and status since `since`, within `scope`:
+    /// (YYYY-MM-DD, status, count), oldest day first.
+    pub fn runs_per_day_by_status(
+        &self,
+        since: i64,
+        scope: Option<&[String]>,
+    ) -> Result<Vec<(String, String, i64)>> {
+        let c = self.r();
+        let mut st = c.prepare_cached(
+            "SELECT date(created_at, 'unixepoch'), status, COUNT(*) FROM runs WHERE created_at >= ?1 \
+             AND (?2 IS NULL OR workflow IN (SELECT value FROM json_each(?2))) \
+             GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        let rows = st.query_map(params![since, scope_json(scope)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Opens a console session (by the SHA-256 of its id).
+    pub fn create_session(&self, id_hash: &[u8], s: &SessionRow, now: i64) -> Result<()> {
+        let c = self.c();
+        c.execute("DELETE FROM console_sessions WHERE expires_at <= ?1", [now])?;
+        c.execute(
+            "INSERT INTO console_sessions (id_hash, token_hash, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id_hash, s.token_hash, s.csrf, now, s.expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// A console session that has not expired at `now`.
+    pub fn session(&self, id_hash: &[u8], now: i64) -> Result<Option<SessionRow>> {
+        let c = self.r();
+        let mut st = c.prepare_cached(
+            "SELECT token_hash, csrf, expires_at FROM console_sessions WHERE id_hash = ?1 AND expires_at > ?2",
+        )?;
+        Ok(st
+            .query_row(params![id_hash, now], |r| {
+                Ok(SessionRow {
+                    token_hash: r.get(0)?,
+                    csrf: r.get(1)?,
+                    expires_at: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Ends a console session.
+    pub fn delete_session(&self, id_hash: &[u8]) -> Result<()> {
+        self.c()
+            .execute("DELETE FROM console_sessions WHERE id_hash = ?1", [id_hash])?;
+        Ok(())
     }
 
     /// Runs by status (for metrics).

@@ -89,26 +89,12 @@ fn load(app: &App, i: u64) -> Result<Option<(AttestationArtifact, Vec<u8>)>, Ser
     if ledger_format::certificate::is_certificate_entry(&text) || ledger_format::key::is_key_entry(&text) {
         return Ok(None);
     }
-    let crate::server::Logged {
-        entry: e,
-        text,
-        envelope,
-        payload,
-        verdict,
-    } = app.logged(i)?;
     // The offline bundle (SPEC.md §6.2) at the current checkpoint: whoever
     // pulls the attestation from the registry can check its inclusion with
     // `tally verify --bundle`, without asking this server.
-    let bundle = crate::attest::bundle::Bundle {
-        log_index: i,
-        entry: String::from_utf8_lossy(&text).into_owned(),
-        tlog_proof: app.tlog_proof(i)?,
-        envelope: envelope.clone(),
-        verdict,
-        certificate: crate::server::certify::logged_certificate(app, &envelope)?,
-    }
-    .to_json()
-    .into_bytes();
+    let (logged, bundle) = app.offline_bundle(i)?;
+    let (e, envelope) = (logged.entry, logged.envelope);
+    let payload = logged.payload;
     let mut annotations = BTreeMap::new();
     annotations.insert("dev.tally.log.origin".to_owned(), app.cfg.origin.clone());
     annotations.insert("dev.tally.log.index".to_owned(), i.to_string());

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod artifact_store;
+pub mod auth;
 pub mod budget;
 pub mod certify;
 pub mod console;
@@ -1226,6 +1227,24 @@ impl App {
             payload,
             verdict,
         })
+    }
+
+    /// Entry `i` read back, and its offline bundle (SPEC.md §6.2) under the
+    /// checkpoint published now: what `tally verify --bundle` checks without
+    /// asking this server. Blocking.
+    pub fn offline_bundle(&self, i: u64) -> Result<(Logged, Vec<u8>), ServerError> {
+        let logged = self.logged(i)?;
+        let bundle = crate::attest::bundle::Bundle {
+            log_index: i,
+            entry: String::from_utf8_lossy(&logged.text).into_owned(),
+            tlog_proof: self.tlog_proof(i)?,
+            envelope: logged.envelope.clone(),
+            verdict: logged.verdict.clone(),
+            certificate: certify::logged_certificate(self, &logged.envelope)?,
+        }
+        .to_json()
+        .into_bytes();
+        Ok((logged, bundle))
     }
 
     /// The tlog-proof text (SPEC.md §6) of entry `index` under the checkpoint

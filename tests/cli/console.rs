@@ -838,3 +838,432 @@ fn a_digest_search_finds_the_attestation_whose_entry_then_verifies_in_the_browse
         assert!(body.contains(says) && !body.contains("<script>x"), "{q}: {body}");
     }
 }
+
+/// A client that shows redirects instead of following them.
+fn no_redirects() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// The value of `name` in a response's `Set-Cookie` headers, with the whole header.
+fn set_cookie(r: &reqwest::blocking::Response, name: &str) -> Option<(String, String)> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| {
+            let value = v[name.len() + 1..].split(';').next().unwrap().to_owned();
+            (value, v.to_owned())
+        })
+}
+
+/// The `value` of the hidden input `name` in a page.
+fn hidden(html: &str, name: &str) -> String {
+    let at = html
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no hidden {name} in {html}"));
+    let rest = &html[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Logs in with `token` through the form; the session cookie's value.
+fn console_login(cp: &ControlPlane, token: &str) -> String {
+    let http = no_redirects();
+    let r = http.get(format!("{}/console/login", cp.url)).send().unwrap();
+    let (login, _) = set_cookie(&r, "tally_login").expect("the login form's cookie");
+    let csrf = hidden(&r.text().unwrap(), "csrf");
+    let r = http
+        .post(format!("{}/console/login", cp.url))
+        .header("cookie", format!("tally_login={login}"))
+        .form(&[("token", token), ("csrf", &csrf), ("next", "/console/runs")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303, "{}", r.text().unwrap());
+    set_cookie(&r, "tally_session").expect("a session cookie").0
+}
+
+/// `GET path` with the session cookie: (status, Location, body).
+fn console_get(cp: &ControlPlane, session: Option<&str>, path: &str) -> (u16, String, String) {
+    let mut req = no_redirects().get(format!("{}{path}", cp.url));
+    if let Some(s) = session {
+        req = req.header("cookie", format!("tally_session={s}"));
+    }
+    let r = req.send().unwrap();
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, location, r.text().unwrap())
+}
+
+/// The release pipeline's run with one refused push (a key the workflow
+/// never registered) and then its attestation accepted, a second
+/// workflow's operator, and a breaking change to the release contract
+/// merged after the run: (tmp, control plane, release token, other
+/// workflow's token, run id, the contracts repository).
+fn console_fixture() -> (tempfile::TempDir, ControlPlane, String, String, String, PathBuf) {
+    use crate::common::{code, git, stderr};
+    use crate::controlplane::{craft_release, ok, operator, pipeline, push};
+    let (d, repo, cp, ws, op) = pipeline(&[]);
+    let other = operator(&cp, &ws, "payments-quality");
+    let env = op.env();
+    craft_release(&cp, &ws, &env);
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(ws.join(".tally/attestation.json")).unwrap()).unwrap();
+    let run = state["run_id"].as_str().unwrap().to_owned();
+    let rogue = ws.join("rogue");
+    std::fs::create_dir_all(&rogue).unwrap();
+    ok(&cp.tally(
+        &rogue,
+        &[],
+        &["key", "generate", "--kind", "signing", "--algorithm", "ed25519"],
+    ));
+    let o = push(&cp, &ws, &env, "rogue/cosign.key", &[]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
+    let c = repo.join("build-and-release.toml");
+    let text = std::fs::read_to_string(&c).unwrap();
+    let stricter = text.replace(
+        "name = \"chart\"\ntype = \"HELM_CHART\"\noptional = true\n",
+        "name = \"chart\"\ntype = \"HELM_CHART\"\n",
+    );
+    assert_ne!(text, stricter);
+    std::fs::write(&c, stricter).unwrap();
+    git(&repo, &["commit", "-q", "-am", "releases must ship their chart"]);
+    (d, cp, op.token, other.token, run, repo)
+}
+
+#[test]
+fn console_sessions_and_the_authorization_of_every_page() {
+    let (_d, cp, release, quality, run, _repo) = console_fixture();
+    let pages = [
+        "/console/runs".to_owned(),
+        format!("/console/runs/{run}"),
+        format!("/console/runs/{run}/bundle"),
+        "/console/refusals".to_owned(),
+        "/console/contracts".to_owned(),
+        "/console/contracts/build-and-release".to_owned(),
+    ];
+    // Anonymous: the log's pages are public; the rest send to the login
+    // page and back.
+    for p in [
+        "/console",
+        "/console/log",
+        "/console/log/search",
+        "/console/login",
+    ] {
+        let (s, _, body) = console_get(&cp, None, p);
+        assert_eq!(s, 200, "{p}: {body}");
+    }
+    for p in &pages {
+        let (s, location, _) = console_get(&cp, None, p);
+        assert_eq!(s, 303, "{p}");
+        assert!(
+            location.starts_with("/console/login?next=%2Fconsole"),
+            "{p}: {location}"
+        );
+    }
+    let (_, _, overview) = console_get(&cp, None, "/console");
+    assert!(overview.contains("Log in</a> to see runs") && !overview.contains("runs-per-day"));
+
+    // Logging in: the double-submit check, unknown tokens, CI ID tokens,
+    // where it goes after, and the cookie's attributes.
+    let http = no_redirects();
+    let form = http.get(format!("{}/console/login", cp.url)).send().unwrap();
+    let (login, header) = set_cookie(&form, "tally_login").unwrap();
+    assert!(
+        header.contains("HttpOnly") && header.contains("SameSite=Strict"),
+        "{header}"
+    );
+    let csrf = hidden(&form.text().unwrap(), "csrf");
+    let post = |cookie: &str, fields: &[(&str, &str)], proto: Option<&str>| {
+        let mut r = http
+            .post(format!("{}/console/login", cp.url))
+            .header("cookie", format!("tally_login={cookie}"))
+            .form(fields);
+        if let Some(p) = proto {
+            r = r.header("x-forwarded-proto", p);
+        }
+        r.send().unwrap()
+    };
+    let r = post("forged", &[("token", &cp.admin), ("csrf", "forged-too")], None);
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(set_cookie(&r, "tally_session").is_none());
+    let r = post(&login, &[("token", &cp.admin), ("csrf", "another")], None);
+    assert_eq!(r.status().as_u16(), 403);
+    let r = post(&login, &[("token", "tally_nope"), ("csrf", &csrf)], None);
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.text().unwrap().contains("not known to this server"));
+    let r = post(
+        &login,
+        &[
+            ("token", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"),
+            ("csrf", &csrf),
+        ],
+        None,
+    );
+    assert_eq!(r.status().as_u16(), 401);
+    let r = post(&login, &[("csrf", &csrf)], None);
+    assert_eq!(r.status().as_u16(), 400);
+    let r = post(
+        &login,
+        &[
+            ("token", &cp.admin),
+            ("csrf", &csrf),
+            ("next", "https://evil.example/console"),
+        ],
+        Some("https"),
+    );
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/console");
+    let (_, header) = set_cookie(&r, "tally_session").unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/console", "Secure"] {
+        assert!(header.contains(attr), "{attr} in {header}");
+    }
+    let plain = console_login(&cp, &cp.admin);
+    let r = no_redirects()
+        .get(format!("{}/console/login", cp.url))
+        .header("cookie", format!("tally_session={plain}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303, "a signed-in reader skips the form");
+
+    // The admin sees everything.
+    let admin = plain;
+    for p in &pages {
+        let (s, _, body) = console_get(&cp, Some(&admin), p);
+        assert_eq!(s, 200, "{p}: {body}");
+    }
+    let (_, _, page) = console_get(&cp, Some(&admin), &format!("/console/runs/{run}"));
+    assert!(page.contains("Signed in as <strong>admin</strong>"));
+    assert!(
+        page.contains("the envelope&#39;s signature does not verify"),
+        "{page}"
+    );
+    assert!(page.contains("<code>signature</code>"));
+    assert!(page.contains("id=\"run-entry\""));
+    let (_, _, overview) = console_get(&cp, Some(&admin), "/console");
+    assert!(overview.contains("runs-per-day") && overview.contains("refusals-by-reason"));
+
+    // The release workflow's token: its run, its materials, its contract.
+    let rel = console_login(&cp, &release);
+    let (s, _, page) = console_get(&cp, Some(&rel), &format!("/console/runs/{run}"));
+    assert_eq!(s, 200);
+    let at = page.find("/console/artifacts/sha256:").expect("a download link");
+    let artifact = page[at..at + 26 + 64].to_owned();
+    let (s, _, _) = console_get(&cp, Some(&rel), &artifact);
+    assert_eq!(s, 200, "{artifact}");
+    let (s, _, bundle) = console_get(&cp, Some(&rel), &format!("/console/runs/{run}/bundle"));
+    assert_eq!(s, 200);
+    let b: Value = serde_json::from_str(&bundle).unwrap();
+    assert!(b["logIndex"].is_u64() || b["log_index"].is_u64(), "{b}");
+
+    // Another workflow's token learns nothing of that run, its refusals,
+    // its artifacts or its contract.
+    let qa = console_login(&cp, &quality);
+    for p in [
+        format!("/console/runs/{run}"),
+        format!("/console/runs/{run}/bundle"),
+        artifact.clone(),
+        "/console/contracts/build-and-release".to_owned(),
+        "/console/contracts/build-and-release/diff?from=0000000000000000000000000000000000000000&to=0000000000000000000000000000000000000000".to_owned(),
+    ] {
+        let (s, _, body) = console_get(&cp, Some(&qa), &p);
+        assert_eq!(s, 404, "{p}: {body}");
+    }
+    for p in [
+        "/console/runs",
+        "/console/refusals",
+        "/console",
+        "/console/contracts",
+    ] {
+        let (s, _, body) = console_get(&cp, Some(&qa), p);
+        assert_eq!(s, 200, "{p}");
+        assert!(!body.contains(&run), "{p} shows the other workflow's run");
+        assert!(
+            !body.contains("build-and-release<"),
+            "{p} shows the other workflow's contract"
+        );
+        assert!(
+            !body.contains("refusals-by-reason"),
+            "{p} counts the other workflow's refusals"
+        );
+    }
+    let (_, _, contracts) = console_get(&cp, Some(&qa), "/console/contracts");
+    assert!(contracts.contains("quality-gates"), "{contracts}");
+    // Anonymous readers get no artifact either.
+    assert_eq!(console_get(&cp, None, &artifact).0, 404);
+
+    // Hostile input: said plainly, escaped.
+    for (p, status) in [
+        ("/console/runs?status=<b>x", 400),
+        ("/console/runs?since=yesterday", 400),
+        ("/console/runs?after=nonsense", 400),
+        ("/console/contracts/..%2Fworkflows", 400),
+        ("/console/contracts/build-and-release?at=HEAD~1", 400),
+        (
+            "/console/contracts/build-and-release?at=1111111111111111111111111111111111111111",
+            404,
+        ),
+        ("/console/runs/<script>", 404),
+        ("/console/artifacts/sha256:zz", 400),
+    ] {
+        let (s, _, body) = console_get(&cp, Some(&admin), p);
+        assert_eq!(s, status, "{p}: {body}");
+        assert!(!body.contains("<script>") && !body.contains("<b>x"), "{p}");
+    }
+
+    // Logging out needs the session's CSRF token; then the session is over.
+    let (_, _, page) = console_get(&cp, Some(&rel), "/console/runs");
+    let csrf = hidden(&page, "csrf");
+    let logout = |fields: &[(&str, &str)]| {
+        no_redirects()
+            .post(format!("{}/console/logout", cp.url))
+            .header("cookie", format!("tally_session={rel}"))
+            .form(fields)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(logout(&[("csrf", "forged")]), 403);
+    assert_eq!(console_get(&cp, Some(&rel), "/console/runs").0, 200);
+    assert_eq!(logout(&[("csrf", &csrf)]), 200);
+    assert_eq!(console_get(&cp, Some(&rel), "/console/runs").0, 303);
+
+    // Revoking a token ends its sessions.
+    let tokens = cp.get("/api/v1/tokens", Some(&cp.admin)).1;
+    let id = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["workflows"][0] == "payments-quality")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = cp
+        .http()
+        .delete(format!("{}/api/v1/tokens/{id}", cp.url))
+        .bearer_auth(&cp.admin)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(console_get(&cp, Some(&qa), "/console/runs").0, 303);
+}
+
+/// Clicks the element `selector` and waits until the page's path is `path`.
+fn click_to(browser: &Browser, selector: &str, path: &str) {
+    browser.run("document.querySelector(arguments[0]).click()", json!([selector]));
+    assert_eq!(
+        browser.wait_for("return location.pathname", &json!(path)),
+        json!(path),
+        "clicking {selector}"
+    );
+}
+
+fn text_of(browser: &Browser, selector: &str) -> String {
+    browser
+        .run(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : null",
+            json!([selector]),
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn secops_logs_in_finds_why_a_push_was_refused_reads_the_contract_diff_and_logs_out() {
+    let Some(browser) = Browser::start() else { return };
+    let (_d, cp, _release, _quality, run, _repo) = console_fixture();
+    let shots = screenshots();
+
+    browser.goto(&format!("{}/console", cp.url));
+    click_to(&browser, "#login-link", "/console/login");
+    browser.screenshot(&shots.join("login.png"));
+    browser.run(
+        "document.getElementById('token').value = arguments[0]; document.querySelector('main form').requestSubmit();",
+        json!([cp.admin]),
+    );
+    assert_eq!(
+        browser.wait_for("return location.pathname", &json!("/console")),
+        json!("/console")
+    );
+    assert_eq!(text_of(&browser, "#signed-in"), "Signed in as admin");
+    assert!(text_of(&browser, "#refusals-by-reason").contains("signature"));
+    browser.screenshot(&shots.join("overview.png"));
+
+    // The refused push, from the overview's count to the run and its reason.
+    click_to(&browser, "#refusals-by-reason a", "/console/refusals");
+    click_to(&browser, "#refusals a", &format!("/console/runs/{run}"));
+    let refusals = text_of(&browser, "#refusals");
+    assert!(
+        refusals.contains("signature does not verify") && refusals.contains("signature"),
+        "{refusals}"
+    );
+    assert_eq!(text_of(&browser, "#run-status"), "SUCCEEDED");
+    let materials = text_of(&browser, "#materials");
+    assert!(
+        materials.contains("SBOM_SPDX_JSON")
+            && materials.contains("JUNIT_XML")
+            && materials.contains("download"),
+        "{materials}"
+    );
+    let verdicts = text_of(&browser, "#verdicts");
+    assert!(
+        verdicts.contains("junit-no-failures")
+            && verdicts.contains("FAILED")
+            && verdicts.contains("testCase9"),
+        "{verdicts}"
+    );
+    assert!(text_of(&browser, "#statement").contains("https://slsa.dev/provenance/v1"));
+    browser.screenshot(&shots.join("run.png"));
+
+    // The contract it was checked against, its history, and what changed since.
+    click_to(&browser, "#run-contract", "/console/contracts/build-and-release");
+    assert_eq!(
+        browser.run(
+            "return document.querySelectorAll('#history tbody tr').length",
+            json!([])
+        ),
+        2
+    );
+    browser.screenshot(&shots.join("contract.png"));
+    browser.run("document.getElementById('compare').click()", json!([]));
+    assert_eq!(
+        browser.wait_for(
+            "return location.pathname",
+            &json!("/console/contracts/build-and-release/diff")
+        ),
+        json!("/console/contracts/build-and-release/diff")
+    );
+    let changes = text_of(&browser, "#changes");
+    assert!(
+        changes.contains("BREAKING") && changes.contains("chart"),
+        "{changes}"
+    );
+    assert!(text_of(&browser, "#breaking-count").starts_with("1 breaking"));
+    browser.screenshot(&shots.join("contract-diff.png"));
+
+    // Logging out ends the session: the runs page asks for a login again.
+    browser.run("document.getElementById('logout').click()", json!([]));
+    assert_eq!(
+        browser.wait_for(
+            "const e = document.getElementById('logged-out'); return e !== null",
+            &json!(true)
+        ),
+        json!(true)
+    );
+    browser.goto(&format!("{}/console/runs", cp.url));
+    assert_eq!(
+        browser.wait_for("return location.pathname", &json!("/console/login")),
+        json!("/console/login")
+    );
+}

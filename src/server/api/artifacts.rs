@@ -11,10 +11,11 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::Deserialize;
 
-use super::auth::{authenticate, Principal};
+use super::auth::authenticate;
 use super::error::ApiError;
 use crate::attest::material::Kind;
 use crate::server::artifact_store::{verify_body, ArtifactError, ByteStream, Upload};
+use crate::server::auth::ArtifactReaders;
 use crate::server::{unix_now, App};
 
 /// Parses `sha256:<64 lowercase hex>`.
@@ -271,11 +272,8 @@ pub async fn get(
             format!("no artifact {digest}"),
         )
     };
-    let owners = app.meta.artifact_workflows(&digest).map_err(ApiError::meta)?;
-    let public = owners
-        .iter()
-        .any(|o| app.cfg.artifacts.public_workflows.contains(o));
-    let who = if public && !headers.contains_key(header::AUTHORIZATION) {
+    let readers = ArtifactReaders::of(&app, &digest).map_err(ApiError::meta)?;
+    let who = if readers.public && !headers.contains_key(header::AUTHORIZATION) {
         None
     } else {
         Some(authenticate(&app, &headers).await?)
@@ -288,12 +286,7 @@ pub async fn get(
             return Err(not_found());
         }
     }
-    if let Some(workflows) = who.as_ref().and_then(Principal::workflows) {
-        if !public && !owners.iter().any(|o| workflows.contains(o)) {
-            return Err(not_found());
-        }
-    }
-    if owners.is_empty() {
+    if !readers.admit(who.as_ref()) {
         return Err(not_found());
     }
     if method == Method::HEAD {

@@ -55,6 +55,10 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.error
     }
+    /// Its message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
     /// Its status.
     pub fn status(&self) -> StatusCode {
         self.status

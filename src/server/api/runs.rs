@@ -21,7 +21,7 @@ use crate::attest::dsse::Envelope;
 use crate::contract::check::{self, Evidence};
 use crate::contract::store::StoreError;
 use crate::server::intake::{self, Refusal};
-use crate::server::meta::Run;
+use crate::server::meta::{RefusalRow, Run};
 use crate::server::{unix_now, App};
 use crate::wire;
 
@@ -335,9 +335,21 @@ pub(super) async fn reset_run(
 
 fn reject(app: &App, who: &Principal, run: &Run, reason: &str, e: ApiError) -> ApiError {
     app.metrics.rejected(&run.workflow, reason);
-    // The server's own faults (5xx) are not the caller's to pay for.
+    // The server's own faults (5xx) are not the caller's to pay for, nor
+    // are they refusals of the push: only the client's are recorded.
     if e.status().is_client_error() {
         app.refusals.spend(who.id());
+        let row = RefusalRow {
+            run_id: run.id.clone(),
+            workflow: run.workflow.clone(),
+            caller: who.id().to_owned(),
+            code: reason.to_owned(),
+            message: e.message().to_owned(),
+            at: unix_now(),
+        };
+        if let Err(m) = app.meta.record_refusal(&row) {
+            tracing::warn!(run = %run.id, error = %m, "could not record a refused push");
+        }
     }
     tracing::info!(
         workflow = %run.workflow,
