@@ -161,6 +161,17 @@ impl LedgerRepo {
         Ok(Some(obj.detach().data))
     }
 
+    /// A commit's time (Unix seconds).
+    pub fn commit_time(&self, commit: ObjectId) -> Result<i64, LedgerError> {
+        Ok(self
+            .local()
+            .find_commit(commit)
+            .map_err(|e| git_err("reading a commit", e))?
+            .time()
+            .map_err(|e| git_err("reading a commit's time", e))?
+            .seconds)
+    }
+
     /// Reads a commit's message and parents.
     pub fn commit_info(&self, commit: ObjectId) -> Result<(String, Vec<ObjectId>, ObjectId), LedgerError> {
         let repo = self.local();

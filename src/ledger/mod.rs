@@ -217,6 +217,22 @@ pub struct Sizes {
     pub published: u64,
 }
 
+/// One publication of the log: a commit of `ledger.git`'s `main` and the
+/// signed checkpoint it published.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// The commit.
+    pub commit: gix::ObjectId,
+    /// When (the commit's time, Unix seconds).
+    pub time: i64,
+    /// The checkpoint's tree size.
+    pub size: u64,
+    /// The checkpoint's root hash.
+    pub root: Hash,
+    /// The signed checkpoint's text, as published (with its cosignatures).
+    pub checkpoint: String,
+}
+
 /// What the latest publication is.
 #[derive(Debug, Clone, Default)]
 struct Published {
@@ -667,6 +683,45 @@ impl Ledger {
     /// makes at once: the empty tree).
     pub fn checkpoint(&self) -> String {
         lock(&self.inner.state).published.checkpoint.to_string()
+    }
+
+    /// Publications newest first, from commit `from` (default: the
+    /// published head), at most `limit`, and the commit the next ones start
+    /// at. Each commit's checkpoint must verify under the log's key (a
+    /// commit that is not a publication of this log is an error). Blocking.
+    pub fn publications(
+        &self,
+        from: Option<gix::ObjectId>,
+        limit: usize,
+    ) -> Result<(Vec<Publication>, Option<gix::ObjectId>), LedgerError> {
+        let git = &self.inner.git;
+        let verifier = self.inner.cfg.signer.verifier();
+        let origin = self.inner.cfg.signer.name();
+        let mut next = match from {
+            Some(c) => Some(c),
+            None => self.published().head.map(|h| h.commit),
+        };
+        let mut out = Vec::new();
+        while let Some(commit) = next {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, parents, tree) = git.commit_info(commit)?;
+            let text = git
+                .read(tree, "checkpoint")?
+                .ok_or_else(|| LedgerError::Corrupt(format!("commit {commit} has no checkpoint")))?;
+            let v = verify_checkpoint(&text, &verifier, &[], Some(origin))
+                .map_err(|e| LedgerError::Corrupt(format!("the checkpoint of commit {commit}: {e}")))?;
+            out.push(Publication {
+                commit,
+                time: git.commit_time(commit)?,
+                size: v.size(),
+                root: v.root(),
+                checkpoint: String::from_utf8_lossy(&text).into_owned(),
+            });
+            next = parents.first().copied();
+        }
+        Ok((out, next))
     }
 
     /// When the published checkpoint was published (Unix seconds; `None`

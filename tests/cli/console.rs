@@ -1267,3 +1267,121 @@ fn secops_logs_in_finds_why_a_push_was_refused_reads_the_contract_diff_and_logs_
         json!("/console/login")
     );
 }
+
+/// Pins `key`, submits the consistency page's form and waits for the verdict.
+fn verify_consistency_page(browser: &Browser, key: &str) -> String {
+    browser.run(
+        "document.getElementById('key').value = arguments[0];\
+         document.getElementById('verdict').textContent = '';\
+         document.getElementById('verify-form').requestSubmit();",
+        json!([key]),
+    );
+    let done = "const v = document.getElementById('verdict').textContent; \
+                return v.startsWith('Verified') || v.startsWith('Verification FAILED')";
+    browser.wait_for(done, &json!(true));
+    text_of(browser, "#verdict")
+}
+
+#[test]
+fn any_two_checkpoints_over_time_are_proven_consistent_in_the_browser() {
+    let Some(browser) = Browser::start() else { return };
+    let work = tmp();
+    let cp = ControlPlane::start(&crate::common::contracts_repo(work.path()), &[]);
+    let key = cp.get("/api/v1/log", None).1["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Two rounds of entries, each published before the next.
+    for (round, size) in [("ws1", 3), ("ws2", 6)] {
+        let ws = work.path().join(round);
+        std::fs::create_dir_all(&ws).unwrap();
+        for w in ["payments-release", "payments-quality", "psirt-advisories"] {
+            crate::controlplane::operator(&cp, &ws, w);
+        }
+        wait_published(&cp, size);
+    }
+
+    browser.goto(&format!("{}/console/log", cp.url));
+    click_to(&browser, "#checkpoints-link", "/console/log/checkpoints");
+    let rows = browser.run(
+        "return Array.from(document.querySelectorAll('#checkpoints tbody tr'), (r) => r.cells[1].textContent)",
+        json!([]),
+    );
+    let sizes: Vec<u64> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(sizes[0], 6, "{sizes:?}");
+    assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "newest first: {sizes:?}");
+    assert!(sizes.len() >= 2, "{sizes:?}");
+    browser.screenshot(&screenshots().join("checkpoints.png"));
+    // The oldest publication of a non-empty tree against the newest.
+    let pick = sizes.iter().rposition(|s| *s > 0).unwrap();
+    browser.run(
+        "document.querySelectorAll('input[name=old]')[arguments[0]].checked = true;\
+         document.querySelector('input[name=new]').checked = true; document.getElementById('check').click();",
+        json!([pick]),
+    );
+    browser.wait_for("return location.pathname", &json!("/console/log/consistency"));
+    browser.wait_for("return document.getElementById('key') !== null", &json!(true));
+    assert!(
+        text_of(&browser, "h1").starts_with("Consistency"),
+        "{}",
+        text_of(&browser, "main")
+    );
+    let oldest = sizes[pick];
+    let v = verify_consistency_page(&browser, &key);
+    assert!(
+        v.starts_with("Verified in this browser")
+            && v.contains(&format!(
+                "the tree of size {oldest} is a prefix of the tree of size 6"
+            )),
+        "{v}"
+    );
+    browser.screenshot(&screenshots().join("consistency.png"));
+    let url = browser.run("return location.href", json!([]));
+    let url = url.as_str().unwrap().to_owned();
+
+    // A page that lies, each way caught by the page itself.
+    let tamper = [
+        "const c = document.querySelector('#proof code'); c.textContent = c.textContent.replace(/^./, (x) => x === '0' ? '1' : '0');",
+        "const c = document.getElementById('checkpoint-new'); const l = c.textContent.split('\\n'); l[2] = l[2].replace(/^./, (x) => x === 'A' ? 'B' : 'A'); c.textContent = l.join('\\n');",
+        "const c = document.getElementById('checkpoint-old'); const l = c.textContent.split('\\n'); l[1] = '2'; c.textContent = l.join('\\n');",
+        "document.getElementById('proof').replaceChildren();",
+    ];
+    for (i, t) in tamper.iter().enumerate() {
+        browser.goto(&url);
+        browser.run(t, json!([]));
+        let v = verify_consistency_page(&browser, &key);
+        assert!(v.starts_with("Verification FAILED"), "tampering {i} passed: {v}");
+    }
+
+    // The empty tree of the first publication is a prefix of every tree.
+    if *sizes.last().unwrap() == 0 {
+        browser.goto(&format!("{}/console/log/checkpoints", cp.url));
+        browser.run(
+            "const o = document.querySelectorAll('input[name=old]'); o[o.length - 1].checked = true;\
+             document.getElementById('check').click();",
+            json!([]),
+        );
+        browser.wait_for("return document.getElementById('key') !== null", &json!(true));
+        let v = verify_consistency_page(&browser, &key);
+        assert!(v.contains("the older tree is empty"), "{v}");
+    }
+
+    // Malformed or unknown commits, and a missing pair, say so.
+    for (path, status) in [
+        ("/console/log/consistency", 400),
+        ("/console/log/consistency?old=zz&new=zz", 400),
+        (
+            "/console/log/consistency?old=1111111111111111111111111111111111111111&new=1111111111111111111111111111111111111111",
+            404,
+        ),
+        ("/console/log/checkpoints?from=HEAD", 400),
+    ] {
+        let r = cp.http().get(format!("{}{path}", cp.url)).send().unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+    }
+}

@@ -22,6 +22,8 @@ pub(super) async fn overview(State(app): State<Arc<App>>) -> Response {
          <dl>\n<dt>Published entries</dt><dd id=\"published\">{published}</dd>\n\
          <dt>Sequenced, not yet published</dt><dd>{pending}</dd>\n</dl>\n\
          <h2>Latest checkpoint</h2>\n<pre id=\"checkpoint\">{cp}</pre>\n\
+         <p><a href=\"/console/log/checkpoints\" id=\"checkpoints-link\">Checkpoints over time</a>, \
+         and the consistency of any two, verified in this browser.</p>\n\
          <p>The server names its verifier key <code>{key}</code>. Do not take it from here: \
          pin the key your organisation publishes (a lying server would show its own).</p>\n\
          <h2>Find an entry</h2>\n\

@@ -12,6 +12,7 @@
 // the login page, a 404 page): returned by value, once per request.
 #![allow(clippy::result_large_err)]
 
+mod checkpoints;
 mod contracts;
 mod html;
 mod log;
@@ -34,6 +35,7 @@ use crate::server::App;
 /// The in-browser verifier's source.
 pub const VERIFY_JS: &str = include_str!("verify.js");
 const ENTRY_JS: &str = include_str!("entry.js");
+const CONSISTENCY_JS: &str = include_str!("consistency.js");
 const CONSOLE_CSS: &str = include_str!("console.css");
 /// Largest form body the console reads (a login is a token and two fields).
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -48,6 +50,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/console/entry.js",
             get(|| async { asset("text/javascript", ENTRY_JS) }),
+        )
+        .route(
+            "/console/consistency.js",
+            get(|| async { asset("text/javascript", CONSISTENCY_JS) }),
         )
         .route(
             "/console/console.css",
@@ -68,6 +74,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/console/log/entry", get(log::find_entry))
         .route("/console/log/entries/{index}", get(log::entry))
         .route("/console/log/search", get(log::search))
+        .route("/console/log/checkpoints", get(checkpoints::list))
+        .route("/console/log/consistency", get(checkpoints::consistency))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(app)
 }
