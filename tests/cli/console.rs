@@ -1385,3 +1385,191 @@ fn any_two_checkpoints_over_time_are_proven_consistent_in_the_browser() {
         assert_eq!(r.status().as_u16(), status, "{path}");
     }
 }
+
+#[test]
+fn the_entry_page_requires_the_cosignatures_of_the_witnesses_a_reader_pins() {
+    use crate::witness::{eventually, serve_at, witness_of};
+    let Some(browser) = Browser::start() else { return };
+    let d = tmp();
+    let repo = crate::common::contracts_repo(d.path());
+    // The log's key exists before the first start, so the witness can be
+    // configured with it.
+    let origin = "tally.localhost/log";
+    let log_key = ledger_format::note::SignerKey::from_seed(origin, &[7; 32]).unwrap();
+    let cp_dir = tmp();
+    std::fs::create_dir_all(cp_dir.path().join("data/ledger")).unwrap();
+    std::fs::write(
+        cp_dir.path().join("data/ledger/log.key"),
+        format!("{}\n", log_key.to_secret_text()),
+    )
+    .unwrap();
+    let log_vkey = log_key.verifier().to_string();
+    let (config, witness_vkey, listen) = witness_of(d.path(), "w1", origin, &log_vkey);
+    let _witness = serve_at(&config, &listen);
+    let (_, stranger_vkey, _) = witness_of(d.path(), "w2", origin, &log_vkey);
+    let policy = d.path().join("witnesses.policy");
+    std::fs::write(
+        &policy,
+        format!("log {log_vkey}\nwitness w1 {witness_vkey} http://{listen}\nquorum w1\n"),
+    )
+    .unwrap();
+    let tally_toml = d.path().join("tally.toml");
+    std::fs::write(
+        &tally_toml,
+        format!(
+            "[witnesses]\npolicy = \"{}\"\ntimeout_ms = 1000\nretry_secs = 1\n",
+            policy.display()
+        ),
+    )
+    .unwrap();
+    let cp = ControlPlane::start_in(cp_dir, &repo, &["--config", tally_toml.to_str().unwrap()]);
+    let ws = d.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    crate::controlplane::operator(&cp, &ws, "payments-release");
+    eventually("the entry is published, cosigned", || {
+        let cp_text = cp
+            .http()
+            .get(format!("{}/checkpoint", cp.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        cp_text.lines().nth(1) == Some("1") && cp_text.contains("— witness.test/w1 ")
+    });
+
+    browser.goto(&format!("{}/console/log/entries/0", cp.url));
+    let pin = |witnesses: &str| {
+        browser.run(
+            "document.getElementById('witness-keys').value = arguments[0]",
+            json!([witnesses]),
+        );
+        browser.verify_entry(&log_vkey)
+    };
+    let v = pin(&format!("\n{witness_vkey}\n"));
+    assert!(
+        v.starts_with("Verified in this browser")
+            && v.contains("Cosigned by the witnesses you require: witness.test/w1 at 20"),
+        "{v}"
+    );
+    browser.screenshot(&screenshots().join("entry-cosigned.png"));
+    assert_eq!(
+        browser.run("return localStorage.getItem('tally.witnessKeys')", json!([])),
+        json!(witness_vkey)
+    );
+    // A witness that never saw the checkpoint, and a key that is no witness's.
+    let v = pin(&format!("{witness_vkey}\n{stranger_vkey}"));
+    assert!(
+        v.starts_with("Verification FAILED") && v.contains("no cosignature of witness witness.test/w2"),
+        "{v}"
+    );
+    let v = pin(&log_vkey);
+    assert!(
+        v.starts_with("Verification FAILED") && v.contains("is not a cosignature/v1 key"),
+        "{v}"
+    );
+    // No witness pinned: verified, and it says what was not checked.
+    let v = pin("");
+    assert!(v.starts_with("Verified") && v.contains("pin witness keys"), "{v}");
+}
+
+/// What a page breaks for readers at 400% zoom or on a phone, or without
+/// a mouse: overflow to the side, form controls without a label, controls
+/// taken out of (or reordered in) the keyboard's order, header cells
+/// without a scope, images without text.
+const AUDIT: &str = r#"
+const problems = [];
+const doc = document.documentElement;
+if (doc.scrollWidth > window.innerWidth + 1) {
+  const wide = Array.from(document.querySelectorAll('main *'))
+    .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.wide'))
+    .slice(0, 3)
+    .map((e) => `${e.tagName.toLowerCase()}#${e.id}`);
+  problems.push(`scrolls sideways: ${doc.scrollWidth} > ${window.innerWidth} (${wide.join(', ')})`);
+}
+for (const el of document.querySelectorAll('input, select, textarea, button')) {
+  if (el.type === 'hidden') continue;
+  const named = el.labels?.length > 0 || el.getAttribute('aria-label') || (el.tagName === 'BUTTON' && el.textContent.trim());
+  if (!named) problems.push(`unlabelled ${el.tagName.toLowerCase()} ${el.id || el.name}`);
+}
+for (const el of document.querySelectorAll('[tabindex]')) if (el.getAttribute('tabindex') !== '0') problems.push(`tabindex on ${el.tagName}`);
+for (const t of document.querySelectorAll('table')) if (!t.parentElement.classList.contains('wide')) problems.push('a table outside a scroll region');
+for (const th of document.querySelectorAll('thead th')) if (!th.getAttribute('scope')) problems.push('th without scope');
+for (const img of document.querySelectorAll('img')) if (!img.alt) problems.push('img without alt');
+if (!document.querySelector('main h1')) problems.push('no h1');
+if (document.documentElement.lang !== 'en') problems.push('no lang');
+return problems;
+"#;
+
+#[test]
+fn every_page_reads_at_400_percent_zoom_and_works_from_the_keyboard() {
+    let Some(browser) = Browser::start() else { return };
+    let (_d, cp, _release, _quality, run, repo) = console_fixture();
+    // 1280 CSS px at 400% zoom is a 320 px wide viewport (WCAG 1.4.10).
+    browser.call(
+        "POST",
+        &format!("/session/{}/window/rect", browser.session),
+        json!({"width": 320, "height": 640}),
+    );
+    let width = browser.run("return window.innerWidth", json!([]));
+    assert!(width.as_u64().unwrap() <= 400, "the window is {width} px wide");
+
+    browser.goto(&format!("{}/console/login", cp.url));
+    // From the keyboard alone: the token field takes focus in order, Enter submits.
+    browser.run(
+        "const t = document.getElementById('token'); t.focus(); t.value = arguments[0]; \
+         t.form.requestSubmit();",
+        json!([cp.admin]),
+    );
+    browser.wait_for("return location.pathname", &json!("/console/runs"));
+    let commits = crate::common::git(&repo, &["log", "--format=%H", "--", "build-and-release.toml"]);
+    let commits: Vec<&str> = commits.lines().collect();
+    let pages = [
+        "/console".to_owned(),
+        "/console/runs".to_owned(),
+        format!("/console/runs/{run}"),
+        "/console/refusals".to_owned(),
+        "/console/contracts".to_owned(),
+        "/console/contracts/build-and-release".to_owned(),
+        format!(
+            "/console/contracts/build-and-release/diff?from={}&to={}",
+            commits[1], commits[0]
+        ),
+        "/console/log".to_owned(),
+        "/console/log/entries/0".to_owned(),
+        "/console/log/search?digest=sha256%3A5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e".to_owned(),
+        "/console/log/checkpoints".to_owned(),
+    ];
+    for p in &pages {
+        browser.goto(&format!("{}{p}", cp.url));
+        let problems = browser.run(AUDIT, json!([]));
+        assert_eq!(problems, json!([]), "{p}");
+    }
+    browser.goto(&format!("{}/console/runs/{run}", cp.url));
+    browser.screenshot(&screenshots().join("run-320px.png"));
+    // Every link and control is reachable with Tab: none is hidden from it.
+    let unreachable = browser.run(
+        "return Array.from(document.querySelectorAll('a[href], button, input, select, textarea'))\
+           .filter((e) => e.type !== 'hidden' && (e.tabIndex < 0 || e.disabled)).length",
+        json!([]),
+    );
+    assert_eq!(unreachable, 0);
+    // The Tab key (a real key press) moves the focus through the page's
+    // links and controls in order, each visibly outlined.
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        browser.call(
+            "POST",
+            &format!("/session/{}/actions", browser.session),
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                {"type": "keyDown", "value": "\u{E004}"}, {"type": "keyUp", "value": "\u{E004}"}
+            ]}]}),
+        );
+        let focused = browser.run(
+            "const e = document.activeElement; return [e.tagName, e.textContent.trim().slice(0, 20), getComputedStyle(e).outlineStyle]",
+            json!([]),
+        );
+        assert_eq!(focused[2], "solid", "{focused}");
+        seen.push(focused[1].as_str().unwrap().to_owned());
+    }
+    assert_eq!(&seen[..4], ["Overview", "Runs", "Contracts", "Log"], "{seen:?}");
+}

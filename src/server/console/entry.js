@@ -12,12 +12,16 @@ import {
 } from "/console/verify.js";
 
 const STORE = "tally.verifierKey";
+const WITNESSES = "tally.witnessKeys";
+const ALG_COSIGNATURE_V1 = 0x04;
 // The latest checkpoint this browser verified, per log key: {size, root}.
 const SEEN = (key) => `tally.seen.${key.name}+${key.keyId}`;
 const form = document.getElementById("verify-form");
 const keyInput = document.getElementById("key");
 const verdict = document.getElementById("verdict");
+const witnessInput = document.getElementById("witness-keys");
 keyInput.value = localStorage.getItem(STORE) ?? "";
+witnessInput.value = localStorage.getItem(WITNESSES) ?? "";
 
 function say(ok, text) {
   verdict.textContent = text;
@@ -26,8 +30,23 @@ function say(ok, text) {
 
 async function verify() {
   const key = await parseVerifierKey(keyInput.value);
+  const lines = witnessInput.value.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const witnesses = [];
+  for (const l of lines) {
+    const w = await parseVerifierKey(l);
+    if (w.alg !== ALG_COSIGNATURE_V1) throw new Error(`witness key ${w.name} is not a cosignature/v1 key`);
+    witnesses.push(w);
+  }
   localStorage.setItem(STORE, key.text);
-  const note = await verifyNote(document.getElementById("checkpoint").textContent, [key]);
+  localStorage.setItem(WITNESSES, witnesses.map((w) => w.text).join("\n"));
+  const note = await verifyNote(document.getElementById("checkpoint").textContent, [key, ...witnesses]);
+  // Every pinned witness must have cosigned this very checkpoint.
+  const cosigned = [];
+  for (const w of witnesses) {
+    const v = note.verified.find((s) => s.name === w.name && s.keyId === w.keyId);
+    if (!v) throw new Error(`the checkpoint carries no cosignature of witness ${w.name} (a key you require)`);
+    cosigned.push(`${w.name} at ${new Date(Number(v.timestamp) * 1000).toISOString()}`);
+  }
   // The checkpoint's body: origin, tree size, root hash (C2SP tlog-checkpoint).
   const [origin, sizeText, rootText] = note.text.split("\n");
   if (!/^(0|[1-9][0-9]*)$/.test(sizeText ?? "")) throw new Error("the checkpoint's size line is not a number");
@@ -48,8 +67,10 @@ async function verify() {
   say(
     true,
     `Verified in this browser: the checkpoint of ${origin} at size ${size} is signed by the key you pinned ` +
-      `(${key.name}+${id}), and entry ${index} is in that tree. ${history} Not checked here: that others see ` +
-      `the same checkpoint (witness cosignatures).`,
+      `(${key.name}+${id}), and entry ${index} is in that tree. ${history} ` +
+      (cosigned.length > 0
+        ? `Cosigned by the witnesses you require: ${cosigned.join("; ")} (they saw this checkpoint and no inconsistent one).`
+        : `Not checked here: that others see the same checkpoint (pin witness keys to require their cosignatures).`),
   );
 }
 

@@ -50,6 +50,15 @@ pub(super) fn page_for(status: StatusCode, title: &str, body: &str, chrome: Chro
         ),
         None => "<a href=\"/console/login\" id=\"login-link\">Log in</a>".to_owned(),
     };
+    // A data table wider than a phone (or a 400% zoom) scrolls inside its
+    // own focusable region, never the page (WCAG 1.4.10). Every `<table`
+    // here is the console's own markup: what users wrote is escaped.
+    let body = body
+        .replace(
+            "<table",
+            "<div class=\"wide\" role=\"region\" aria-label=\"table (scrolls sideways when narrow)\" tabindex=\"0\"><table",
+        )
+        .replace("</table>", "</table></div>");
     let html = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\

@@ -102,6 +102,8 @@ pub(super) async fn entry(State(app): State<Arc<App>>, Path(index): Path<String>
          <form id=\"verify-form\">\n\
          <label for=\"key\">Log verifier key to trust (kept in this browser)</label>\n\
          <input id=\"key\" name=\"key\" size=\"70\" autocomplete=\"off\" spellcheck=\"false\" required>\n\
+         <label for=\"witness-keys\">Witness keys whose cosignature you require, one per line (optional, kept in this browser)</label>\n\
+         <textarea id=\"witness-keys\" name=\"witness-keys\" rows=\"3\" cols=\"70\" autocomplete=\"off\" spellcheck=\"false\"></textarea>\n\
          <button type=\"submit\">Verify</button>\n</form>\n\
          <p id=\"verdict\" role=\"status\" aria-live=\"polite\"></p>\n</section>\n\
          <script type=\"module\" src=\"/console/entry.js\"></script>\n",
