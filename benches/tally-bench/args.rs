@@ -32,6 +32,54 @@ pub(crate) enum BenchCommand {
     /// One witness: C2SP add-checkpoint requests with consistency proofs
     /// from many logs, its state durable before each answer.
     Witness(BenchWitnessArgs),
+    /// The web console's pages on a large installation (a data directory
+    /// built by the intake benchmark, plus runs and refused pushes).
+    Console(BenchConsoleArgs),
+}
+
+/// `tally-bench console`
+#[derive(Debug, Args)]
+pub(crate) struct BenchConsoleArgs {
+    /// The data directory: reused when it exists, else built (entries
+    /// pushed through the API, then the extra runs seeded).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+    /// Attestations pushed to build a new data directory (one run each).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) entries: usize,
+    /// Runs added to the metadata (three workflows, 14 days, a quarter
+    /// FAILED with a refused push each).
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) extra_runs: usize,
+    /// Timed requests per page (after one warm-up).
+    #[arg(long, default_value_t = 20)]
+    pub(crate) requests: usize,
+}
+
+impl BenchIntakeArgs {
+    /// The intake benchmark building a console dataset: `n` Ed25519-signed
+    /// attestations into `dir`, no proof reads.
+    pub(crate) fn for_dataset(n: usize, dir: PathBuf) -> Self {
+        BenchIntakeArgs {
+            attestations: n,
+            clients: 64,
+            proof_reads: 0,
+            algorithm: SigningAlgorithm::Ed25519,
+            registry: None,
+            dir: Some(dir),
+            server: None,
+            admin_token: None,
+            policies: false,
+            sbom_kib: 100,
+            distinct_sboms: 1,
+            witnesses: 0,
+            abuse: false,
+            keyless: false,
+            idle_connections: 1000,
+            floods: 4,
+            stalled_uploads: 200,
+        }
+    }
 }
 
 /// `tally-bench witness`

@@ -10,6 +10,7 @@
 //! ./target/release/tally-bench witness
 //! ./target/release/tally-bench intake --witnesses 3
 //! ./target/release/tally-bench intake --abuse
+//! ./target/release/tally-bench console --dir /tmp/console-data
 //! ```
 
 use std::process::ExitCode;
@@ -18,6 +19,7 @@ use clap::Parser as _;
 
 mod abuse;
 mod args;
+mod console;
 mod harness;
 mod policy;
 mod witness;
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
         args::BenchCommand::Artifacts(a) => harness::artifacts(a),
         args::BenchCommand::Policy(a) => policy::policy(a),
         args::BenchCommand::Witness(a) => witness::witness(a),
+        args::BenchCommand::Console(a) => console::console(a),
     };
     match result {
         Ok(r) => {

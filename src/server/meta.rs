@@ -49,8 +49,11 @@ CREATE TABLE IF NOT EXISTS runs (
   contract_blob TEXT NOT NULL, runner_type TEXT NOT NULL, runner_url TEXT NOT NULL,
   created_at INTEGER NOT NULL, finished_at INTEGER, reason TEXT, log_index INTEGER,
   envelope_digest TEXT);
-CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow, created_at);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
+DROP INDEX IF EXISTS runs_by_workflow;
+DROP INDEX IF EXISTS runs_by_status;
+CREATE INDEX IF NOT EXISTS runs_by_workflow_page ON runs (workflow, created_at, id);
+CREATE INDEX IF NOT EXISTS runs_by_status_page ON runs (status, created_at, id);
+CREATE INDEX IF NOT EXISTS runs_by_workflow_status ON runs (workflow, status, created_at, id);
 CREATE TABLE IF NOT EXISTS attestations (
   log_index INTEGER PRIMARY KEY, envelope_digest TEXT NOT NULL, workflow TEXT NOT NULL,
   project TEXT NOT NULL, run_id TEXT NOT NULL, contract_name TEXT NOT NULL,
@@ -89,6 +92,26 @@ CREATE TABLE IF NOT EXISTS refusals (
   code TEXT NOT NULL, message TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS refusals_by_run ON refusals (run_id);
 CREATE INDEX IF NOT EXISTS refusals_by_time ON refusals (at);
+CREATE TABLE IF NOT EXISTS run_counts (
+  day TEXT NOT NULL, workflow TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL,
+  PRIMARY KEY (day, workflow, status)) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS run_counts_insert AFTER INSERT ON runs BEGIN
+  INSERT INTO run_counts (day, workflow, status, n)
+    VALUES (date(NEW.created_at, 'unixepoch'), NEW.workflow, NEW.status, 1)
+    ON CONFLICT (day, workflow, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS run_counts_update AFTER UPDATE OF status ON runs
+WHEN OLD.status IS NOT NEW.status BEGIN
+  UPDATE run_counts SET n = n - 1
+    WHERE day = date(OLD.created_at, 'unixepoch') AND workflow = OLD.workflow AND status = OLD.status;
+  INSERT INTO run_counts (day, workflow, status, n)
+    VALUES (date(NEW.created_at, 'unixepoch'), NEW.workflow, NEW.status, 1)
+    ON CONFLICT (day, workflow, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS run_counts_delete AFTER DELETE ON runs BEGIN
+  UPDATE run_counts SET n = n - 1
+    WHERE day = date(OLD.created_at, 'unixepoch') AND workflow = OLD.workflow AND status = OLD.status;
+END;
 CREATE TABLE IF NOT EXISTS console_sessions (
   id_hash BLOB PRIMARY KEY, token_hash BLOB NOT NULL, csrf TEXT NOT NULL,
   created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
@@ -414,7 +437,20 @@ impl Meta {
             tx.execute_batch(SCHEMA)?;
             tx.commit()?;
         }
+        let counted: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'run_counts')",
+            [],
+            |r| r.get(0),
+        )?;
         conn.execute_batch(SCHEMA)?;
+        if !counted {
+            // A database of an earlier release: the per-day counts the
+            // triggers keep from now on start from the runs it holds.
+            conn.execute_batch(
+                "INSERT INTO run_counts (day, workflow, status, n) \
+                 SELECT date(created_at, 'unixepoch'), workflow, status, COUNT(*) FROM runs GROUP BY 1, 2, 3",
+            )?;
+        }
         let read = Connection::open(path)?;
         read.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Meta {
@@ -1179,53 +1215,85 @@ impl Meta {
     }
 
     /// A page of runs, newest first: `filter`, at most `limit`.
+    ///
+    /// Each page is one range scan of an index in (created_at, id) order:
+    /// the query names only the conditions given (so the planner sees
+    /// them), and a scope of several workflows is a scan per workflow,
+    /// merged here (at most `limit` rows each).
     pub fn runs_page(&self, f: &RunFilter, limit: i64) -> Result<Vec<Run>> {
-        let c = self.r();
-        let mut st = c.prepare_cached(&format!(
-            "SELECT {RUN_COLS} FROM runs WHERE \
-               (?1 IS NULL OR workflow IN (SELECT value FROM json_each(?1))) \
-               AND (?2 IS NULL OR workflow = ?2) AND (?3 IS NULL OR project = ?3) \
-               AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR created_at >= ?5) \
-               AND (?6 IS NULL OR created_at < ?6) \
-               AND (?7 IS NULL OR created_at < ?7 OR (created_at = ?7 AND id < ?8)) \
-             ORDER BY created_at DESC, id DESC LIMIT ?9"
-        ))?;
-        let (after_at, after_id) = match &f.after {
-            Some((t, id)) => (Some(*t), Some(id.as_str())),
-            None => (None, None),
+        let workflows: Vec<Option<&str>> = match (&f.scope, &f.workflow) {
+            (Some(scope), Some(w)) if !scope.contains(w) => return Ok(Vec::new()),
+            (_, Some(w)) => vec![Some(w.as_str())],
+            (Some(scope), None) => scope.iter().map(|w| Some(w.as_str())).collect(),
+            (None, None) => vec![None],
         };
-        let rows = st.query_map(
-            params![
-                scope_json(f.scope.as_deref()),
-                f.workflow,
-                f.project,
-                f.status,
-                f.since,
-                f.until,
-                after_at,
-                after_id,
-                limit
-            ],
-            run_from,
-        )?;
+        let mut out: Vec<Run> = Vec::new();
+        for w in workflows {
+            out.extend(self.runs_scan(f, w, limit)?);
+        }
+        out.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        out.truncate(limit.max(0) as usize);
+        Ok(out)
+    }
+
+    fn runs_scan(&self, f: &RunFilter, workflow: Option<&str>, limit: i64) -> Result<Vec<Run>> {
+        let mut sql = format!("SELECT {RUN_COLS} FROM runs WHERE 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut cond = |sql_part: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            sql.push_str(&format!(" AND {sql_part} ?{}", args.len()));
+        };
+        if let Some(w) = workflow {
+            cond("workflow =", w.to_owned().into());
+        }
+        if let Some(p) = &f.project {
+            cond("project =", p.clone().into());
+        }
+        if let Some(s) = &f.status {
+            cond("status =", s.clone().into());
+        }
+        if let Some(t) = f.since {
+            cond("created_at >=", t.into());
+        }
+        if let Some(t) = f.until {
+            cond("created_at <", t.into());
+        }
+        if let Some((t, id)) = &f.after {
+            args.push((*t).into());
+            args.push(id.clone().into());
+            sql.push_str(&format!(
+                " AND (created_at, id) < (?{}, ?{})",
+                args.len() - 1,
+                args.len()
+            ));
+        }
+        args.push(limit.into());
+        sql.push_str(&format!(
+            " ORDER BY created_at DESC, id DESC LIMIT ?{}",
+            args.len()
+        ));
+        let c = self.r();
+        let mut st = c.prepare_cached(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args), run_from)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Runs per UTC day and status since `since`, within `scope`:
-    /// (YYYY-MM-DD, status, count), oldest day first.
-    pub fn runs_per_day_by_status(
+    /// Runs per UTC day, workflow and status since `since`, within
+    /// `scope`: (YYYY-MM-DD, workflow, status, count), oldest day first.
+    /// Read from the counts the triggers on `runs` keep, so it costs the
+    /// number of days × workflows, not the number of runs.
+    pub fn run_counts(
         &self,
         since: i64,
         scope: Option<&[String]>,
-    ) -> Result<Vec<(String, String, i64)>> {
+    ) -> Result<Vec<(String, String, String, i64)>> {
         let c = self.r();
         let mut st = c.prepare_cached(
-            "SELECT date(created_at, 'unixepoch'), status, COUNT(*) FROM runs WHERE created_at >= ?1 \
-             AND (?2 IS NULL OR workflow IN (SELECT value FROM json_each(?2))) \
-             GROUP BY 1, 2 ORDER BY 1, 2",
+            "SELECT day, workflow, status, n FROM run_counts WHERE day >= date(?1, 'unixepoch') AND n > 0 \
+             AND (?2 IS NULL OR workflow IN (SELECT value FROM json_each(?2))) ORDER BY 1, 2, 3",
         )?;
         let rows = st.query_map(params![since, scope_json(scope)], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -1300,6 +1368,76 @@ mod tests {
             role: role.into(),
             name: name.into(),
         }
+    }
+
+    fn a_run(id: &str, workflow: &str, created_at: i64) -> Run {
+        Run {
+            id: id.into(),
+            workflow: workflow.into(),
+            project: "p".into(),
+            version: "1".into(),
+            status: "INITIALIZED".into(),
+            contract: ContractRevision {
+                name: "c".into(),
+                commit: "0".repeat(40),
+                blob: "1".repeat(40),
+            },
+            runner_type: "github-actions".into(),
+            runner_url: String::new(),
+            created_at,
+            finished_at: None,
+            reason: None,
+            log_index: None,
+            envelope_digest: None,
+        }
+    }
+
+    #[test]
+    fn run_counts_follow_every_change_of_status_and_start_from_an_older_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let day = 1_796_428_800; // 2026-12-05
+        {
+            let m = Meta::open(&path).unwrap();
+            m.insert_run(&a_run("r1", "a", day + 10)).unwrap();
+            m.insert_run(&a_run("r2", "a", day + 20)).unwrap();
+            m.insert_run(&a_run("r3", "b", day - 10)).unwrap();
+            assert!(m.finish_run("r1", "FAILED", Some("x"), day + 30).unwrap());
+            assert_eq!(m.expire_runs(day, day + 40).unwrap(), 1);
+            m.record_attestation(
+                &AttestationRow {
+                    run_id: "r2".into(),
+                    ..row(0, &format!("sha256:{}", "c".repeat(64)))
+                },
+                &[],
+                day + 50,
+            )
+            .unwrap();
+            let counts = m.run_counts(day - 86_400, None).unwrap();
+            let want = vec![
+                ("2026-12-04".to_owned(), "b".to_owned(), "EXPIRED".to_owned(), 1),
+                ("2026-12-05".into(), "a".into(), "FAILED".into(), 1),
+                ("2026-12-05".into(), "a".into(), "SUCCEEDED".into(), 1),
+            ];
+            assert_eq!(counts, want);
+            assert_eq!(m.run_counts(day, Some(&["b".to_owned()])).unwrap(), vec![]);
+            // Back to the schema of the release before the counts.
+            let c = m.c();
+            c.execute_batch("DROP TABLE run_counts; DROP TRIGGER run_counts_insert; DROP TRIGGER run_counts_update; DROP TRIGGER run_counts_delete;").unwrap();
+        }
+        // A database without the counts (an earlier release): rebuilt at open.
+        let m = Meta::open(&path).unwrap();
+        assert_eq!(m.run_counts(day - 86_400, None).unwrap().len(), 3);
+        m.insert_run(&a_run("r4", "b", day + 60)).unwrap();
+        assert_eq!(
+            m.run_counts(day, Some(&["b".to_owned()])).unwrap(),
+            vec![(
+                "2026-12-05".to_owned(),
+                "b".to_owned(),
+                "INITIALIZED".to_owned(),
+                1
+            )]
+        );
     }
 
     #[test]
