@@ -529,10 +529,10 @@ impl Browser {
         )
     }
 
-    /// Polls `script` until it returns `want` (2.5 s at most); its last value.
+    /// Polls `script` until it returns `want` (30 s at most); its last value.
     fn wait_for(&self, script: &str, want: &Value) -> Value {
         let mut v = Value::Null;
-        for _ in 0..100 {
+        for _ in 0..1200 {
             v = self.run(script, json!([]));
             if v == *want {
                 break;
@@ -563,7 +563,8 @@ impl Browser {
              document.getElementById('verify-form').requestSubmit();",
             json!([key]),
         );
-        for _ in 0..200 {
+        // Generous: under CI, nine browsers verify beside the test suite.
+        for _ in 0..1200 {
             let v = self.run("return document.getElementById('verdict').textContent", json!([]));
             let v = v.as_str().unwrap_or_default().to_owned();
             if v.starts_with("Verified") || v.starts_with("Verification FAILED") {
@@ -579,9 +580,9 @@ impl Browser {
     }
 }
 
-/// Waits (10 s at most) until `cp` has published `size` entries.
+/// Waits (30 s at most) until `cp` has published `size` entries.
 fn wait_published(cp: &ControlPlane, size: u64) {
-    for _ in 0..200 {
+    for _ in 0..600 {
         if cp.get("/api/v1/log", None).1["sizes"]["published"] == size {
             return;
         }
