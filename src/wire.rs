@@ -105,7 +105,8 @@ pub struct SearchHit {
     pub contract: ContractRevision,
     /// Unix seconds.
     pub created_at: i64,
-    /// How it names the digest searched (`subject` or `material`).
+    /// How it names the digest searched (`subject`, `material`, or `envelope`
+    /// when it is the attestation's envelope).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// The descriptor's name that carries the digest searched.
@@ -118,8 +119,11 @@ pub struct SearchHit {
 pub struct SearchAnswer {
     /// Complete up to this log size.
     pub published_size: i64,
-    /// What was found.
+    /// What was found, in log order.
     pub results: Vec<SearchHit>,
+    /// When there are more results: pass it as `after` for the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<i64>,
 }
 
 // --------------------------------------------------------------------- runs

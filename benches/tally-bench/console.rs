@@ -302,6 +302,7 @@ pub(crate) fn console(a: &BenchConsoleArgs) -> Result<Report, Failure> {
     }
     let _ = stop.send(());
     let _ = rt.block_on(serving);
+    let deep = deep_search(a.entries, a.requests)?;
     let j = json!({
         "bench": "console",
         "entries_published": sizes.published,
@@ -310,11 +311,86 @@ pub(crate) fn console(a: &BenchConsoleArgs) -> Result<Report, Failure> {
         "setup_s": setup_s,
         "worst_ms": worst,
         "pages": results,
+        "digest_search_pages": deep,
     });
     Ok(Report {
         text: format!("{j}\n"),
         json: j,
     })
+}
+
+/// A digest search's pages at any depth: a metadata database of `entries`
+/// attestations that all name one digest (the worst case: a base image in
+/// every release), then a page of 101 hits (what the console asks for 100)
+/// after the cursor at the start, the middle and the end, `requests` times
+/// each. The search index's query alone (the HTTP part is the search page
+/// measured above).
+fn deep_search(entries: usize, requests: usize) -> Result<serde_json::Value, Failure> {
+    use tally::server::meta::{search_position, AttestationRow, DigestRow};
+    let tmp = tempfile::tempdir().unavailable()?;
+    let meta = Meta::open(&tmp.path().join("meta.db")).unavailable()?;
+    let popular = format!("sha256:{}", "ba".repeat(32));
+    let built = Instant::now();
+    let contract = tally::contract::ContractRevision {
+        name: "bench".into(),
+        commit: "0".repeat(40),
+        blob: "0".repeat(40),
+    };
+    for start in (0..entries).step_by(10_000) {
+        let batch: Vec<_> = (start..(start + 10_000).min(entries))
+            .map(|i| {
+                let row = AttestationRow {
+                    log_index: i as i64,
+                    envelope_digest: format!("sha256:{i:064x}"),
+                    workflow: WORKFLOWS[i % 3].into(),
+                    project: "bench".into(),
+                    run_id: format!("run-{i}"),
+                    contract: contract.clone(),
+                    created_at: 0,
+                };
+                let named = |digest: String, role: &str, name: &str| DigestRow {
+                    digest,
+                    role: role.into(),
+                    name: name.into(),
+                };
+                let digests = vec![
+                    named(format!("sha256:{:064x}", (i + 1) << 32), "subject", "app"),
+                    named(popular.clone(), "material", "base-image"),
+                ];
+                (row, digests)
+            })
+            .collect();
+        meta.record_attestations(&batch, 0).unavailable()?;
+    }
+    let build_s = built.elapsed().as_secs_f64();
+    let mut pages = Vec::new();
+    for (at, entry) in [
+        ("first", None),
+        ("middle", Some(entries / 2)),
+        ("last", Some(entries - 50)),
+    ] {
+        let after = entry.map_or(-1, |e| search_position(e as i64, 1));
+        let mut lat = Vec::with_capacity(requests);
+        let mut hits = 0;
+        for i in 0..=requests {
+            let t = Instant::now();
+            hits = meta
+                .search_digest(&popular, after, entries as i64, 101)
+                .unavailable()?
+                .len();
+            if i > 0 {
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        lat.sort_by(f64::total_cmp);
+        pages.push(json!({
+            "page": at,
+            "hits": hits,
+            "p50_ms": percentile(&lat, 0.50),
+            "max_ms": lat.last().copied().unwrap_or(0.0),
+        }));
+    }
+    Ok(json!({"entries_naming_it": entries, "build_s": build_s, "pages": pages}))
 }
 
 fn day(unix: i64) -> String {

@@ -186,6 +186,17 @@ const DIGEST_ID_BITS: u32 = 20;
 /// The most digests one attestation may name (intake refuses more: 422).
 pub const MAX_DIGESTS: usize = (1 << DIGEST_ID_BITS) - 1;
 
+/// The slot of an entry's envelope among its search positions: the last,
+/// which no digest row takes.
+const ENVELOPE_SLOT: i64 = MAX_DIGESTS as i64;
+
+/// Where a hit of a digest search sits in the log's order: the entry's
+/// index, then the digest's place in the statement (its row id), the
+/// envelope last. Search pages are cut after a position.
+pub fn search_position(log_index: i64, slot: i64) -> i64 {
+    (log_index << DIGEST_ID_BITS) | slot
+}
+
 pub use crate::wire::TokenInfo;
 
 /// A workflow run.
@@ -258,7 +269,7 @@ pub struct AttestationRow {
 pub struct DigestRow {
     /// `sha256:<hex>` (or `gitCommit:<hex>`).
     pub digest: String,
-    /// `subject` or `material`.
+    /// `subject`, `material` or (in a search's answer) `envelope`.
     pub role: String,
     /// The descriptor's name.
     pub name: String,
@@ -1078,40 +1089,85 @@ impl Meta {
             .query_row(params![search_key(digest), digest], |r| r.get(0))?)
     }
 
-    /// Attestations naming `digest` as a subject or material, with the role.
-    pub fn search_digest(&self, digest: &str) -> Result<Vec<(AttestationRow, DigestRow)>> {
+    /// One page of the attestations naming `digest` as a subject, a
+    /// material or their envelope, in log order: at most `limit` hits whose
+    /// [search position](search_position) is above `after` and whose entry
+    /// is below `below`, each with its position. Both lookups are range
+    /// scans of an index (digest ids are positions), so a page costs the
+    /// same at any depth.
+    pub fn search_digest(
+        &self,
+        digest: &str,
+        after: i64,
+        below: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, AttestationRow, DigestRow)>> {
         let c = self.c();
-        let mut st = c.prepare(&format!(
-            "SELECT {}, d.digest, d.role, d.name FROM digests d JOIN attestations a ON a.log_index = d.log_index \
-             WHERE d.key = ?1 AND d.digest = ?2 ORDER BY a.log_index, d.id",
-            ATT_COLS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ")
-        ))?;
-        let rows = st.query_map(params![search_key(digest), digest], |r| {
-            Ok((
-                att_from(r)?,
-                DigestRow {
-                    digest: r.get(9)?,
-                    role: r.get(10)?,
-                    name: r.get(11)?,
-                },
-            ))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let key = search_key(digest);
+        let mut named = c
+            .prepare_cached(&format!(
+                "SELECT {}, d.role, d.name, d.id FROM digests d JOIN attestations a ON a.log_index = d.log_index \
+                 WHERE d.key = ?1 AND d.digest = ?2 AND d.id > ?3 AND d.log_index < ?4 ORDER BY d.id LIMIT ?5",
+                ATT_COLS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ")
+            ))?
+            .query_map(params![key, digest, after, below, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(11)?,
+                    att_from(r)?,
+                    DigestRow {
+                        digest: digest.to_owned(),
+                        role: r.get(9)?,
+                        name: r.get(10)?,
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        // The envelope's position is its entry's last slot, which no digest
+        // row takes: entries above `after`'s, or `after`'s own when `after`
+        // is not that slot already.
+        let from = (after >> DIGEST_ID_BITS) + i64::from(after & ENVELOPE_SLOT == ENVELOPE_SLOT);
+        let enveloped = c
+            .prepare_cached(&format!(
+                "SELECT {ATT_COLS} FROM attestations WHERE envelope_key = ?1 AND envelope_digest = ?2 \
+                 AND log_index >= ?3 AND log_index < ?4 ORDER BY log_index LIMIT ?5"
+            ))?
+            .query_map(params![key, digest, from.max(0), below, limit], |r| {
+                let a = att_from(r)?;
+                Ok((
+                    search_position(a.log_index, ENVELOPE_SLOT),
+                    a,
+                    DigestRow {
+                        digest: digest.to_owned(),
+                        role: "envelope".into(),
+                        name: String::new(),
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        if !enveloped.is_empty() {
+            named.extend(enveloped);
+            named.sort_by_key(|(p, _, _)| *p);
+            named.truncate(usize::try_from(limit).unwrap_or(0));
+        }
+        Ok(named)
     }
 
-    /// Attestations of a workflow, or checked against a contract commit.
+    /// Attestations of a workflow, or checked against a contract commit:
+    /// at most `limit` entries above `after` and below `below`, in log order.
     pub fn search(
         &self,
         workflow: Option<&str>,
         commit: Option<&str>,
+        after: i64,
+        below: i64,
         limit: i64,
     ) -> Result<Vec<AttestationRow>> {
         let c = self.c();
-        let mut st = c.prepare(&format!(
+        let mut st = c.prepare_cached(&format!(
             "SELECT {ATT_COLS} FROM attestations WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR contract_commit = ?2) \
-             ORDER BY log_index LIMIT ?3"
+             AND log_index > ?3 AND log_index < ?4 ORDER BY log_index LIMIT ?5"
         ))?;
-        let rows = st.query_map(params![workflow, commit, limit], att_from)?;
+        let rows = st.query_map(params![workflow, commit, after, below, limit], att_from)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -1460,21 +1516,35 @@ mod tests {
         // Indexing an entry again (a reindex after a crash) replaces its rows.
         m.record_attestation(&row(1, "sha256:e1"), &[digest(&a, "material", "dep")], 3)
             .unwrap();
-        let found: Vec<_> = m
-            .search_digest(&a)
-            .unwrap()
-            .into_iter()
-            .map(|(r, d)| (r.log_index, d.role, d.name))
-            .collect();
+        let found = |d: &str, after: i64, limit: i64| -> Vec<(i64, String, String)> {
+            m.search_digest(d, after, 10, limit)
+                .unwrap()
+                .into_iter()
+                .map(|(_, r, d)| (r.log_index, d.role, d.name))
+                .collect()
+        };
         assert_eq!(
-            found,
+            found(&a, -1, 10),
             vec![
                 (0, "subject".into(), "app".into()),
                 (1, "material".into(), "dep".into())
             ]
         );
-        assert_eq!(m.search_digest(&b).unwrap().len(), 1);
-        assert!(m.search_digest("sha256:cc").unwrap().is_empty());
+        assert_eq!(found(&b, -1, 10).len(), 1);
+        assert!(found("sha256:cc", -1, 10).is_empty());
+        // An envelope's digest finds its entry, last among the entry's hits.
+        assert_eq!(
+            found("sha256:e1", -1, 10),
+            vec![(1, "envelope".into(), String::new())]
+        );
+        // Pages: cut after a position, never repeating or skipping a hit.
+        let page = m.search_digest(&a, -1, 10, 1).unwrap();
+        assert_eq!((page.len(), page[0].1.log_index), (1, 0));
+        let rest = m.search_digest(&a, page[0].0, 10, 5).unwrap();
+        assert_eq!(rest.iter().map(|h| h.1.log_index).collect::<Vec<_>>(), vec![1]);
+        assert!(m.search_digest(&a, rest[0].0, 10, 5).unwrap().is_empty());
+        // Below the bound only.
+        assert_eq!(m.search_digest(&a, -1, 1, 10).unwrap().len(), 1);
         assert_eq!(m.envelope_index("sha256:e1").unwrap(), Some(1));
         assert_eq!(m.envelope_index("sha256:e2").unwrap(), None);
         assert_eq!(m.indexed_count().unwrap(), 2);
@@ -1527,10 +1597,10 @@ mod tests {
         assert_eq!(m.setting("origin").unwrap().as_deref(), Some("kept"));
         // Rebuilt from the log by the server's start-up reindex.
         assert_eq!(m.indexed_count().unwrap(), 0);
-        assert!(m.search_digest("sha256:aa").unwrap().is_empty());
+        assert!(m.search_digest("sha256:aa", -1, 9, 9).unwrap().is_empty());
         m.record_attestation(&row(0, "sha256:e0"), &[digest("sha256:aa", "subject", "app")], 2)
             .unwrap();
-        assert_eq!(m.search_digest("sha256:aa").unwrap().len(), 1);
+        assert_eq!(m.search_digest("sha256:aa", -1, 9, 9).unwrap().len(), 1);
         drop(m);
         // A database already in the current form is left as it is.
         let m = Meta::open(&path).unwrap();

@@ -29,6 +29,8 @@ pub struct Found {
     pub published: i64,
     /// The attestations found, with the digest's role and name for a digest search.
     pub hits: Vec<(AttestationRow, Option<DigestRow>)>,
+    /// When there are more hits: the cursor that asks for the next page.
+    pub next: Option<i64>,
 }
 
 /// Why a search has no answer.
@@ -42,9 +44,23 @@ pub enum SearchError {
     Meta(#[from] MetaError),
 }
 
-/// Runs `q`, at most `limit` hits (clamped to 1..=10,000).
-pub async fn search(app: &App, q: Search<'_>, limit: i64) -> Result<Found, SearchError> {
+/// Runs `q`: at most `limit` hits (clamped to 1..=10,000), in log order,
+/// after the cursor `after` (the `next` of the previous page; none for the
+/// first). A digest search's cursor is a [search
+/// position](crate::server::meta::search_position), so a page may end
+/// between two hits of one entry and the next starts with the rest; a
+/// filtered search's is a log index.
+pub async fn search(app: &App, q: Search<'_>, after: Option<i64>, limit: i64) -> Result<Found, SearchError> {
     let limit = limit.clamp(1, 10_000);
+    let after = match after {
+        None => -1,
+        Some(a) if a >= 0 => a,
+        Some(a) => {
+            return Err(SearchError::Bad(format!(
+                "after={a} is not a cursor of this search"
+            )))
+        }
+    };
     // Complete up to where both the log is published and the index is
     // written (the index follows the acknowledgement by a few milliseconds;
     // wait for it briefly rather than answer short).
@@ -52,16 +68,15 @@ pub async fn search(app: &App, q: Search<'_>, limit: i64) -> Result<Found, Searc
         .indexed
         .reach(app.ledger.sizes().published, Duration::from_secs(2))
         .await as i64;
-    let hits = match q {
+    // One more than asked says whether there is a next page.
+    let (mut hits, mut positions): (Vec<_>, Vec<i64>) = match q {
         Search::Digest(d) => {
             let d = normalize_digest(d)?;
             app.meta
-                .search_digest(&d)?
+                .search_digest(&d, after, published, limit + 1)?
                 .into_iter()
-                .filter(|(a, _)| a.log_index < published)
-                .take(limit as usize)
-                .map(|(a, dr)| (a, Some(dr)))
-                .collect()
+                .map(|(p, a, dr)| ((a, Some(dr)), p))
+                .unzip()
         }
         Search::Filter {
             workflow,
@@ -73,14 +88,25 @@ pub async fn search(app: &App, q: Search<'_>, limit: i64) -> Result<Found, Searc
                 ));
             }
             app.meta
-                .search(workflow, contract_revision, limit)?
+                .search(workflow, contract_revision, after, published, limit + 1)?
                 .into_iter()
-                .filter(|a| a.log_index < published)
-                .map(|a| (a, None))
-                .collect()
+                .map(|a| {
+                    let i = a.log_index;
+                    ((a, None), i)
+                })
+                .unzip()
         }
     };
-    Ok(Found { published, hits })
+    let next = (hits.len() as i64 > limit).then(|| {
+        hits.truncate(limit as usize);
+        positions.truncate(limit as usize);
+        positions[positions.len() - 1]
+    });
+    Ok(Found {
+        published,
+        hits,
+        next,
+    })
 }
 
 /// `<algorithm>:<hex>` with the hex in lowercase, or why not.

@@ -34,6 +34,16 @@ struct Browser {
 impl Browser {
     /// Starts one, or `None` when Chromium is not installed (outside CI).
     fn start() -> Option<Browser> {
+        Browser::start_with(json!({}))
+    }
+
+    /// One whose pages run no JavaScript (the browser's own setting).
+    fn without_javascript() -> Option<Browser> {
+        Browser::start_with(json!({"profile.managed_default_content_settings.javascript": 2}))
+    }
+
+    /// Starts one with Chromium's preferences `prefs`.
+    fn start_with(prefs: Value) -> Option<Browser> {
         let installed =
             Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists();
         if !installed {
@@ -73,6 +83,7 @@ impl Browser {
                     "--disable-component-update", "--disable-sync",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
+                "prefs": prefs,
             },
         }}});
         let mut b = Browser {
@@ -100,6 +111,7 @@ impl Browser {
                 .header("content-type", "application/json")
                 .body(body.to_string()),
             "DELETE" => self.http.delete(format!("{}{path}", self.url)),
+            "GET" => self.http.get(format!("{}{path}", self.url)),
             _ => unreachable!(),
         };
         let v: Value = serde_json::from_slice(&req.send().unwrap().bytes().unwrap()).unwrap();
@@ -542,6 +554,87 @@ impl Browser {
         v
     }
 
+    /// The element `css` selects, through WebDriver itself (no script in
+    /// the page: these work with JavaScript off).
+    fn element(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            &format!("/session/{}/element", self.session),
+            json!({"using": "css selector", "value": css}),
+        );
+        v["element-6066-11e4-a52e-4f735466cecf"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_owned()
+    }
+
+    /// Whether `css` selects anything.
+    fn has(&self, css: &str) -> bool {
+        let v = self.call(
+            "POST",
+            &format!("/session/{}/elements", self.session),
+            json!({"using": "css selector", "value": css}),
+        );
+        !v.as_array().unwrap().is_empty()
+    }
+
+    /// Types `text` into the field `css` selects.
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.element(css);
+        self.call(
+            "POST",
+            &format!("/session/{}/element/{e}/value", self.session),
+            json!({ "text": text }),
+        );
+    }
+
+    /// Clicks what `css` selects (a real click: a link followed, a form submitted).
+    fn click(&self, css: &str) {
+        let e = self.element(css);
+        self.call(
+            "POST",
+            &format!("/session/{}/element/{e}/click", self.session),
+            json!({}),
+        );
+    }
+
+    /// Waits (30 s at most) until `css` selects something.
+    fn wait_until_has(&self, css: &str) {
+        for _ in 0..1200 {
+            if self.has(css) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("nothing matches {css} on {}", self.path());
+    }
+
+    /// Clicks what `css` selects and waits for the page `path` to show `then`.
+    fn click_then(&self, css: &str, path: &str, then: &str) {
+        self.click(css);
+        self.wait_until_has(then);
+        assert_eq!(self.path(), path, "after clicking {css}");
+    }
+
+    /// The rendered text of what `css` selects.
+    fn text(&self, css: &str) -> String {
+        let e = self.element(css);
+        let v = self.call(
+            "GET",
+            &format!("/session/{}/element/{e}/text", self.session),
+            Value::Null,
+        );
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The page's path (WebDriver's, not the page's script).
+    fn path(&self) -> String {
+        let v = self.call("GET", &format!("/session/{}/url", self.session), Value::Null);
+        let url = v.as_str().unwrap();
+        let after_host = url.splitn(4, '/').nth(3).unwrap_or_default();
+        format!("/{}", after_host.split(['?', '#']).next().unwrap_or_default())
+    }
+
     /// Saves a PNG screenshot of the page to `path` (a test artifact).
     fn screenshot(&self, path: &Path) {
         let v = self
@@ -817,6 +910,88 @@ fn a_digest_search_finds_the_attestation_whose_entry_then_verifies_in_the_browse
             && v.contains(&format!("entry {SETUP_ENTRIES} is in that tree")),
         "{v}"
     );
+
+    // Two more releases of the same image: three hits, listed a page at a
+    // time through the "Next hits" links (here a page of one), in log order,
+    // none repeated or skipped; the last page has no link.
+    let mut entries = vec![pushed["log_index"].as_u64().unwrap()];
+    for _ in 0..2 {
+        craft_release(&cp, &ws, &env);
+        let p = ok(&push(&cp, &ws, &env, "cosign.key", &["--output", "json"]));
+        entries.push(p["log_index"].as_u64().unwrap());
+    }
+    wait_published(&cp, entries[2] + 1);
+    browser.goto(&format!(
+        "{}/console/log/search?digest=sha256%3A{}&limit=1",
+        cp.url,
+        "5e".repeat(32)
+    ));
+    let mut paged = Vec::new();
+    loop {
+        let hrefs = browser.run(
+            "return Array.from(document.querySelectorAll('#hits tbody a')).map((a) => a.getAttribute('href'))",
+            json!([]),
+        );
+        paged.extend(
+            hrefs
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap().to_owned()),
+        );
+        let next = browser.run(
+            "const a = document.getElementById('next'); return a && a.getAttribute('href')",
+            json!([]),
+        );
+        let Some(next) = next.as_str() else { break };
+        assert!(paged.len() < 10, "the pages do not end: {paged:?}");
+        browser.goto(&format!("{}{next}", cp.url));
+    }
+    let expected: Vec<String> = entries
+        .iter()
+        .map(|i| format!("/console/log/entries/{i}"))
+        .collect();
+    assert_eq!(paged, expected);
+    // The API pages the same way, and an envelope's digest finds its entry.
+    let api = |q: &str| cp.get(&format!("/api/v1/search?{q}"), None).1;
+    let first = api(&format!("digest=sha256:{}&limit=2", "5e".repeat(32)));
+    let next = first["next"].as_i64().unwrap();
+    let rest = api(&format!("digest=sha256:{}&limit=2&after={next}", "5e".repeat(32)));
+    let indices = |v: &Value| -> Vec<u64> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["log_index"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!([indices(&first), indices(&rest)].concat(), entries);
+    assert!(rest.get("next").is_none(), "{rest}");
+    let by_envelope = api(&format!("digest={}", pushed["envelope_digest"].as_str().unwrap()));
+    assert_eq!(indices(&by_envelope), [entries[0]]);
+    assert_eq!(by_envelope["results"][0]["role"], "envelope");
+    let r = cp
+        .http()
+        .get(format!("{}/console/log/search", cp.url))
+        .query(&[("digest", pushed["envelope_digest"].as_str().unwrap())])
+        .send()
+        .unwrap();
+    let body = r.text().unwrap();
+    assert!(
+        body.contains(&format!("/console/log/entries/{}", entries[0])) && body.contains("<td>envelope</td>"),
+        "{body}"
+    );
+    let r = cp
+        .http()
+        .get(format!(
+            "{}/console/log/search?digest=sha256:{}&after=x",
+            cp.url,
+            "5e".repeat(32)
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().unwrap().contains("after must be the cursor"));
 
     // No hit, a malformed digest, markup in the query: said plainly, escaped.
     for (q, status, says) in [
@@ -1573,4 +1748,77 @@ fn every_page_reads_at_400_percent_zoom_and_works_from_the_keyboard() {
         seen.push(focused[1].as_str().unwrap().to_owned());
     }
     assert_eq!(&seen[..4], ["Overview", "Runs", "Contracts", "Log"], "{seen:?}");
+}
+
+#[test]
+fn with_javascript_off_everything_but_verification_works_and_the_page_says_so() {
+    let Some(browser) = Browser::without_javascript() else {
+        return;
+    };
+    let (_d, cp, _release, _quality, run, _repo) = console_fixture();
+    // Log in: a plain form post.
+    browser.goto(&format!("{}/console/login", cp.url));
+    browser.type_into("#token", &cp.admin);
+    browser.click_then("main form button[type=submit]", "/console", "#signed-in");
+    assert_eq!(browser.text("#signed-in"), "Signed in as admin");
+    // The refused run and its reason, through the runs filter form.
+    browser.goto(&format!("{}/console/runs?status=SUCCEEDED", cp.url));
+    browser.click_then(
+        &format!("a[href=\"/console/runs/{run}\"]"),
+        &format!("/console/runs/{run}"),
+        "#refusals",
+    );
+    assert!(browser.text("#refusals").contains("signature does not verify"));
+    // Its contract, and the diff with the head through the compare form.
+    browser.click_then(
+        "#run-contract",
+        "/console/contracts/build-and-release",
+        "#history",
+    );
+    browser.click_then(
+        "#compare",
+        "/console/contracts/build-and-release/diff",
+        "#changes",
+    );
+    assert!(!browser.text("#changes").is_empty());
+    // The public log pages show who is signed in too.
+    browser.goto(&format!("{}/console/log", cp.url));
+    assert_eq!(browser.text("#signed-in"), "Signed in as admin");
+    // Search a digest, follow the hit to its entry.
+    browser.goto(&format!("{}/console/log/search", cp.url));
+    browser.type_into("#digest", &format!("sha256:{}", "5e".repeat(32)));
+    browser.click_then("main form button[type=submit]", "/console/log/search", "#hits");
+    let hit = browser.element("#hits tbody a");
+    let href = browser.call(
+        "GET",
+        &format!("/session/{}/element/{hit}/attribute/href", browser.session),
+        Value::Null,
+    );
+    let entry = href.as_str().unwrap().trim_start_matches(&cp.url).to_owned();
+    assert!(entry.starts_with("/console/log/entries/"), "{entry}");
+    browser.click_then("#hits tbody a", &entry, "#proof");
+    // The entry, its proof and checkpoint are there; verification says it
+    // needs JavaScript, and no verdict appears.
+    assert!(!browser.text("#proof").is_empty() && !browser.text("#checkpoint").is_empty());
+    assert!(
+        browser.text("noscript p").contains("needs JavaScript"),
+        "the page does not say that verification needs JavaScript"
+    );
+    // Its Verify button stays disabled: nothing pretends to verify.
+    let button = browser.element("#verify-form button[type=submit]");
+    let enabled = browser.call(
+        "GET",
+        &format!("/session/{}/element/{button}/enabled", browser.session),
+        Value::Null,
+    );
+    assert_eq!(enabled, json!(false));
+    assert!(browser.has("#verdict") && browser.text("#verdict").is_empty());
+    browser.screenshot(&screenshots().join("entry-without-javascript.png"));
+    // The checkpoints and consistency pages, then log out: a form post.
+    browser.goto(&format!("{}/console/log/checkpoints", cp.url));
+    assert!(browser.has("#checkpoints tbody tr"));
+    browser.click_then("#logout", "/console/logout", "#logged-out");
+    assert!(browser.text("#logged-out").contains("The session has ended"));
+    browser.goto(&format!("{}/console/runs", cp.url));
+    assert_eq!(browser.path(), "/console/login");
 }

@@ -338,6 +338,7 @@ pub(super) struct SearchQuery {
     digest: Option<String>,
     workflow: Option<String>,
     contract_revision: Option<String>,
+    after: Option<i64>,
     limit: Option<i64>,
 }
 
@@ -371,7 +372,7 @@ pub(super) async fn search(
             contract_revision: q.contract_revision.as_deref(),
         },
     };
-    let found = search::search(&app, what, q.limit.unwrap_or(1000))
+    let found = search::search(&app, what, q.after, q.limit.unwrap_or(1000))
         .await
         .map_err(|e| match e {
             SearchError::Bad(m) => ApiError::bad(m),
@@ -380,5 +381,6 @@ pub(super) async fn search(
     Ok(Json(wire::SearchAnswer {
         published_size: found.published,
         results: found.hits.into_iter().map(|(a, d)| hit(a, d)).collect(),
+        next: found.next,
     }))
 }

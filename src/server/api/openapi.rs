@@ -256,7 +256,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/search",
         summary: "Attestations naming a digest, of a workflow, or checked against a contract commit",
         access: Access::Public,
-        query: &["digest", "workflow", "contract_revision", "limit"],
+        query: &["digest", "workflow", "contract_revision", "after", "limit"],
         statuses: &[(200, "results with log indices"), (400, "no or bad criterion")],
         request: None,
         answer: Some("SearchAnswer"),

@@ -12,7 +12,8 @@ use axum::response::Response;
 use gix::ObjectId;
 use serde::Deserialize;
 
-use super::html::{error, escape, link, page, time};
+use super::html::{error, escape, link, page_for, time};
+use super::session::Reader;
 use crate::ledger::{LedgerError, Publication};
 use crate::server::App;
 
@@ -50,6 +51,7 @@ fn ledger_error(e: LedgerError) -> Response {
 /// `GET /console/log/checkpoints?from=<commit>`
 pub(super) async fn list(
     State(app): State<Arc<App>>,
+    reader: Reader,
     q: Result<Query<From>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let from = match q.ok().and_then(|q| q.0.from).filter(|f| !f.trim().is_empty()) {
@@ -72,7 +74,7 @@ pub(super) async fn list(
     );
     if pubs.is_empty() {
         body.push_str("<p>Nothing is published yet.</p>\n");
-        return page(StatusCode::OK, "Checkpoints", &body);
+        return page_for(StatusCode::OK, "Checkpoints", &body, reader.chrome());
     }
     body.push_str(
         "<form method=\"get\" action=\"/console/log/consistency\">\n<table id=\"checkpoints\">\n\
@@ -105,7 +107,7 @@ pub(super) async fn list(
             escape(&href)
         );
     }
-    page(StatusCode::OK, "Checkpoints", &body)
+    page_for(StatusCode::OK, "Checkpoints", &body, reader.chrome())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +119,7 @@ pub(super) struct Pair {
 /// `GET /console/log/consistency?old=<commit>&new=<commit>`
 pub(super) async fn consistency(
     State(app): State<Arc<App>>,
+    reader: Reader,
     q: Result<Query<Pair>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let q = q.map(|q| q.0).unwrap_or_default();
@@ -169,7 +172,7 @@ pub(super) async fn consistency(
          <form id=\"verify-form\">\n\
          <label for=\"key\">Log verifier key to trust (kept in this browser)</label>\n\
          <input id=\"key\" name=\"key\" size=\"70\" autocomplete=\"off\" spellcheck=\"false\" required>\n\
-         <button type=\"submit\">Verify</button>\n</form>\n\
+         <button type=\"submit\" disabled>Verify</button>\n</form>\n\
          <p id=\"verdict\" role=\"status\" aria-live=\"polite\"></p>\n</section>\n\
          <script type=\"module\" src=\"/console/consistency.js\"></script>\n",
         sa = a.size,
@@ -182,5 +185,5 @@ pub(super) async fn consistency(
         cpb = escape(&b.checkpoint),
         n = proof.len(),
     );
-    page(StatusCode::OK, "Consistency", &body)
+    page_for(StatusCode::OK, "Consistency", &body, reader.chrome())
 }

@@ -48,6 +48,9 @@ async function verify() {
   );
 }
 
+// The button is disabled in the page as served: without JavaScript there is
+// nothing to verify with, and the page says so.
+form.querySelector("button[type=submit]").disabled = false;
 form.addEventListener("submit", (ev) => {
   ev.preventDefault();
   say(false, "Verifying…");

@@ -110,6 +110,9 @@ async function checkHistory(key, size, root) {
   return said;
 }
 
+// The button is disabled in the page as served: without JavaScript there is
+// nothing to verify with, and the page says so.
+form.querySelector("button[type=submit]").disabled = false;
 form.addEventListener("submit", (ev) => {
   ev.preventDefault();
   say(false, "Verifying…");

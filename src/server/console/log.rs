@@ -9,12 +9,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::html::{error, escape, page};
+use super::html::{error, escape, page_for};
+use super::session::Reader;
 use crate::server::search::{self, Search, SearchError};
 use crate::server::{checkpoint_size, App};
 
 /// `GET /console/log`: the published checkpoint and a way to an entry.
-pub(super) async fn overview(State(app): State<Arc<App>>) -> Response {
+pub(super) async fn overview(State(app): State<Arc<App>>, reader: Reader) -> Response {
     let s = app.ledger.sizes();
     let cp = app.ledger.checkpoint();
     let body = format!(
@@ -37,7 +38,7 @@ pub(super) async fn overview(State(app): State<Arc<App>>) -> Response {
         cp = escape(&cp),
         key = escape(&app.verifier_key),
     );
-    page(StatusCode::OK, "Log", &body)
+    page_for(StatusCode::OK, "Log", &body, reader.chrome())
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,7 +60,11 @@ pub(super) async fn find_entry(q: Result<Query<Find>, axum::extract::rejection::
 /// `GET /console/log/entries/{index}`: the entry, its inclusion proof at
 /// the latest checkpoint and that checkpoint, each in the page where the
 /// in-browser verifier reads them.
-pub(super) async fn entry(State(app): State<Arc<App>>, Path(index): Path<String>) -> Response {
+pub(super) async fn entry(
+    State(app): State<Arc<App>>,
+    reader: Reader,
+    Path(index): Path<String>,
+) -> Response {
     let Ok(index) = index.parse::<u64>() else {
         return error(StatusCode::BAD_REQUEST, &format!("{index:?} is not a log index"));
     };
@@ -104,7 +109,7 @@ pub(super) async fn entry(State(app): State<Arc<App>>, Path(index): Path<String>
          <input id=\"key\" name=\"key\" size=\"70\" autocomplete=\"off\" spellcheck=\"false\" required>\n\
          <label for=\"witness-keys\">Witness keys whose cosignature you require, one per line (optional, kept in this browser)</label>\n\
          <textarea id=\"witness-keys\" name=\"witness-keys\" rows=\"3\" cols=\"70\" autocomplete=\"off\" spellcheck=\"false\"></textarea>\n\
-         <button type=\"submit\">Verify</button>\n</form>\n\
+         <button type=\"submit\" disabled>Verify</button>\n</form>\n\
          <p id=\"verdict\" role=\"status\" aria-live=\"polite\"></p>\n</section>\n\
          <script type=\"module\" src=\"/console/entry.js\"></script>\n",
         leaf = ledger_format::hash::leaf_hash(&bytes).to_hex(),
@@ -113,22 +118,27 @@ pub(super) async fn entry(State(app): State<Arc<App>>, Path(index): Path<String>
         n = proof.len(),
         cp = escape(&cp),
     );
-    page(StatusCode::OK, &format!("Entry {index}"), &body)
+    page_for(StatusCode::OK, &format!("Entry {index}"), &body, reader.chrome())
 }
 
 #[derive(Debug, Deserialize)]
 pub(super) struct Lookup {
     digest: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
 }
 
 /// `GET /console/log/search?digest=…`: the attestations naming a digest
 /// (subject, material or envelope), each linked to its entry's page, and
-/// the size up to which the answer is complete.
+/// the size up to which the answer is complete; [`SEARCH_PAGE`] hits a
+/// page, the next from the cursor `after`.
 pub(super) async fn search(
     State(app): State<Arc<App>>,
+    reader: Reader,
     q: Result<Query<Lookup>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let digest = q.ok().and_then(|q| q.0.digest).unwrap_or_default();
+    let (digest, after, limit) = q.map(|q| (q.0.digest, q.0.after, q.0.limit)).unwrap_or_default();
+    let digest = digest.unwrap_or_default();
     let form = format!(
         "<h1>Search the log</h1>\n<form method=\"get\" action=\"/console/log/search\">\n\
          <label for=\"digest\">Digest of a subject, material or envelope</label>\n\
@@ -137,15 +147,26 @@ pub(super) async fn search(
         escape(&digest)
     );
     if digest.trim().is_empty() {
-        return page(StatusCode::OK, "Search", &form);
+        return page_for(StatusCode::OK, "Search", &form, reader.chrome());
     }
-    let found = match search::search(&app, Search::Digest(&digest), SEARCH_LIMIT).await {
+    let number = |v: Option<&str>| v.map(str::parse::<i64>).transpose();
+    let (Ok(after), Ok(limit)) = (number(after.as_deref()), number(limit.as_deref())) else {
+        return page_for(
+            StatusCode::BAD_REQUEST,
+            "Search",
+            &format!("{form}<p role=\"alert\">after must be the cursor of a \"Next hits\" link, and limit a number.</p>\n"),
+            reader.chrome(),
+        );
+    };
+    let limit = limit.unwrap_or(SEARCH_PAGE).clamp(1, SEARCH_PAGE);
+    let found = match search::search(&app, Search::Digest(&digest), after, limit).await {
         Ok(f) => f,
         Err(SearchError::Bad(m)) => {
-            return page(
+            return page_for(
                 StatusCode::BAD_REQUEST,
                 "Search",
                 &format!("{form}<p role=\"alert\">{}</p>\n", escape(&m)),
+                reader.chrome(),
             )
         }
         Err(SearchError::Meta(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
@@ -168,28 +189,39 @@ pub(super) async fn search(
             )
         })
         .collect();
+    let from = if after.is_some() { " (continued)" } else { "" };
     let table = if found.hits.is_empty() {
-        "<p id=\"hits\">No attestation names this digest.</p>\n".to_owned()
+        format!(
+            "<p id=\"hits\">No{} attestation names this digest.</p>\n",
+            if after.is_some() { " further" } else { "" }
+        )
     } else {
         format!(
-            "<table id=\"hits\">\n<caption>{n} attestation(s) name it</caption>\n<thead><tr><th scope=\"col\">Entry</th>\
+            "<table id=\"hits\">\n<caption>{n} hit(s){from}</caption>\n<thead><tr><th scope=\"col\">Entry</th>\
              <th scope=\"col\">As</th><th scope=\"col\">Name</th><th scope=\"col\">Workflow</th><th scope=\"col\">Project</th>\
              <th scope=\"col\">Run</th><th scope=\"col\">Envelope</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n",
             n = found.hits.len()
         )
     };
+    let next = found.next.map_or_else(String::new, |n| {
+        format!(
+            "<p><a id=\"next\" rel=\"next\" href=\"/console/log/search?digest={}&amp;after={n}{l}\">Next hits</a></p>\n",
+            escape(&form_urlencoded::byte_serialize(digest.trim().as_bytes()).collect::<String>()),
+            l = if limit == SEARCH_PAGE { String::new() } else { format!("&amp;limit={limit}") },
+        )
+    });
     let body = format!(
-        "{form}{table}<p id=\"complete\">Complete for the first {published} entries of the log (what is \
-         published and indexed){more}.</p>\n",
+        "{form}{table}{next}<p id=\"complete\">Complete for the first {published} entries of the log (what is \
+         published and indexed): every hit among them is on this page{or}.</p>\n",
         published = found.published,
-        more = if found.hits.len() as i64 >= SEARCH_LIMIT {
-            format!("; only the first {SEARCH_LIMIT} hits are shown")
+        or = if after.is_some() || found.next.is_some() {
+            ", an earlier one or a later one (in log order)"
         } else {
-            String::new()
+            ""
         },
     );
-    page(StatusCode::OK, "Search", &body)
+    page_for(StatusCode::OK, "Search", &body, reader.chrome())
 }
 
-/// Most hits a search page lists.
-const SEARCH_LIMIT: i64 = 500;
+/// Most hits a search page lists (`limit` may ask for fewer).
+const SEARCH_PAGE: i64 = 100;

@@ -56,6 +56,29 @@ impl Viewer {
     }
 }
 
+/// Whoever reads a public page: the signed-in viewer, whose name and
+/// log-out form the page's navigation shows, or `None`. A public page never
+/// fails for want of a session: a metadata error here reads as anonymous.
+pub(super) struct Reader(pub Option<Viewer>);
+
+impl Reader {
+    /// The page chrome for this reader.
+    pub(super) fn chrome(&self) -> Chrome<'_> {
+        chrome(self.0.as_ref())
+    }
+}
+
+impl axum::extract::FromRequestParts<Arc<App>> for Reader {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Reader(viewer(app, &parts.headers).ok().flatten()))
+    }
+}
+
 /// The page chrome of an optional viewer.
 pub(super) fn chrome(v: Option<&Viewer>) -> Chrome<'_> {
     v.map(Viewer::chrome).unwrap_or_default()
