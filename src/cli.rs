@@ -69,6 +69,9 @@ pub enum Command {
     /// Manage workflows' signing keys (admin).
     #[command(subcommand)]
     Workflow(WorkflowCommand),
+    /// What the integrations were told: the outbox's deliveries (admin).
+    #[command(subcommand)]
+    Integration(IntegrationCommand),
     /// Inspect workflow runs.
     #[command(subcommand)]
     Run(RunCommand),
@@ -223,6 +226,46 @@ pub enum TokenCommand {
     List(ConnArgs),
     /// Revoke a token.
     Revoke(TokenRevokeArgs),
+}
+
+/// `tally integration …`
+#[derive(Debug, Subcommand)]
+pub enum IntegrationCommand {
+    /// The configured integrations, with their pending, delivered and failed events.
+    List(ConnArgs),
+    /// The outbox's deliveries, newest first: state, attempts, last error.
+    Status(IntegrationStatusArgs),
+    /// Make failed deliveries pending again (one, an integration's, or all).
+    Retry(IntegrationRetryArgs),
+}
+
+/// `tally integration status`
+#[derive(Debug, Args)]
+pub struct IntegrationStatusArgs {
+    /// Only this integration's deliveries.
+    #[arg(long)]
+    pub integration: Option<String>,
+    /// Only deliveries in this state.
+    #[arg(long, value_parser = ["pending", "delivered", "failed"])]
+    pub state: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    #[command(flatten)]
+    pub conn: ServerConn,
+}
+
+/// `tally integration retry`
+#[derive(Debug, Args)]
+pub struct IntegrationRetryArgs {
+    /// One failed delivery (its id in `tally integration status`).
+    #[arg(long, conflicts_with = "integration")]
+    pub id: Option<i64>,
+    /// Every failed delivery of this integration (neither: every failed one).
+    #[arg(long)]
+    pub integration: Option<String>,
+    #[command(flatten)]
+    pub conn: ServerConn,
 }
 
 /// Only the connection.

@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use tally::cli::{
-    ArtifactCommand, AttestationCommand, Cli, Command, ContractCommand, KeyCommand, LedgerCommand, LogFormat,
-    Output, PolicyCommand, ProofCommand, RunCommand, TokenCommand, WitnessCommand, WorkflowCommand,
-    WorkflowKeyCommand,
+    ArtifactCommand, AttestationCommand, Cli, Command, ContractCommand, IntegrationCommand, KeyCommand,
+    LedgerCommand, LogFormat, Output, PolicyCommand, ProofCommand, RunCommand, TokenCommand, WitnessCommand,
+    WorkflowCommand, WorkflowKeyCommand,
 };
 use tally::cmd::{self, Report};
 use tally::exit::{Failure, OK};
@@ -80,6 +80,9 @@ fn main() -> ExitCode {
         Command::Token(TokenCommand::Create(a)) => (a.conn.output, cmd::admin::token_create(a)),
         Command::Token(TokenCommand::List(a)) => (a.conn.output, cmd::admin::token_list(a)),
         Command::Token(TokenCommand::Revoke(a)) => (a.conn.output, cmd::admin::token_revoke(a)),
+        Command::Integration(IntegrationCommand::List(a)) => (a.conn.output, cmd::integration::list(a)),
+        Command::Integration(IntegrationCommand::Status(a)) => (a.conn.output, cmd::integration::status(a)),
+        Command::Integration(IntegrationCommand::Retry(a)) => (a.conn.output, cmd::integration::retry(a)),
         Command::Workflow(WorkflowCommand::List(a)) => (a.conn.output, cmd::admin::workflow_list(a)),
         Command::Workflow(WorkflowCommand::Key(WorkflowKeyCommand::Add(a))) => {
             (a.conn.output, cmd::admin::workflow_key_add(a))

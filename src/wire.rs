@@ -381,6 +381,98 @@ pub struct TokenList {
     pub tokens: Vec<TokenInfo>,
 }
 
+/// One configured integration and its outbox (`GET /api/v1/integrations`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationInfo {
+    /// Its name.
+    pub name: String,
+    /// `webhook`, `slack`, `discord` or `dependency-track`.
+    pub kind: String,
+    /// Where it delivers: scheme, host and port only (a chat webhook's
+    /// path is its secret).
+    pub endpoint: String,
+    /// The events it takes (`accepted`, `refused`).
+    pub events: Vec<String>,
+    /// The workflows whose events it takes (empty: all).
+    pub workflows: Vec<String>,
+    /// Events waiting for delivery (or a retry).
+    pub pending: i64,
+    /// Events delivered.
+    pub delivered: i64,
+    /// Events given up after `max_attempts` (retriable).
+    pub failed: i64,
+}
+
+/// `GET /api/v1/integrations`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationList {
+    /// Every configured integration, and integrations no longer configured
+    /// that still have events in the outbox.
+    pub integrations: Vec<IntegrationInfo>,
+}
+
+/// One delivery of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryInfo {
+    /// Its id (what `retry` takes).
+    pub id: i64,
+    /// The integration.
+    pub integration: String,
+    /// The event's id, sent as `Idempotency-Key` at every attempt.
+    pub event_id: String,
+    /// The event's type (`dev.tally.attestation.accepted`, `dev.tally.push.refused`).
+    pub event_type: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When the next attempt is due (unix seconds), while pending.
+    pub next_at: i64,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the event was written (unix seconds).
+    pub created_at: i64,
+    /// When it was delivered (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<i64>,
+}
+
+/// `GET /api/v1/integrations/deliveries`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryList {
+    /// Newest first.
+    pub deliveries: Vec<DeliveryInfo>,
+    /// When there are more: pass it as `before` for the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<i64>,
+}
+
+/// `POST /api/v1/integrations/deliveries/retry`: a failed delivery, or
+/// every failed one of an integration, or (neither) every failed one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDeliveries {
+    /// A delivery's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// An integration's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration: Option<String>,
+}
+
+/// The answer to `RetryDeliveries`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesRetried {
+    /// How many failed deliveries are pending again.
+    pub retried: i64,
+}
+
 /// `DELETE /api/v1/tokens/{id}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenRevoked {

@@ -71,7 +71,7 @@ fn seed(dir: &std::path::Path, extra_runs: usize, admin: &str) -> Result<(), Fai
                     "the envelope's signature does not verify: no signature verifies with the workflow's keys"
                         .into(),
                 at: created + 30,
-            })
+            }, &[])
             .unavailable()?;
         }
         meta.finish_run(
@@ -360,7 +360,7 @@ fn deep_search(entries: usize, requests: usize) -> Result<serde_json::Value, Fai
                 (row, digests)
             })
             .collect();
-        meta.record_attestations(&batch, 0).unavailable()?;
+        meta.record_attestations(&batch, &[], 0).unavailable()?;
     }
     let build_s = built.elapsed().as_secs_f64();
     let mut pages = Vec::new();

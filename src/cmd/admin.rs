@@ -14,7 +14,7 @@ use crate::cmd::Report;
 use crate::exit::Failure;
 use crate::wire;
 
-fn client(c: &ServerConn) -> Result<Client, Failure> {
+pub(crate) fn client(c: &ServerConn) -> Result<Client, Failure> {
     Client::new(&c.server, c.token.as_deref())
 }
 
@@ -35,13 +35,13 @@ pub fn parse_duration(s: &str) -> Result<u64, Failure> {
         .ok_or_else(|| Failure::Usage(anyhow!("{s:?} is not a duration like 30d, 12h, 90m or 3600s")))
 }
 
-fn ts(secs: Option<i64>) -> String {
+pub(crate) fn ts(secs: Option<i64>) -> String {
     secs.and_then(|s| jiff::Timestamp::from_second(s).ok())
         .map_or_else(|| "-".into(), |t| t.to_string())
 }
 
 /// The answer as `--output json` prints it: exactly what the server sent.
-fn echo(v: &impl serde::Serialize) -> Value {
+pub(crate) fn echo(v: &impl serde::Serialize) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 

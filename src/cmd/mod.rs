@@ -6,6 +6,7 @@ pub mod attestation;
 pub mod audit;
 pub mod contract;
 pub mod demo;
+pub mod integration;
 pub mod key;
 pub mod ledger;
 pub mod monitor;

@@ -112,6 +112,12 @@ CREATE TRIGGER IF NOT EXISTS run_counts_delete AFTER DELETE ON runs BEGIN
   UPDATE run_counts SET n = n - 1
     WHERE day = date(OLD.created_at, 'unixepoch') AND workflow = OLD.workflow AND status = OLD.status;
 END;
+CREATE TABLE IF NOT EXISTS outbox (
+  id INTEGER PRIMARY KEY, integration TEXT NOT NULL, event_id TEXT NOT NULL, event_type TEXT NOT NULL,
+  event TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, next_at INTEGER NOT NULL,
+  last_error TEXT, created_at INTEGER NOT NULL, delivered_at INTEGER,
+  UNIQUE (integration, event_id));
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
 CREATE TABLE IF NOT EXISTS console_sessions (
   id_hash BLOB PRIMARY KEY, token_hash BLOB NOT NULL, csrf TEXT NOT NULL,
   created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
@@ -313,6 +319,59 @@ pub struct RefusalRow {
     pub at: i64,
 }
 
+/// An event for one integration, written to the outbox in the same
+/// transaction as what it reports (SPEC.md §17).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// The integration's name.
+    pub integration: String,
+    /// The event's id: its idempotency key, the same at every attempt.
+    pub event_id: String,
+    /// `dev.tally.attestation.accepted` or `dev.tally.push.refused`.
+    pub event_type: String,
+    /// The CloudEvent (JSON) the delivery is made from.
+    pub event: String,
+}
+
+/// How an attempt at a delivery went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The delivery.
+    pub id: i64,
+    /// Why it failed; none: delivered.
+    pub error: Option<String>,
+    /// When to try again after a failure; none: give up.
+    pub retry_at: Option<i64>,
+}
+
+/// A delivery of the outbox: an event for an integration and how it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    /// Its id.
+    pub id: i64,
+    /// The integration's name.
+    pub integration: String,
+    /// The event's id (its idempotency key).
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The CloudEvent (JSON).
+    #[serde(skip)]
+    pub event: String,
+    /// `pending`, `delivered` or `failed` (attempts exhausted; retriable).
+    pub state: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When the next attempt is due (unix seconds), while pending.
+    pub next_at: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the event was written (unix seconds).
+    pub created_at: i64,
+    /// When it was delivered (unix seconds).
+    pub delivered_at: Option<i64>,
+}
+
 /// A console session (SPEC.md §16.3): only hashes of secrets are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
@@ -420,6 +479,25 @@ fn att_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttestationRow> {
         run_id: r.get(4)?,
         contract: revision_from(r, 5)?,
         created_at: r.get(8)?,
+    })
+}
+
+const DELIVERY_COLS: &str =
+    "id, integration, event_id, event_type, event, state, attempts, next_at, last_error, created_at, delivered_at";
+
+fn delivery_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        integration: r.get(1)?,
+        event_id: r.get(2)?,
+        event_type: r.get(3)?,
+        event: r.get(4)?,
+        state: r.get(5)?,
+        attempts: r.get(6)?,
+        next_at: r.get(7)?,
+        last_error: r.get(8)?,
+        created_at: r.get(9)?,
+        delivered_at: r.get(10)?,
     })
 }
 
@@ -786,18 +864,52 @@ impl Meta {
     }
 
     /// Records an accepted attestation: the run SUCCEEDED, the search rows.
-    pub fn record_attestation(&self, a: &AttestationRow, digests: &[DigestRow], now: i64) -> Result<()> {
-        self.record_attestations(&[(a.clone(), digests.to_vec())], now)
+    pub fn record_attestation(
+        &self,
+        a: &AttestationRow,
+        digests: &[DigestRow],
+        outbox: &[OutboxRow],
+        now: i64,
+    ) -> Result<()> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        Self::record_in(&tx, a, digests, now)?;
+        Self::enqueue_in(&tx, outbox, now)?;
+        tx.commit()?;
+        Ok(())
     }
 
-    /// Records accepted attestations in one transaction.
-    pub fn record_attestations(&self, batch: &[(AttestationRow, Vec<DigestRow>)], now: i64) -> Result<()> {
+    /// Records a batch of attestations and their integrations' events in
+    /// one transaction.
+    pub fn record_attestations(
+        &self,
+        batch: &[(AttestationRow, Vec<DigestRow>)],
+        outbox: &[OutboxRow],
+        now: i64,
+    ) -> Result<()> {
         let mut c = self.c();
         let tx = c.transaction()?;
         for (a, digests) in batch {
             Self::record_in(&tx, a, digests, now)?;
         }
+        Self::enqueue_in(&tx, outbox, now)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes events to the outbox, due now; an event already there (the
+    /// same integration and id: a re-index) is left as it is.
+    fn enqueue_in(tx: &rusqlite::Transaction<'_>, outbox: &[OutboxRow], now: i64) -> Result<()> {
+        if outbox.is_empty() {
+            return Ok(());
+        }
+        let mut st = tx.prepare_cached(
+            "INSERT OR IGNORE INTO outbox (integration, event_id, event_type, event, state, attempts, next_at, created_at) \
+             VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)",
+        )?;
+        for o in outbox {
+            st.execute(params![o.integration, o.event_id, o.event_type, o.event, now])?;
+        }
         Ok(())
     }
 
@@ -1208,7 +1320,7 @@ impl Meta {
     }
 
     /// Records a refused push; the message is cut to 8 KiB.
-    pub fn record_refusal(&self, r: &RefusalRow) -> Result<()> {
+    pub fn record_refusal(&self, r: &RefusalRow, outbox: &[OutboxRow]) -> Result<()> {
         let mut message = r.message.clone();
         if message.len() > 8192 {
             let mut cut = 8192;
@@ -1218,11 +1330,98 @@ impl Meta {
             message.truncate(cut);
             message.push('…');
         }
-        self.c().execute(
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        tx.execute(
             "INSERT INTO refusals (run_id, workflow, caller, code, message, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![r.run_id, r.workflow, r.caller, r.code, message, r.at],
         )?;
+        Self::enqueue_in(&tx, outbox, r.at)?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Pending deliveries due by `now`, oldest due first (at most `limit`).
+    pub fn due_deliveries(&self, now: i64, limit: i64) -> Result<Vec<Delivery>> {
+        let c = self.r();
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {DELIVERY_COLS} FROM outbox WHERE state = 'pending' AND next_at <= ?1 ORDER BY next_at, id LIMIT ?2"
+        ))?;
+        let rows = st.query_map(params![now, limit], delivery_from)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// When the next pending delivery is due (unix seconds), if any.
+    pub fn next_delivery_due(&self) -> Result<Option<i64>> {
+        Ok(self
+            .r()
+            .prepare_cached("SELECT MIN(next_at) FROM outbox WHERE state = 'pending'")?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    /// Records attempts, in one transaction: each delivered (no error), due
+    /// again at its retry time, or given up (`failed`) when it has none.
+    pub fn deliveries_attempted(&self, attempts: &[Attempt], now: i64) -> Result<()> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "UPDATE outbox SET state = ?2, attempts = attempts + 1, next_at = ?3, last_error = ?4, \
+                 delivered_at = ?5 WHERE id = ?1 AND state = 'pending'",
+            )?;
+            for a in attempts {
+                let (state, next_at, delivered_at) = match (&a.error, a.retry_at) {
+                    (None, _) => ("delivered", now, Some(now)),
+                    (Some(_), Some(at)) => ("pending", at, None),
+                    (Some(_), None) => ("failed", now, None),
+                };
+                st.execute(params![a.id, state, next_at, a.error, delivered_at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deliveries, newest first, before the cursor `before` (an id), of an
+    /// integration and/or in a state (at most `limit`).
+    pub fn deliveries(
+        &self,
+        integration: Option<&str>,
+        state: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Delivery>> {
+        let c = self.r();
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {DELIVERY_COLS} FROM outbox WHERE (?1 IS NULL OR integration = ?1) AND (?2 IS NULL OR state = ?2) \
+             AND id < ?3 ORDER BY id DESC LIMIT ?4"
+        ))?;
+        let rows = st.query_map(
+            params![integration, state, before.unwrap_or(i64::MAX), limit],
+            delivery_from,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Per integration: deliveries by state, and the last error and delivery time.
+    pub fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let c = self.r();
+        let mut st = c.prepare_cached(
+            "SELECT integration, state, COUNT(*) FROM outbox GROUP BY integration, state ORDER BY integration, state",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Makes failed deliveries pending again, due `now` (with their attempts
+    /// counted afresh): delivery `id`, or every failed one of `integration`,
+    /// or every failed one. How many.
+    pub fn retry_deliveries(&self, id: Option<i64>, integration: Option<&str>, now: i64) -> Result<usize> {
+        Ok(self.c().execute(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?3 \
+             WHERE state = 'failed' AND (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR integration = ?2)",
+            params![id, integration, now],
+        )?)
     }
 
     /// A run's refused pushes, oldest first (at most `limit`).
@@ -1466,6 +1665,7 @@ mod tests {
                     ..row(0, &format!("sha256:{}", "c".repeat(64)))
                 },
                 &[],
+                &[],
                 day + 50,
             )
             .unwrap();
@@ -1510,11 +1710,12 @@ mod tests {
                 ),
                 (row(1, "sha256:e1"), vec![digest(&a, "material", "dep")]),
             ],
+            &[],
             2,
         )
         .unwrap();
         // Indexing an entry again (a reindex after a crash) replaces its rows.
-        m.record_attestation(&row(1, "sha256:e1"), &[digest(&a, "material", "dep")], 3)
+        m.record_attestation(&row(1, "sha256:e1"), &[digest(&a, "material", "dep")], &[], 3)
             .unwrap();
         let found = |d: &str, after: i64, limit: i64| -> Vec<(i64, String, String)> {
             m.search_digest(d, after, 10, limit)
@@ -1555,10 +1756,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = Meta::open(&dir.path().join("meta.db")).unwrap();
         assert_eq!(m.unindexed_below(3).unwrap(), vec![0, 1, 2]);
-        m.record_attestation(&row(0, "sha256:e0"), &[], 1).unwrap();
-        m.record_attestation(&row(2, "sha256:e2"), &[], 1).unwrap();
+        m.record_attestation(&row(0, "sha256:e0"), &[], &[], 1).unwrap();
+        m.record_attestation(&row(2, "sha256:e2"), &[], &[], 1).unwrap();
         m.record_certificate(3, "sha256:c3", "01", "run-3", 9).unwrap();
-        m.record_attestation(&row(7, "sha256:e7"), &[], 1).unwrap();
+        m.record_attestation(&row(7, "sha256:e7"), &[], &[], 1).unwrap();
         assert_eq!(m.unindexed_below(6).unwrap(), vec![1, 4, 5]);
         assert_eq!(m.unindexed_below(9).unwrap(), vec![1, 4, 5, 6, 8]);
         assert_eq!(m.indexed_count().unwrap(), 4);
@@ -1598,8 +1799,13 @@ mod tests {
         // Rebuilt from the log by the server's start-up reindex.
         assert_eq!(m.indexed_count().unwrap(), 0);
         assert!(m.search_digest("sha256:aa", -1, 9, 9).unwrap().is_empty());
-        m.record_attestation(&row(0, "sha256:e0"), &[digest("sha256:aa", "subject", "app")], 2)
-            .unwrap();
+        m.record_attestation(
+            &row(0, "sha256:e0"),
+            &[digest("sha256:aa", "subject", "app")],
+            &[],
+            2,
+        )
+        .unwrap();
         assert_eq!(m.search_digest("sha256:aa", -1, 9, 9).unwrap().len(), 1);
         drop(m);
         // A database already in the current form is left as it is.

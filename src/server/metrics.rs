@@ -66,6 +66,12 @@ struct WitnessMetrics {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntegrationLabel {
+    integration: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Status {
     status: String,
 }
@@ -87,6 +93,8 @@ pub struct Metrics {
     mirrored: Gauge,
     mirrors: bool,
     witnesses: Option<WitnessMetrics>,
+    deliveries: Family<IntegrationLabel, Counter>,
+    outbox: Family<IntegrationLabel, Gauge>,
 }
 
 impl Metrics {
@@ -148,6 +156,18 @@ impl Metrics {
         }
         let runs = Family::<Status, Gauge>::default();
         registry.register("tally_runs", "Workflow runs by status", runs.clone());
+        let deliveries = Family::<IntegrationLabel, Counter>::default();
+        registry.register(
+            "tally_integration_deliveries",
+            "Delivery attempts to each integration, by outcome (delivered, retry, failed)",
+            deliveries.clone(),
+        );
+        let outbox = Family::<IntegrationLabel, Gauge>::default();
+        registry.register(
+            "tally_integration_outbox",
+            "Events in the integrations' outbox, by integration and state (pending, delivered, failed)",
+            outbox.clone(),
+        );
         let witnesses = witnesses.then(|| {
             let w = WitnessMetrics {
                 cosignatures: Gauge::default(),
@@ -196,6 +216,30 @@ impl Metrics {
             mirrored,
             mirrors,
             witnesses,
+            deliveries,
+            outbox,
+        }
+    }
+
+    /// Counts a delivery attempt to `integration` (`delivered`, `retry`, `failed`).
+    pub fn integration_delivery(&self, integration: &str, outcome: &str) {
+        self.deliveries
+            .get_or_create(&IntegrationLabel {
+                integration: integration.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets the outbox's counts: (integration, state, events).
+    pub fn set_outbox(&self, counts: &[(String, String, i64)]) {
+        for (integration, state, n) in counts {
+            self.outbox
+                .get_or_create(&IntegrationLabel {
+                    integration: integration.clone(),
+                    outcome: state.clone(),
+                })
+                .set(*n);
         }
     }
 

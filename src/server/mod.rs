@@ -12,6 +12,7 @@ pub mod console;
 pub mod cpu;
 pub mod gate;
 pub mod intake;
+pub mod integrations;
 pub mod keys;
 pub mod listener;
 pub mod meta;
@@ -87,6 +88,9 @@ pub struct ServerConfig {
     pub ca_key: String,
     /// The CA's certificate then its issuers (PEM), with `ca_key`.
     pub ca_chain: String,
+    /// What the control plane tells of accepted and refused pushes, and to
+    /// whom (`[[integrations]]`, SPEC.md §17).
+    pub integrations: Vec<integrations::IntegrationConfig>,
 }
 
 impl Default for ServerConfig {
@@ -112,6 +116,7 @@ impl Default for ServerConfig {
             witnesses: crate::witness::cosigner::WitnessesConfig::default(),
             ca_key: String::new(),
             ca_chain: String::new(),
+            integrations: Vec::new(),
         }
     }
 }
@@ -282,6 +287,8 @@ pub struct App {
     index_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// How far the search index is complete (see [`Indexed`]).
     pub indexed: Arc<Indexed>,
+    /// The configured integrations and their outbox's deliverer.
+    pub integrations: Arc<integrations::Integrations>,
     /// The key the control plane signs its policy verdicts (VSAs) with.
     pub verdict_key: crate::attest::signing::SigningKey,
     /// Compiled policy plans by (contract blob, policies commit).
@@ -507,6 +514,7 @@ fn index_writer(
     pending: Pending,
     certificates: PendingCertificates,
     indexed: Arc<Indexed>,
+    integrations: Arc<integrations::Integrations>,
     rx: std::sync::mpsc::Receiver<IndexWork>,
 ) {
     let mut last: Option<std::time::Instant> = None;
@@ -542,8 +550,17 @@ fn index_writer(
         if batch.is_empty() {
             continue;
         }
-        match meta.record_attestations(&batch, unix_now()) {
+        // The integrations' events join the same transaction: written if
+        // and only if the rows are (and rebuilt with them by a re-index).
+        let outbox: Vec<_> = batch
+            .iter()
+            .flat_map(|(row, digests)| integrations.accepted(row, digests))
+            .collect();
+        match meta.record_attestations(&batch, &outbox, unix_now()) {
             Ok(()) => {
+                if !outbox.is_empty() {
+                    integrations.wake();
+                }
                 indexed.add(batch.iter().map(|(row, _)| row.log_index as u64));
                 // The runs' rows now say SUCCEEDED: the claims can go.
                 let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -868,16 +885,21 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
     let pending_certificates: PendingCertificates = Arc::new(Mutex::new(HashMap::new()));
     let (index_tx, index_rx) = std::sync::mpsc::channel();
     let indexed = Arc::new(Indexed::new());
+    let integrations = Arc::new(
+        integrations::Integrations::new(&cfg.integrations, &cfg.origin, |k| std::env::var(k).ok())
+            .map_err(ServerError::Config)?,
+    );
     let index_thread = {
-        let (meta, pending, certs, indexed) = (
+        let (meta, pending, certs, indexed, integrations) = (
             meta.clone(),
             pending.clone(),
             pending_certificates.clone(),
             indexed.clone(),
+            integrations.clone(),
         );
         std::thread::Builder::new()
             .name("tally-indexer".into())
-            .spawn(move || index_writer(meta, pending, certs, indexed, index_rx))
+            .spawn(move || index_writer(meta, pending, certs, indexed, integrations, index_rx))
             .map_err(io("starting the indexer"))?
     };
     let refusals = budget::RefusalBudget::new(cfg.refusals_per_minute);
@@ -919,6 +941,7 @@ pub async fn start(cfg: ServerConfig, admin_token: Option<String>) -> Result<Sta
         pending_certificates,
         index_thread: Mutex::new(Some(index_thread)),
         indexed,
+        integrations,
         verdict_key,
         plans: Mutex::new(HashMap::new()),
         cpu: cpu::CpuPool::new(cores, cpu_queue),
@@ -1183,7 +1206,13 @@ impl App {
                 contract: e.contract.clone(),
                 created_at: unix_now(),
             };
-            self.meta.record_attestation(&row, &digests, unix_now())?;
+            // An entry the index lacked never had its events written either.
+            let outbox = self.integrations.accepted(&row, &digests);
+            self.meta
+                .record_attestation(&row, &digests, &outbox, unix_now())?;
+            if !outbox.is_empty() {
+                self.integrations.wake();
+            }
             // The run's row now says SUCCEEDED: the overlay is no longer needed.
             self.pending
                 .lock()
@@ -1424,6 +1453,8 @@ pub async fn run(
         .artifacts
         .stores_attestations()
         .then(|| tokio::spawn(mirror::run(app.clone())));
+    let deliverer =
+        (!app.integrations.is_empty()).then(|| tokio::spawn(integrations::Integrations::run(app.clone())));
     let router = api::router(app.clone()).merge(console::router(app.clone()));
     let listener = listener::Bounded::new(
         started.listener,
@@ -1437,6 +1468,10 @@ pub async fn run(
     if let Some(m) = mirror {
         // It resumes from its watermark at the next start.
         m.abort();
+    }
+    if let Some(d) = deliverer {
+        // What it had in flight is still pending: delivered after the restart.
+        d.abort();
     }
     let indexer = app.clone();
     let _ = tokio::task::spawn_blocking(move || indexer.stop_indexer()).await;

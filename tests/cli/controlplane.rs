@@ -50,12 +50,23 @@ impl ControlPlane {
     }
 
     pub fn start_in(dir: tempfile::TempDir, contracts: &Path, extra: &[&str]) -> ControlPlane {
+        Self::start_with_env(dir, contracts, extra, &[])
+    }
+
+    /// Starts one in `dir` with `env` added to its environment.
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        contracts: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ControlPlane {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
             .arg("--contracts")
             .arg(contracts)
             .args(extra)
+            .envs(env.iter().copied())
             .env_remove("TALLY_ADMIN_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -318,6 +329,21 @@ pub(crate) fn push(cp: &ControlPlane, ws: &Path, env: &[(&str, &str)], key: &str
     ];
     args.extend_from_slice(extra);
     cp.tally(ws, env, &args)
+}
+
+/// The crafted run pushed signed with a key the workflow never registered
+/// (made in `<ws>/rogue`): refused, exit code 4. The push's output.
+pub(crate) fn refused_push(cp: &ControlPlane, ws: &Path, env: &[(&str, &str)]) -> Output {
+    let rogue = ws.join("rogue");
+    std::fs::create_dir_all(&rogue).unwrap();
+    ok(&cp.tally(
+        &rogue,
+        &[],
+        &["key", "generate", "--kind", "signing", "--algorithm", "ed25519"],
+    ));
+    let o = push(cp, ws, env, "rogue/cosign.key", &[]);
+    assert_eq!(crate::common::code(&o), 4, "{}", crate::common::stderr(&o));
+    o
 }
 
 fn image() -> String {
@@ -697,15 +723,7 @@ fn failures_are_refused_clearly_and_leave_the_log_unchanged() {
 
     // Bad signature: the run is signed with a key the workflow never registered.
     craft_release(&cp, &ws, &env);
-    let rogue = ws.join("rogue");
-    std::fs::create_dir_all(&rogue).unwrap();
-    ok(&cp.tally(
-        &rogue,
-        &[],
-        &["key", "generate", "--kind", "signing", "--algorithm", "ed25519"],
-    ));
-    let o = push(&cp, &ws, &env, "rogue/cosign.key", &[]);
-    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let o = refused_push(&cp, &ws, &env);
     assert!(stderr(&o).contains("signature does not verify"), "{}", stderr(&o));
     assert!(
         ws.join(".tally/attestation.json").exists(),
@@ -1079,10 +1097,16 @@ fn openapi_schemas_describe_the_live_answers() {
         ("ErrorBody", get("/api/v1/runs/run-none", admin)),
         ("ErrorBody", get("/api/v1/proof/inclusion?index=5", None)),
     ];
-    let file = d.path().join("openapi.json");
-    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    openapi_check(&doc, d.path(), &cases);
+}
+
+/// Validates each (schema, answer) of `cases` against the OpenAPI document
+/// `doc` with an independent validator (python-jsonschema).
+pub(crate) fn openapi_check(doc: &Value, dir: &Path, cases: &[(&str, Value)]) {
+    let file = dir.join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec(doc).unwrap()).unwrap();
     let mut input = String::new();
-    for (schema, instance) in &cases {
+    for (schema, instance) in cases {
         input.push_str(&serde_json::json!({"schema": schema, "instance": instance}).to_string());
         input.push('\n');
     }

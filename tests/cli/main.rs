@@ -12,6 +12,7 @@ mod craft;
 mod crash;
 mod demo;
 mod identity;
+mod integration;
 mod key;
 mod ledger;
 mod material;

@@ -335,3 +335,143 @@ pub(super) async fn stats(
             .collect(),
     }))
 }
+
+pub(super) async fn list_integrations(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<wire::IntegrationList>> {
+    authenticate(&app, &headers).await?.admin()?;
+    let counts = app.meta.delivery_counts().map_err(ApiError::meta)?;
+    let count = |name: &str, state: &str| {
+        counts
+            .iter()
+            .find(|(i, s, _)| i == name && s == state)
+            .map_or(0, |(_, _, n)| *n)
+    };
+    let mut out: Vec<wire::IntegrationInfo> = app
+        .integrations
+        .configs()
+        .map(|c| wire::IntegrationInfo {
+            name: c.name.clone(),
+            kind: serde_json::to_value(c.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            endpoint: endpoint(&c.url),
+            events: c
+                .events
+                .iter()
+                .filter_map(|e| {
+                    serde_json::to_value(e)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                })
+                .collect(),
+            workflows: c.workflows.clone(),
+            pending: count(&c.name, "pending"),
+            delivered: count(&c.name, "delivered"),
+            failed: count(&c.name, "failed"),
+        })
+        .collect();
+    // Events of integrations since removed from the configuration.
+    for (name, _, _) in &counts {
+        if !out.iter().any(|i| &i.name == name) {
+            out.push(wire::IntegrationInfo {
+                name: name.clone(),
+                kind: "(no longer configured)".into(),
+                endpoint: String::new(),
+                events: Vec::new(),
+                workflows: Vec::new(),
+                pending: count(name, "pending"),
+                delivered: count(name, "delivered"),
+                failed: count(name, "failed"),
+            });
+        }
+    }
+    Ok(Json(wire::IntegrationList { integrations: out }))
+}
+
+/// Scheme, host and port of `url`: a chat webhook's path is its secret.
+fn endpoint(url: &str) -> String {
+    reqwest::Url::parse(url).map_or_else(
+        |_| String::new(),
+        |u| {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{}{port}/…", u.scheme(), u.host_str().unwrap_or_default())
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeliveriesQuery {
+    integration: Option<String>,
+    state: Option<String>,
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+pub(super) async fn list_deliveries(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    q: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<wire::DeliveryList>> {
+    authenticate(&app, &headers).await?.admin()?;
+    let q = query(q)?;
+    if let Some(s) = &q.state {
+        if !["pending", "delivered", "failed"].contains(&s.as_str()) {
+            return Err(ApiError::bad(format!(
+                "state {s:?} is not pending, delivered or failed"
+            )));
+        }
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let mut rows = app
+        .meta
+        .deliveries(q.integration.as_deref(), q.state.as_deref(), q.before, limit + 1)
+        .map_err(ApiError::meta)?;
+    let next = (rows.len() as i64 > limit).then(|| {
+        rows.truncate(limit as usize);
+        rows[rows.len() - 1].id
+    });
+    let deliveries = rows
+        .into_iter()
+        .map(|d| wire::DeliveryInfo {
+            id: d.id,
+            integration: d.integration,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            state: d.state,
+            attempts: d.attempts,
+            next_at: d.next_at,
+            last_error: d.last_error,
+            created_at: d.created_at,
+            delivered_at: d.delivered_at,
+        })
+        .collect();
+    Ok(Json(wire::DeliveryList { deliveries, next }))
+}
+
+pub(super) async fn retry_deliveries(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<wire::DeliveriesRetried>> {
+    authenticate(&app, &headers).await?.admin()?;
+    let (req, _): (wire::RetryDeliveries, _) = read_json(&app, &headers, body).await?;
+    let n = app
+        .meta
+        .retry_deliveries(req.id, req.integration.as_deref(), unix_now())
+        .map_err(ApiError::meta)?;
+    if n == 0 && (req.id.is_some() || req.integration.is_some()) {
+        return Err(ApiError::not_found(match (&req.id, &req.integration) {
+            (Some(id), _) => format!("no failed delivery {id}"),
+            (None, Some(i)) => format!("integration `{i}` has no failed delivery"),
+            _ => unreachable!(),
+        }));
+    }
+    if n > 0 {
+        app.integrations.wake();
+    }
+    Ok(Json(wire::DeliveriesRetried { retried: n as i64 }))
+}

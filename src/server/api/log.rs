@@ -179,6 +179,10 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> ApiResult<&'static st
 
 pub(super) async fn metrics(State(app): State<Arc<App>>) -> ApiResult<Response> {
     let runs = app.meta.runs_by_status().map_err(ApiError::meta)?;
+    if !app.integrations.is_empty() {
+        app.metrics
+            .set_outbox(&app.meta.delivery_counts().map_err(ApiError::meta)?);
+    }
     let mirrored = if app.artifacts.stores_attestations() {
         Some(crate::server::mirror::next(&app).map_err(ApiError::internal)?)
     } else {

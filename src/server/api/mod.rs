@@ -65,6 +65,12 @@ pub fn router(app: Arc<App>) -> Router {
             post(admin::create_token).get(admin::list_tokens),
         )
         .route("/api/v1/tokens/{id}", axum::routing::delete(admin::revoke_token))
+        .route("/api/v1/integrations", get(admin::list_integrations))
+        .route("/api/v1/integrations/deliveries", get(admin::list_deliveries))
+        .route(
+            "/api/v1/integrations/deliveries/retry",
+            post(admin::retry_deliveries),
+        )
         .route("/api/v1/workflows", get(admin::list_workflows))
         .route(
             "/api/v1/workflows/{name}/keys",

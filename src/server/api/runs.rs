@@ -347,8 +347,11 @@ fn reject(app: &App, who: &Principal, run: &Run, reason: &str, e: ApiError) -> A
             message: e.message().to_owned(),
             at: unix_now(),
         };
-        if let Err(m) = app.meta.record_refusal(&row) {
-            tracing::warn!(run = %run.id, error = %m, "could not record a refused push");
+        let outbox = app.integrations.refused(&row);
+        match app.meta.record_refusal(&row, &outbox) {
+            Ok(()) if !outbox.is_empty() => app.integrations.wake(),
+            Ok(()) => {}
+            Err(m) => tracing::warn!(run = %run.id, error = %m, "could not record a refused push"),
         }
     }
     tracing::info!(
