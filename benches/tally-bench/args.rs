@@ -73,6 +73,7 @@ impl BenchIntakeArgs {
             sbom_kib: 100,
             distinct_sboms: 1,
             witnesses: 0,
+            webhooks: 0,
             abuse: false,
             keyless: false,
             idle_connections: 1000,
@@ -178,6 +179,11 @@ pub(crate) struct BenchIntakeArgs {
     /// checkpoint; the quorum is a majority of them (publish mode).
     #[arg(long, default_value_t = 0, conflicts_with = "server")]
     pub(crate) witnesses: usize,
+    /// Webhook integrations configured (SPEC.md §17), all delivering to one
+    /// receiver in this process that answers 200: what the outbox costs
+    /// intake, and how fast it drains.
+    #[arg(long, default_value_t = 0, conflicts_with = "server")]
+    pub(crate) webhooks: usize,
     /// The abuse budget: push the first half of the attestations alone, the
     /// second while hostile clients hold idle connections, flood the intake
     /// with forged signatures and stall uploads; `/healthz` timed all along.

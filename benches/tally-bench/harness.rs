@@ -476,6 +476,8 @@ enum Target {
         serving: tokio::task::JoinHandle<Result<(), tally::server::ServerError>>,
         stop: tokio::sync::oneshot::Sender<()>,
         _tmp: tempfile::TempDir,
+        /// Requests the webhook receiver of `--webhooks` answered.
+        hooked: Arc<std::sync::atomic::AtomicU64>,
     },
     Remote {
         client: tally::client::Client,
@@ -547,6 +549,26 @@ fn local_target(args: &crate::args::BenchIntakeArgs) -> Result<(Target, std::net
         cfg.artifacts.backend = server::artifact_store::Backend::Oci;
         cfg.artifacts.repository = format!("{r}/tally/intake-{}", server::unix_now());
     }
+    let hooked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    if args.webhooks > 0 {
+        let url = rt.block_on(webhook_receiver(hooked.clone()))?;
+        // Read by the server's start, below, from this process's environment.
+        std::env::set_var("TALLY_BENCH_HOOK_SECRET", "bench-webhook-secret");
+        cfg.integrations = (0..args.webhooks)
+            .map(|i| tally::server::integrations::IntegrationConfig {
+                name: format!("hook-{i}"),
+                kind: tally::server::integrations::Kind::Webhook,
+                url: format!("{url}/events"),
+                secret_env: "TALLY_BENCH_HOOK_SECRET".into(),
+                events: vec![tally::server::integrations::EventKind::Accepted],
+                workflows: Vec::new(),
+                material: String::new(),
+                timeout_ms: 10_000,
+                max_attempts: 10,
+                backoff_secs: 1,
+            })
+            .collect();
+    }
     let started = rt
         .block_on(server::start(cfg, None))
         .map_err(|e| Failure::Unavailable(anyhow!(e)))?;
@@ -562,8 +584,28 @@ fn local_target(args: &crate::args::BenchIntakeArgs) -> Result<(Target, std::net
         serving,
         stop,
         _tmp: tmp,
+        hooked,
     };
     Ok((t, addr))
+}
+
+/// A receiver on loopback that answers every request 200 and counts them: its URL.
+async fn webhook_receiver(hits: Arc<std::sync::atomic::AtomicU64>) -> Result<String, Failure> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Failure::Unavailable(e.into()))?;
+    let addr = listener.local_addr().map_err(|e| Failure::Unavailable(e.into()))?;
+    let app = axum::Router::new().fallback(move || {
+        let hits = hits.clone();
+        async move {
+            hits.fetch_add(1, Ordering::Relaxed);
+            "ok"
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(format!("http://{addr}"))
 }
 
 /// The workflow and contract of `--policies`: one CycloneDX SBOM, three
@@ -1184,6 +1226,20 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         }
         _ => serde_json::Value::Null,
     };
+    // With webhooks: how long until every event reached the receiver.
+    let webhooks = match &target {
+        Target::Local { hooked, .. } if args.webhooks > 0 => {
+            let want = (accepted * args.webhooks) as u64;
+            let t = Instant::now();
+            while hooked.load(Ordering::Relaxed) < want && t.elapsed() < Duration::from_secs(3600) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let s = push_s + t.elapsed().as_secs_f64();
+            let got = hooked.load(Ordering::Relaxed);
+            json!({"integrations": args.webhooks, "delivered": got, "seconds_from_first_push": s, "per_s": got as f64 / s})
+        }
+        _ => serde_json::Value::Null,
+    };
     // With witnesses: did every publication meet the quorum?
     let witnessing = match &target {
         Target::Local { app, .. } => app.ledger.witnessing().map_or(serde_json::Value::Null, |w| {
@@ -1264,6 +1320,7 @@ pub(crate) fn intake(args: &crate::args::BenchIntakeArgs) -> Result<Report, Fail
         "proof_read_errors": read_errors,
         "proof_reads_per_s": reads as f64 / read_s,
         "oci_mirror": mirror,
+        "webhooks": webhooks,
         "abuse": abuse,
         "keyless": keyless_report,
     });
