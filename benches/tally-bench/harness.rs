@@ -594,7 +594,9 @@ async fn webhook_receiver(hits: Arc<std::sync::atomic::AtomicU64>) -> Result<Str
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| Failure::Unavailable(e.into()))?;
-    let addr = listener.local_addr().map_err(|e| Failure::Unavailable(e.into()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::Unavailable(e.into()))?;
     let app = axum::Router::new().fallback(move || {
         let hits = hits.clone();
         async move {
