@@ -426,7 +426,7 @@ struct CdxStrict {
     components: Option<Vec<CdxComponent>>,
     services: Option<Vec<CdxService>>,
     #[serde(rename = "externalReferences")]
-    external_references: Option<Vec<IgnoredAny>>,
+    external_references: Option<Vec<CdxReference>>,
     dependencies: Option<Vec<CdxDependency>>,
     compositions: Option<Vec<IgnoredAny>>,
     properties: Option<Vec<IgnoredAny>>,
@@ -451,6 +451,24 @@ struct CdxLenient {
 #[derive(Deserialize)]
 struct CdxMetadata {
     tools: Option<CdxTools>,
+    /// Checked by the strict reading only (the lenient one reads the header).
+    timestamp: Option<serde_json::Value>,
+    /// Checked by the strict reading only.
+    component: Option<serde_json::Value>,
+}
+
+/// A CycloneDX hash (`hashes[]`): the schema's closed object.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CdxHash {
+    alg: String,
+    content: String,
+}
+
+/// An external reference: only its hashes are checked.
+#[derive(Deserialize)]
+struct CdxReference {
+    hashes: Option<Vec<CdxHash>>,
 }
 
 /// `metadata.tools`: an array of tools (≤1.4) or `{components, services}` (1.5+).
@@ -478,6 +496,72 @@ struct CdxComponent {
     name: String,
     version: Option<String>,
     components: Option<Vec<CdxComponent>>,
+    hashes: Option<Vec<CdxHash>>,
+    #[serde(rename = "externalReferences")]
+    external_references: Option<Vec<CdxReference>>,
+}
+
+/// CycloneDX's hash algorithms (`hash-alg`, 1.2 to 1.7) and the hex length
+/// of each digest (BLAKE3's is variable: any the schema's pattern allows).
+const CDX_HASH_ALGS: &[(&str, Option<usize>)] = &[
+    ("MD5", Some(32)),
+    ("SHA-1", Some(40)),
+    ("SHA-256", Some(64)),
+    ("SHA-384", Some(96)),
+    ("SHA-512", Some(128)),
+    ("SHA3-256", Some(64)),
+    ("SHA3-384", Some(96)),
+    ("SHA3-512", Some(128)),
+    ("BLAKE2b-256", Some(64)),
+    ("BLAKE2b-384", Some(96)),
+    ("BLAKE2b-512", Some(128)),
+    ("BLAKE3", None),
+];
+
+/// The schema's `hash-alg` and `hash-content` (hex of 32, 40, 64, 96 or
+/// 128 digits), and, stricter than the schema, a content as long as its
+/// algorithm's digest: a SHA-256 of 40 digits is a SHA-1 mislabelled.
+fn cdx_hashes(hashes: Option<&[CdxHash]>, whose: &str) -> Result<(), String> {
+    for h in hashes.unwrap_or_default() {
+        let Some((_, len)) = CDX_HASH_ALGS.iter().find(|(a, _)| *a == h.alg) else {
+            return Err(format!(
+                "{whose} has a hash of algorithm {:?}, not one of CycloneDX's ({})",
+                h.alg,
+                CDX_HASH_ALGS
+                    .iter()
+                    .map(|(a, _)| *a)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        let n = h.content.len();
+        if !h.content.bytes().all(|b| b.is_ascii_hexdigit()) || ![32, 40, 64, 96, 128].contains(&n) {
+            return Err(format!(
+                "{whose} has a {} hash {:?} that is not 32, 40, 64, 96 or 128 hex digits",
+                h.alg, h.content
+            ));
+        }
+        if let Some(want) = len.filter(|w| *w != n) {
+            return Err(format!(
+                "{whose} has a {} hash of {n} hex digits; a {} digest has {want}",
+                h.alg, h.alg
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A JSON Schema `date-time`: RFC 3339, with its offset.
+fn cdx_timestamp(t: &str, whose: &str) -> Result<(), String> {
+    let ok =
+        t.len() >= 20 && t.as_bytes()[10].eq_ignore_ascii_case(&b'T') && t.parse::<jiff::Timestamp>().is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{whose} {t:?} is not an RFC 3339 date-time (e.g. 2024-05-01T12:00:00Z)"
+        ))
+    }
 }
 
 #[derive(Deserialize)]
@@ -563,18 +647,40 @@ fn cyclonedx(r: impl Read, lenient: bool) -> Result<Facts, String> {
     if b.version == Some(0) {
         return Err("version must be 1 or more".into());
     }
+    fn component(c: &CdxComponent) -> Result<(), String> {
+        if !CDX_COMPONENT_TYPES.contains(&c.kind.as_str()) {
+            return Err(format!(
+                "component {:?} has type {:?}, not a CycloneDX component type",
+                c.name, c.kind
+            ));
+        }
+        let whose = format!("component {:?}", c.name);
+        cdx_hashes(c.hashes.as_deref(), &whose)?;
+        for r in c.external_references.as_deref().unwrap_or_default() {
+            cdx_hashes(r.hashes.as_deref(), &format!("an external reference of {whose}"))?;
+        }
+        Ok(())
+    }
     fn walk(cs: &[CdxComponent], n: &mut usize) -> Result<(), String> {
         for c in cs {
-            if !CDX_COMPONENT_TYPES.contains(&c.kind.as_str()) {
-                return Err(format!(
-                    "component {:?} has type {:?}, not a CycloneDX component type",
-                    c.name, c.kind
-                ));
-            }
+            component(c)?;
             *n += 1;
             walk(c.components.as_deref().unwrap_or_default(), n)?;
         }
         Ok(())
+    }
+    if let Some(m) = &b.metadata {
+        if let Some(t) = &m.timestamp {
+            cdx_timestamp(t.as_str().unwrap_or_default(), "metadata.timestamp")?;
+        }
+        if let Some(c) = &m.component {
+            let c: CdxComponent = serde_json::from_value(c.clone())
+                .map_err(|e| format!("metadata.component is not a CycloneDX component ({e})"))?;
+            component(&c)?;
+        }
+    }
+    for r in b.external_references.as_deref().unwrap_or_default() {
+        cdx_hashes(r.hashes.as_deref(), "an external reference of the BOM")?;
     }
     let mut n = 0;
     walk(b.components.as_deref().unwrap_or_default(), &mut n)?;
@@ -662,7 +768,7 @@ struct Sarif {
 #[derive(Deserialize)]
 struct SarifRun {
     tool: SarifTool,
-    results: Option<Vec<IgnoredAny>>,
+    results: Option<Vec<SarifResult>>,
 }
 
 #[derive(Deserialize)]
@@ -674,6 +780,60 @@ struct SarifTool {
 struct SarifDriver {
     name: String,
     version: Option<String>,
+    #[allow(dead_code)] // type-checked: each rule needs its id
+    rules: Option<Vec<SarifRule>>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // its presence is what the schema requires
+struct SarifRule {
+    id: String,
+}
+
+/// What SARIF 2.1.0's schema requires of a result.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SarifResult {
+    message: SarifMessage,
+    level: Option<String>,
+    kind: Option<String>,
+    rule_index: Option<i64>,
+    rank: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct SarifMessage {
+    text: Option<String>,
+    id: Option<String>,
+}
+
+const SARIF_LEVELS: &[&str] = &["none", "note", "warning", "error"];
+const SARIF_KINDS: &[&str] = &["notApplicable", "pass", "fail", "review", "open", "informational"];
+
+fn sarif_result(r: &SarifResult, run: usize, i: usize) -> Result<(), String> {
+    let at = format!("runs[{run}].results[{i}]");
+    if r.message.text.is_none() && r.message.id.is_none() {
+        return Err(format!("{at}.message has neither text nor id"));
+    }
+    if let Some(l) = r.level.as_deref().filter(|l| !SARIF_LEVELS.contains(l)) {
+        return Err(format!(
+            "{at}.level is {l:?}, not one of {}",
+            SARIF_LEVELS.join(", ")
+        ));
+    }
+    if let Some(k) = r.kind.as_deref().filter(|k| !SARIF_KINDS.contains(k)) {
+        return Err(format!(
+            "{at}.kind is {k:?}, not one of {}",
+            SARIF_KINDS.join(", ")
+        ));
+    }
+    if r.rule_index.is_some_and(|x| x < -1) {
+        return Err(format!("{at}.ruleIndex is below -1"));
+    }
+    if r.rank.is_some_and(|x| !(-1.0..=100.0).contains(&x)) {
+        return Err(format!("{at}.rank is outside -1 to 100"));
+    }
+    Ok(())
 }
 
 fn sarif(r: impl Read) -> Result<Facts, String> {
@@ -684,6 +844,11 @@ fn sarif(r: impl Read) -> Result<Facts, String> {
     if let Some(schema) = &s.schema {
         if !schema.to_ascii_lowercase().contains("sarif") {
             return Err(format!("$schema {schema:?} is not a SARIF schema"));
+        }
+    }
+    for (k, run) in s.runs.iter().enumerate() {
+        for (i, r) in run.results.as_deref().unwrap_or_default().iter().enumerate() {
+            sarif_result(r, k, i)?;
         }
     }
     let results: usize = s

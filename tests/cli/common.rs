@@ -371,6 +371,28 @@ pub fn contracts_repo(dir: &Path) -> PathBuf {
 /// Whether `python3` can import `modules` (comma-separated); outside CI a
 /// missing one skips the caller's test (with a line saying so), under
 /// `CI=true` it fails it (CI installs them).
+/// Runs the fixture script `tests/fixtures/<script>` with `args`, `input`
+/// on its standard input: whether it succeeded, and what it printed.
+pub fn python_fixture(script: &str, args: &[&std::ffi::OsStr], input: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(script);
+    let mut child = Command::new("python3")
+        .arg(path)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 pub fn python_has(modules: &str) -> bool {
     let ok = Command::new("python3")
         .args(["-c", &format!("import {modules}")])

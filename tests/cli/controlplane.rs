@@ -1110,19 +1110,8 @@ pub(crate) fn openapi_check(doc: &Value, dir: &Path, cases: &[(&str, Value)]) {
         input.push_str(&serde_json::json!({"schema": schema, "instance": instance}).to_string());
         input.push('\n');
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openapi_check.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(&file)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = crate::common::python_fixture("openapi_check.py", &[file.as_os_str()], &input);
+    assert!(ok, "{text}");
     assert_eq!(
         text.lines().filter(|l| l.starts_with("ok ")).count(),
         cases.len(),
