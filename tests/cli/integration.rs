@@ -428,6 +428,8 @@ max_attempts = 5
         "tally_integration_deliveries_total{integration=\"audit-hook\",outcome=\"retry\"} 2",
         "tally_integration_deliveries_total{integration=\"audit-hook\",outcome=\"delivered\"} 2",
         "tally_integration_outbox{integration=\"dtrack\",outcome=\"delivered\"} 1",
+        "tally_integration_outbox{integration=\"audit-hook\",outcome=\"pending\"} 0",
+        "tally_integration_outbox{integration=\"dtrack-spdx\",outcome=\"failed\"} 1",
     ] {
         assert!(metrics.contains(line), "no {line} in\n{metrics}");
     }

@@ -463,12 +463,15 @@ pub(super) async fn retry_deliveries(
         .meta
         .retry_deliveries(req.id, req.integration.as_deref(), unix_now())
         .map_err(ApiError::meta)?;
-    if n == 0 && (req.id.is_some() || req.integration.is_some()) {
-        return Err(ApiError::not_found(match (&req.id, &req.integration) {
-            (Some(id), _) => format!("no failed delivery {id}"),
-            (None, Some(i)) => format!("integration `{i}` has no failed delivery"),
-            _ => unreachable!(),
-        }));
+    if n == 0 {
+        let missing = match (&req.id, &req.integration) {
+            (Some(id), _) => Some(format!("no failed delivery {id}")),
+            (None, Some(i)) => Some(format!("integration `{i}` has no failed delivery")),
+            (None, None) => None,
+        };
+        if let Some(m) = missing {
+            return Err(ApiError::not_found(m));
+        }
     }
     if n > 0 {
         app.integrations.wake();

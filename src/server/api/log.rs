@@ -180,8 +180,26 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> ApiResult<&'static st
 pub(super) async fn metrics(State(app): State<Arc<App>>) -> ApiResult<Response> {
     let runs = app.meta.runs_by_status().map_err(ApiError::meta)?;
     if !app.integrations.is_empty() {
-        app.metrics
-            .set_outbox(&app.meta.delivery_counts().map_err(ApiError::meta)?);
+        // Every configured integration's three states, 0 when it has none
+        // (a gauge left at its last count would lie once the outbox drains).
+        let counts = app.meta.delivery_counts().map_err(ApiError::meta)?;
+        let mut names: Vec<&str> = app.integrations.configs().map(|c| c.name.as_str()).collect();
+        names.extend(counts.iter().map(|(n, _, _)| n.as_str()));
+        names.sort_unstable();
+        names.dedup();
+        let all: Vec<(String, String, i64)> = names
+            .iter()
+            .flat_map(|n| {
+                ["pending", "delivered", "failed"].map(|state| {
+                    let k = counts
+                        .iter()
+                        .find(|(i, s, _)| i == n && s == state)
+                        .map_or(0, |(_, _, k)| *k);
+                    ((*n).to_owned(), state.to_owned(), k)
+                })
+            })
+            .collect();
+        app.metrics.set_outbox(&all);
     }
     let mirrored = if app.artifacts.stores_attestations() {
         Some(crate::server::mirror::next(&app).map_err(ApiError::internal)?)
