@@ -22,7 +22,58 @@ pub struct ResolvedImage {
     pub digest: String,
     /// Whether the registry was asked (false: the reference was already pinned).
     pub resolved_online: bool,
+    /// Whether the registry holds a signature of it.
+    pub signature: Signature,
 }
+
+/// What the registry holds that signs an image, as cosign and the sigstore
+/// tools leave it (SPEC.md §11.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signature {
+    /// A manifest at the tag `sha256-<hex>.sig` (cosign's scheme).
+    CosignTag,
+    /// A referrer of the image whose artifact type is a signature
+    /// (cosign's or a sigstore bundle): the referrers API, or its tag
+    /// schema where the registry lacks the API.
+    Referrer(String),
+    /// Neither.
+    None,
+    /// Not looked for: the reference was pinned (the registry was not asked).
+    NotChecked,
+    /// The registry did not say (unreachable, refused, too slow).
+    Unknown(String),
+}
+
+impl Signature {
+    /// The value of the `tally.material.image.signature` annotation.
+    pub fn annotation(&self) -> &'static str {
+        match self {
+            Signature::CosignTag => "cosign-tag",
+            Signature::Referrer(_) => "referrer",
+            Signature::None => "none",
+            Signature::NotChecked => "not-checked",
+            Signature::Unknown(_) => "unknown",
+        }
+    }
+
+    /// Words for the material's summary.
+    pub fn describe(&self) -> String {
+        match self {
+            Signature::CosignTag => "signed (a cosign signature tag)".into(),
+            Signature::Referrer(t) => format!("signed (a referrer of type {t})"),
+            Signature::None => "no signature in its registry".into(),
+            Signature::NotChecked => "signature not checked (pinned: the registry was not asked)".into(),
+            Signature::Unknown(why) => format!("signature unknown ({why})"),
+        }
+    }
+}
+
+/// Artifact types of referrers that are signatures.
+const SIGNATURE_TYPES: &[&str] = &[
+    "application/vnd.dev.cosign.artifact.sig.v1+json",
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+];
 
 fn is_loopback(registry: &str) -> bool {
     let host = registry.rsplit_once(':').map_or(registry, |(h, p)| {
@@ -75,6 +126,7 @@ pub fn resolve(value: &str) -> Result<ResolvedImage, MaterialError> {
             pinned: format!("{name}@{d}"),
             digest: d.to_owned(),
             resolved_online: false,
+            signature: Signature::NotChecked,
         });
     }
     let registry = r.resolve_registry().to_owned();
@@ -133,11 +185,56 @@ pub fn resolve(value: &str) -> Result<ResolvedImage, MaterialError> {
                 }
             }
         })?;
+    let signature = rt.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            signature(&client, &auth, &r, &digest),
+        )
+        .await
+        .unwrap_or_else(|_| Signature::Unknown(format!("registry {registry} did not answer within 10 s")))
+    });
     Ok(ResolvedImage {
         pinned: format!("{name}@{digest}"),
         digest,
         resolved_online: true,
+        signature,
     })
+}
+
+/// Looks for a signature of the image `digest` in `r`'s repository: the
+/// cosign tag first, then referrers.
+async fn signature(client: &Client, auth: &RegistryAuth, r: &Reference, digest: &str) -> Signature {
+    let (registry, repository) = (r.registry().to_owned(), r.repository().to_owned());
+    let tag = Reference::with_tag(
+        registry.clone(),
+        repository.clone(),
+        format!("{}.sig", digest.replace(':', "-")),
+    );
+    let tag_error = match client.fetch_manifest_digest(&tag, auth).await {
+        Ok(_) => return Signature::CosignTag,
+        Err(e) => e.to_string(),
+    };
+    let missing = |t: &str| {
+        let t = t.to_ascii_lowercase();
+        t.contains("manifest unknown")
+            || t.contains("manifest_unknown")
+            || t.contains("not found")
+            || t.contains("404")
+    };
+    if !missing(&tag_error) {
+        return Signature::Unknown(tag_error);
+    }
+    let image = Reference::with_digest(registry, repository, digest.to_owned());
+    match client.pull_referrers(&image, None).await {
+        Ok(index) => index
+            .manifests
+            .iter()
+            .filter_map(|m| m.artifact_type.as_deref())
+            .find(|t| SIGNATURE_TYPES.contains(t))
+            .map_or(Signature::None, |t| Signature::Referrer(t.to_owned())),
+        Err(e) if missing(&e.to_string()) => Signature::None,
+        Err(e) => Signature::Unknown(e.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -668,10 +668,15 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
         }
         Kind::ContainerImage => {
             let r = image::resolve(&args.value).map_err(material_failure)?;
+            // Whether it is signed is looked for when the registry is asked
+            // (a pinned reference is recorded without it).
             let how = if r.resolved_online {
-                "resolved in its registry"
+                annotations
+                    .entry("tally.material.image.signature".into())
+                    .or_insert_with(|| r.signature.annotation().into());
+                format!("resolved in its registry, {}", r.signature.describe())
             } else {
-                "pinned by digest"
+                "pinned by digest".into()
             };
             (r.pinned, r.digest, 0, format!("image, {how}"))
         }

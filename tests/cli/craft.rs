@@ -950,6 +950,73 @@ fn container_images_resolve_by_tag_in_a_real_registry() {
         .as_str()
         .unwrap()
         .contains("resolved in its registry"));
+    let signature = |f: &Flow, value: &str| -> (String, String) {
+        let o = f.add(&[
+            "--name",
+            "image",
+            "--replace",
+            "--value",
+            value,
+            "--output",
+            "json",
+        ]);
+        ok(&o);
+        let m = json(&o)["material"].clone();
+        (
+            m["annotations"]["tally.material.image.signature"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            m["summary"].as_str().unwrap().to_owned(),
+        )
+    };
+    let by_tag = format!("{}/acme/app:1.4.2", reg.addr);
+    let (sig, summary) = signature(&f, &by_tag);
+    assert_eq!(sig, "none", "{summary}");
+    assert!(summary.contains("no signature in its registry"), "{summary}");
+    // Whether it is signed, as cosign leaves it: a manifest at sha256-<hex>.sig.
+    reg.push_image(
+        "acme/app",
+        &format!("{}.sig", digest.replace(':', "-")),
+        b"signature",
+    );
+    let (sig, summary) = signature(&f, &by_tag);
+    assert_eq!(sig, "cosign-tag", "{summary}");
+    // Or a referrer of a signature's artifact type (found through the OCI
+    // referrers tag schema: this registry has no referrers API); a referrer
+    // of another type (tally's own attestation, say) signs nothing.
+    let other = reg.push_image("acme/other", "1", b"other layer");
+    let referrer = reg.push_image("acme/other", "bundle", b"a sigstore bundle");
+    let (_, body) = reg.get(
+        &format!("acme/other/manifests/{referrer}"),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    for (artifact_type, want) in [
+        ("application/vnd.dev.tally.attestation.v1+json", "none"),
+        ("application/vnd.dev.sigstore.bundle.v0.3+json", "referrer"),
+    ] {
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": referrer, "size": body.len(), "artifactType": artifact_type,
+            }],
+        });
+        let r = reqwest::blocking::Client::new()
+            .put(format!(
+                "http://{}/v2/acme/other/manifests/{}",
+                reg.addr,
+                other.replace(':', "-")
+            ))
+            .header("content-type", "application/vnd.oci.image.index.v1+json")
+            .body(index.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let (sig, summary) = signature(&f, &format!("{}/acme/other:1", reg.addr));
+        assert_eq!(sig, want, "{artifact_type}: {summary}");
+    }
     // An unknown tag is not an image (exit 1); a registry that is down is unavailable (exit 3).
     let o = f.add(&[
         "--name",
