@@ -82,6 +82,7 @@ pub(crate) fn contract(policies: &[&str]) -> Contract {
             group: None,
             annotations: Vec::new(),
             skip_upload: false,
+            pinned: false,
         }],
         policies: policies
             .iter()

@@ -23,6 +23,10 @@ pub const BUILD_TYPE: &str = "https://tally.dev/attestation/v1";
 /// The annotation naming a material's kind.
 pub const KIND_ANNOTATION: &str = "tally.material.kind";
 
+/// The tag a CONTAINER_IMAGE was given by, when it was resolved in its
+/// registry (absent for an image given by digest).
+pub const IMAGE_TAG_ANNOTATION: &str = "tally.material.image.tag";
+
 fn descriptor(m: &MaterialRecord) -> Value {
     let mut d = Map::new();
     d.insert("name".into(), m.name.clone().into());

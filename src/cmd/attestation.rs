@@ -667,6 +667,26 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
             (args.value.clone(), d, 0, facts.summary)
         }
         Kind::ContainerImage => {
+            let given = image::parse(&args.value).map_err(material_failure)?;
+            if declared.is_some_and(|m| m.pinned) && given.digest().is_none() {
+                return Err(material_failure(material::MaterialError::Invalid {
+                    kind,
+                    value: args.value.clone(),
+                    reason: format!(
+                        "the contract asks for `{}` by digest (pinned), and a tag can be moved: give {}/{}@sha256:<hex>",
+                        args.name,
+                        given.registry(),
+                        given.repository()
+                    ),
+                }));
+            }
+            if given.digest().is_none() {
+                // A reference without a tag names `latest`.
+                let tag = given.tag().unwrap_or("latest").to_owned();
+                annotations
+                    .entry(crate::attest::statement::IMAGE_TAG_ANNOTATION.into())
+                    .or_insert(tag);
+            }
             let r = image::resolve(&args.value).map_err(material_failure)?;
             // Whether it is signed is looked for when the registry is asked
             // (a pinned reference is recorded without it).

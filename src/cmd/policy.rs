@@ -80,6 +80,7 @@ fn evaluate(
             group: None,
             annotations: Vec::new(),
             skip_upload: false,
+            pinned: false,
         }],
         policies: vec![PolicyRef {
             reference: file_name,

@@ -15,7 +15,7 @@ use std::fmt;
 use ledger_format::entry::ContractRevision;
 
 use crate::attest::state::State;
-use crate::attest::statement::{View, KIND_ANNOTATION};
+use crate::attest::statement::{View, IMAGE_TAG_ANNOTATION, KIND_ANNOTATION};
 use crate::contract::{Annotation, Contract};
 
 /// A material as presented: its kind as recorded, and its annotations.
@@ -187,6 +187,13 @@ pub enum Violation {
         /// Recorded (empty: none).
         found: String,
     },
+    /// A `pinned` image was given by tag.
+    Unpinned {
+        /// The material.
+        name: String,
+        /// The tag it was given by.
+        tag: String,
+    },
     /// An annotation (of a material, or of the attestation) is wrong or missing.
     Annotation {
         /// The material (`None`: the attestation).
@@ -228,6 +235,7 @@ impl Violation {
             Violation::Env(_) => "missing_env",
             Violation::MissingMaterial { .. } => "missing_material",
             Violation::WrongKind { .. } => "material_kind",
+            Violation::Unpinned { .. } => "unpinned_image",
             Violation::Annotation { .. } => "annotation",
             Violation::Group { .. } => "missing_group",
             Violation::Policy { .. } => "policy",
@@ -274,6 +282,10 @@ impl fmt::Display for Violation {
             Violation::MissingMaterial { name, kind } => {
                 write!(f, "required material `{name}` ({kind}) is missing")
             }
+            Violation::Unpinned { name, tag } => write!(
+                f,
+                "material `{name}` was given by the tag `{tag}`; the contract asks for the image by digest (pinned): give <registry>/<repository>@sha256:<hex>"
+            ),
             Violation::WrongKind {
                 name,
                 required,
@@ -394,6 +406,12 @@ pub fn check(contract: &Contract, ev: &Evidence<'_>, bound: Option<Binding<'_>>)
             };
             if let Some(g) = &m.group {
                 groups.insert(g, true);
+            }
+            if let Some(tag) = p.annotations.get(IMAGE_TAG_ANNOTATION).filter(|_| m.pinned) {
+                v.push(Violation::Unpinned {
+                    name: m.name.clone(),
+                    tag: (*tag).to_owned(),
+                });
             }
             if p.kind != m.kind.as_str() {
                 v.push(Violation::WrongKind {
@@ -556,6 +574,36 @@ optional = true
                 "annotation"
             ]
         );
+    }
+
+    #[test]
+    fn a_pinned_image_given_by_tag_is_refused() {
+        let c = parse_contract(
+            "c.toml",
+            "schema = \"tally.dev/contract/v1\"\nname = \"c\"\n[[materials]]\nname = \"image\"\ntype = \"CONTAINER_IMAGE\"\npinned = true\n",
+            None,
+        )
+        .unwrap();
+        let image = |tag: Option<&'static str>| {
+            let mut p = Presented {
+                kind: "CONTAINER_IMAGE",
+                ..Presented::default()
+            };
+            if let Some(t) = tag {
+                p.annotations.insert(IMAGE_TAG_ANNOTATION, t);
+            }
+            Evidence {
+                materials: Some(BTreeMap::from([("image", p)])),
+                ..Evidence::default()
+            }
+        };
+        let v = check(&c, &image(Some("1.4.2")), None);
+        assert_eq!(
+            v.iter().map(Violation::code).collect::<Vec<_>>(),
+            ["unpinned_image"]
+        );
+        assert!(v[0].to_string().contains("given by the tag `1.4.2`"), "{}", v[0]);
+        assert!(check(&c, &image(None), None).is_empty());
     }
 
     #[test]

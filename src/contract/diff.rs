@@ -214,6 +214,23 @@ pub fn diff_contract(old: &Contract, new: &Contract) -> Vec<Change> {
             };
             push(&mut out, s, format!("material `{n}` {what}"), false);
         }
+        if o.pinned != m.pinned {
+            if m.pinned {
+                push(
+                    &mut out,
+                    s,
+                    format!("material `{n}` must now be given by digest (pinned)"),
+                    true,
+                );
+            } else {
+                push(
+                    &mut out,
+                    s,
+                    format!("material `{n}` may now be given by tag"),
+                    false,
+                );
+            }
+        }
         annotation_changes(
             &mut out,
             s,
@@ -395,5 +412,41 @@ mod tests {
             ]
         );
         assert!(diff_contract(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn pinning_an_image_breaks_pipelines_that_give_a_tag() {
+        let tag = c("[[materials]]\nname = \"image\"\ntype = \"CONTAINER_IMAGE\"\n");
+        let pinned = c("[[materials]]\nname = \"image\"\ntype = \"CONTAINER_IMAGE\"\npinned = true\n");
+        let d: Vec<(String, bool)> = diff_contract(&tag, &pinned)
+            .into_iter()
+            .map(|c| (c.change, c.breaking))
+            .collect();
+        assert_eq!(
+            d,
+            vec![(
+                "material `image` must now be given by digest (pinned)".to_owned(),
+                true
+            )]
+        );
+        let d: Vec<(String, bool)> = diff_contract(&pinned, &tag)
+            .into_iter()
+            .map(|c| (c.change, c.breaking))
+            .collect();
+        assert_eq!(
+            d,
+            vec![("material `image` may now be given by tag".to_owned(), false)]
+        );
+        // Only images can be pinned.
+        let e = parse_contract(
+            "t.toml",
+            "schema = \"tally.dev/contract/v1\"\nname = \"t\"\n[[materials]]\nname = \"sbom\"\ntype = \"SARIF\"\npinned = true\n",
+            Some("t"),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:?}").contains("applies to CONTAINER_IMAGE materials only"),
+            "{e:?}"
+        );
     }
 }

@@ -57,6 +57,7 @@ const MATERIAL_KEYS: &[&str] = &[
     "group",
     "annotations",
     "skip_upload",
+    "pinned",
 ];
 const POLICY_KEYS: &[&str] = &["ref", "materials", "with", "blocking"];
 const WORKFLOWS_KEYS: &[&str] = &["schema", "workflows"];
@@ -99,6 +100,9 @@ pub struct Material {
     pub annotations: Vec<Annotation>,
     /// Whether the file is recorded by digest only, not uploaded.
     pub skip_upload: bool,
+    /// CONTAINER_IMAGE: whether the image must be given by digest (a tag,
+    /// which can be moved, is refused).
+    pub pinned: bool,
 }
 
 /// A reference to a policy or policy group (evaluated by `policy::Plan`).
@@ -511,10 +515,19 @@ pub fn parse_contract(
             }
             None => None,
         };
+        let pinned = ctx.boolean(t, "pinned", &what_named);
+        if pinned && kind != Kind::ContainerImage {
+            ctx.err(
+                span.clone(),
+                format!("{what_named}: `pinned` applies to CONTAINER_IMAGE materials only"),
+                Some("remove `pinned`, or make the material a CONTAINER_IMAGE".into()),
+            );
+        }
         let material = Material {
             optional: ctx.boolean(t, "optional", &what_named),
             output: ctx.boolean(t, "output", &what_named),
             skip_upload: ctx.boolean(t, "skip_upload", &what_named),
+            pinned,
             annotations: ctx.annotations(t, &what_named),
             name: mname,
             kind,

@@ -1715,8 +1715,19 @@ fn every_page_reads_at_400_percent_zoom_and_works_from_the_keyboard() {
         "/console/log/search?digest=sha256%3A5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e".to_owned(),
         "/console/log/checkpoints".to_owned(),
     ];
+    // The audit needs the page's style sheet applied (the scroll regions are
+    // CSS): under CI's load a page was once audited before it was.
+    let styled = "return Array.from(document.styleSheets).some((s) => { try { return s.cssRules.length > 0; } catch (e) { return false; } })";
     for p in &pages {
         browser.goto(&format!("{}{p}", cp.url));
+        if browser.wait_for(styled, &json!(true)) != json!(true) {
+            browser.goto(&format!("{}{p}", cp.url));
+            assert_eq!(
+                browser.wait_for(styled, &json!(true)),
+                json!(true),
+                "{p}: console.css is not applied"
+            );
+        }
         let problems = browser.run(AUDIT, json!([]));
         assert_eq!(problems, json!([]), "{p}");
     }

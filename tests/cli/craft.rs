@@ -1017,6 +1017,31 @@ fn container_images_resolve_by_tag_in_a_real_registry() {
         let (sig, summary) = signature(&f, &format!("{}/acme/other:1", reg.addr));
         assert_eq!(sig, want, "{artifact_type}: {summary}");
     }
+    // A contract that pins the image refuses a tag (it can be moved), at
+    // `add`, and takes the digest.
+    let text = std::fs::read_to_string(&c).unwrap();
+    let pinned = text.replace(
+        "name = \"image\"\ntype = \"CONTAINER_IMAGE\"\n",
+        "name = \"image\"\ntype = \"CONTAINER_IMAGE\"\npinned = true\n",
+    );
+    assert_ne!(pinned, text);
+    let strict = Flow::new();
+    let pc = crate::common::contracts_repo(strict.dir.path()).join("build-and-release.toml");
+    std::fs::write(&pc, pinned).unwrap();
+    ok(&strict.tally(&dry_init("--contract", pc.to_str().unwrap(), "w", &[])));
+    let o = strict.add(&["--name", "image", "--value", &by_tag]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("asks for `image` by digest (pinned)"),
+        "{}",
+        stderr(&o)
+    );
+    ok(&strict.add(&[
+        "--name",
+        "image",
+        "--value",
+        &format!("{}/acme/app@{digest}", reg.addr),
+    ]));
     // An unknown tag is not an image (exit 1); a registry that is down is unavailable (exit 3).
     let o = f.add(&[
         "--name",
