@@ -633,9 +633,25 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
         opts.keys
             .push(PublicKey::from_pem(&pem).map_err(|e| Failure::Usage(e.into()))?);
     }
-    let file = Path::new(&args.value);
     let kind = declared_kind.or(given);
     let is_file = |k: Kind| k.is_file();
+    // A file material given as a URL is fetched first, then validated,
+    // hashed and uploaded like a file (SPEC.md §11.3).
+    let by_url =
+        (args.value.starts_with("https://") || args.value.starts_with("http://")) && kind.is_none_or(is_file);
+    let fetched = if by_url {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let f = fetch_material(&args.value, dir)?;
+        annotations
+            .entry("tally.material.url".into())
+            .or_insert_with(|| f.recorded_url.clone());
+        Some(f)
+    } else {
+        None
+    };
+    let file = fetched
+        .as_ref()
+        .map_or(Path::new(&args.value), |f| f.path.as_path());
     let (kind, facts) = match kind {
         Some(k) if is_file(k) => (
             k,
@@ -868,6 +884,107 @@ fn policy_lines(evals: &[Evaluation]) -> String {
 
 /// Uploads a file material through the control plane unless the server has
 /// it for this workflow already (content addressing); returns where it is.
+/// A material fetched from its URL into a temporary directory (removed
+/// when dropped).
+struct Fetched {
+    path: std::path::PathBuf,
+    /// The URL as recorded: without its query or fragment (which may carry
+    /// a signed token).
+    recorded_url: String,
+    _dir: tempfile::TempDir,
+}
+
+/// The most a material fetched by URL may weigh.
+const MAX_FETCH_BYTES: u64 = 16 << 30;
+
+/// Fetches `url` (https only; no credentials in it) into a temporary
+/// directory under `dir`, streaming. Extra trusted roots: `TALLY_CA_FILE`
+/// (PEM). A 4xx answer is an invalid material (exit 1); a network failure
+/// or a 5xx is unavailable (exit 3).
+fn fetch_material(url: &str, dir: &Path) -> Result<Fetched, Failure> {
+    use std::io::{Read as _, Write as _};
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| Failure::Usage(anyhow!("{url:?} is not a URL: {e}")))?;
+    if parsed.scheme() != "https" {
+        return Err(Failure::Usage(anyhow!(
+            "{url}: a material is fetched over https:// only"
+        )));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(Failure::Usage(anyhow!(
+            "the URL carries credentials, which would be recorded in the attestation; pass a URL without them"
+        )));
+    }
+    let mut recorded = parsed.clone();
+    recorded.set_query(None);
+    recorded.set_fragment(None);
+    let unavailable = |e: String| Failure::Unavailable(anyhow!("cannot fetch {recorded}: {e}"));
+    let mut b = reqwest::blocking::Client::builder()
+        .https_only(true)
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .timeout(std::time::Duration::from_secs(1800))
+        .redirect(reqwest::redirect::Policy::limited(3));
+    if let Some(ca) = std::env::var_os("TALLY_CA_FILE") {
+        let pem = std::fs::read(&ca).map_err(|e| {
+            Failure::Usage(anyhow!("reading TALLY_CA_FILE {}: {e}", Path::new(&ca).display()))
+        })?;
+        for c in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| Failure::Usage(anyhow!("TALLY_CA_FILE: {e}")))?
+        {
+            b = b.add_root_certificate(c);
+        }
+    }
+    let client = b.build().map_err(|e| unavailable(e.to_string()))?;
+    let resp = client
+        .get(parsed.clone())
+        .send()
+        .map_err(|e| unavailable(e.to_string()))?;
+    let status = resp.status();
+    if status.is_client_error() {
+        return Err(material_failure(material::MaterialError::Invalid {
+            kind: Kind::Artifact,
+            value: recorded.to_string(),
+            reason: format!("the server answered {status}"),
+        }));
+    }
+    if !status.is_success() {
+        return Err(unavailable(format!("the server answered {status}")));
+    }
+    let name = parsed
+        .path_segments()
+        .and_then(|mut s| s.next_back().map(str::to_owned))
+        .filter(|n| !n.is_empty() && n != "." && n != "..")
+        .unwrap_or_else(|| "download".into());
+    std::fs::create_dir_all(dir).map_err(|e| Failure::Unavailable(e.into()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("fetch-")
+        .tempdir_in(dir)
+        .map_err(|e| Failure::Unavailable(e.into()))?;
+    let path = tmp.path().join(&name);
+    let mut out = std::fs::File::create(&path).map_err(|e| Failure::Unavailable(e.into()))?;
+    let mut body = resp.take(MAX_FETCH_BYTES + 1);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = body.read(&mut buf).map_err(|e| unavailable(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > MAX_FETCH_BYTES {
+            return Err(unavailable(format!("larger than {MAX_FETCH_BYTES} bytes")));
+        }
+        out.write_all(&buf[..n])
+            .map_err(|e| Failure::Unavailable(e.into()))?;
+    }
+    out.flush().map_err(|e| Failure::Unavailable(e.into()))?;
+    Ok(Fetched {
+        path,
+        recorded_url: recorded.to_string(),
+        _dir: tmp,
+    })
+}
+
 fn upload(
     st: &State,
     common: &AttCommon,

@@ -1063,3 +1063,95 @@ fn container_images_resolve_by_tag_in_a_real_registry() {
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(stderr(&o).contains("cannot resolve"), "{}", stderr(&o));
 }
+
+/// A file material given as an https:// URL is fetched, validated as its
+/// kind, hashed and recorded with its URL (without the query).
+#[test]
+fn a_material_given_by_https_url_is_fetched_validated_and_recorded() {
+    let f = Flow::new();
+    let served = f.dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let junit = std::fs::read(crate::controlplane::valid("junit.xml")).unwrap();
+    std::fs::write(served.join("junit.xml"), &junit).unwrap();
+    std::fs::write(served.join("notes.txt"), "not a test report\n").unwrap();
+    let (ca, cert, key) = crate::policy::loopback_tls(f.dir.path());
+    let (mut server, port) = crate::common::python_fixture_server("https_server.py", &[&served, &cert, &key]);
+    let c = contracts_dir().join("build-and-release.toml");
+    ok(&f.tally(&dry_init("--contract", c.to_str().unwrap(), "w", &[])));
+    let ca = ca.to_str().unwrap();
+    let url = format!("https://127.0.0.1:{port}/junit.xml");
+    let o = f.tally_with(
+        &[("TALLY_CA_FILE", ca)],
+        &[
+            "attestation",
+            "add",
+            "--name",
+            "unit-tests",
+            "--value",
+            &format!("{url}?token=secret"),
+            "--output",
+            "json",
+        ],
+    );
+    ok(&o);
+    let m = &json(&o)["material"];
+    assert_eq!(m["kind"], "JUNIT_XML");
+    assert_eq!(m["value"], "junit.xml");
+    assert_eq!(
+        m["digest"],
+        format!("sha256:{}", ledger_format::hash::sha256(&junit).to_hex())
+    );
+    assert_eq!(
+        m["annotations"]["tally.material.url"],
+        url.as_str(),
+        "the query is not recorded"
+    );
+    // Nothing fetched is left behind.
+    let left: Vec<_> = std::fs::read_dir(f.ws().join(".tally"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("fetch-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // Not its kind (exit 1, validated as any file is), missing (exit 1),
+    // untrusted certificate (exit 3), plain http or credentials (exit 2).
+    for (value, env, exit, says) in [
+        (
+            format!("https://127.0.0.1:{port}/notes.txt"),
+            true,
+            1,
+            "not a valid JUNIT_XML",
+        ),
+        (format!("https://127.0.0.1:{port}/missing.xml"), true, 1, "404"),
+        (url.clone(), false, 3, "cannot fetch"),
+        (
+            format!("http://127.0.0.1:{port}/junit.xml"),
+            true,
+            2,
+            "over https:// only",
+        ),
+        (
+            format!("https://u:p@127.0.0.1:{port}/junit.xml"),
+            true,
+            2,
+            "carries credentials",
+        ),
+    ] {
+        let extra: Vec<(&str, &str)> = if env { vec![("TALLY_CA_FILE", ca)] } else { vec![] };
+        let o = f.tally_with(
+            &extra,
+            &[
+                "attestation",
+                "add",
+                "--name",
+                "unit-tests",
+                "--replace",
+                "--value",
+                &value,
+            ],
+        );
+        assert_eq!(code(&o), exit, "{value}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{value}: {}", stderr(&o));
+    }
+    let _ = server.kill();
+}

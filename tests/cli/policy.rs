@@ -612,7 +612,7 @@ fn a_hostile_policy_at_intake_is_a_policy_error_and_the_server_carries_on() {
 }
 
 /// A CA and a certificate for 127.0.0.1 it signs (OpenSSL): (ca.pem, cert.pem, key.pem).
-fn loopback_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn loopback_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let run = |args: &[&str]| {
         let o = Command::new("openssl")
             .args(args)
