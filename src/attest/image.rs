@@ -130,14 +130,28 @@ pub fn resolve(value: &str) -> Result<ResolvedImage, MaterialError> {
         });
     }
     let registry = r.resolve_registry().to_owned();
+    let (client, auth) = client_for(&registry);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| MaterialError::Unreachable {
+            reference: value.to_owned(),
+            reason: e.to_string(),
+        })?;
+    resolve_with(value, &r, &name, &registry, &client, &auth, &rt)
+}
+
+/// A client for `registry`: plain HTTP for loopback and
+/// `TALLY_INSECURE_REGISTRIES`, credentials from the environment.
+fn client_for(registry: &str) -> (Client, RegistryAuth) {
     let mut insecure: Vec<String> = std::env::var("TALLY_INSECURE_REGISTRIES")
         .unwrap_or_default()
         .split(',')
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .collect();
-    if is_loopback(&registry) {
-        insecure.push(registry.clone());
+    if is_loopback(registry) {
+        insecure.push(registry.to_owned());
     }
     let client = Client::new(ClientConfig {
         protocol: ClientProtocol::HttpsExcept(insecure),
@@ -150,18 +164,23 @@ pub fn resolve(value: &str) -> Result<ResolvedImage, MaterialError> {
         (Ok(u), Ok(p)) => RegistryAuth::Basic(u, p),
         _ => RegistryAuth::Anonymous,
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| MaterialError::Unreachable {
-            reference: value.to_owned(),
-            reason: e.to_string(),
-        })?;
+    (client, auth)
+}
+
+fn resolve_with(
+    value: &str,
+    r: &Reference,
+    name: &str,
+    registry: &str,
+    client: &Client,
+    auth: &RegistryAuth,
+    rt: &tokio::runtime::Runtime,
+) -> Result<ResolvedImage, MaterialError> {
     let digest = rt
         .block_on(async {
             tokio::time::timeout(
                 std::time::Duration::from_secs(30),
-                client.fetch_manifest_digest(&r, &auth),
+                client.fetch_manifest_digest(r, auth),
             )
             .await
         })
@@ -188,7 +207,7 @@ pub fn resolve(value: &str) -> Result<ResolvedImage, MaterialError> {
     let signature = rt.block_on(async {
         tokio::time::timeout(
             std::time::Duration::from_secs(10),
-            signature(&client, &auth, &r, &digest),
+            signature(client, auth, r, &digest),
         )
         .await
         .unwrap_or_else(|_| Signature::Unknown(format!("registry {registry} did not answer within 10 s")))
@@ -198,6 +217,89 @@ pub fn resolve(value: &str) -> Result<ResolvedImage, MaterialError> {
         digest,
         resolved_online: true,
         signature,
+    })
+}
+
+/// The media type of a Helm chart's content in an OCI registry.
+pub const HELM_CHART_LAYER: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+
+/// The most a chart pulled from a registry may weigh.
+const MAX_CHART_BYTES: usize = 256 << 20;
+
+/// A Helm chart pulled from an OCI registry: its `.tgz` bytes, and the
+/// chart's manifest pinned (`registry/repository@sha256:…`).
+#[derive(Debug)]
+pub struct PulledChart {
+    /// The chart archive.
+    pub tgz: Vec<u8>,
+    /// `registry/repository@sha256:<manifest digest>`.
+    pub pinned: String,
+    /// `<last repository segment>-<tag>.tgz` (or the digest's hex).
+    pub file_name: String,
+}
+
+/// Pulls the chart `oci://registry/repository[:tag|@sha256:…]` (as `helm
+/// pull oci://…` does): the manifest's one chart layer.
+pub fn pull_chart(value: &str) -> Result<PulledChart, MaterialError> {
+    let bare = value.strip_prefix("oci://").unwrap_or(value);
+    let r = parse(bare)?;
+    let registry = r.resolve_registry().to_owned();
+    let (client, auth) = client_for(&registry);
+    let unreachable = |reason: String| MaterialError::Unreachable {
+        reference: value.to_owned(),
+        reason,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| unreachable(e.to_string()))?;
+    let image = rt
+        .block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(120),
+                client.pull(&r, &auth, vec![HELM_CHART_LAYER]),
+            )
+            .await
+        })
+        .map_err(|_| unreachable(format!("registry {registry} did not answer within 120 s")))?
+        .map_err(|e| {
+            let text = e.to_string();
+            if text.to_ascii_lowercase().contains("manifest unknown") || text.contains("MANIFEST_UNKNOWN") {
+                invalid(value, format!("registry {registry} has no such chart ({text})"))
+            } else if text.contains("media type") || text.contains("MediaType") {
+                invalid(value, format!("not a Helm chart: {text}"))
+            } else {
+                unreachable(format!("registry {registry}: {text}"))
+            }
+        })?;
+    let mut layers = image
+        .layers
+        .into_iter()
+        .filter(|l| l.media_type == HELM_CHART_LAYER);
+    let (Some(layer), None) = (layers.next(), layers.next()) else {
+        return Err(invalid(
+            value,
+            format!("the artifact does not have exactly one {HELM_CHART_LAYER} layer"),
+        ));
+    };
+    if layer.data.len() > MAX_CHART_BYTES {
+        return Err(invalid(
+            value,
+            format!("the chart is larger than {MAX_CHART_BYTES} bytes"),
+        ));
+    }
+    let digest = image
+        .digest
+        .ok_or_else(|| unreachable(format!("registry {registry} did not name the manifest's digest")))?;
+    let last = r.repository().rsplit('/').next().unwrap_or("chart");
+    let file_name = match r.tag() {
+        Some(t) if r.digest().is_none() => format!("{last}-{t}.tgz"),
+        _ => format!("{last}-{}.tgz", digest.trim_start_matches("sha256:")),
+    };
+    Ok(PulledChart {
+        tgz: layer.data.to_vec(),
+        pinned: format!("{}/{}@{digest}", r.registry(), r.repository()),
+        file_name,
     })
 }
 

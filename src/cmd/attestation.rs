@@ -639,7 +639,24 @@ pub fn add(args: &AttAddArgs) -> Result<Report, Failure> {
     // hashed and uploaded like a file (SPEC.md §11.3).
     let by_url =
         (args.value.starts_with("https://") || args.value.starts_with("http://")) && kind.is_none_or(is_file);
-    let fetched = if by_url {
+    // A Helm chart in an OCI registry (`oci://…`, as `helm pull` takes it).
+    let kind = match kind {
+        None if args.value.starts_with("oci://") => Some(Kind::HelmChart),
+        k => k,
+    };
+    let fetched = if kind == Some(Kind::HelmChart) && args.value.starts_with("oci://") {
+        let chart = image::pull_chart(&args.value).map_err(material_failure)?;
+        annotations
+            .entry("tally.material.oci.reference".into())
+            .or_insert_with(|| chart.pinned.clone());
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Some(Fetched::write(
+            dir,
+            &chart.file_name,
+            &chart.tgz,
+            chart.pinned.clone(),
+        )?)
+    } else if by_url {
         let dir = path.parent().unwrap_or(Path::new("."));
         let f = fetch_material(&args.value, dir)?;
         annotations
@@ -894,6 +911,29 @@ struct Fetched {
     _dir: tempfile::TempDir,
 }
 
+impl Fetched {
+    /// `bytes` as `name` in a temporary directory under `dir`.
+    fn write(dir: &Path, name: &str, bytes: &[u8], recorded_url: String) -> Result<Fetched, Failure> {
+        let tmp = fetch_dir(dir)?;
+        let path = tmp.path().join(name);
+        std::fs::write(&path, bytes).map_err(|e| Failure::Unavailable(e.into()))?;
+        Ok(Fetched {
+            path,
+            recorded_url,
+            _dir: tmp,
+        })
+    }
+}
+
+/// A temporary directory under `dir` for a fetched material.
+fn fetch_dir(dir: &Path) -> Result<tempfile::TempDir, Failure> {
+    std::fs::create_dir_all(dir).map_err(|e| Failure::Unavailable(e.into()))?;
+    tempfile::Builder::new()
+        .prefix("fetch-")
+        .tempdir_in(dir)
+        .map_err(|e| Failure::Unavailable(e.into()))
+}
+
 /// The most a material fetched by URL may weigh.
 const MAX_FETCH_BYTES: u64 = 16 << 30;
 
@@ -955,11 +995,7 @@ fn fetch_material(url: &str, dir: &Path) -> Result<Fetched, Failure> {
         .and_then(|mut s| s.next_back().map(str::to_owned))
         .filter(|n| !n.is_empty() && n != "." && n != "..")
         .unwrap_or_else(|| "download".into());
-    std::fs::create_dir_all(dir).map_err(|e| Failure::Unavailable(e.into()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix("fetch-")
-        .tempdir_in(dir)
-        .map_err(|e| Failure::Unavailable(e.into()))?;
+    let tmp = fetch_dir(dir)?;
     let path = tmp.path().join(&name);
     let mut out = std::fs::File::create(&path).map_err(|e| Failure::Unavailable(e.into()))?;
     let mut body = resp.take(MAX_FETCH_BYTES + 1);

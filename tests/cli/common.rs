@@ -267,6 +267,24 @@ impl Registry {
     /// Pushes a one-layer OCI image `repo:tag` over the registry's HTTP API;
     /// returns the manifest's `sha256:<hex>`.
     pub fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> String {
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        self.push_artifact(
+            repo,
+            tag,
+            ("application/vnd.oci.image.config.v1+json", config),
+            &[("application/vnd.oci.image.layer.v1.tar", layer)],
+        )
+    }
+
+    /// Pushes an OCI manifest `repo:tag` with `config` and `layers` (media
+    /// type, bytes) over the registry's HTTP API; returns its `sha256:<hex>`.
+    pub fn push_artifact(
+        &self,
+        repo: &str,
+        tag: &str,
+        config: (&str, &[u8]),
+        layers: &[(&str, &[u8])],
+    ) -> String {
         use sha2::Digest as _;
         let http = reqwest::blocking::Client::new();
         let blob = |bytes: &[u8]| -> String {
@@ -292,14 +310,15 @@ impl Registry {
             assert_eq!(r.status().as_u16(), 201, "finishing an upload");
             digest
         };
-        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-        let config_digest = blob(config);
-        let layer_digest = blob(layer);
+        let layers: Vec<serde_json::Value> = layers
+            .iter()
+            .map(|(t, b)| serde_json::json!({"mediaType": t, "digest": blob(b), "size": b.len()}))
+            .collect();
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+            "config": {"mediaType": config.0, "digest": blob(config.1), "size": config.1.len()},
+            "layers": layers,
         })
         .to_string();
         let r = http
@@ -314,6 +333,20 @@ impl Registry {
             hex::encode(sha2::Sha256::digest(manifest.as_bytes()))
         )
     }
+}
+
+/// A gzip'd tar of `entries` (path, text), as a chart or report archive is.
+pub fn tgz(entries: &[(&str, &str)]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut t = tar::Builder::new(gz);
+    for (n, body) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, n, body.as_bytes()).unwrap();
+    }
+    t.into_inner().unwrap().finish().unwrap()
 }
 
 /// git in `dir` as SecOps (author and committer set), with `$TALLY` naming

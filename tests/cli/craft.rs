@@ -1155,3 +1155,81 @@ fn a_material_given_by_https_url_is_fetched_validated_and_recorded() {
     }
     let _ = server.kill();
 }
+
+/// A HELM_CHART given as `oci://…` is pulled from its registry (the chart
+/// layer of its manifest, as `helm pull` takes it), validated, hashed and
+/// recorded with the manifest pinned.
+#[test]
+fn a_helm_chart_is_pulled_from_an_oci_registry() {
+    let Some(reg) = crate::common::registry() else {
+        return;
+    };
+    let f = Flow::new();
+    let tgz = crate::common::tgz;
+    let chart = tgz(&[
+        (
+            "payments/Chart.yaml",
+            "apiVersion: v2\nname: payments\nversion: 1.4.2\n",
+        ),
+        ("payments/values.yaml", "replicas: 2\n"),
+    ]);
+    let config = br#"{"apiVersion":"v2","name":"payments","version":"1.4.2"}"#;
+    let helm = |repo: &str, tag: &str, layer: &[u8]| {
+        reg.push_artifact(
+            repo,
+            tag,
+            ("application/vnd.cncf.helm.config.v1+json", config),
+            &[(tally::attest::image::HELM_CHART_LAYER, layer)],
+        )
+    };
+    let manifest = helm("charts/payments", "1.4.2", &chart);
+    let c = contracts_dir().join("build-and-release.toml");
+    ok(&f.tally(&dry_init("--contract", c.to_str().unwrap(), "w", &[])));
+    let o = f.add(&[
+        "--name",
+        "chart",
+        "--value",
+        &format!("oci://{}/charts/payments:1.4.2", reg.addr),
+        "--output",
+        "json",
+    ]);
+    ok(&o);
+    let m = &json(&o)["material"];
+    assert_eq!(m["kind"], "HELM_CHART");
+    assert_eq!(m["value"], "payments-1.4.2.tgz");
+    assert_eq!(
+        m["digest"],
+        format!("sha256:{}", ledger_format::hash::sha256(&chart).to_hex())
+    );
+    assert_eq!(
+        m["annotations"]["tally.material.oci.reference"],
+        format!("{}/charts/payments@{manifest}", reg.addr)
+    );
+    assert_eq!(m["annotations"]["tally.material.chart.name"], "payments");
+    // By digest too; an image is not a chart; a layer that is not a chart
+    // is refused as one; an unknown tag is not a chart.
+    ok(&f.add(&[
+        "--name",
+        "chart",
+        "--replace",
+        "--value",
+        &format!("oci://{}/charts/payments@{manifest}", reg.addr),
+    ]));
+    reg.push_image("charts/not-a-chart", "1", b"image layer");
+    helm("charts/broken", "1", &tgz(&[("x/readme.md", "hi")]));
+    for (value, says) in [
+        (
+            format!("oci://{}/charts/not-a-chart:1", reg.addr),
+            "not a Helm chart",
+        ),
+        (format!("oci://{}/charts/broken:1", reg.addr), "Chart.yaml"),
+        (
+            format!("oci://{}/charts/payments:9.9.9", reg.addr),
+            "no such chart",
+        ),
+    ] {
+        let o = f.add(&["--name", "chart", "--replace", "--value", &value]);
+        assert_eq!(code(&o), 1, "{value}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{value}: {}", stderr(&o));
+    }
+}

@@ -340,19 +340,8 @@ fn coverage_reports_openapi_gitlab_and_helm() {
 
     // A Helm chart: a .tgz with <name>/Chart.yaml.
     let chart = d.join("demo-0.1.0.tgz");
-    let tgz = |path: &Path, entries: &[(&str, &str)]| {
-        let gz =
-            flate2::write::GzEncoder::new(std::fs::File::create(path).unwrap(), flate2::Compression::fast());
-        let mut t = tar::Builder::new(gz);
-        for (n, body) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(body.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            t.append_data(&mut h, n, body.as_bytes()).unwrap();
-        }
-        t.into_inner().unwrap().finish().unwrap();
-    };
+    let tgz =
+        |path: &Path, entries: &[(&str, &str)]| std::fs::write(path, crate::common::tgz(entries)).unwrap();
     tgz(
         &chart,
         &[
